@@ -1,0 +1,97 @@
+# kvlm build.  make            -> ./kvlm
+#              make test       -> build and run the GoogleTest suite (fetches the default model)
+#              make run        -> install what is missing, fetch the default model, chat with it
+#              make bench      -> prefill/decode benchmark on the default model
+#              make deps       -> Debian packages (apt-get as root, else the command to run)
+#              DEBUG=1         -> -O1 -g with AddressSanitizer + UBSan (separate build dir)
+#              CUDA=0          -> do not compile the CUDA backend even when nvcc is present
+
+CXX      ?= g++
+DEBUG    ?= 0
+NVCC     ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
+CUDA     ?= $(if $(NVCC),1,0)
+CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
+
+MODEL    := weights/SmolLM2-135M-Instruct.Q4_1.gguf
+
+ifeq ($(DEBUG),1)
+  BUILD    := build/debug
+  OPT      := -O1 -g -march=native -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+  LDOPT    := -fsanitize=address,undefined
+else
+  BUILD    := build/release
+  OPT      := -O3 -march=native -DNDEBUG
+  LDOPT    :=
+endif
+
+CXXFLAGS := -std=c++20 $(OPT) -Wall -Wextra -fopenmp -MMD -MP -Isrc -I. 
+LDFLAGS  := $(LDOPT) -fopenmp
+LDLIBS   := -lpthread
+
+LIB_SRC  := $(wildcard src/model/*.cpp src/kv/*.cpp src/kv/strategies/*.cpp src/eval/*.cpp \
+                       src/cli/*.cpp src/*.cpp tokenizer/*.cpp kernels/cpu/*.cpp)
+LIB_SRC  := $(filter-out src/main.cpp,$(LIB_SRC))
+LIB_OBJ  := $(LIB_SRC:%.cpp=$(BUILD)/%.o)
+TEST_SRC := $(wildcard tests/*.cpp)
+TEST_OBJ := $(TEST_SRC:%.cpp=$(BUILD)/%.o)
+
+CU_SRC := $(if $(filter 1,$(CUDA)),$(wildcard kernels/cuda/*.cu))
+ifneq ($(CU_SRC),)
+  CU_OBJ    := $(CU_SRC:%.cu=$(BUILD)/%.o)
+  CXXFLAGS  += -DKVLM_CUDA=1 -I$(CUDA_HOME)/include
+  LDLIBS    += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart
+  NVCCFLAGS := -std=c++17 -O3 -Isrc -I. -arch=sm_90 -Xcompiler -Wall,-Wextra -MMD -MP
+endif
+
+.PHONY: all run test bench deps model clean
+all: kvlm
+
+kvlm: $(BUILD)/kvlm
+	cp $< $@
+
+$(BUILD)/kvlm: $(BUILD)/src/main.o $(LIB_OBJ) $(CU_OBJ)
+	$(CXX) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/kvlm_tests: $(TEST_OBJ) $(LIB_OBJ) $(CU_OBJ)
+	$(CXX) $(LDFLAGS) -o $@ $^ -lgtest -lgtest_main $(LDLIBS)
+
+$(BUILD)/%.o: %.cpp
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXFLAGS) -c -o $@ $<
+
+$(BUILD)/%.o: %.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -c -o $@ $<
+
+# The test binary finds the kvlm executable and the default model through these variables.
+test: $(BUILD)/kvlm_tests $(BUILD)/kvlm model
+	KVLM_BIN=$(BUILD)/kvlm KVLM_MODEL=$(MODEL) $(BUILD)/kvlm_tests
+
+bench: kvlm model
+	./kvlm bench --model $(MODEL)
+
+run: deps model kvlm
+	./kvlm chat --model $(MODEL)
+
+model: $(MODEL)
+$(MODEL):
+	weights/get-default.sh
+
+# Libraries come from Debian; tools count as present when they run, wherever they came from.
+DEB_LIBS  := libcli11-dev nlohmann-json3-dev libgtest-dev libgmock-dev libsentencepiece-dev
+deps:
+	@missing=""; \
+	for p in $(DEB_LIBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	command -v g++ >/dev/null || missing="$$missing g++"; \
+	command -v python3 >/dev/null || missing="$$missing python3"; \
+	python3 -m pip --version >/dev/null 2>&1 || missing="$$missing python3-pip"; \
+	if [ -z "$$missing" ]; then echo "deps: all present"; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	  echo "deps: installing$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	else echo "deps: missing$$missing; run: sudo apt-get install -y$$missing" >&2; exit 1; fi
+
+clean:
+	rm -rf build kvlm
+
+-include $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(CU_OBJ:.o=.d) $(BUILD)/src/main.d

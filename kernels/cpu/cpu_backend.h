@@ -1,0 +1,38 @@
+// The CPU backend: plain C++ kernels, OpenMP threads across cores, loops written so the
+// compiler vectorises them. It is the reference the CUDA kernels are tested against.
+#pragma once
+#include "backend.h"
+
+namespace kvlm {
+
+class CpuBackend final : public Backend {
+ public:
+  // n_threads <= 0 means all cores.
+  explicit CpuBackend(int n_threads = 0);
+  std::string name() const override;
+  int threads() const { return n_threads_; }
+
+  float* alloc(size_t n_floats) override;
+  void release(float* p) override;
+  void upload(float* dst, const float* host_src, size_t n) override;
+  void download(float* host_dst, const float* src, size_t n) override;
+
+  void embedding(float* out, const float* table, const int32_t* ids, int T, int dim) override;
+  void rmsnorm(float* out, const float* x, const float* weight, int T, int dim,
+               float eps) override;
+  void matmul(float* out, const float* x, const float* w, int T, int n_in, int n_out) override;
+  void rope(float* x, const int32_t* positions, const float* inv_freq, int T, int n_heads,
+            int head_dim, int rope_dim) override;
+  void swiglu(float* out, const float* gate, const float* up, size_t n) override;
+  void add(float* x, const float* y, size_t n) override;
+  void attention(float* out, const float* q, const std::vector<KVHeadView>& kv, int T,
+                 int n_heads, int head_dim) override;
+  void copy_rows(float* dst, int dst_stride, const float* src, int src_stride, int rows,
+                 int cols) override;
+  void compact_rows(float* buf, const int32_t* keep, int n, int cols) override;
+
+ private:
+  int n_threads_;
+};
+
+}  // namespace kvlm

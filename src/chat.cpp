@@ -1,0 +1,173 @@
+#include "chat.h"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+
+namespace kvlm {
+
+ChatTemplate ChatTemplate::detect(const std::string& jinja) {
+  ChatTemplate t;
+  if (jinja.find("<|im_start|>") != std::string::npos) {
+    t.kind = Kind::ChatML;
+    // SmolLM2's template names its default system prompt inline:
+    // ...'<|im_start|>system\nYou are a helpful AI assistant ...<|im_end|>\n'...
+    const std::string open = "<|im_start|>system\n", close = "<|im_end|>";
+    size_t at = jinja.find(open);
+    if (at != std::string::npos) {
+      size_t begin = at + open.size(), end = jinja.find(close, begin);
+      std::string text = jinja.substr(begin, end - begin);
+      if (end != std::string::npos && text.find_first_of("{}'\"+") == std::string::npos)
+        t.default_system = text;
+    }
+  }
+  return t;
+}
+
+std::string ChatTemplate::name() const { return kind == Kind::ChatML ? "chatml" : "plain"; }
+
+std::string ChatTemplate::user_turn(const std::string& system, const std::string& user,
+                                    bool first) const {
+  const std::string& sys = system.empty() ? default_system : system;
+  std::string text;
+  switch (kind) {
+    case Kind::ChatML:
+      if (first && !sys.empty()) text += "<|im_start|>system\n" + sys + "<|im_end|>\n";
+      if (!first) text += "<|im_end|>\n";
+      return text + "<|im_start|>user\n" + user + "<|im_end|>\n<|im_start|>assistant\n";
+    case Kind::Plain:
+      if (first && !sys.empty()) text += sys + "\n\n";
+      if (!first) text += "\n\n";
+      return text + "User: " + user + "\nAssistant:";
+  }
+  return text;
+}
+
+namespace {
+
+// Ctrl-C while an answer streams stops that answer; at the prompt it only explains.
+std::atomic<bool> g_generating{false};
+std::atomic<bool> g_interrupt{false};
+
+void on_sigint(int) {
+  if (g_generating.load()) {
+    g_interrupt.store(true);
+  } else {
+    const char msg[] = "\n(Ctrl-D or /quit leaves the chat)\n> ";
+    ssize_t ignored = write(STDERR_FILENO, msg, sizeof msg - 1);
+    (void)ignored;
+  }
+}
+
+void print_stats(Session& s) {
+  KVStats st = s.cache().stats();
+  std::fprintf(stderr, "kv %s: %d tokens seen, %s held / %s full (%.2fx), %s allocated, ctx %d\n",
+               s.strategy().name().c_str(), st.tokens_seen, format_bytes(st.bytes_held).c_str(),
+               format_bytes(st.bytes_full).c_str(), st.compression(),
+               format_bytes(st.bytes_allocated).c_str(), s.ctx_size());
+  for (size_t l = 0; l < st.lengths.size(); l++) {
+    int lo = st.lengths[l][0], hi = lo;
+    double sum = 0;
+    for (int len : st.lengths[l]) lo = std::min(lo, len), hi = std::max(hi, len), sum += len;
+    std::fprintf(stderr, "  layer %2zu: kept min %d / mean %.1f / max %d\n", l, lo,
+                 sum / st.lengths[l].size(), hi);
+  }
+}
+
+const char* kHelp =
+    "commands:\n"
+    "  /help        this list\n"
+    "  /stats       KV cache: tokens, bytes held vs a full cache, kept lengths per layer\n"
+    "  /reset       forget the conversation (empties the cache)\n"
+    "  /kv SPEC     switch KV method (e.g. /kv full) and reset\n"
+    "  /quit        leave (Ctrl-D too)\n"
+    "end a line with \\ to continue the message on the next line; Ctrl-C stops an answer\n";
+
+}  // namespace
+
+int chat_repl(Session& session, const ChatOptions& options) {
+  const ChatTemplate tmpl = ChatTemplate::detect(session.file().chat_template());
+  if (tmpl.kind == ChatTemplate::Kind::Plain)
+    std::fprintf(stderr, "warning: no known chat template in the model; using a plain one\n");
+  Sampler sampler(options.sampling);
+  bool first_turn = true;
+  const int n_predict = options.n_predict < 0 ? 1 << 30 : options.n_predict;
+
+  struct sigaction sa {};
+  sa.sa_handler = on_sigint;
+  sa.sa_flags = SA_RESTART;
+  sigaction(SIGINT, &sa, nullptr);
+  const bool interactive = isatty(STDIN_FILENO);
+  if (interactive)
+    std::fprintf(stderr, "chat with %s (template %s). /help for commands.\n",
+                 session.file().config().name.c_str(), tmpl.name().c_str());
+
+  std::string line;
+  while (true) {
+    if (interactive) std::fprintf(stderr, "> ");
+    std::string message;
+    bool more = true;
+    while (more && std::getline(std::cin, line)) {
+      more = !line.empty() && line.back() == '\\';
+      message += more ? line.substr(0, line.size() - 1) + "\n" : line;
+    }
+    if (!std::cin && message.empty()) break;  // EOF
+    if (message.empty()) continue;
+
+    if (message[0] == '/') {
+      std::string cmd = message.substr(0, message.find(' '));
+      std::string arg = cmd.size() < message.size() ? message.substr(cmd.size() + 1) : "";
+      if (cmd == "/quit" || cmd == "/exit") break;
+      if (cmd == "/help") std::fputs(kHelp, stderr);
+      else if (cmd == "/stats") print_stats(session);
+      else if (cmd == "/reset") {
+        session.reset();
+        first_turn = true;
+        std::fprintf(stderr, "(conversation reset)\n");
+      } else if (cmd == "/kv") {
+        try {
+          session.set_strategy(arg);
+          first_turn = true;
+          std::fprintf(stderr, "(kv method: %s; conversation reset)\n",
+                       session.strategy().name().c_str());
+        } catch (const std::exception& e) {
+          std::fprintf(stderr, "error: %s\n", e.what());
+        }
+      } else std::fprintf(stderr, "unknown command %s (try /help)\n", cmd.c_str());
+      continue;
+    }
+
+    std::vector<int32_t> ids = session.tokenizer().encode(
+        tmpl.user_turn(options.system, message, first_turn), first_turn && session.tokenizer().add_bos_default());
+    g_interrupt = false;
+    g_generating = true;
+    GenerationStats st;
+    try {
+      st = session.generate(ids, n_predict, sampler, [](const std::string& text) {
+        std::fwrite(text.data(), 1, text.size(), stdout);
+        std::fflush(stdout);
+      }, &g_interrupt);
+    } catch (const std::exception& e) {  // e.g. the context is full: the chat goes on
+      g_generating = false;
+      std::fprintf(stderr, "\nerror: %s\n", e.what());
+      continue;
+    }
+    g_generating = false;
+    first_turn = false;
+    std::fputs("\n", stdout);
+    std::fflush(stdout);
+    KVStats kv = session.cache().stats();
+    std::fprintf(stderr, "[%d tokens, %.1f tok/s | prompt %d tokens, %.1f tok/s | kv %s / %s full%s]\n",
+                 st.generated_tokens, st.decode_tokens_per_second(), st.prompt_tokens,
+                 st.prefill_tokens_per_second(), format_bytes(kv.bytes_held).c_str(),
+                 format_bytes(kv.bytes_full).c_str(),
+                 st.interrupted ? " | interrupted" : st.context_full ? " | context full" : "");
+  }
+  if (interactive) std::fputs("\n", stderr);
+  return 0;
+}
+
+}  // namespace kvlm

@@ -1,0 +1,150 @@
+#include "commands.h"
+
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "eval/bench.h"
+
+namespace kvlm {
+
+namespace {
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error(path + ": cannot read the prompt file");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+void write_json(const std::string& path, const nlohmann::json& doc) {
+  std::string tmp = path + ".partial";
+  std::ofstream out(tmp);
+  out << doc.dump(2) << "\n";
+  out.close();
+  if (!out || std::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::remove(tmp.c_str());
+    throw std::runtime_error(path + ": cannot write the JSON file");
+  }
+}
+
+}  // namespace
+
+int run_command(const RuntimeOptions& rt, const RunOptions& o) {
+  std::string text = o.prompt_file.empty() ? o.prompt : read_file(o.prompt_file);
+  if (!o.json_path.empty() && !std::ofstream(o.json_path + ".partial"))
+    throw std::runtime_error(o.json_path + ": cannot write here");
+  std::remove((o.json_path + ".partial").c_str());
+  Session session(rt);
+  const Tokenizer& tok = session.tokenizer();
+  if (o.chat) {
+    ChatTemplate tmpl = ChatTemplate::detect(session.file().chat_template());
+    if (tmpl.kind == ChatTemplate::Kind::Plain)
+      std::fprintf(stderr, "warning: no known chat template in the model; using a plain one\n");
+    text = tmpl.user_turn(o.system, text, true);
+  }
+  std::vector<int32_t> ids = tok.encode(text, tok.add_bos_default());
+  if (ids.empty()) throw std::runtime_error("the prompt is empty (-p or -f)");
+  if (int(ids.size()) > session.ctx_size())
+    throw std::runtime_error("the prompt is " + std::to_string(ids.size()) +
+                             " tokens, longer than the context size of " +
+                             std::to_string(session.ctx_size()) + " (--ctx-size)");
+  Sampler sampler(o.sampling);
+  GenerationStats st = session.generate(ids, o.n_predict, sampler, [](const std::string& piece) {
+    std::fwrite(piece.data(), 1, piece.size(), stdout);
+    std::fflush(stdout);
+  });
+  std::fputs("\n", stdout);
+  KVStats kv = session.cache().stats();
+  if (o.stats) {
+    std::fprintf(stderr, "prompt %d tokens in %.2f s (%.1f tok/s); generated %d tokens in %.2f s (%.2f tok/s)%s\n",
+                 st.prompt_tokens, st.prefill_seconds, st.prefill_tokens_per_second(),
+                 st.generated_tokens, st.decode_seconds, st.decode_tokens_per_second(),
+                 st.context_full ? "; stopped: context full" : "");
+    std::fprintf(stderr, "kv %s: %s held / %s full (%.2fx), %s allocated\n",
+                 session.strategy().name().c_str(), format_bytes(kv.bytes_held).c_str(),
+                 format_bytes(kv.bytes_full).c_str(), kv.compression(),
+                 format_bytes(kv.bytes_allocated).c_str());
+  }
+  if (!o.json_path.empty())
+    write_json(o.json_path, {{"prompt_tokens", st.prompt_tokens},
+                             {"generated_tokens", st.generated_tokens},
+                             {"prefill_seconds", st.prefill_seconds},
+                             {"decode_seconds", st.decode_seconds},
+                             {"stopped_at_end_token", st.hit_end},
+                             {"kv_method", session.strategy().name()},
+                             {"kv_bytes_held", kv.bytes_held},
+                             {"kv_bytes_full", kv.bytes_full},
+                             {"kv_lengths", kv.lengths}});
+  return 0;
+}
+
+int info_command(const RuntimeOptions& rt) {
+  std::string path = rt.model_path.empty() ? default_model_path() : rt.model_path;
+  ModelFile f(path);
+  const ModelConfig& c = f.config();
+  std::printf("file        %s (%s, %s)\n", f.path().c_str(), f.format().c_str(),
+              format_bytes(f.file_bytes()).c_str());
+  std::printf("model       %s, llama architecture, %.1fM parameters\n", c.name.c_str(),
+              f.parameter_count() / 1e6);
+  std::printf("layers      %d\nhidden      %d\nheads       %d query, %d kv (GQA group %d), head dim %d\n",
+              c.n_layers, c.dim, c.n_heads, c.n_kv_heads, c.group(), c.head_dim);
+  std::printf("ffn         %d (SwiGLU)\nvocab       %d\ncontext     %d tokens (trained)\n",
+              c.ffn_dim, c.vocab_size, c.context_length);
+  const char* scaling = c.rope_scaling == RopeScaling::Linear ? "linear" : c.rope_scaling == RopeScaling::Llama3 ? "llama3" : "none";
+  std::printf("rope        theta %g, %d dims rotated, scaling %s (factor %g)%s\n", c.rope_theta,
+              c.rope_dim, scaling, c.rope_factor,
+              c.rope_freq_factors.empty() ? "" : ", per-frequency factors from rope_freqs.weight");
+  std::printf("norm        RMSNorm, eps %g\nembeddings  %s\n", c.rms_eps,
+              c.tied_embeddings ? "tied (output reuses token_embd)" : "untied");
+  std::printf("tokenizer   %s\n", f.tokenizer().describe().c_str());
+  ChatTemplate tmpl = ChatTemplate::detect(f.chat_template());
+  std::printf("template    %s%s\n", tmpl.name().c_str(),
+              f.chat_template().empty() ? " (the model has none)" : " (detected from tokenizer.chat_template)");
+  if (!tmpl.default_system.empty())
+    std::printf("            default system prompt: \"%s\"\n", tmpl.default_system.c_str());
+
+  std::map<std::string, std::pair<int, uint64_t>> by_type;
+  for (const TensorSummary& t : f.tensors()) {
+    uint64_t n = 1;
+    for (uint64_t d : t.shape) n *= d;
+    by_type[t.type].first++;
+    by_type[t.type].second += n;
+  }
+  std::printf("tensors     %zu:", f.tensors().size());
+  for (const auto& [type, count] : by_type)
+    std::printf(" %d %s (%.1fM)", count.first, type.c_str(), count.second / 1e6);
+  std::printf("\n");
+  const double kv_per_token = 2.0 * c.n_layers * c.kv_dim() * sizeof(float);
+  const int ctx = rt.ctx_size > 0 ? rt.ctx_size : c.context_length;
+  std::printf("memory      weights %s as float32 on cpu; KV %s per token, %s at ctx %d\n",
+              format_bytes(weight_bytes_per_token(c) + (c.tied_embeddings ? 0.0 : 4.0 * c.vocab_size * c.dim)).c_str(),
+              format_bytes(kv_per_token).c_str(), format_bytes(kv_per_token * ctx).c_str(), ctx);
+  if (rt.verbose) {
+    std::printf("\n%-32s %-6s %s\n", "tensor", "type", "shape");
+    for (const TensorSummary& t : f.tensors()) {
+      std::string shape;
+      for (uint64_t d : t.shape) shape += (shape.empty() ? "" : " x ") + std::to_string(d);
+      std::printf("%-32s %-6s %s\n", t.name.c_str(), t.type.c_str(), shape.c_str());
+    }
+  }
+  return 0;
+}
+
+int methods_command() {
+  for (const MethodInfo& m : known_methods()) {
+    std::printf("%-12s %s\n", m.name.c_str(), m.summary.c_str());
+    if (!m.params.empty()) {
+      std::string params;
+      for (const auto& [key, value] : m.params) params += (params.empty() ? "" : ", ") + key + "=" + value;
+      std::printf("%-12s params: %s\n", "", params.c_str());
+    }
+    if (!m.paper.empty()) std::printf("%-12s paper: %s\n", "", m.paper.c_str());
+  }
+  return 0;
+}
+
+}  // namespace kvlm

@@ -1,0 +1,45 @@
+// ModelConfig: everything the forward pass needs to know about a Llama-family model.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace kvlm {
+
+// How positions are turned into rotation frequencies.
+enum class RopeScaling { None, Linear, Llama3 };
+
+struct ModelConfig {
+  std::string name;            // human-readable, from metadata
+  int n_layers = 0;
+  int dim = 0;                 // hidden size
+  int n_heads = 0;             // query heads
+  int n_kv_heads = 0;          // key/value heads (GQA when < n_heads)
+  int head_dim = 0;            // usually dim / n_heads
+  int ffn_dim = 0;             // SwiGLU intermediate size
+  int vocab_size = 0;
+  int context_length = 0;      // trained context
+  float rms_eps = 1e-5f;
+  bool tied_embeddings = true; // output projection reuses the token embedding
+
+  float rope_theta = 10000.0f;
+  int rope_dim = 0;            // rotated dimensions per head (== head_dim for Llama)
+  RopeScaling rope_scaling = RopeScaling::None;
+  float rope_factor = 1.0f;             // Linear and Llama3
+  float rope_low_freq_factor = 1.0f;    // Llama3
+  float rope_high_freq_factor = 4.0f;   // Llama3
+  int rope_original_context = 8192;     // Llama3
+  std::vector<float> rope_freq_factors; // per-frequency divisors (GGUF rope_freqs.weight), optional
+
+  int q_dim() const { return n_heads * head_dim; }
+  int kv_dim() const { return n_kv_heads * head_dim; }
+  int group() const { return n_heads / n_kv_heads; }
+};
+
+// Inverse rotation frequency of each of the rope_dim/2 pairs, scaling applied.
+std::vector<float> rope_inv_frequencies(const ModelConfig& c);
+
+// Throws std::runtime_error naming the first field that is absent or absurd.
+void validate(const ModelConfig& c, const std::string& source);
+
+}  // namespace kvlm

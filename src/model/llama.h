@@ -1,0 +1,62 @@
+// The Llama forward pass: embedding, then per layer RMSNorm -> GQA attention with RoPE ->
+// residual -> RMSNorm -> SwiGLU FFN -> residual, then a final norm and the output projection.
+#pragma once
+#include <memory>
+#include <vector>
+
+#include "backend.h"
+#include "kv/kv_cache.h"
+#include "kv/strategy.h"
+#include "model/config.h"
+
+namespace kvlm {
+
+// Backend buffers of one block, PyTorch layout ([out][in]); Q/K rows in rotate-half order.
+struct LayerWeights {
+  float* attn_norm = nullptr;  // [dim]
+  float* wq = nullptr;         // [n_heads * head_dim][dim]
+  float* wk = nullptr;         // [n_kv_heads * head_dim][dim]
+  float* wv = nullptr;         // [n_kv_heads * head_dim][dim]
+  float* wo = nullptr;         // [dim][n_heads * head_dim]
+  float* ffn_norm = nullptr;   // [dim]
+  float* w_gate = nullptr;     // [ffn_dim][dim]
+  float* w_up = nullptr;       // [ffn_dim][dim]
+  float* w_down = nullptr;     // [dim][ffn_dim]
+};
+
+struct Weights {
+  float* token_embedding = nullptr;  // [vocab][dim]
+  std::vector<LayerWeights> layers;
+  float* output_norm = nullptr;      // [dim]
+  float* output = nullptr;           // [vocab][dim]; == token_embedding when tied
+};
+
+class Model {
+ public:
+  // Takes ownership of the backend buffers in `weights`.
+  Model(Backend& backend, const ModelConfig& config, Weights weights);
+  ~Model();
+  Model(const Model&) = delete;
+  Model& operator=(const Model&) = delete;
+
+  const ModelConfig& config() const { return config_; }
+  Backend& backend() { return backend_; }
+  std::unique_ptr<KVCache> make_cache(int max_tokens);
+
+  // Runs `tokens` (T >= 1) after everything already in `cache`: prefill when T > 1, one
+  // decode step when T == 1. Returns the logits of the last token.
+  std::vector<float> forward(const std::vector<int32_t>& tokens, KVCache& cache,
+                             KVStrategy& strategy);
+
+ private:
+  struct Scratch;
+  Scratch& scratch(int T);
+
+  Backend& backend_;
+  ModelConfig config_;
+  Weights w_;
+  float* inv_freq_ = nullptr;  // backend copy of rope_inv_frequencies(config_)
+  std::unique_ptr<Scratch> scratch_;
+};
+
+}  // namespace kvlm

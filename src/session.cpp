@@ -1,0 +1,119 @@
+#include "session.h"
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <stdexcept>
+
+#include "kernels/cpu/cpu_backend.h"
+
+namespace kvlm {
+
+namespace {
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+}  // namespace
+
+std::string default_model_path() {
+  if (const char* env = std::getenv("KVLM_MODEL")) return env;
+  return "weights/SmolLM2-135M-Instruct.Q4_1.gguf";
+}
+
+std::string format_bytes(double bytes) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  int u = 0;
+  while (bytes >= 1024 && u < 4) bytes /= 1024, u++;
+  char buf[32];
+  std::snprintf(buf, sizeof buf, u ? "%.1f %s" : "%.0f %s", bytes, units[u]);
+  return buf;
+}
+
+Session::Session(const RuntimeOptions& options) {
+  std::string path = options.model_path.empty() ? default_model_path() : options.model_path;
+  if (options.model_path.empty() && !std::ifstream(path))
+    throw std::runtime_error(path + ": the default model is not here; fetch it with `make model` "
+                             "(or weights/get-default.sh), or pass --model PATH");
+  // Only the CPU backend exists so far; the CUDA backend is a later milestone.
+  if (!options.device.empty() && options.device != "cpu")
+    throw std::runtime_error("--device " + options.device +
+                             ": this build has no such backend (available: cpu)");
+  strategy_ = make_strategy(options.kv);
+  auto start = std::chrono::steady_clock::now();
+  file_ = std::make_unique<ModelFile>(path);
+  backend_ = std::make_unique<CpuBackend>(options.threads);
+  model_ = file_->load(*backend_);
+  const ModelConfig& c = file_->config();
+  int ctx = options.ctx_size > 0 ? options.ctx_size : c.context_length;
+  if (options.ctx_size > c.context_length)
+    std::fprintf(stderr, "warning: --ctx-size %d exceeds the trained context of %d tokens\n",
+                 options.ctx_size, c.context_length);
+  cache_ = model_->make_cache(ctx);
+  if (!options.quiet)
+    std::fprintf(stderr, "kvlm: %s (%s, %.0fM params, %d layers) on %s, ctx %d, kv %s, loaded in %.1f s\n",
+                 path.c_str(), file_->format().c_str(), file_->parameter_count() / 1e6, c.n_layers,
+                 backend_->name().c_str(), ctx, strategy_->name().c_str(), seconds_since(start));
+}
+
+Session::~Session() = default;
+
+void Session::set_strategy(const std::string& spec) {
+  strategy_ = make_strategy(spec);
+  reset();
+}
+
+void Session::reset() {
+  cache_->clear();
+  history_.clear();
+}
+
+std::vector<float> Session::feed(const std::vector<int32_t>& ids) {
+  if (cache_->tokens_seen() + int(ids.size()) > ctx_size())
+    throw std::runtime_error("context full: " + std::to_string(cache_->tokens_seen()) + " + " +
+                             std::to_string(ids.size()) + " tokens exceed the context size of " +
+                             std::to_string(ctx_size()) + " (--ctx-size, or /reset in chat)");
+  for (int32_t id : ids)
+    if (id < 0 || id >= file_->config().vocab_size)
+      throw std::runtime_error("token id " + std::to_string(id) + " is outside the vocabulary");
+  history_.insert(history_.end(), ids.begin(), ids.end());
+  return model_->forward(ids, *cache_, *strategy_);
+}
+
+GenerationStats Session::generate(const std::vector<int32_t>& prompt, int n_predict,
+                                  Sampler& sampler,
+                                  const std::function<void(const std::string&)>& on_text,
+                                  const std::atomic<bool>* interrupt) {
+  GenerationStats st;
+  st.prompt_tokens = int(prompt.size());
+  auto start = std::chrono::steady_clock::now();
+  std::vector<float> logits = feed(prompt);
+  st.prefill_seconds = seconds_since(start);
+
+  StreamDecoder text(tokenizer());
+  start = std::chrono::steady_clock::now();
+  for (int i = 0; i < n_predict; i++) {
+    if (interrupt && interrupt->load()) {
+      st.interrupted = true;
+      break;
+    }
+    int32_t next = sampler.sample(logits, history_);
+    if (tokenizer().is_end_of_generation(next)) {
+      st.hit_end = true;
+      break;
+    }
+    if (cache_->tokens_seen() >= ctx_size()) {
+      st.context_full = true;
+      break;
+    }
+    // Every shown token is also fed, so the cache always holds the whole conversation.
+    if (std::string piece = text.push(next); !piece.empty()) on_text(piece);
+    st.generated_tokens++;
+    logits = feed({next});
+  }
+  if (std::string rest = text.flush(); !rest.empty()) on_text(rest);
+  st.decode_seconds = seconds_since(start);
+  return st;
+}
+
+}  // namespace kvlm

@@ -1,0 +1,82 @@
+// Session: a loaded model with its backend, KV cache and strategy, and the generation
+// loop that run, chat and the evaluations share.
+#pragma once
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "backend.h"
+#include "kv/kv_cache.h"
+#include "kv/strategy.h"
+#include "model/load.h"
+#include "sample.h"
+
+namespace kvlm {
+
+struct RuntimeOptions {
+  std::string model_path;  // default: the fetched default model
+  int ctx_size = 0;        // 0: the model's trained context
+  std::string kv = "full";
+  std::string device;      // "" = best available
+  int threads = 0;         // 0 = all cores
+  bool quiet = false;
+  bool verbose = false;
+};
+
+struct GenerationStats {
+  int prompt_tokens = 0;
+  double prefill_seconds = 0;
+  int generated_tokens = 0;
+  double decode_seconds = 0;
+  bool hit_end = false;        // stopped at an end-of-generation token
+  bool interrupted = false;
+  bool context_full = false;   // stopped because the cache reached --ctx-size
+  double prefill_tokens_per_second() const { return prefill_seconds > 0 ? prompt_tokens / prefill_seconds : 0; }
+  double decode_tokens_per_second() const { return decode_seconds > 0 ? generated_tokens / decode_seconds : 0; }
+};
+
+std::string default_model_path();
+
+class Session {
+ public:
+  explicit Session(const RuntimeOptions& options);  // throws std::runtime_error
+  ~Session();
+
+  const ModelFile& file() const { return *file_; }
+  const Tokenizer& tokenizer() const { return file_->tokenizer(); }
+  Model& model() { return *model_; }
+  KVCache& cache() { return *cache_; }
+  KVStrategy& strategy() { return *strategy_; }
+  Backend& backend() { return *backend_; }
+  int ctx_size() const { return cache_->max_tokens(); }
+  const std::vector<int32_t>& history() const { return history_; }
+
+  void set_strategy(const std::string& spec);  // throws std::invalid_argument; keeps the old one
+  void reset();                                // forget the conversation
+
+  // Runs ids through the model after what the cache holds; returns the last logits.
+  // Throws std::runtime_error if the context would overflow.
+  std::vector<float> feed(const std::vector<int32_t>& ids);
+
+  // Feeds the prompt, then samples up to n_predict tokens (fewer at an end-of-generation
+  // token, a full context, or when *interrupt becomes true). Each piece of finished UTF-8
+  // text goes to on_text as soon as it exists. Generated tokens are fed back, so the cache
+  // ends holding the whole exchange except the end token.
+  GenerationStats generate(const std::vector<int32_t>& prompt, int n_predict, Sampler& sampler,
+                           const std::function<void(const std::string&)>& on_text,
+                           const std::atomic<bool>* interrupt = nullptr);
+
+ private:
+  std::unique_ptr<ModelFile> file_;
+  std::unique_ptr<Backend> backend_;
+  std::unique_ptr<Model> model_;
+  std::unique_ptr<KVCache> cache_;
+  std::unique_ptr<KVStrategy> strategy_;
+  std::vector<int32_t> history_;  // every token fed so far (for the repetition penalty)
+};
+
+std::string format_bytes(double bytes);
+
+}  // namespace kvlm

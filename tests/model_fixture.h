@@ -1,0 +1,42 @@
+// Shared by the suites that need the default model: loaded once per test binary.
+#pragma once
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <memory>
+#include <string>
+
+#include "kernels/cpu/cpu_backend.h"
+#include "model/load.h"
+
+namespace kvlm::testing {
+
+inline std::string model_path() {
+  const char* env = std::getenv("KVLM_MODEL");
+  return env ? env : "weights/SmolLM2-135M-Instruct.Q4_1.gguf";
+}
+
+inline bool have_model() { return bool(std::ifstream(model_path())); }
+
+#define KVLM_REQUIRE_MODEL()                                                                \
+  if (!::kvlm::testing::have_model())                                                       \
+  GTEST_SKIP() << "needs the default model at " << ::kvlm::testing::model_path()            \
+               << " (KVLM_MODEL); `make model` fetches it, `make test` does so itself"
+
+struct LoadedDefaultModel {
+  CpuBackend backend;
+  ModelFile file{model_path()};
+  std::unique_ptr<Model> model = file.load(backend);
+};
+
+// The default model, loaded on first use (loading takes about a second).
+inline LoadedDefaultModel& default_model() {
+  static LoadedDefaultModel m;
+  return m;
+}
+
+// Directory of committed test data (tests/data), found from the working directory.
+inline std::string data_path(const std::string& name) { return "tests/data/" + name; }
+
+}  // namespace kvlm::testing

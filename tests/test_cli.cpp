@@ -1,0 +1,165 @@
+// The kvlm executable end to end: golden greedy text, scripted chat, and clear errors
+// (message naming the culprit, exit status 1 for runtime failures, 2 for bad usage).
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "model_fixture.h"
+
+namespace kvlm {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct Result {
+  int status = -1;
+  std::string out, err;
+};
+
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string quote(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+// Runs kvlm with the given arguments (already quoted where needed) and stdin text.
+Result kvlm(const std::string& args, const std::string& stdin_text = "") {
+  const char* bin = std::getenv("KVLM_BIN");
+  fs::path dir = fs::temp_directory_path() / ("kvlm_cli_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  std::ofstream(dir / "in") << stdin_text;
+  std::string cmd = std::string(bin ? bin : "./kvlm") + " " + args + " < " + (dir / "in").string() +
+                    " > " + (dir / "out").string() + " 2> " + (dir / "err").string();
+  int raw = std::system(cmd.c_str());
+  Result r{WIFEXITED(raw) ? WEXITSTATUS(raw) : 128 + WTERMSIG(raw), slurp(dir / "out"), slurp(dir / "err")};
+  fs::remove_all(dir);
+  return r;
+}
+
+std::string model_flag() { return "--model " + quote(testing::model_path()); }
+
+nlohmann::json golden_case(int i) {
+  std::ifstream in(testing::data_path("smollm2_golden.json"));
+  return nlohmann::json::parse(in)["cases"][i];
+}
+
+TEST(Cli, RunProducesTheGoldenGreedyText) {
+  KVLM_REQUIRE_MODEL();
+  for (int i : {0, 1}) {
+    nlohmann::json c = golden_case(i);
+    Result r = kvlm("run " + model_flag() + " --temp 0 -n 32 -p " + quote(c["prompt"]));
+    ASSERT_EQ(r.status, 0) << r.err;
+    // The reference ran 32 steps regardless; kvlm stops at the end-of-turn token.
+    std::string expected = c["greedy_text"];
+    expected = expected.substr(0, expected.find("<|im_end|>"));
+    EXPECT_EQ(r.out, expected + "\n") << "stdout holds only the answer";
+    EXPECT_NE(r.err.find("kvlm: "), std::string::npos) << "the banner goes to stderr";
+  }
+}
+
+TEST(Cli, ChatAnswersScriptedInputAndExitsCleanlyOnEof) {
+  KVLM_REQUIRE_MODEL();
+  Result r = kvlm("chat " + model_flag() + " --temp 0 -n 24",
+                  "What is the capital of France?\n/stats\nAnd of Italy?\n");
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("Paris"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("Rome"), std::string::npos) << "the second turn sees the first: " << r.out;
+  EXPECT_NE(r.err.find("kv full:"), std::string::npos) << "/stats prints the cache";
+  EXPECT_NE(r.err.find("tok/s"), std::string::npos) << "a stats line follows each answer";
+}
+
+TEST(Cli, ChatCommandsWork) {
+  KVLM_REQUIRE_MODEL();
+  Result r = kvlm("chat " + model_flag(), "/help\n/kv nosuch\n/reset\n/nope\n/quit\nnot read\n");
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.err.find("/reset"), std::string::npos);
+  EXPECT_NE(r.err.find("unknown method 'nosuch'"), std::string::npos);
+  EXPECT_NE(r.err.find("unknown command /nope"), std::string::npos);
+  EXPECT_EQ(r.out, "") << "/quit ends before the last line";
+}
+
+TEST(Cli, InfoDescribesTheModel) {
+  KVLM_REQUIRE_MODEL();
+  Result r = kvlm("info " + model_flag());
+  ASSERT_EQ(r.status, 0) << r.err;
+  for (const char* s : {"layers      30", "9 query, 3 kv", "pre-tokenizer smollm", "chatml", "Q4_1"})
+    EXPECT_NE(r.out.find(s), std::string::npos) << s << " in\n" << r.out;
+}
+
+TEST(Cli, MethodsListsFull) {
+  Result r = kvlm("methods");
+  EXPECT_EQ(r.status, 0);
+  EXPECT_NE(r.out.find("full"), std::string::npos);
+}
+
+void expect_error(const Result& r, int status, const std::string& needle) {
+  EXPECT_EQ(r.status, status) << r.err;
+  EXPECT_NE(r.err.find(needle), std::string::npos) << "stderr: " << r.err;
+  EXPECT_EQ(r.out, "") << "no partial output";
+}
+
+TEST(Cli, BadModelFilesGiveOneLineErrors) {
+  fs::path dir = fs::temp_directory_path() / "kvlm_cli_models";
+  fs::create_directories(dir);
+  expect_error(kvlm("run -p hi --model /no/such.gguf"), 1, "/no/such.gguf: no such file");
+  expect_error(kvlm("run -p hi --model " + dir.string()), 1, "is a directory");
+  std::ofstream(dir / "text.gguf") << "this is not a model file at all";
+  expect_error(kvlm("run -p hi --model " + (dir / "text.gguf").string()), 1, "magic");
+  if (testing::have_model()) {  // the real file cut in the middle of its tensor data
+    std::ifstream in(testing::model_path(), std::ios::binary);
+    std::string head(4 << 20, '\0');
+    in.read(head.data(), head.size());
+    std::ofstream(dir / "cut.gguf", std::ios::binary) << head;
+    Result r = kvlm("run -p hi --model " + (dir / "cut.gguf").string());
+    expect_error(r, 1, (dir / "cut.gguf").string());
+  }
+  fs::remove_all(dir);
+}
+
+TEST(Cli, BadFlagsAreUsageErrors) {
+  expect_error(kvlm("run -p hi --kv nosuch"), 2, "unknown method 'nosuch'");
+  expect_error(kvlm("run -p hi --temp -1"), 2, "--temp");
+  expect_error(kvlm("run -p hi -n abc"), 2, "-n");
+  expect_error(kvlm("run"), 2, "-p");
+  expect_error(kvlm("frobnicate"), 2, "--help");
+  expect_error(kvlm("run -p hi --device tpu"), 2, "--device");
+}
+
+TEST(Cli, PromptLongerThanTheContextIsRefused) {
+  KVLM_REQUIRE_MODEL();
+  expect_error(kvlm("run " + model_flag() + " -c 8 -p " +
+                    quote("a prompt that is clearly longer than eight tokens of context")),
+               1, "longer than the context size of 8");
+}
+
+TEST(Cli, UnwritableJsonPathFailsBeforeWork) {
+  KVLM_REQUIRE_MODEL();
+  expect_error(kvlm("run " + model_flag() + " -p hi -n 1 --json /no/such/dir/out.json"), 1,
+               "/no/such/dir/out.json");
+}
+
+TEST(Cli, RunWritesStatsJson) {
+  KVLM_REQUIRE_MODEL();
+  fs::path out = fs::temp_directory_path() / "kvlm_cli_stats.json";
+  Result r = kvlm("run " + model_flag() + " --temp 0 -n 4 -p Hello --json " + out.string());
+  ASSERT_EQ(r.status, 0) << r.err;
+  nlohmann::json j = nlohmann::json::parse(slurp(out));
+  EXPECT_EQ(j["kv_method"], "full");
+  EXPECT_EQ(j["kv_bytes_held"], j["kv_bytes_full"]);
+  EXPECT_EQ(j["kv_lengths"].size(), 30u);
+  fs::remove(out);
+}
+
+}  // namespace
+}  // namespace kvlm

@@ -1,0 +1,218 @@
+// Every backend op against a plain scalar reference written here, on random inputs and
+// edge sizes. The suite is parameterised by backend so the CUDA backend runs the very
+// same cases (it joins the list when it exists and a GPU is visible).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <memory>
+#include <random>
+
+#include "kernels/cpu/cpu_backend.h"
+
+namespace kvlm {
+namespace {
+
+std::vector<float> random_vector(size_t n, uint32_t seed, float scale = 1.0f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, scale);
+  std::vector<float> v(n);
+  for (float& x : v) x = dist(rng);
+  return v;
+}
+
+// A backend buffer that mirrors a host vector.
+struct Buf {
+  Backend& b;
+  float* ptr;
+  size_t n;
+  Buf(Backend& backend, const std::vector<float>& host) : b(backend), ptr(backend.alloc(host.size())), n(host.size()) {
+    b.upload(ptr, host.data(), n);
+  }
+  Buf(Backend& backend, size_t size) : b(backend), ptr(backend.alloc(size)), n(size) {}
+  ~Buf() { b.release(ptr); }
+  std::vector<float> host() const {
+    std::vector<float> v(n);
+    b.download(v.data(), ptr, n);
+    return v;
+  }
+};
+
+void expect_close(const std::vector<float>& got, const std::vector<float>& want, float tol,
+                  const std::string& what) {
+  ASSERT_EQ(got.size(), want.size()) << what;
+  for (size_t i = 0; i < got.size(); i++)
+    ASSERT_NEAR(got[i], want[i], tol * (1.0f + std::fabs(want[i]))) << what << " at " << i;
+}
+
+class Kernels : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    ASSERT_EQ(GetParam(), "cpu") << "no such backend in this build";
+    backend = std::make_unique<CpuBackend>();
+  }
+  std::unique_ptr<Backend> backend;
+};
+
+TEST_P(Kernels, MatmulMatchesNaive) {
+  Backend& b = *backend;
+  for (auto [T, n_in, n_out] : {std::tuple{1, 64, 5}, {1, 576, 192}, {3, 33, 7}, {4, 64, 4},
+                                {5, 100, 9}, {31, 576, 36}, {33, 17, 65}, {64, 128, 128}}) {
+    auto x = random_vector(size_t(T) * n_in, 1), w = random_vector(size_t(n_out) * n_in, 2);
+    std::vector<float> want(size_t(T) * n_out);
+    for (int t = 0; t < T; t++)
+      for (int o = 0; o < n_out; o++) {
+        double s = 0;
+        for (int i = 0; i < n_in; i++) s += double(x[t * n_in + i]) * w[o * n_in + i];
+        want[t * n_out + o] = float(s);
+      }
+    Buf bx(b, x), bw(b, w), out(b, want.size());
+    b.matmul(out.ptr, bx.ptr, bw.ptr, T, n_in, n_out);
+    expect_close(out.host(), want, 1e-4f, "matmul " + std::to_string(T) + "x" +
+                                              std::to_string(n_in) + "x" + std::to_string(n_out));
+  }
+}
+
+TEST_P(Kernels, RmsnormMatchesNaive) {
+  Backend& b = *backend;
+  const int T = 3, dim = 576;
+  auto x = random_vector(T * dim, 3, 5.0f), w = random_vector(dim, 4);
+  std::vector<float> want(T * dim);
+  for (int t = 0; t < T; t++) {
+    double ss = 0;
+    for (int i = 0; i < dim; i++) ss += double(x[t * dim + i]) * x[t * dim + i];
+    double scale = 1.0 / std::sqrt(ss / dim + 1e-5);
+    for (int i = 0; i < dim; i++) want[t * dim + i] = float(x[t * dim + i] * scale * w[i]);
+  }
+  Buf bx(b, x), bw(b, w), out(b, want.size());
+  b.rmsnorm(out.ptr, bx.ptr, bw.ptr, T, dim, 1e-5f);
+  expect_close(out.host(), want, 1e-5f, "rmsnorm");
+}
+
+TEST_P(Kernels, RopeRotatesHalvesByPosition) {
+  Backend& b = *backend;
+  for (int head_dim : {64, 128}) {
+    const int T = 3, heads = 2;
+    auto x = random_vector(size_t(T) * heads * head_dim, 5);
+    std::vector<int32_t> pos = {0, 7, 40000};
+    std::vector<float> inv_freq(head_dim / 2);
+    for (int i = 0; i < head_dim / 2; i++) inv_freq[i] = std::pow(10000.0f, -2.0f * i / head_dim);
+    std::vector<float> want = x;
+    for (int t = 0; t < T; t++)
+      for (int h = 0; h < heads; h++)
+        for (int i = 0; i < head_dim / 2; i++) {
+          float* v = &want[(t * heads + h) * head_dim];
+          double a = double(pos[t]) * inv_freq[i];
+          float x0 = v[i], x1 = v[i + head_dim / 2];
+          v[i] = float(x0 * std::cos(a) - x1 * std::sin(a));
+          v[i + head_dim / 2] = float(x0 * std::sin(a) + x1 * std::cos(a));
+        }
+    Buf bx(b, x), bf(b, inv_freq);
+    b.rope(bx.ptr, pos.data(), bf.ptr, T, heads, head_dim, head_dim);
+    std::vector<float> got = bx.host();
+    expect_close(got, want, 1e-5f, "rope");
+    // Position 0 is the identity.
+    for (int i = 0; i < heads * head_dim; i++) EXPECT_EQ(got[i], x[i]);
+  }
+}
+
+TEST_P(Kernels, SwigluAndAdd) {
+  Backend& b = *backend;
+  const size_t n = 10000;
+  auto gate = random_vector(n, 6, 3.0f), up = random_vector(n, 7);
+  std::vector<float> want(n), sum(n);
+  for (size_t i = 0; i < n; i++) {
+    want[i] = float(gate[i] / (1.0 + std::exp(-double(gate[i]))) * up[i]);
+    sum[i] = gate[i] + up[i];
+  }
+  Buf bg(b, gate), bu(b, up), out(b, n);
+  b.swiglu(out.ptr, bg.ptr, bu.ptr, n);
+  expect_close(out.host(), want, 1e-5f, "swiglu");
+  b.add(bg.ptr, bu.ptr, n);
+  expect_close(bg.host(), sum, 1e-6f, "add");
+}
+
+TEST_P(Kernels, EmbeddingCopiesRows) {
+  Backend& b = *backend;
+  const int vocab = 10, dim = 8;
+  auto table = random_vector(vocab * dim, 8);
+  std::vector<int32_t> ids = {3, 0, 9, 3};
+  Buf bt(b, table), out(b, ids.size() * dim);
+  b.embedding(out.ptr, bt.ptr, ids.data(), int(ids.size()), dim);
+  std::vector<float> got = out.host();
+  for (size_t t = 0; t < ids.size(); t++)
+    for (int i = 0; i < dim; i++) EXPECT_EQ(got[t * dim + i], table[ids[t] * dim + i]);
+}
+
+// Naive causal attention over per-head caches whose last T rows are the new tokens.
+std::vector<float> naive_attention(const std::vector<float>& q,
+                                   const std::vector<std::vector<float>>& keys,
+                                   const std::vector<std::vector<float>>& values,
+                                   const std::vector<int>& lens, int T, int n_heads, int d) {
+  const int group = n_heads / int(lens.size());
+  std::vector<float> out(size_t(T) * n_heads * d, 0.0f);
+  for (int t = 0; t < T; t++)
+    for (int h = 0; h < n_heads; h++) {
+      int kv = h / group, visible = lens[kv] - T + t + 1;
+      std::vector<double> p(visible);
+      double mx = -1e300, sum = 0;
+      for (int j = 0; j < visible; j++) {
+        double s = 0;
+        for (int i = 0; i < d; i++) s += double(q[(t * n_heads + h) * d + i]) * keys[kv][j * d + i];
+        p[j] = s / std::sqrt(double(d));
+        mx = std::max(mx, p[j]);
+      }
+      for (double& v : p) sum += v = std::exp(v - mx);
+      for (int j = 0; j < visible; j++)
+        for (int i = 0; i < d; i++) out[(t * n_heads + h) * d + i] += float(p[j] / sum * values[kv][j * d + i]);
+    }
+  return out;
+}
+
+TEST_P(Kernels, AttentionOverRaggedCache) {
+  Backend& b = *backend;
+  struct Case { int T, n_heads, d; std::vector<int> lens; };
+  for (const Case& c : std::vector<Case>{{1, 4, 64, {1, 5}},        // decode, GQA group 2
+                                         {1, 9, 64, {31, 32, 33}},  // SmolLM2's shape, ragged
+                                         {5, 2, 128, {5, 12}},      // prefill from empty + continued
+                                         {32, 3, 64, {33, 64, 100}},
+                                         {1, 2, 64, {4097, 1}}}) {
+    const int n_kv = int(c.lens.size());
+    std::vector<std::vector<float>> keys, values;
+    std::vector<std::unique_ptr<Buf>> bufs;
+    std::vector<KVHeadView> view;
+    for (int h = 0; h < n_kv; h++) {
+      keys.push_back(random_vector(size_t(c.lens[h]) * c.d, 10 + h));
+      values.push_back(random_vector(size_t(c.lens[h]) * c.d, 20 + h));
+      bufs.push_back(std::make_unique<Buf>(b, keys.back()));
+      bufs.push_back(std::make_unique<Buf>(b, values.back()));
+      view.push_back({bufs[bufs.size() - 2]->ptr, bufs.back()->ptr, c.lens[h]});
+    }
+    auto q = random_vector(size_t(c.T) * c.n_heads * c.d, 30, 2.0f);
+    Buf bq(b, q), out(b, q.size());
+    b.attention(out.ptr, bq.ptr, view, c.T, c.n_heads, c.d);
+    expect_close(out.host(), naive_attention(q, keys, values, c.lens, c.T, c.n_heads, c.d), 1e-4f,
+                 "attention T=" + std::to_string(c.T));
+  }
+}
+
+TEST_P(Kernels, CopyAndCompactRows) {
+  Backend& b = *backend;
+  const int rows = 6, cols = 4;
+  auto src = random_vector(rows * 2 * cols, 40);
+  Buf bs(b, src), dst(b, rows * cols);
+  b.copy_rows(dst.ptr, cols, bs.ptr + cols, 2 * cols, rows, cols);  // the odd half of each row
+  std::vector<float> got = dst.host();
+  for (int r = 0; r < rows; r++)
+    for (int c = 0; c < cols; c++) EXPECT_EQ(got[r * cols + c], src[r * 2 * cols + cols + c]);
+
+  std::vector<int32_t> keep = {0, 2, 3, 5};
+  b.compact_rows(dst.ptr, keep.data(), int(keep.size()), cols);
+  std::vector<float> compacted = dst.host();
+  for (size_t r = 0; r < keep.size(); r++)
+    for (int c = 0; c < cols; c++) EXPECT_EQ(compacted[r * cols + c], got[keep[r] * cols + c]);
+}
+
+INSTANTIATE_TEST_SUITE_P(Cpu, Kernels, ::testing::Values("cpu"));
+
+}  // namespace
+}  // namespace kvlm

@@ -1,0 +1,158 @@
+// KVCache: ragged per-head storage, positions, compaction, byte accounting, and the
+// registry's handling of --kv specs.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+
+#include "kernels/cpu/cpu_backend.h"
+#include "kv/kv_cache.h"
+#include "kv/strategy.h"
+
+namespace kvlm {
+namespace {
+
+constexpr int kLayers = 2, kHeads = 3, kDim = 4;
+
+// Keys/values for T tokens whose every element encodes (token, head, dim) so that
+// where a row ended up can be read off its contents.
+std::vector<float> rows(int first_token, int T, float tag) {
+  std::vector<float> v(size_t(T) * kHeads * kDim);
+  for (int t = 0; t < T; t++)
+    for (int h = 0; h < kHeads; h++)
+      for (int d = 0; d < kDim; d++)
+        v[(t * kHeads + h) * kDim + d] = tag + 1000.0f * (first_token + t) + 10.0f * h + d;
+  return v;
+}
+
+void append_tokens(KVCache& cache, int T) {
+  const int first = cache.tokens_seen();
+  std::vector<int32_t> pos(T);
+  for (int t = 0; t < T; t++) pos[t] = first + t;
+  for (int l = 0; l < kLayers; l++) cache.append(l, rows(first, T, 0).data(), rows(first, T, 0.5f).data(), pos.data(), T);
+  cache.advance(T);
+}
+
+TEST(KVCache, AppendKeepsRowsPositionsAndBytes) {
+  CpuBackend b(1);
+  KVCache cache(b, kLayers, kHeads, kDim, 1000);
+  append_tokens(cache, 5);
+  append_tokens(cache, 1);
+  KVStats st = cache.stats();
+  EXPECT_EQ(st.tokens_seen, 6);
+  EXPECT_EQ(st.bytes_held, size_t(2) * kLayers * kHeads * 6 * kDim * sizeof(float));
+  EXPECT_EQ(st.bytes_full, st.bytes_held);
+  EXPECT_GE(st.bytes_allocated, st.bytes_held);
+  std::vector<KVHeadView> view = cache.view(1);
+  ASSERT_EQ(view.size(), size_t(kHeads));
+  EXPECT_EQ(view[2].len, 6);
+  EXPECT_EQ(view[2].keys[5 * kDim + 1], 5000.0f + 20 + 1);    // token 5, head 2, dim 1
+  EXPECT_EQ(view[2].values[5 * kDim + 1], 5000.5f + 20 + 1);
+  EXPECT_EQ(cache.positions(0, 1), (std::vector<int32_t>{0, 1, 2, 3, 4, 5}));
+}
+
+TEST(KVCache, CompactKeepsOrderAndOriginalPositionsPerHead) {
+  CpuBackend b(1);
+  KVCache cache(b, kLayers, kHeads, kDim, 1000);
+  append_tokens(cache, 10);
+  cache.compact(0, 1, {0, 3, 4, 9});
+  cache.compact(1, 2, {});
+  EXPECT_EQ(cache.length(0, 0), 10);
+  EXPECT_EQ(cache.length(0, 1), 4);
+  EXPECT_EQ(cache.length(1, 2), 0);
+  EXPECT_EQ(cache.positions(0, 1), (std::vector<int32_t>{0, 3, 4, 9}));
+  const KVHeadView h = cache.view(0)[1];
+  for (int r = 0; r < 4; r++)
+    EXPECT_EQ(h.keys[r * kDim], 1000.0f * cache.positions(0, 1)[r] + 10);
+  KVStats st = cache.stats();
+  EXPECT_EQ(st.lengths[0], (std::vector<int>{10, 4, 10}));
+  EXPECT_EQ(st.bytes_held, size_t(2) * (10 + 4 + 10 + 10 + 10 + 0) * kDim * sizeof(float));
+  EXPECT_EQ(st.bytes_full, size_t(2) * kLayers * kHeads * 10 * kDim * sizeof(float));
+
+  // New tokens continue after the seen ones, whatever the head's length.
+  append_tokens(cache, 2);
+  EXPECT_EQ(cache.positions(0, 1), (std::vector<int32_t>{0, 3, 4, 9, 10, 11}));
+  EXPECT_EQ(cache.positions(1, 2), (std::vector<int32_t>{10, 11}));
+}
+
+TEST(KVCache, CompactionReleasesStorage) {
+  CpuBackend b(1);
+  KVCache cache(b, kLayers, kHeads, kDim, 100000);
+  append_tokens(cache, 4000);
+  const size_t before = cache.stats().bytes_allocated;
+  for (int l = 0; l < kLayers; l++)
+    for (int h = 0; h < kHeads; h++) cache.compact(l, h, {0, 1, 2, 3999});
+  const KVStats after = cache.stats();
+  EXPECT_LT(after.bytes_allocated * 20, before) << "compaction must give the memory back";
+  EXPECT_EQ(cache.view(1)[2].keys[3 * kDim], 3999000.0f + 20);
+}
+
+TEST(KVCache, RefusesToGrowPastTheContext) {
+  CpuBackend b(1);
+  KVCache cache(b, kLayers, kHeads, kDim, 8);
+  append_tokens(cache, 8);
+  EXPECT_THROW(append_tokens(cache, 1), std::runtime_error);
+  cache.clear();
+  EXPECT_EQ(cache.stats().bytes_allocated, 0u);
+  EXPECT_EQ(cache.tokens_seen(), 0);
+  append_tokens(cache, 3);
+  EXPECT_EQ(cache.positions(0, 0), (std::vector<int32_t>{0, 1, 2}));
+}
+
+// The attention op reads the compacted rows exactly as if only they had been appended.
+TEST(KVCache, AttentionOverCompactedHeadEqualsFreshCache) {
+  CpuBackend b(1);
+  KVCache compacted(b, 1, kHeads, kDim, 100), fresh(b, 1, kHeads, kDim, 100);
+  std::vector<float> k = rows(0, 6, 0), v = rows(0, 6, 0.5f);
+  for (float& x : k) x = std::sin(x);  // keep the scores in a sensible range
+  std::vector<int32_t> pos = {0, 1, 2, 3, 4, 5};
+  compacted.append(0, k.data(), v.data(), pos.data(), 6);
+  const std::vector<int32_t> keep = {1, 4, 5};
+  for (int h = 0; h < kHeads; h++) compacted.compact(0, h, keep);
+  std::vector<float> k_kept, v_kept;
+  for (int32_t r : keep) {
+    k_kept.insert(k_kept.end(), k.begin() + r * kHeads * kDim, k.begin() + (r + 1) * kHeads * kDim);
+    v_kept.insert(v_kept.end(), v.begin() + r * kHeads * kDim, v.begin() + (r + 1) * kHeads * kDim);
+  }
+  fresh.append(0, k_kept.data(), v_kept.data(), keep.data(), 3);
+  std::vector<float> q(kHeads * kDim, 0.3f), out_a(q.size()), out_b(q.size());
+  b.attention(out_a.data(), q.data(), compacted.view(0), 1, kHeads, kDim);
+  b.attention(out_b.data(), q.data(), fresh.view(0), 1, kHeads, kDim);
+  EXPECT_EQ(out_a, out_b);
+}
+
+TEST(KVCache, FullStrategyLeavesCacheBitIdentical) {
+  CpuBackend b(1);
+  KVCache cache(b, kLayers, kHeads, kDim, 100);
+  append_tokens(cache, 7);
+  std::vector<float> before(7 * kDim);
+  std::memcpy(before.data(), cache.view(1)[1].keys, before.size() * sizeof(float));
+  auto full = make_strategy("full");
+  EXPECT_EQ(full->needs().window, 0);
+  for (int l = 0; l < kLayers; l++) full->on_prefill_layer(cache, l, Observation{});
+  full->after_prefill(cache);
+  full->on_decode_step(cache, DecodeObservation{});
+  EXPECT_EQ(cache.stats().lengths, (std::vector<std::vector<int>>(kLayers, std::vector<int>(kHeads, 7))));
+  EXPECT_EQ(std::memcmp(before.data(), cache.view(1)[1].keys, before.size() * sizeof(float)), 0);
+}
+
+TEST(Registry, RejectsBadSpecsWithUsefulMessages) {
+  EXPECT_EQ(make_strategy("full")->name(), "full");
+  auto message = [](const std::string& spec) {
+    try {
+      make_strategy(spec);
+    } catch (const std::invalid_argument& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(message("nosuch").find("unknown method 'nosuch'"), std::string::npos);
+  EXPECT_NE(message("nosuch").find("full"), std::string::npos) << "lists the valid methods";
+  EXPECT_NE(message("full:budget=3").find("unknown parameter 'budget'"), std::string::npos);
+  EXPECT_NE(message("full:budget").find("not key=value"), std::string::npos);
+  EXPECT_NE(message("full:a=1,a=2").find("given twice"), std::string::npos);
+  EXPECT_FALSE(known_methods().empty());
+}
+
+}  // namespace
+}  // namespace kvlm
