@@ -10,7 +10,7 @@
 #include "kernels/cpu/cpu_backend.h"
 #include "model/load.h"
 
-namespace kvlm::testing {
+namespace kvlm::test {
 
 inline std::string model_path() {
   const char* env = std::getenv("KVLM_MODEL");
@@ -20,8 +20,8 @@ inline std::string model_path() {
 inline bool have_model() { return bool(std::ifstream(model_path())); }
 
 #define KVLM_REQUIRE_MODEL()                                                                \
-  if (!::kvlm::testing::have_model())                                                       \
-  GTEST_SKIP() << "needs the default model at " << ::kvlm::testing::model_path()            \
+  if (!::kvlm::test::have_model())                                                       \
+  GTEST_SKIP() << "needs the default model at " << ::kvlm::test::model_path()            \
                << " (KVLM_MODEL); `make model` fetches it, `make test` does so itself"
 
 struct LoadedDefaultModel {
@@ -39,4 +39,4 @@ inline LoadedDefaultModel& default_model() {
 // Directory of committed test data (tests/data), found from the working directory.
 inline std::string data_path(const std::string& name) { return "tests/data/" + name; }
 
-}  // namespace kvlm::testing
+}  // namespace kvlm::test

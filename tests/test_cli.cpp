@@ -47,10 +47,10 @@ Result kvlm(const std::string& args, const std::string& stdin_text = "") {
   return r;
 }
 
-std::string model_flag() { return "--model " + quote(testing::model_path()); }
+std::string model_flag() { return "--model " + quote(test::model_path()); }
 
 nlohmann::json golden_case(int i) {
-  std::ifstream in(testing::data_path("smollm2_golden.json"));
+  std::ifstream in(test::data_path("smollm2_golden.json"));
   return nlohmann::json::parse(in)["cases"][i];
 }
 
@@ -116,8 +116,8 @@ TEST(Cli, BadModelFilesGiveOneLineErrors) {
   expect_error(kvlm("run -p hi --model " + dir.string()), 1, "is a directory");
   std::ofstream(dir / "text.gguf") << "this is not a model file at all";
   expect_error(kvlm("run -p hi --model " + (dir / "text.gguf").string()), 1, "magic");
-  if (testing::have_model()) {  // the real file cut in the middle of its tensor data
-    std::ifstream in(testing::model_path(), std::ios::binary);
+  if (test::have_model()) {  // the real file cut in the middle of its tensor data
+    std::ifstream in(test::model_path(), std::ios::binary);
     std::string head(4 << 20, '\0');
     in.read(head.data(), head.size());
     std::ofstream(dir / "cut.gguf", std::ios::binary) << head;

@@ -8,6 +8,7 @@
 #include <random>
 
 #include "kernels/cpu/cpu_backend.h"
+#include "kernels/cpu/simd.h"
 
 namespace kvlm {
 namespace {
@@ -175,6 +176,8 @@ TEST_P(Kernels, AttentionOverRaggedCache) {
                                          {1, 9, 64, {31, 32, 33}},  // SmolLM2's shape, ragged
                                          {5, 2, 128, {5, 12}},      // prefill from empty + continued
                                          {32, 3, 64, {33, 64, 100}},
+                                         {100, 6, 64, {150, 100}},  // many query and key blocks
+                                         {17, 2, 80, {20, 17}},     // head dim not a multiple of 16
                                          {1, 2, 64, {4097, 1}}}) {
     const int n_kv = int(c.lens.size());
     std::vector<std::vector<float>> keys, values;
@@ -210,6 +213,16 @@ TEST_P(Kernels, CopyAndCompactRows) {
   std::vector<float> compacted = dst.host();
   for (size_t r = 0; r < keep.size(); r++)
     for (int c = 0; c < cols; c++) EXPECT_EQ(compacted[r * cols + c], got[keep[r] * cols + c]);
+}
+
+// The vectorised exp the CPU attention uses, against the C library's.
+TEST(Simd, ExpMatchesLibm) {
+  for (float x = -100.0f; x < 88.3f; x += 0.37f) {  // softmax only needs x <= 0
+    simd::Vec v = simd::exp(simd::broadcast(x));
+    float want = std::exp(x);
+    if (x < -87.3f) EXPECT_LT(v[0], 1e-37f);
+    else EXPECT_NEAR(v[0], want, 3e-7f * want) << "x = " << x;
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Cpu, Kernels, ::testing::Values("cpu"));

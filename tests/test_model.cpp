@@ -13,10 +13,10 @@
 namespace kvlm {
 namespace {
 
-using testing::default_model;
+using test::default_model;
 
 nlohmann::json golden() {
-  std::ifstream in(testing::data_path("smollm2_golden.json"));
+  std::ifstream in(test::data_path("smollm2_golden.json"));
   EXPECT_TRUE(in) << "missing tests/data/smollm2_golden.json (run from the repository root)";
   return nlohmann::json::parse(in);
 }

@@ -17,6 +17,7 @@
 
 #include "model/gguf.h"
 #include "tests/gguf_writer.h"
+#include "tests/model_fixture.h"
 #include "tokenizer/bpe.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/unicode.h"
@@ -368,17 +369,16 @@ TEST(TokenizerFromGguf, ExplainsWhatItCannotRead) {
 class SmolLM2Tokenizer : public testing::Test {
  protected:
   static void SetUpTestSuite() {
-    const char* path = std::getenv("KVLM_MODEL");
-    if (path == nullptr || !std::filesystem::exists(path)) return;
-    const gguf::File file(path);
+    if (!kvlm::test::have_model()) return;
+    const gguf::File file(kvlm::test::model_path());
     tok_ = tokenizer_from_gguf(file);
   }
   static void TearDownTestSuite() { tok_.reset(); }
 
   void SetUp() override {
     if (!tok_) {
-      GTEST_SKIP() << "needs the SmolLM2 model: set KVLM_MODEL to "
-                      "weights/SmolLM2-135M-Instruct.Q4_1.gguf (`make model` fetches it)";
+      GTEST_SKIP() << "needs the SmolLM2 model at " << kvlm::test::model_path()
+                   << " (KVLM_MODEL); `make model` fetches it";
     }
   }
 
@@ -389,9 +389,9 @@ class SmolLM2Tokenizer : public testing::Test {
 };
 
 nlohmann::json load_golden() {
-  const auto path = std::filesystem::path(__FILE__).parent_path() / "data/tokenizer_smollm2.json";
+  const std::string path = kvlm::test::data_path("tokenizer_smollm2.json");
   std::ifstream in(path);
-  if (!in) throw std::runtime_error("cannot open " + path.string());
+  if (!in) throw std::runtime_error("cannot open " + path + " (run from the repository root)");
   return nlohmann::json::parse(in);
 }
 

@@ -1,52 +1,126 @@
-// Causal attention over a ragged KV cache (each KV head has its own live length).
+// Causal attention over a ragged KV cache (each KV head has its own live length),
+// FlashAttention-style on the CPU.
 //
-// One (token, query head) pair per task: scores against every visible key, a softmax,
-// then the weighted sum of values. GQA: query head h reads KV head h / group directly.
+// Work is split into tasks of (KV head, block of up to 16 new tokens). A task handles all
+// query heads of the GQA group at once, so every key and value row read from memory
+// serves group x 16 queries, and no K/V is copied per query head. Keys are visited in
+// blocks of 64 with an online softmax: each query row keeps a running max and sum, and
+// its partial output is rescaled when a larger score appears, so the T x len score matrix
+// is never stored. A key block is transposed once so that scores are computed with keys
+// in the vector lanes (broadcast q[d] times a row of K^T), needing no horizontal sums.
 #include <algorithm>
 #include <cmath>
 #include <vector>
 
 #include "kernels/cpu/cpu_backend.h"
+#include "kernels/cpu/simd.h"
 
 namespace kvlm {
 
+namespace {
+
+using simd::kLanes;
+using simd::Vec;
+constexpr int kQueryBlock = 16;
+constexpr int kKeyBlock = 64;  // a multiple of kLanes
+
+// out += a * x over n floats.
+inline void axpy(float* out, float a, const float* x, int n) {
+  int i = 0;
+  for (; i + kLanes <= n; i += kLanes) simd::store(out + i, simd::load(out + i) + a * simd::load(x + i));
+  for (; i < n; i++) out[i] += a * x[i];
+}
+
+// Per-thread state for one task: the query rows of a GQA group x token block.
+struct QueryBlock {
+  int rows = 0;
+  std::vector<float> q;       // [rows][head_dim], pre-scaled by 1/sqrt(head_dim)
+  std::vector<int> visible;   // [rows] keys each row may see
+  std::vector<float> acc;     // [rows][head_dim] unnormalised output
+  std::vector<float> max, sum;
+};
+
+void attend_block(QueryBlock& b, const KVHeadView& cache, int head_dim, std::vector<float>& k_t,
+                  std::vector<float>& p) {
+  std::fill(b.acc.begin(), b.acc.begin() + size_t(b.rows) * head_dim, 0.0f);
+  std::fill(b.max.begin(), b.max.begin() + b.rows, -INFINITY);
+  std::fill(b.sum.begin(), b.sum.begin() + b.rows, 0.0f);
+  const int keys = *std::max_element(b.visible.begin(), b.visible.begin() + b.rows);
+
+  for (int j0 = 0; j0 < keys; j0 += kKeyBlock) {
+    const int n_block = std::min(kKeyBlock, keys - j0);
+    // K^T of this block: k_t[d][j], zero beyond the block's end.
+    for (int j = 0; j < kKeyBlock; j++)
+      for (int d = 0; d < head_dim; d++)
+        k_t[size_t(d) * kKeyBlock + j] = j < n_block ? cache.keys[size_t(j0 + j) * head_dim + d] : 0.0f;
+
+    for (int r = 0; r < b.rows; r++) {
+      const int n = std::min(n_block, b.visible[r] - j0);  // keys this row sees here
+      if (n <= 0) continue;
+      const float* q = &b.q[size_t(r) * head_dim];
+      Vec s[kKeyBlock / kLanes] = {};
+      for (int d = 0; d < head_dim; d++)
+        for (int v = 0; v < kKeyBlock / kLanes; v++)
+          s[v] += q[d] * simd::load(&k_t[size_t(d) * kKeyBlock + v * kLanes]);
+      for (int v = 0; v < kKeyBlock / kLanes; v++) simd::store(&p[v * kLanes], s[v]);
+
+      const float block_max = *std::max_element(p.begin(), p.begin() + n);
+      const float new_max = std::max(b.max[r], block_max);
+      const float rescale = std::exp(b.max[r] - new_max);  // 0 on the first block
+      for (int v = 0; v < kKeyBlock / kLanes; v++)
+        simd::store(&p[v * kLanes], simd::exp(simd::load(&p[v * kLanes]) - new_max));
+      float block_sum = 0;
+      for (int j = 0; j < n; j++) block_sum += p[j];
+      b.sum[r] = b.sum[r] * rescale + block_sum;
+      b.max[r] = new_max;
+
+      float* acc = &b.acc[size_t(r) * head_dim];
+      for (int d = 0; d < head_dim; d++) acc[d] *= rescale;
+      for (int j = 0; j < n; j++) axpy(acc, p[j], cache.values + size_t(j0 + j) * head_dim, head_dim);
+    }
+  }
+}
+
+}  // namespace
+
 void CpuBackend::attention(float* out, const float* q, const std::vector<KVHeadView>& kv, int T,
                            int n_heads, int head_dim) {
-  const int group = n_heads / int(kv.size());
+  const int n_kv = int(kv.size()), group = n_heads / n_kv;
+  const int n_blocks = (T + kQueryBlock - 1) / kQueryBlock;
   const float scale = 1.0f / std::sqrt(float(head_dim));
-  int max_len = 0;
-  for (const KVHeadView& h : kv) max_len = std::max(max_len, h.len);
 
 #pragma omp parallel
   {
-    std::vector<float> scores(max_len);
-#pragma omp for collapse(2) schedule(dynamic, 4)
-    for (int t = 0; t < T; t++)
-      for (int h = 0; h < n_heads; h++) {
-        const KVHeadView& cache = kv[h / group];
-        const float* qh = q + (size_t(t) * n_heads + h) * head_dim;
-        float* oh = out + (size_t(t) * n_heads + h) * head_dim;
-        const int visible = cache.len - T + t + 1;  // the new tokens are the last T rows
+    QueryBlock b;
+    const size_t max_rows = size_t(group) * kQueryBlock;
+    b.q.resize(max_rows * head_dim);
+    b.acc.resize(max_rows * head_dim);
+    b.visible.resize(max_rows);
+    b.max.resize(max_rows);
+    b.sum.resize(max_rows);
+    std::vector<float> k_t(size_t(head_dim) * kKeyBlock), p(kKeyBlock);
 
-        float max_score = -INFINITY;
-        for (int j = 0; j < visible; j++) {
-          const float* k = cache.keys + size_t(j) * head_dim;
-          float s = 0;
-#pragma omp simd reduction(+ : s)
-          for (int d = 0; d < head_dim; d++) s += qh[d] * k[d];
-          scores[j] = s * scale;
-          max_score = std::max(max_score, scores[j]);
-        }
-        float sum = 0;
-        for (int j = 0; j < visible; j++) sum += scores[j] = std::exp(scores[j] - max_score);
-
-        std::fill(oh, oh + head_dim, 0.0f);
-        for (int j = 0; j < visible; j++) {
-          const float p = scores[j] / sum;
-          const float* v = cache.values + size_t(j) * head_dim;
-#pragma omp simd
-          for (int d = 0; d < head_dim; d++) oh[d] += p * v[d];
-        }
+    // Later token blocks see more keys; handing them out first balances the threads.
+#pragma omp for collapse(2) schedule(dynamic, 1)
+    for (int blk = n_blocks - 1; blk >= 0; blk--)
+      for (int h = 0; h < n_kv; h++) {
+        const KVHeadView& cache = kv[h];
+        const int t0 = blk * kQueryBlock, nt = std::min(kQueryBlock, T - t0);
+        b.rows = group * nt;
+        for (int g = 0; g < group; g++)
+          for (int t = 0; t < nt; t++) {
+            const int r = g * nt + t;
+            const float* src = q + (size_t(t0 + t) * n_heads + h * group + g) * head_dim;
+            for (int d = 0; d < head_dim; d++) b.q[size_t(r) * head_dim + d] = src[d] * scale;
+            b.visible[r] = cache.len - T + t0 + t + 1;  // the new tokens are the last T rows
+          }
+        attend_block(b, cache, head_dim, k_t, p);
+        for (int g = 0; g < group; g++)
+          for (int t = 0; t < nt; t++) {
+            const int r = g * nt + t;
+            float* dst = out + (size_t(t0 + t) * n_heads + h * group + g) * head_dim;
+            for (int d = 0; d < head_dim; d++) dst[d] = b.acc[size_t(r) * head_dim + d] / b.sum[r];
+          }
       }
   }
 }

@@ -20,4 +20,33 @@ inline float horizontal_sum(const Vec& v) {
   return s;
 }
 
+inline void store(float* p, const Vec& v) { std::memcpy(p, &v, sizeof(v)); }
+
+inline Vec broadcast(float x) { return Vec{} + x; }
+
+// e^x for every lane, to ~2 ulp: x = n ln2 + r with |r| <= ln2/2, e^r by a degree-6
+// polynomial (Cephes' expf coefficients), 2^n built in the exponent bits. Lanes below
+// -87.3 give ~1e-38, not 0: callers zero masked lanes themselves.
+inline Vec exp(Vec x) {
+  using IntVec = int __attribute__((vector_size(kLanes * sizeof(int))));
+  x = x < broadcast(88.37f) ? x : broadcast(88.37f);
+  x = x > broadcast(-87.33f) ? x : broadcast(-87.33f);
+  Vec n = x * 1.44269504f + 0.5f;
+  IntVec ni = __builtin_convertvector(n, IntVec);
+  ni -= (__builtin_convertvector(ni, Vec) > n) ? 1 : 0;  // floor, not truncation
+  n = __builtin_convertvector(ni, Vec);
+  Vec r = x - n * 0.693359375f + n * 2.12194440e-4f;
+  Vec y = broadcast(1.9875691500e-4f);
+  y = y * r + 1.3981999507e-3f;
+  y = y * r + 8.3334519073e-3f;
+  y = y * r + 4.1665795894e-2f;
+  y = y * r + 1.6666665459e-1f;
+  y = y * r + 5.0000001201e-1f;
+  y = y * r * r + r + 1.0f;
+  IntVec bits = (ni + 127) << 23;
+  Vec two_n;
+  std::memcpy(&two_n, &bits, sizeof(two_n));
+  return y * two_n;
+}
+
 }  // namespace kvlm::simd
