@@ -54,6 +54,37 @@ class Backend {
   virtual void attention(float* out, const float* q, const std::vector<KVHeadView>& kv, int T,
                          int n_heads, int head_dim) = 0;
 
+  // ---- observations for KV strategies (computed only when a strategy asks) -----------
+  // Softmax attention of the query rows [first_row, first_row + n_rows) of this call's T
+  // new tokens over their visible slots (as in attention()), summed over those rows, or
+  // averaged when `average`. out [n_heads][stride]: row h holds the kv[h / group].len
+  // slots of its KV head; stride >= the longest KV head.
+  virtual void attention_scores(float* out, int stride, const float* q,
+                                const std::vector<KVHeadView>& kv, int T, int first_row,
+                                int n_rows, int n_heads, int head_dim, bool average) = 0;
+  // out[j] = ||keys[j]||_2 for j < len.
+  virtual void key_norms(float* out, const float* keys, int len, int head_dim) = 0;
+
+  // ---- cross-layer merging (MiniCache) -------------------------------------------------
+  // Token pairs: row a_rows[i] of a and row b_rows[i] of b, i < n, head_dim floats each
+  // (the same token's state in two layers). Row indices are host arrays.
+  //
+  // out[i] = the angle between the pair in radians, in [0, pi], or -1 when either row
+  // is all zeros (it has no direction to share).
+  virtual void pair_angles(float* out, const float* a, const int32_t* a_rows, const float* b,
+                           const int32_t* b_rows, int n, int head_dim) = 0;
+  // Splits each pair into one shared unit direction and two magnitudes:
+  // mag_a[i] = |a_i|, mag_b[i] = |b_i|, dir[i] = slerp(a_i / |a_i|, b_i / |b_i|, t)
+  // (t = 0 gives a's direction, 1 gives b's). Nearly parallel or opposite pairs use the
+  // normalised linear interpolation; a zero row takes the other row's direction.
+  // dir [n][head_dim]; mag_a, mag_b [n].
+  virtual void merge_pair(float* dir, float* mag_a, float* mag_b, const float* a,
+                          const int32_t* a_rows, const float* b, const int32_t* b_rows, int n,
+                          int head_dim, float t) = 0;
+  // out[i][c] = dir[i][c] * mag[i]                          out, dir [n][head_dim]
+  virtual void restore_rows(float* out, const float* dir, const float* mag, int n,
+                            int head_dim) = 0;
+
   // ---- cache movement -------------------------------------------------------------------
   // dst[r * dst_stride + c] = src[r * src_stride + c] for r < rows, c < cols
   virtual void copy_rows(float* dst, int dst_stride, const float* src, int src_stride, int rows,

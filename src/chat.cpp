@@ -63,18 +63,8 @@ void on_sigint(int) {
 }
 
 void print_stats(Session& s) {
-  KVStats st = s.cache().stats();
-  std::fprintf(stderr, "kv %s: %d tokens seen, %s held / %s full (%.2fx), %s allocated, ctx %d\n",
-               s.strategy().name().c_str(), st.tokens_seen, format_bytes(st.bytes_held).c_str(),
-               format_bytes(st.bytes_full).c_str(), st.compression(),
-               format_bytes(st.bytes_allocated).c_str(), s.ctx_size());
-  for (size_t l = 0; l < st.lengths.size(); l++) {
-    int lo = st.lengths[l][0], hi = lo;
-    double sum = 0;
-    for (int len : st.lengths[l]) lo = std::min(lo, len), hi = std::max(hi, len), sum += len;
-    std::fprintf(stderr, "  layer %2zu: kept min %d / mean %.1f / max %d\n", l, lo,
-                 sum / st.lengths[l].size(), hi);
-  }
+  std::fputs(kv_stats_text(s.cache(), s.strategy()).c_str(), stderr);
+  std::fprintf(stderr, "context %d / %d tokens\n", s.cache().tokens_seen(), s.ctx_size());
 }
 
 const char* kHelp =

@@ -1,6 +1,9 @@
 #include "commands.h"
 
+#include <unistd.h>
+
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -33,6 +36,36 @@ void write_json(const std::string& path, const nlohmann::json& doc) {
 
 }  // namespace
 
+std::string render_kept(const Tokenizer& tok, const std::vector<int32_t>& prompt,
+                        const KVCache& cache, int layer, bool color) {
+  std::vector<int> votes(prompt.size(), 0);
+  for (int h = 0; h < cache.n_kv_heads(); h++)
+    for (int32_t pos : cache.positions(layer, h))
+      if (pos < int(prompt.size())) votes[pos]++;
+  std::string out;
+  int kept = 0;
+  size_t i = 0;
+  while (i < prompt.size()) {
+    const bool keep = 2 * votes[i] > cache.n_kv_heads();
+    size_t end = i;
+    std::string text;
+    while (end < prompt.size() && (2 * votes[end] > cache.n_kv_heads()) == keep)
+      text += tok.token_bytes(prompt[end++]);
+    if (keep) {
+      kept += int(end - i);
+      out += color ? "\033[1;32m" + text + "\033[0m" : text;
+    } else {
+      out += color ? "\033[2m" + text + "\033[0m"
+                   : "[... " + std::to_string(end - i) + " evicted ...]";
+    }
+    i = end;
+  }
+  char head[160];
+  std::snprintf(head, sizeof head, "layer %d keeps %d of %zu prompt tokens (kept by most of its %d KV heads%s):\n",
+                layer, kept, prompt.size(), cache.n_kv_heads(), color ? "; bright = kept, dim = evicted" : "");
+  return head + out + "\n";
+}
+
 int run_command(const RuntimeOptions& rt, const RunOptions& o) {
   std::string text = o.prompt_file.empty() ? o.prompt : read_file(o.prompt_file);
   if (!o.json_path.empty() && !std::ofstream(o.json_path + ".partial"))
@@ -52,11 +85,21 @@ int run_command(const RuntimeOptions& rt, const RunOptions& o) {
     throw std::runtime_error("the prompt is " + std::to_string(ids.size()) +
                              " tokens, longer than the context size of " +
                              std::to_string(session.ctx_size()) + " (--ctx-size)");
+  if (o.show_kept >= session.file().config().n_layers)
+    throw std::invalid_argument("--show-kept " + std::to_string(o.show_kept) + ": the model has " +
+                                std::to_string(session.file().config().n_layers) + " layers (0.." +
+                                std::to_string(session.file().config().n_layers - 1) + ")");
+  auto show_kept = [&] {
+    if (o.show_kept < 0) return;
+    const bool color = isatty(STDERR_FILENO) && !std::getenv("NO_COLOR");
+    std::string text = render_kept(tok, ids, session.cache(), o.show_kept, color);
+    std::fwrite(text.data(), 1, text.size(), stderr);
+  };
   Sampler sampler(o.sampling);
   GenerationStats st = session.generate(ids, o.n_predict, sampler, [](const std::string& piece) {
     std::fwrite(piece.data(), 1, piece.size(), stdout);
     std::fflush(stdout);
-  });
+  }, nullptr, show_kept);
   std::fputs("\n", stdout);
   KVStats kv = session.cache().stats();
   if (o.stats) {
@@ -64,10 +107,7 @@ int run_command(const RuntimeOptions& rt, const RunOptions& o) {
                  st.prompt_tokens, st.prefill_seconds, st.prefill_tokens_per_second(),
                  st.generated_tokens, st.decode_seconds, st.decode_tokens_per_second(),
                  st.context_full ? "; stopped: context full" : "");
-    std::fprintf(stderr, "kv %s: %s held / %s full (%.2fx), %s allocated\n",
-                 session.strategy().name().c_str(), format_bytes(kv.bytes_held).c_str(),
-                 format_bytes(kv.bytes_full).c_str(), kv.compression(),
-                 format_bytes(kv.bytes_allocated).c_str());
+    std::fputs(kv_stats_text(session.cache(), session.strategy()).c_str(), stderr);
   }
   if (!o.json_path.empty())
     write_json(o.json_path, {{"prompt_tokens", st.prompt_tokens},
@@ -76,6 +116,7 @@ int run_command(const RuntimeOptions& rt, const RunOptions& o) {
                              {"decode_seconds", st.decode_seconds},
                              {"stopped_at_end_token", st.hit_end},
                              {"kv_method", session.strategy().name()},
+                             {"kv_report", session.strategy().report()},
                              {"kv_bytes_held", kv.bytes_held},
                              {"kv_bytes_full", kv.bytes_full},
                              {"kv_lengths", kv.lengths}});

@@ -13,10 +13,16 @@ struct RunOptions {
   int n_predict = 256;
   bool chat = false;   // wrap the prompt in the model's chat template
   bool stats = false;  // print generation and KV statistics to stderr
+  int show_kept = -1;  // >= 0: after prefill, show the prompt tokens this layer kept
   std::string system;
   std::string json_path;
   SamplingParams sampling;
 };
+
+// The prompt with the tokens that `layer` kept (by a majority of its KV heads) marked:
+// colour when `color`, else evicted runs collapse to "[... N evicted ...]".
+std::string render_kept(const Tokenizer& tok, const std::vector<int32_t>& prompt,
+                        const KVCache& cache, int layer, bool color);
 
 int run_command(const RuntimeOptions& rt, const RunOptions& o);
 int info_command(const RuntimeOptions& rt);

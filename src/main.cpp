@@ -60,7 +60,12 @@ int main(int argc, char** argv) {
       ->default_val(run.n_predict)->check(CLI::Range(0, 1 << 24));
   run_cmd->add_flag("--chat", run.chat, "wrap the prompt in the model's chat template");
   run_cmd->add_option("--system", run.system, "system prompt (with --chat)");
-  run_cmd->add_flag("--stats", run.stats, "print speed and KV statistics to stderr");
+  run_cmd->add_flag("--stats", run.stats,
+                    "print speed and KV statistics (kept lengths per layer, bytes saved) to stderr");
+  run_cmd->add_option("--show-kept", run.show_kept,
+                      "after prefill, print the prompt to stderr with the tokens layer L kept "
+                      "(by a majority of its KV heads) highlighted")
+      ->check(CLI::Range(0, 1 << 20));
   run_cmd->add_option("--json", run.json_path, "write statistics as JSON to this file");
 
   ChatOptions chat;
@@ -85,7 +90,7 @@ int main(int argc, char** argv) {
       ->default_val(bench.prompt_len)->check(CLI::Range(1, 1 << 24));
   bench_cmd->add_option("--gen", bench.gen, "tokens to decode")
       ->default_val(bench.gen)->check(CLI::Range(1, 1 << 24));
-  bench_cmd->add_option("--kv-list", kv_list, "comma-separated KV methods (default: full)");
+  bench_cmd->add_option("--kv-list", kv_list, "KV methods to compare, comma-separated, e.g. full,snapkv:budget=256,window=32,streaming:budget=256 (default: full)");
   bench_cmd->add_option("--seed", bench.seed, "seed of the random prompt")->default_val(bench.seed);
   bench_cmd->add_option("--json", bench.json_path, "write the results as JSON to this file");
 
@@ -112,15 +117,7 @@ int main(int argc, char** argv) {
     if (*info_cmd) return info_command(rt);
     if (*methods_cmd) return methods_command();
     if (*bench_cmd) {
-      if (!kv_list.empty()) {
-        bench.kv_list.clear();
-        std::stringstream ss(kv_list);
-        // Specs contain commas themselves (snapkv:budget=1,window=2), so methods are
-        // separated by ';' when parameters are given, else by ','.
-        char sep = kv_list.find(';') != std::string::npos ? ';' : ',';
-        for (std::string item; std::getline(ss, item, sep);)
-          if (!item.empty()) bench.kv_list.push_back(item);
-      }
+      if (!kv_list.empty()) bench.kv_list = split_kv_list(kv_list);
       for (const std::string& spec : bench.kv_list) make_strategy(spec);  // fail before loading
       Session session(rt);
       return run_bench(session, bench);

@@ -4,6 +4,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <unistd.h>
+#include <algorithm>
 #include <stdexcept>
 
 #include "kernels/cpu/cpu_backend.h"
@@ -28,6 +30,34 @@ std::string format_bytes(double bytes) {
   char buf[32];
   std::snprintf(buf, sizeof buf, u ? "%.1f %s" : "%.0f %s", bytes, units[u]);
   return buf;
+}
+
+std::string kv_stats_text(const KVCache& cache, const KVStrategy& strategy) {
+  const KVStats st = cache.stats();
+  char line[256];
+  std::snprintf(line, sizeof line,
+                "kv %s: %d tokens seen, %s held / %s full (%.2fx smaller, %s saved), %s allocated\n",
+                strategy.name().c_str(), st.tokens_seen, format_bytes(st.bytes_held).c_str(),
+                format_bytes(st.bytes_full).c_str(), st.compression(),
+                format_bytes(double(st.bytes_full) - double(st.bytes_held)).c_str(),
+                format_bytes(st.bytes_allocated).c_str());
+  std::string text = line;
+  for (size_t l = 0; l < st.lengths.size(); l++) {
+    int lo = st.lengths[l][0], hi = lo;
+    double sum = 0;
+    for (int len : st.lengths[l]) lo = std::min(lo, len), hi = std::max(hi, len), sum += len;
+    std::snprintf(line, sizeof line, "  layer %2zu: kept min %d / mean %.1f / max %d\n", l, lo,
+                  sum / st.lengths[l].size(), hi);
+    text += line;
+  }
+  return text + strategy.report();
+}
+
+size_t resident_bytes() {
+  std::ifstream statm("/proc/self/statm");
+  size_t pages_total = 0, pages_resident = 0;
+  if (!(statm >> pages_total >> pages_resident)) return 0;
+  return pages_resident * size_t(sysconf(_SC_PAGESIZE));
 }
 
 Session::Session(const RuntimeOptions& options) {
@@ -83,12 +113,14 @@ std::vector<float> Session::feed(const std::vector<int32_t>& ids) {
 GenerationStats Session::generate(const std::vector<int32_t>& prompt, int n_predict,
                                   Sampler& sampler,
                                   const std::function<void(const std::string&)>& on_text,
-                                  const std::atomic<bool>* interrupt) {
+                                  const std::atomic<bool>* interrupt,
+                                  const std::function<void()>& after_prefill) {
   GenerationStats st;
   st.prompt_tokens = int(prompt.size());
   auto start = std::chrono::steady_clock::now();
   std::vector<float> logits = feed(prompt);
   st.prefill_seconds = seconds_since(start);
+  if (after_prefill) after_prefill();
 
   StreamDecoder text(tokenizer());
   start = std::chrono::steady_clock::now();

@@ -64,9 +64,11 @@ class Session {
   // token, a full context, or when *interrupt becomes true). Each piece of finished UTF-8
   // text goes to on_text as soon as it exists. Generated tokens are fed back, so the cache
   // ends holding the whole exchange except the end token.
+  // after_prefill (optional) runs once the prompt is in the cache, before decoding.
   GenerationStats generate(const std::vector<int32_t>& prompt, int n_predict, Sampler& sampler,
                            const std::function<void(const std::string&)>& on_text,
-                           const std::atomic<bool>* interrupt = nullptr);
+                           const std::atomic<bool>* interrupt = nullptr,
+                           const std::function<void()>& after_prefill = nullptr);
 
  private:
   std::unique_ptr<ModelFile> file_;
@@ -78,5 +80,10 @@ class Session {
 };
 
 std::string format_bytes(double bytes);
+// Multi-line summary of the cache: method, bytes held vs full, kept lengths per layer
+// (min / mean / max over KV heads), and the strategy's own report.
+std::string kv_stats_text(const KVCache& cache, const KVStrategy& strategy);
+// Resident memory of this process (Linux /proc), 0 when unknown.
+size_t resident_bytes();
 
 }  // namespace kvlm

@@ -97,10 +97,28 @@ TEST(Cli, InfoDescribesTheModel) {
     EXPECT_NE(r.out.find(s), std::string::npos) << s << " in\n" << r.out;
 }
 
-TEST(Cli, MethodsListsFull) {
+TEST(Cli, MethodsListsEveryMethodWithParamsAndPaper) {
   Result r = kvlm("methods");
   EXPECT_EQ(r.status, 0);
-  EXPECT_NE(r.out.find("full"), std::string::npos);
+  for (const char* m : {"full ", "streaming ", "h2o ", "snapkv ", "pyramidkv ", "adakv ",
+                        "dynamickv ", "simlayerkv ", "knorm ", "minicache "})
+    EXPECT_NE(("\n" + r.out).find(std::string("\n") + m), std::string::npos) << m;
+  EXPECT_NE(r.out.find("arXiv 2404.14469"), std::string::npos);
+  EXPECT_NE(r.out.find("window=32"), std::string::npos);
+}
+
+TEST(Cli, StatsAndShowKeptShowWhatTheMethodKept) {
+  KVLM_REQUIRE_MODEL();
+  std::string prompt;
+  for (int i = 0; i < 12; i++) prompt += "The river runs past the old mill and under the bridge. ";
+  Result r = kvlm("run " + model_flag() + " --temp 0 -n 2 --kv snapkv:budget=24,window=8 --stats "
+                  "--show-kept 5 -p " + quote(prompt));
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.err.find("layer 5 keeps 24 of"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("evicted ...]"), std::string::npos) << "no colour when not a terminal";
+  EXPECT_NE(r.err.find("layer 29: kept min 26 / mean 26.0 / max 26"), std::string::npos)
+      << "24 kept + 2 decoded tokens\n" << r.err;
+  EXPECT_NE(r.err.find("smaller"), std::string::npos);
 }
 
 void expect_error(const Result& r, int status, const std::string& needle) {
@@ -129,6 +147,10 @@ TEST(Cli, BadModelFilesGiveOneLineErrors) {
 
 TEST(Cli, BadFlagsAreUsageErrors) {
   expect_error(kvlm("run -p hi --kv nosuch"), 2, "unknown method 'nosuch'");
+  expect_error(kvlm("run -p hi --kv snapkv:budget=abc"), 2, "budget=abc");
+  expect_error(kvlm("run -p hi --kv snapkv:kernel=4"), 2, "kernel");
+  expect_error(kvlm("run -p hi --kv snapkv:nope=1"), 2, "unknown parameter 'nope'");
+  expect_error(kvlm("run -p hi --kv streaming+minicache"), 2, "minicache");
   expect_error(kvlm("run -p hi --temp -1"), 2, "--temp");
   expect_error(kvlm("run -p hi -n abc"), 2, "-n");
   expect_error(kvlm("run"), 2, "-p");

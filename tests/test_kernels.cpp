@@ -198,6 +198,63 @@ TEST_P(Kernels, AttentionOverRaggedCache) {
   }
 }
 
+// attention_scores: the probabilities attention() uses, summed or averaged over chosen rows.
+TEST_P(Kernels, AttentionScoresAreTheSoftmaxRows) {
+  Backend& b = *backend;
+  const int T = 6, n_heads = 4, d = 16;
+  const std::vector<int> lens = {9, 6};  // ragged: head 0 holds 3 older tokens
+  std::vector<std::vector<float>> keys;
+  std::vector<std::unique_ptr<Buf>> bufs;
+  std::vector<KVHeadView> view;
+  for (size_t h = 0; h < lens.size(); h++) {
+    keys.push_back(random_vector(size_t(lens[h]) * d, 50 + h));
+    bufs.push_back(std::make_unique<Buf>(b, keys.back()));
+    view.push_back({bufs.back()->ptr, bufs.back()->ptr, lens[h]});
+  }
+  auto q = random_vector(size_t(T) * n_heads * d, 60, 2.0f);
+  Buf bq(b, q);
+  for (auto [first, rows, average] : {std::tuple{4, 2, true}, {0, 6, false}, {5, 1, false}}) {
+    const int stride = 9;
+    Buf out(b, size_t(n_heads) * stride);
+    b.attention_scores(out.ptr, stride, bq.ptr, view, T, first, rows, n_heads, d, average);
+    std::vector<float> got = out.host();
+    for (int h = 0; h < n_heads; h++) {
+      const int kv = h / 2, len = lens[kv];
+      std::vector<double> want(len, 0.0);
+      for (int t = first; t < first + rows; t++) {
+        const int visible = len - T + t + 1;
+        std::vector<double> p(visible);
+        double mx = -1e300, sum = 0;
+        for (int j = 0; j < visible; j++) {
+          double s = 0;
+          for (int i = 0; i < d; i++) s += double(q[(t * n_heads + h) * d + i]) * keys[kv][j * d + i];
+          mx = std::max(mx, p[j] = s / std::sqrt(double(d)));
+        }
+        for (double& v : p) sum += v = std::exp(v - mx);
+        for (int j = 0; j < visible; j++) want[j] += p[j] / sum / (average ? rows : 1);
+      }
+      for (int j = 0; j < len; j++)
+        EXPECT_NEAR(got[h * stride + j], want[j], 1e-5) << "head " << h << " slot " << j;
+    }
+  }
+}
+
+TEST_P(Kernels, KeyNorms) {
+  Backend& b = *backend;
+  for (int d : {64, 80}) {
+    const int len = 33;
+    auto k = random_vector(size_t(len) * d, 70);
+    Buf bk(b, k), out(b, len);
+    b.key_norms(out.ptr, bk.ptr, len, d);
+    std::vector<float> got = out.host();
+    for (int j = 0; j < len; j++) {
+      double s = 0;
+      for (int i = 0; i < d; i++) s += double(k[j * d + i]) * k[j * d + i];
+      EXPECT_NEAR(got[j], std::sqrt(s), 1e-5 * std::sqrt(s));
+    }
+  }
+}
+
 TEST_P(Kernels, CopyAndCompactRows) {
   Backend& b = *backend;
   const int rows = 6, cols = 4;

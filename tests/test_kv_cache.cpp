@@ -129,7 +129,11 @@ TEST(KVCache, FullStrategyLeavesCacheBitIdentical) {
   std::memcpy(before.data(), cache.view(1)[1].keys, before.size() * sizeof(float));
   auto full = make_strategy("full");
   EXPECT_EQ(full->needs().window, 0);
-  for (int l = 0; l < kLayers; l++) full->on_prefill_layer(cache, l, Observation{});
+  for (int l = 0; l < kLayers; l++) {
+    Observation obs;
+    obs.layer = l;
+    full->on_prefill_layer(cache, obs);
+  }
   full->after_prefill(cache);
   full->on_decode_step(cache, DecodeObservation{});
   EXPECT_EQ(cache.stats().lengths, (std::vector<std::vector<int>>(kLayers, std::vector<int>(kHeads, 7))));

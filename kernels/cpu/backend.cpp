@@ -1,5 +1,6 @@
 // CpuBackend: memory is ordinary host memory; the ops live in the files beside this one.
 #include <omp.h>
+#include <sys/mman.h>
 
 #include <cstdlib>
 #include <cstring>
@@ -20,15 +21,37 @@ std::string CpuBackend::name() const {
   return "cpu (" + std::to_string(n_threads_) + " threads)";
 }
 
-// 64-byte alignment: one cache line, and a whole AVX-512 register.
+namespace {
+// Buffers from 64 KiB up are mapped straight from the kernel and unmapped on release, so
+// a compressed KV cache really returns its memory: malloc would keep freed blocks in its
+// heap (and raises its mmap threshold after each large free), and resident memory would
+// not drop. A 64-byte header in front of every buffer records how it was obtained and
+// keeps the data aligned to a cache line (and an AVX-512 register).
+constexpr size_t kHeader = 64;
+constexpr size_t kMapThreshold = size_t(64) << 10;
+struct Header {
+  size_t bytes;  // total, header included
+  bool mapped;
+};
+}  // namespace
+
 float* CpuBackend::alloc(size_t n_floats) {
-  size_t bytes = ((n_floats * sizeof(float)) + 63) / 64 * 64;
-  void* p = std::aligned_alloc(64, bytes > 0 ? bytes : 64);
-  if (!p) throw std::bad_alloc();
-  return static_cast<float*>(p);
+  const size_t bytes = kHeader + (n_floats * sizeof(float) + 63) / 64 * 64;
+  const bool mapped = bytes >= kMapThreshold;
+  void* p = mapped ? mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+                   : std::aligned_alloc(64, bytes);
+  if (p == nullptr || p == MAP_FAILED) throw std::bad_alloc();
+  *static_cast<Header*>(p) = {bytes, mapped};
+  return reinterpret_cast<float*>(static_cast<char*>(p) + kHeader);
 }
 
-void CpuBackend::release(float* p) { std::free(p); }
+void CpuBackend::release(float* p) {
+  if (!p) return;
+  void* base = reinterpret_cast<char*>(p) - kHeader;
+  const Header h = *static_cast<Header*>(base);
+  if (h.mapped) munmap(base, h.bytes);
+  else std::free(base);
+}
 
 void CpuBackend::upload(float* dst, const float* host_src, size_t n) {
   std::memcpy(dst, host_src, n * sizeof(float));

@@ -27,6 +27,15 @@ class CpuBackend final : public Backend {
   void add(float* x, const float* y, size_t n) override;
   void attention(float* out, const float* q, const std::vector<KVHeadView>& kv, int T,
                  int n_heads, int head_dim) override;
+  void attention_scores(float* out, int stride, const float* q, const std::vector<KVHeadView>& kv,
+                        int T, int first_row, int n_rows, int n_heads, int head_dim,
+                        bool average) override;
+  void key_norms(float* out, const float* keys, int len, int head_dim) override;
+  void pair_angles(float* out, const float* a, const int32_t* a_rows, const float* b,
+                   const int32_t* b_rows, int n, int head_dim) override;
+  void merge_pair(float* dir, float* mag_a, float* mag_b, const float* a, const int32_t* a_rows,
+                  const float* b, const int32_t* b_rows, int n, int head_dim, float t) override;
+  void restore_rows(float* out, const float* dir, const float* mag, int n, int head_dim) override;
   void copy_rows(float* dst, int dst_stride, const float* src, int src_stride, int rows,
                  int cols) override;
   void compact_rows(float* buf, const int32_t* keep, int n, int cols) override;

@@ -78,8 +78,9 @@ int run_bench(Session& session, const BenchOptions& o) {
     while (session.tokenizer().is_special(id));
 
   nlohmann::json rows = nlohmann::json::array();
-  std::printf("%-24s %8s %13s %9s %12s %14s %10s %10s %10s\n", "method", "prompt", "prefill tok/s",
-              "TTFT ms", "decode tok/s", "roofline tok/s", "% roofline", "KV held", "KV full");
+  std::printf("%-28s %7s %13s %9s %9s %12s %14s %10s %10s %10s %10s\n", "method", "prompt",
+              "prefill tok/s", "scoring", "TTFT ms", "decode tok/s", "roofline tok/s",
+              "% roofline", "KV held", "KV full", "RSS");
   for (const std::string& spec : o.kv_list) {
     session.set_strategy(spec);
     std::fprintf(stderr, "bench: %s: warm-up\n", spec.c_str());
@@ -88,11 +89,13 @@ int run_bench(Session& session, const BenchOptions& o) {
 
     std::fprintf(stderr, "bench: %s: prefill %d tokens, decode %d\n", spec.c_str(), o.prompt_len, o.gen);
     Sampler greedy({0.0f, 0, 1.0f, 0.0f, 1.0f, 64, o.seed});
+    const double scoring_before = session.model().scoring_seconds();
     auto t = Clock::now();
     std::vector<float> logits = session.feed(prompt);
     int32_t next = greedy.sample(logits, {});
     const double ttft = since(t);
     const double prefill = ttft;  // sampling one token is negligible next to the prefill
+    const double scoring_share = (session.model().scoring_seconds() - scoring_before) / prefill;
     const KVStats after_prefill = session.cache().stats();
     t = Clock::now();
     for (int i = 0; i < o.gen; i++) next = greedy.sample(session.feed({next}), {});
@@ -103,13 +106,16 @@ int run_bench(Session& session, const BenchOptions& o) {
     const double kv_bytes = 0.5 * (after_prefill.bytes_held + end.bytes_held);
     const double roofline = bandwidth / (weight_bytes + kv_bytes);
     const double decode_tps = o.gen / decode;
-    std::printf("%-24s %8d %13.1f %9.1f %12.2f %14.2f %9.1f%% %10s %10s\n", spec.c_str(),
-                o.prompt_len, o.prompt_len / prefill, ttft * 1e3, decode_tps, roofline,
-                100 * decode_tps / roofline, format_bytes(end.bytes_held).c_str(),
-                format_bytes(end.bytes_full).c_str());
+    const size_t rss = resident_bytes();
+    std::printf("%-28s %7d %13.1f %8.1f%% %9.1f %12.2f %14.2f %9.1f%% %10s %10s %10s\n",
+                spec.substr(0, 28).c_str(), o.prompt_len, o.prompt_len / prefill,
+                100 * scoring_share, ttft * 1e3, decode_tps, roofline, 100 * decode_tps / roofline,
+                format_bytes(end.bytes_held).c_str(), format_bytes(end.bytes_full).c_str(),
+                format_bytes(rss).c_str());
     std::fflush(stdout);
     rows.push_back({{"method", spec}, {"prompt_tokens", o.prompt_len}, {"generated_tokens", o.gen},
                     {"prefill_tokens_per_s", o.prompt_len / prefill}, {"ttft_ms", ttft * 1e3},
+                    {"scoring_share_of_prefill", scoring_share}, {"resident_bytes", rss},
                     {"decode_tokens_per_s", decode_tps}, {"roofline_tokens_per_s", roofline},
                     {"roofline_fraction", decode_tps / roofline},
                     {"kv_bytes_held", end.bytes_held}, {"kv_bytes_full", end.bytes_full}});

@@ -1,5 +1,7 @@
 #include "model/llama.h"
 
+#include <algorithm>
+#include <chrono>
 #include <numeric>
 
 namespace kvlm {
@@ -60,11 +62,57 @@ std::unique_ptr<KVCache> Model::make_cache(int max_tokens) {
                                    config_.head_dim, max_tokens);
 }
 
+std::vector<std::vector<float>> Model::attention_scores(const KVCache& cache, int layer,
+                                                        const float* q, int T, int first_row,
+                                                        int n_rows, bool average) {
+  const ModelConfig& c = config_;
+  std::vector<KVHeadView> view = cache.view(layer);
+  int stride = 0;
+  for (const KVHeadView& h : view) stride = std::max(stride, h.len);
+  float* out = backend_.alloc(size_t(c.n_heads) * stride);
+  backend_.attention_scores(out, stride, q, view, T, first_row, n_rows, c.n_heads, c.head_dim,
+                            average);
+  std::vector<std::vector<float>> rows(c.n_heads);
+  for (int h = 0; h < c.n_heads; h++) {
+    rows[h].resize(view[h / c.group()].len);
+    backend_.download(rows[h].data(), out + size_t(h) * stride, rows[h].size());
+  }
+  backend_.release(out);
+  return rows;
+}
+
+Observation Model::observe_prefill(const KVCache& cache, int layer, const float* q, int T,
+                                   const Needs& needs) {
+  auto start = std::chrono::steady_clock::now();
+  Observation obs;
+  obs.layer = layer;
+  obs.n_new = T;
+  obs.n_tokens = cache.tokens_seen() + T;  // the cache advances after the last layer
+  obs.window = std::min(needs.window, T);
+  if (obs.window > 0)
+    obs.window_attention = attention_scores(cache, layer, q, T, T - obs.window, obs.window, true);
+  if (needs.all_queries) obs.query_attention_sum = attention_scores(cache, layer, q, T, 0, T, false);
+  if (needs.key_norms) {
+    std::vector<KVHeadView> view = cache.view(layer);
+    for (const KVHeadView& h : view) {
+      float* norms = backend_.alloc(std::max(h.len, 1));
+      backend_.key_norms(norms, h.keys, h.len, config_.head_dim);
+      obs.key_norms.emplace_back(h.len);
+      backend_.download(obs.key_norms.back().data(), norms, h.len);
+      backend_.release(norms);
+    }
+  }
+  scoring_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return obs;
+}
+
 std::vector<float> Model::forward(const std::vector<int32_t>& tokens, KVCache& cache,
                                   KVStrategy& strategy) {
   const ModelConfig& c = config_;
   const int T = int(tokens.size());
   const bool prefill = T > 1;
+  const Needs needs = strategy.needs();
+  DecodeObservation decode_obs;
   Backend& b = backend_;
   Scratch& s = scratch(T);
   std::vector<int32_t> positions(T);
@@ -82,9 +130,15 @@ std::vector<float> Model::forward(const std::vector<int32_t>& tokens, KVCache& c
     b.rope(s.k, positions.data(), inv_freq_, T, c.n_kv_heads, c.head_dim, c.rope_dim);
     cache.append(l, s.k, s.v, positions.data(), T);
     b.attention(s.att, s.q, cache.view(l), T, c.n_heads, c.head_dim);
+    if (prefill) {
+      strategy.on_prefill_layer(cache, observe_prefill(cache, l, s.q, T, needs));
+    } else if (needs.decode_attention) {
+      auto start = std::chrono::steady_clock::now();
+      decode_obs.attention.push_back(attention_scores(cache, l, s.q, 1, 0, 1, false));
+      scoring_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    }
     b.matmul(s.xn, s.att, lw.wo, T, c.q_dim(), c.dim);
     b.add(s.x, s.xn, size_t(T) * c.dim);
-    if (prefill) strategy.on_prefill_layer(cache, l, Observation{T, 0, {}, {}});
 
     // Feed-forward: down(silu(gate(x)) * up(x)).
     b.rmsnorm(s.xn, s.x, lw.ffn_norm, T, c.dim, c.rms_eps);
@@ -96,7 +150,7 @@ std::vector<float> Model::forward(const std::vector<int32_t>& tokens, KVCache& c
   }
   cache.advance(T);
   if (prefill) strategy.after_prefill(cache);
-  else strategy.on_decode_step(cache, DecodeObservation{});
+  else strategy.on_decode_step(cache, decode_obs);
 
   // Only the last token's logits are needed to choose the next token.
   b.rmsnorm(s.xn, s.x + size_t(T - 1) * c.dim, w_.output_norm, 1, c.dim, c.rms_eps);

@@ -48,15 +48,25 @@ class Model {
   std::vector<float> forward(const std::vector<int32_t>& tokens, KVCache& cache,
                              KVStrategy& strategy);
 
+  // Seconds spent computing strategy observations (scores, norms) since construction.
+  double scoring_seconds() const { return scoring_seconds_; }
+
  private:
   struct Scratch;
   Scratch& scratch(int T);
+  // Per query head rows of attention_scores over layer's cache, copied to the host.
+  std::vector<std::vector<float>> attention_scores(const KVCache& cache, int layer,
+                                                   const float* q, int T, int first_row,
+                                                   int n_rows, bool average);
+  Observation observe_prefill(const KVCache& cache, int layer, const float* q, int T,
+                              const Needs& needs);
 
   Backend& backend_;
   ModelConfig config_;
   Weights w_;
   float* inv_freq_ = nullptr;  // backend copy of rope_inv_frequencies(config_)
   std::unique_ptr<Scratch> scratch_;
+  double scoring_seconds_ = 0;
 };
 
 }  // namespace kvlm

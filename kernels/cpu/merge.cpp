@@ -1,0 +1,110 @@
+// Cross-layer merging (MiniCache): angles between a token's states in two layers, the
+// split of a pair into one shared direction plus two magnitudes, and the restore.
+// One token per loop iteration: every token is independent of the others.
+#include <algorithm>
+#include <cmath>
+
+#include "kernels/cpu/cpu_backend.h"
+
+namespace kvlm {
+
+namespace {
+
+// Below this sin(angle) the slerp weights are 0/0-prone; normalised lerp differs from
+// slerp by O(angle^2) there, far below float noise.
+constexpr float kMinSin = 1e-3f;
+
+struct PairDots {
+  float norm_a, norm_b, dot;
+};
+
+PairDots pair_dots(const float* x, const float* y, int d) {
+  float xx = 0, yy = 0, xy = 0;
+#pragma omp simd reduction(+ : xx, yy, xy)
+  for (int c = 0; c < d; c++) {
+    xx += x[c] * x[c];
+    yy += y[c] * y[c];
+    xy += x[c] * y[c];
+  }
+  return {std::sqrt(xx), std::sqrt(yy), xy};
+}
+
+float angle(const PairDots& p) {
+  return std::acos(std::clamp(p.dot / (p.norm_a * p.norm_b), -1.0f, 1.0f));
+}
+
+// e = wx * x + wy * y
+void combine(float* e, float wx, const float* x, float wy, const float* y, int d) {
+#pragma omp simd
+  for (int c = 0; c < d; c++) e[c] = wx * x[c] + wy * y[c];
+}
+
+// e = w * x (e may be x)
+void scale(float* e, float w, const float* x, int d) {
+#pragma omp simd
+  for (int c = 0; c < d; c++) e[c] = w * x[c];
+}
+
+// The shared unit direction of one pair of non-zero rows.
+void slerp_direction(float* e, const float* x, const float* y, const PairDots& p, int d,
+                     float t) {
+  const float omega = angle(p);
+  const float s = std::sin(omega);
+  if (s >= kMinSin) {
+    combine(e, std::sin((1 - t) * omega) / s / p.norm_a, x, std::sin(t * omega) / s / p.norm_b, y,
+            d);
+    return;
+  }
+  combine(e, (1 - t) / p.norm_a, x, t / p.norm_b, y, d);
+  float ee = 0;
+#pragma omp simd reduction(+ : ee)
+  for (int c = 0; c < d; c++) ee += e[c] * e[c];
+  // Exactly opposite rows at t = 0.5 cancel: no direction between them is better than
+  // another, so take b's.
+  if (ee < 1e-12f) scale(e, 1 / p.norm_b, y, d);
+  else scale(e, 1 / std::sqrt(ee), e, d);
+}
+
+}  // namespace
+
+void CpuBackend::pair_angles(float* out, const float* a, const int32_t* a_rows, const float* b,
+                             const int32_t* b_rows, int n, int head_dim) {
+#pragma omp parallel for schedule(static) if (n > 256)
+  for (int i = 0; i < n; i++) {
+    const PairDots p = pair_dots(a + size_t(a_rows[i]) * head_dim,
+                                 b + size_t(b_rows[i]) * head_dim, head_dim);
+    out[i] = p.norm_a == 0 || p.norm_b == 0 ? -1.0f : angle(p);
+  }
+}
+
+void CpuBackend::merge_pair(float* dir, float* mag_a, float* mag_b, const float* a,
+                            const int32_t* a_rows, const float* b, const int32_t* b_rows, int n,
+                            int head_dim, float t) {
+#pragma omp parallel for schedule(static) if (n > 256)
+  for (int i = 0; i < n; i++) {
+    const float* x = a + size_t(a_rows[i]) * head_dim;
+    const float* y = b + size_t(b_rows[i]) * head_dim;
+    float* e = dir + size_t(i) * head_dim;
+    const PairDots p = pair_dots(x, y, head_dim);
+    mag_a[i] = p.norm_a;
+    mag_b[i] = p.norm_b;
+    if (p.norm_a > 0 && p.norm_b > 0) slerp_direction(e, x, y, p, head_dim, t);
+    else if (p.norm_a > 0) scale(e, 1 / p.norm_a, x, head_dim);
+    else if (p.norm_b > 0) scale(e, 1 / p.norm_b, y, head_dim);
+    else std::fill(e, e + head_dim, 0.0f);
+  }
+}
+
+void CpuBackend::restore_rows(float* out, const float* dir, const float* mag, int n,
+                              int head_dim) {
+#pragma omp parallel for schedule(static) if (size_t(n) * head_dim > 65536)
+  for (int i = 0; i < n; i++) {
+    const float m = mag[i];
+    const float* e = dir + size_t(i) * head_dim;
+    float* o = out + size_t(i) * head_dim;
+#pragma omp simd
+    for (int c = 0; c < head_dim; c++) o[c] = e[c] * m;
+  }
+}
+
+}  // namespace kvlm

@@ -1,0 +1,194 @@
+// simlayerkv: SimLayerKV. Some layers, for a given input, put nearly all their attention on
+// the first few tokens and the most recent ones ("lazy" layers); their middle KV is not
+// used. A lazy layer keeps only sinks + recent tokens (StreamingLLM for that layer); the
+// other layers keep everything, so the compression is an outcome, not a budget.
+//   Detect: mean over all query heads of the layer of the probe queries' attention on the
+//   slots [0, sinks) U last `recent`; the layer is lazy when that mass exceeds delta.
+//   Prefill (detect=prefill): probe = the last `probe` prompt queries, averaged.
+//   Decode (detect=decode): probe = the first token generated after a prompt.
+//   A lazy layer keeps [0, sinks) U the last `recent` slots, also while decoding (cut back
+//   when a head exceeds sinks + recent + slack rows).
+// Paper: SimLayerKV: A Simple Framework for Layer-Level KV Cache Reduction
+// (arXiv 2410.13846); official code github.com/sail-sg/SimLayerKV (LongBench/).
+// kvlm's choices (from the official code):
+//  - delta=0.9, its threshold for LLaMA3-8B (LLaMA2 0.65, Mistral 0.8, Qwen 0.85); kvlm's
+//    models are LLaMA-3-style (GQA), so the LLaMA3 value is the default.
+//  - probe=32: its prefill detection averages the last 32 queries. (Its active default is
+//    decode detection; the spec makes prefill the default here, decode is detect=decode.)
+//  - sinks=4, recent=1024 as it keeps; recent=r with 0 < r <= 1 means ceil(r * prompt
+//    length), for short prompts. Its prefill detection measures each probe query's own
+//    last 512 tokens while keeping 1024; kvlm measures and keeps the same slots, the last
+//    `recent` of the layer (the observation averages the probe queries, so the window
+//    cannot follow each query), and counts a slot once where sinks and recent overlap.
+//    Keep probe well below recent (official: 32 vs 1024): the neighbours of earlier probe
+//    queries otherwise fall outside the window and layers look less lazy than they are.
+//  - The official code only trims lazy layers once; kvlm keeps them at sinks + recent while
+//    decoding, as the spec asks, and a layer stays lazy for the rest of the conversation
+//    (its middle tokens are gone). A chat turn's prefill can find more lazy layers.
+//  - detect=decode asks for decode attention only until the step that detects (the
+//    forward pass reads needs() on every call), so later steps cost nothing extra.
+#include <algorithm>
+#include <cmath>
+#include <sstream>
+#include <stdexcept>
+
+#include "kv/eviction.h"
+#include "kv/strategies/strategies.h"
+
+namespace kvlm {
+
+namespace {
+
+constexpr double kDefaultDelta = 0.9;  // official threshold for LLaMA3-8B
+constexpr int kDefaultSinks = 4;
+constexpr int kDefaultRecent = 1024;
+constexpr int kDefaultProbe = 32;
+constexpr int kDefaultSlack = 0;
+
+std::string format(double x) {
+  std::ostringstream s;
+  s << x;
+  return s.str();
+}
+
+// Recent window: a token count, or a share of the prompt (0 < r <= 1) when written with a
+// decimal point or exponent.
+struct Recent {
+  int tokens = 0;
+  double ratio = 0;
+  int resolve(int n_tokens) const {
+    return ratio > 0 ? std::max(1, int(std::ceil(ratio * n_tokens - 1e-9))) : tokens;
+  }
+  std::string spec() const { return ratio > 0 ? format(ratio) : std::to_string(tokens); }
+};
+
+class SimLayerKVStrategy final : public KVStrategy {
+ public:
+  SimLayerKVStrategy(double delta, int sinks, Recent recent, int probe, bool detect_at_decode,
+                     int slack)
+      : delta_(delta), sinks_(sinks), spec_recent_(recent), probe_(probe),
+        detect_at_decode_(detect_at_decode), slack_(slack) {}
+
+  std::string name() const override {
+    return "simlayerkv:delta=" + format(delta_) + ",sinks=" + std::to_string(sinks_) +
+           ",recent=" + spec_recent_.spec() +
+           (detect_at_decode_ ? ",detect=decode" : ",probe=" + std::to_string(probe_) + ",detect=prefill") +
+           ",slack=" + std::to_string(slack_);
+  }
+
+  Needs needs() const override {
+    Needs n;
+    if (!detect_at_decode_) n.window = probe_;
+    // Before the first prompt too, so the registry counts this method as an observer.
+    else n.decode_attention = detect_pending_ || lazy_.empty();
+    return n;
+  }
+
+  void on_prefill_layer(KVCache& cache, const Observation& obs) override {
+    if (obs.n_tokens == obs.n_new || lazy_.empty()) {  // a fresh prompt: the layer starts over
+      lazy_.resize(cache.n_layers());
+      lazy_[obs.layer] = false;
+      recent_ = spec_recent_.resolve(obs.n_tokens);
+    }
+    if (detect_at_decode_) detect_pending_ = true;
+    else if (lazy_mass(obs.window_attention) > delta_) lazy_[obs.layer] = true;
+    if (lazy_[obs.layer]) cut_layer(cache, obs.layer, 0);
+  }
+
+  void on_decode_step(KVCache& cache, const DecodeObservation& obs) override {
+    // A one-token prompt has no prefill call.
+    if (cache.tokens_seen() == 1 || lazy_.empty()) {
+      lazy_.assign(cache.n_layers(), false);
+      recent_ = spec_recent_.resolve(cache.tokens_seen());
+      detect_pending_ = detect_at_decode_;
+    }
+    // A new conversation opened by a one-token prompt finds out only now that it must
+    // detect; the attention it asks for arrives with the next step.
+    if (detect_pending_ && int(obs.attention.size()) == cache.n_layers()) {
+      for (int l = 0; l < cache.n_layers(); l++)
+        if (!lazy_[l] && lazy_mass(obs.attention[l]) > delta_) {
+          lazy_[l] = true;
+          cut_layer(cache, l, 0);
+        }
+      detect_pending_ = false;
+    }
+    for (int l = 0; l < cache.n_layers(); l++)
+      if (lazy_[l]) cut_layer(cache, l, slack_);
+  }
+
+  std::string report() const override {
+    if (lazy_.empty()) return "";
+    std::string layers;
+    int count = 0;
+    for (size_t l = 0; l < lazy_.size(); l++)
+      if (lazy_[l]) layers += (count++ ? ", " : "") + std::to_string(l);
+    return "simlayerkv: lazy layers " + (count ? layers : "none") + " (" +
+           std::to_string(count) + " of " + std::to_string(lazy_.size()) + ")\n";
+  }
+
+ private:
+  // Attention mass on the sinks and the recent window, averaged over the query heads. Each
+  // row covers the slots of its head's KV head.
+  double lazy_mass(const std::vector<std::vector<float>>& per_query_head) const {
+    if (per_query_head.empty())
+      throw std::logic_error("simlayerkv: no probe attention observed");
+    double mass = 0;
+    for (const std::vector<float>& row : per_query_head)
+      for (int32_t j : sinks_and_recent(int(row.size()), sinks_, recent_)) mass += row[j];
+    return mass / double(per_query_head.size());
+  }
+
+  void cut_layer(KVCache& cache, int layer, int slack) const {
+    for (int h = 0; h < cache.n_kv_heads(); h++) {
+      const int len = cache.length(layer, h);
+      if (over_budget(len, sinks_ + recent_, slack))
+        cache.compact(layer, h, sinks_and_recent(len, sinks_, recent_));
+    }
+  }
+
+  double delta_;
+  int sinks_;
+  Recent spec_recent_;
+  int probe_;
+  bool detect_at_decode_;
+  int slack_;
+  int recent_ = 0;                // recent window for the current conversation
+  std::vector<bool> lazy_;        // per layer; empty before the first prompt
+  bool detect_pending_ = false;   // detect=decode: the next decode step decides
+};
+
+}  // namespace
+
+MethodInfo simlayerkv_method_info() {
+  return {"simlayerkv",
+          "detect lazy layers (attention on sinks + recent > delta) and keep only sinks + recent there",
+          {{"delta", format(kDefaultDelta)},
+           {"sinks", std::to_string(kDefaultSinks)},
+           {"recent", std::to_string(kDefaultRecent) + " (or a share of the prompt, e.g. 0.25)"},
+           {"probe", std::to_string(kDefaultProbe)},
+           {"detect", "prefill (or decode)"},
+           {"slack", std::to_string(kDefaultSlack)}},
+          "SimLayerKV: A Simple Framework for Layer-Level KV Cache Reduction (arXiv 2410.13846)"};
+}
+
+std::unique_ptr<KVStrategy> make_simlayerkv(const Params& params) {
+  params.reject_unknown("simlayerkv", {"delta", "sinks", "recent", "probe", "detect", "slack"});
+  const double delta = params.get_double("delta", kDefaultDelta, 0.0, 1.0);
+  const int sinks = params.get_int("sinks", kDefaultSinks, 0);
+  Recent recent;
+  auto it = params.values.find("recent");
+  if (it != params.values.end() && it->second.find_first_of(".eE") != std::string::npos)
+    recent.ratio = params.get_double("recent", 0, 1e-6, 1.0);
+  else
+    recent.tokens = params.get_int("recent", kDefaultRecent, 1);
+  const int probe = params.get_int("probe", kDefaultProbe, 1);
+  const bool detect_at_decode = params.get_choice("detect", {"prefill", "decode"}) == "decode";
+  if (detect_at_decode && params.values.count("probe"))
+    throw std::invalid_argument("--kv simlayerkv: probe= applies only with detect=prefill "
+                                "(detect=decode probes with the first generated token)");
+  const int slack = params.get_int("slack", kDefaultSlack, 0);
+  return std::make_unique<SimLayerKVStrategy>(delta, sinks, recent, probe, detect_at_decode,
+                                              slack);
+}
+
+}  // namespace kvlm

@@ -1,0 +1,90 @@
+// streaming: StreamingLLM. Keeps the first `sinks` tokens (attention sinks: the softmax
+// parks surplus attention there) and a window of the most recent tokens; everything in
+// between is evicted. No scores needed.
+//   Prefill (per layer, per KV head): keep [0, sinks) U the last budget - sinks slots.
+//   Decode: when a head exceeds budget + slack rows, cut it back to the same shape.
+// Paper: Efficient Streaming Language Models with Attention Sinks (arXiv 2309.17453).
+// kvlm's choices:
+//  - Positions stay the original ones (keys are cached after RoPE and never re-rotated).
+//    The paper renumbers positions inside its rolling cache; we keep them like every
+//    other method, so the methods differ only in what they keep.
+//  - A budget counts the sinks. With ratio=r the budget is fixed per prompt
+//    (ceil(r * prompt length)); if that leaves no room beyond the sinks, fewer sinks are
+//    kept so the newest token always stays.
+#include <algorithm>
+#include <stdexcept>
+
+#include "kv/eviction.h"
+#include "kv/strategies/strategies.h"
+
+namespace kvlm {
+
+namespace {
+
+constexpr int kDefaultBudget = 128;
+constexpr int kDefaultSinks = 4;  // the paper's 4 initial tokens
+constexpr int kDefaultSlack = 0;
+
+class StreamingStrategy final : public KVStrategy {
+ public:
+  StreamingStrategy(Budget budget, int sinks, int slack)
+      : spec_budget_(budget), sinks_(sinks), slack_(slack) {}
+
+  std::string name() const override {
+    return "streaming:" + spec_budget_.spec() + ",sinks=" + std::to_string(sinks_) +
+           ",slack=" + std::to_string(slack_);
+  }
+
+  void on_prefill_layer(KVCache& cache, const Observation& obs) override {
+    if (obs.n_tokens == obs.n_new || budget_ == 0) start(obs.n_tokens);
+    for (int h = 0; h < cache.n_kv_heads(); h++) cut(cache, obs.layer, h);
+  }
+
+  void on_decode_step(KVCache& cache, const DecodeObservation&) override {
+    // A one-token prompt has no prefill call.
+    if (cache.tokens_seen() == 1 || budget_ == 0) start(cache.tokens_seen());
+    for (int l = 0; l < cache.n_layers(); l++)
+      for (int h = 0; h < cache.n_kv_heads(); h++)
+        if (over_budget(cache.length(l, h), budget_, slack_)) cut(cache, l, h);
+  }
+
+ private:
+  // A fresh prompt fixes the budget for the conversation.
+  void start(int n_tokens) { budget_ = std::max(1, spec_budget_.resolve(n_tokens)); }
+
+  void cut(KVCache& cache, int layer, int head) const {
+    const int len = cache.length(layer, head);
+    if (len <= budget_) return;
+    const int sinks = std::min(sinks_, budget_ - 1);
+    cache.compact(layer, head, sinks_and_recent(len, sinks, budget_ - sinks));
+  }
+
+  Budget spec_budget_;
+  int sinks_, slack_;
+  int budget_ = 0;  // tokens per head for the current conversation
+};
+
+}  // namespace
+
+MethodInfo streaming_method_info() {
+  return {"streaming",
+          "attention sinks + recent window (StreamingLLM); keeps original positions, no re-rotation",
+          {{"budget", std::to_string(kDefaultBudget) + " (or ratio=r)"},
+           {"sinks", std::to_string(kDefaultSinks)},
+           {"slack", std::to_string(kDefaultSlack)}},
+          "Efficient Streaming Language Models with Attention Sinks (arXiv 2309.17453)"};
+}
+
+std::unique_ptr<KVStrategy> make_streaming(const Params& params) {
+  params.reject_unknown("streaming", {"budget", "ratio", "sinks", "slack"});
+  const Budget budget = read_budget(params, kDefaultBudget);
+  const int sinks = params.get_int("sinks", kDefaultSinks, 0);
+  const int slack = params.get_int("slack", kDefaultSlack, 0);
+  if (budget.ratio == 0 && sinks >= budget.tokens)
+    throw std::invalid_argument("--kv streaming: sinks=" + std::to_string(sinks) +
+                                " leaves no room for recent tokens in budget=" +
+                                std::to_string(budget.tokens) + " (sinks must be < budget)");
+  return std::make_unique<StreamingStrategy>(budget, sinks, slack);
+}
+
+}  // namespace kvlm

@@ -1,0 +1,650 @@
+// MiniCache: the spec's toys, the merge ops against a scalar reference, the cache's merged
+// storage mode (restore, order, positions, exact byte savings, clear, compaction), the
+// strategy's retention and timing, and the forward pass with nothing merged.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <memory>
+#include <numeric>
+#include <random>
+#include <stdexcept>
+
+#include "kernels/cpu/cpu_backend.h"
+#include "kv/kv_cache.h"
+#include "kv/strategy.h"
+#include "model_fixture.h"
+
+namespace kvlm {
+namespace {
+
+// A backend buffer that mirrors a host vector.
+struct Buf {
+  Backend& b;
+  float* ptr;
+  size_t n;
+  Buf(Backend& backend, const std::vector<float>& host)
+      : b(backend), ptr(backend.alloc(std::max<size_t>(host.size(), 1))), n(host.size()) {
+    b.upload(ptr, host.data(), n);
+  }
+  Buf(Backend& backend, size_t size)
+      : b(backend), ptr(backend.alloc(std::max<size_t>(size, 1))), n(size) {}
+  ~Buf() { b.release(ptr); }
+  std::vector<float> host() const {
+    std::vector<float> v(n);
+    b.download(v.data(), ptr, n);
+    return v;
+  }
+};
+
+// ---- scalar reference (double precision), written from the spec's formulas ----------
+
+double norm(const float* x, int d) {
+  double s = 0;
+  for (int c = 0; c < d; c++) s += double(x[c]) * x[c];
+  return std::sqrt(s);
+}
+
+double ref_angle(const float* a, const float* b, int d) {
+  double dot = 0;
+  for (int c = 0; c < d; c++) dot += double(a[c]) * b[c];
+  return std::acos(std::clamp(dot / (norm(a, d) * norm(b, d)), -1.0, 1.0));
+}
+
+// Slerp weights of the two unit vectors; normalised lerp when sin(Omega) is tiny.
+std::vector<double> ref_direction(const float* a, const float* b, int d, double t) {
+  const double na = norm(a, d), nb = norm(b, d), omega = ref_angle(a, b, d);
+  std::vector<double> e(d);
+  if (std::sin(omega) >= 1e-3) {
+    const double wa = std::sin((1 - t) * omega) / std::sin(omega);
+    const double wb = std::sin(t * omega) / std::sin(omega);
+    for (int c = 0; c < d; c++) e[c] = wa * a[c] / na + wb * b[c] / nb;
+  } else {
+    double ee = 0;
+    for (int c = 0; c < d; c++) ee += std::pow(e[c] = (1 - t) * a[c] / na + t * b[c] / nb, 2);
+    for (double& x : e) x /= std::sqrt(ee);
+  }
+  return e;
+}
+
+// What the merged cache should give back for `a` when it was merged with `b`
+// (side 0: a is the lower layer's state; side 1: the upper's).
+std::vector<float> ref_restore(const float* lower, const float* upper, int d, double t, int side) {
+  std::vector<double> e = ref_direction(lower, upper, d, t);
+  const double m = norm(side == 0 ? lower : upper, d);
+  std::vector<float> out(d);
+  for (int c = 0; c < d; c++) out[c] = float(e[c] * m);
+  return out;
+}
+
+void expect_near(const std::vector<float>& got, const std::vector<double>& want, double tol,
+                 const std::string& what) {
+  ASSERT_EQ(got.size(), want.size()) << what;
+  for (size_t i = 0; i < got.size(); i++)
+    EXPECT_NEAR(got[i], want[i], tol) << what << " [" << i << "]";
+}
+
+// Runs the three merge ops on one pair of vectors.
+struct MergedPair {
+  float angle;
+  std::vector<float> dir, a_restored, b_restored;
+  float mag_a, mag_b;
+};
+
+MergedPair merge_one(Backend& b, const std::vector<float>& x, const std::vector<float>& y,
+                     float t) {
+  const int d = int(x.size());
+  const int32_t row = 0;
+  Buf bx(b, x), by(b, y), angle(b, 1), dir(b, d), ma(b, 1), mb(b, 1), ra(b, d), rb(b, d);
+  b.pair_angles(angle.ptr, bx.ptr, &row, by.ptr, &row, 1, d);
+  b.merge_pair(dir.ptr, ma.ptr, mb.ptr, bx.ptr, &row, by.ptr, &row, 1, d, t);
+  b.restore_rows(ra.ptr, dir.ptr, ma.ptr, 1, d);
+  b.restore_rows(rb.ptr, dir.ptr, mb.ptr, 1, d);
+  return {angle.host()[0], dir.host(), ra.host(), rb.host(), ma.host()[0], mb.host()[0]};
+}
+
+// ---- the spec's toys (t = 0.6), to 6 decimals -------------------------------------------
+
+constexpr double k6 = 1e-6;
+
+TEST(MiniCacheToy, OneUnitVectorsShareTheirSlerpDirection) {
+  CpuBackend b(1);
+  MergedPair m = merge_one(b, {0.8f, 0.6f}, {0.6f, 0.8f}, 0.6f);
+  EXPECT_NEAR(m.angle, 0.283794, k6);
+  expect_near(m.dir, {0.686757, 0.726887}, k6, "e");
+  // The coefficients: solve e = wa * ua + wb * ub (ua, ub are the inputs, unit already).
+  const double det = 0.8 * 0.8 - 0.6 * 0.6;
+  EXPECT_NEAR((m.dir[0] * 0.8 - m.dir[1] * 0.6) / det, 0.404550, k6);
+  EXPECT_NEAR((m.dir[1] * 0.8 - m.dir[0] * 0.6) / det, 0.605196, k6);
+  EXPECT_NEAR(norm(m.dir.data(), 2), 1.0, k6);
+  expect_near(m.a_restored, {0.686757, 0.726887}, k6, "a'");
+  expect_near(m.b_restored, {0.686757, 0.726887}, k6, "b'");
+}
+
+TEST(MiniCacheToy, TwoMagnitudesStayPerLayer) {
+  CpuBackend b(1);
+  MergedPair m = merge_one(b, {1.6f, 1.2f}, {0.6f, 0.8f}, 0.6f);
+  EXPECT_NEAR(m.angle, 0.283794, k6);
+  EXPECT_NEAR(m.mag_a, 2.0, k6);
+  EXPECT_NEAR(m.mag_b, 1.0, k6);
+  expect_near(m.dir, {0.686757, 0.726887}, k6, "e");
+  expect_near(m.a_restored, {1.373515, 1.453773}, k6, "a'");
+  expect_near(m.b_restored, {0.686757, 0.726887}, k6, "b'");
+}
+
+TEST(MiniCacheToy, ThreeOrthogonalVectors) {
+  CpuBackend b(1);
+  MergedPair m = merge_one(b, {3, 0, 0}, {0, 0, 2}, 0.6f);
+  EXPECT_NEAR(m.angle, M_PI / 2, k6);
+  expect_near(m.dir, {0.587785, 0, 0.809017}, k6, "e");
+  expect_near(m.a_restored, {1.763356, 0, 2.427051}, k6, "a'");
+  expect_near(m.b_restored, {1.175571, 0, 1.618034}, k6, "b'");
+}
+
+// Toy 3 through the strategy: next to toy 1's pair it has the larger angle, so with
+// retain = 0.5 (one of two tokens) it is kept unmerged and restores exactly.
+TEST(MiniCacheToy, ThreeRetainedRestoresExactly) {
+  CpuBackend b(1);
+  KVCache cache(b, 2, 1, 3, 16);
+  const std::vector<float> lower = {0.8f, 0.6f, 0, 3, 0, 0};  // token 0: toy 1, token 1: toy 3
+  const std::vector<float> upper = {0.6f, 0.8f, 0, 0, 0, 2};
+  const int32_t positions[] = {0, 1};
+  Buf lo(b, lower), up(b, upper);
+  cache.append(0, lo.ptr, lo.ptr, positions, 2);
+  cache.append(1, up.ptr, up.ptr, positions, 2);
+  cache.advance(2);
+  make_strategy("minicache:start=0,retain=0.5")->after_prefill(cache);
+  ASSERT_EQ(cache.merged_length(0, 0), 1);
+  EXPECT_EQ(cache.positions(0, 0), (std::vector<int32_t>{0, 1}));
+  for (int layer : {0, 1}) {
+    const KVHeadView v = cache.view(layer)[0];
+    ASSERT_EQ(v.len, 2);
+    std::vector<float> keys(v.keys, v.keys + 6), values(v.values, v.values + 6);
+    for (int c = 0; c < 2; c++)
+      EXPECT_NEAR(keys[c], (std::vector<double>{0.686757, 0.726887})[c], k6);
+    EXPECT_EQ(keys[2], 0.0f);
+    const std::vector<float>& original = layer == 0 ? lower : upper;
+    for (int c = 3; c < 6; c++)
+      EXPECT_EQ(keys[c], original[c]) << "retained token, layer " << layer;
+    EXPECT_EQ(keys, values);
+  }
+}
+
+// ---- the ops against the scalar reference -------------------------------------------------
+
+std::vector<float> random_vector(size_t n, uint32_t seed, float scale = 1.0f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, scale);
+  std::vector<float> v(n);
+  for (float& x : v) x = dist(rng);
+  return v;
+}
+
+// Parameterised by backend like the Kernels suite, so a GPU backend runs the same cases.
+class MiniCacheOps : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    ASSERT_EQ(GetParam(), "cpu") << "no such backend in this build";
+    backend = std::make_unique<CpuBackend>();
+  }
+  std::unique_ptr<Backend> backend;
+};
+
+TEST_P(MiniCacheOps, GatheredPairsMatchTheReference) {
+  Backend& b = *backend;
+  for (int d : {3, 64, 80}) {
+    const int rows = 40, n = 300;  // n > rows: rows repeat, in any order
+    auto a = random_vector(size_t(rows) * d, 1 + d),
+         c = random_vector(size_t(rows) * d, 2 + d, 3.0f);
+    std::mt19937 rng(d);
+    std::vector<int32_t> a_rows(n), c_rows(n);
+    for (int i = 0; i < n; i++)
+      a_rows[i] = int32_t(rng() % rows), c_rows[i] = int32_t(rng() % rows);
+    Buf ba(b, a), bc(b, c), angle(b, n), dir(b, size_t(n) * d), ma(b, n), mc(b, n),
+        out(b, size_t(n) * d);
+    b.pair_angles(angle.ptr, ba.ptr, a_rows.data(), bc.ptr, c_rows.data(), n, d);
+    for (float t : {0.0f, 0.3f, 0.6f, 1.0f}) {
+      b.merge_pair(dir.ptr, ma.ptr, mc.ptr, ba.ptr, a_rows.data(), bc.ptr, c_rows.data(), n, d, t);
+      b.restore_rows(out.ptr, dir.ptr, mc.ptr, n, d);
+      auto angles = angle.host(), dirs = dir.host(), mags_a = ma.host(), mags_c = mc.host(),
+           restored = out.host();
+      for (int i = 0; i < n; i++) {
+        const float* x = a.data() + size_t(a_rows[i]) * d;
+        const float* y = c.data() + size_t(c_rows[i]) * d;
+        ASSERT_NEAR(angles[i], ref_angle(x, y, d), 2e-5) << "d=" << d << " pair " << i;
+        ASSERT_NEAR(mags_a[i], norm(x, d), 1e-5 * norm(x, d));
+        ASSERT_NEAR(mags_c[i], norm(y, d), 1e-5 * norm(y, d));
+        std::vector<double> e = ref_direction(x, y, d, t);
+        for (int k = 0; k < d; k++) {
+          ASSERT_NEAR(dirs[size_t(i) * d + k], e[k], 2e-5)
+              << "d=" << d << " t=" << t << " pair " << i;
+          ASSERT_NEAR(restored[size_t(i) * d + k], e[k] * norm(y, d), 2e-5 * norm(y, d));
+        }
+      }
+    }
+  }
+}
+
+TEST_P(MiniCacheOps, NearlyParallelPairsUseNormalisedLerp) {
+  Backend& b = *backend;
+  const int d = 64;
+  auto x = random_vector(d, 7);
+  auto noise = random_vector(d, 8, 1e-6f);
+  std::vector<float> y(d), opposite(d);
+  for (int c = 0; c < d; c++) y[c] = 2.5f * x[c] + noise[c], opposite[c] = -x[c];
+  MergedPair m = merge_one(b, x, y, 0.6f);
+  EXPECT_LT(m.angle, 1e-3f);
+  std::vector<double> e = ref_direction(x.data(), y.data(), d, 0.6);  // the nlerp branch
+  for (int c = 0; c < d; c++) {
+    EXPECT_TRUE(std::isfinite(m.dir[c]));
+    EXPECT_NEAR(m.dir[c], e[c], 1e-6);
+    EXPECT_NEAR(m.a_restored[c], x[c], 1e-5);  // parallel: merging loses nothing
+    EXPECT_NEAR(m.b_restored[c], y[c], 1e-5);
+  }
+  m = merge_one(b, x, x, 0.6f);  // exactly parallel: Omega = 0
+  for (int c = 0; c < d; c++) EXPECT_NEAR(m.a_restored[c], x[c], 1e-5);
+  m = merge_one(b, x, opposite, 0.6f);  // opposite: lerp leans to the heavier side
+  EXPECT_NEAR(m.angle, M_PI, 1e-3);
+  for (int c = 0; c < d; c++) EXPECT_NEAR(m.b_restored[c], opposite[c], 1e-5);
+  m = merge_one(b, x, opposite, 0.5f);  // opposite at t = 0.5 cancels: b's direction
+  for (int c = 0; c < d; c++) EXPECT_NEAR(m.b_restored[c], opposite[c], 1e-5);
+}
+
+TEST_P(MiniCacheOps, ZeroMagnitudeHasNoAngle) {
+  Backend& b = *backend;
+  const std::vector<float> zero(4, 0.0f), x = {1, -2, 0.5f, 3};
+  MergedPair m = merge_one(b, zero, x, 0.6f);
+  EXPECT_EQ(m.angle, -1.0f);  // the strategy keeps such tokens unmerged
+  // Still defined: the zero row takes the other's direction, and both restore exactly.
+  EXPECT_EQ(m.mag_a, 0.0f);
+  for (int c = 0; c < 4; c++) {
+    EXPECT_EQ(m.a_restored[c], 0.0f);
+    EXPECT_NEAR(m.b_restored[c], x[c], 1e-6);
+  }
+  EXPECT_EQ(merge_one(b, x, zero, 0.6f).angle, -1.0f);
+  m = merge_one(b, zero, zero, 0.6f);
+  EXPECT_EQ(m.angle, -1.0f);
+  for (float v : m.dir) EXPECT_EQ(v, 0.0f);
+}
+
+INSTANTIATE_TEST_SUITE_P(MiniCacheCpu, MiniCacheOps, ::testing::Values("cpu"));
+
+// ---- the cache's merged storage ---------------------------------------------------------
+
+constexpr int kLayers = 4, kHeads = 2, kDim = 16, kPrompt = 100, kChunk = 64;
+constexpr size_t kRow = kDim * sizeof(float);
+
+// A cache whose layers 2 and 3 hold related states (layer 3 = layer 2 + noise of a
+// per-token scale, so angles vary), with host copies of everything appended.
+struct Filled {
+  CpuBackend backend{1};
+  KVCache cache{backend, kLayers, kHeads, kDim, 1000};
+  std::vector<std::vector<float>> keys{kLayers}, values{kLayers};  // [layer][pos][head][dim]
+  std::mt19937 rng{42};
+
+  void append(int T) {
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    std::uniform_real_distribution<float> scale(0.05f, 1.5f);
+    const int first = cache.tokens_seen();
+    std::vector<int32_t> positions(T);
+    std::iota(positions.begin(), positions.end(), first);
+    for (auto* states : {&keys, &values})
+      for (int t = 0; t < T; t++)
+        for (int h = 0; h < kHeads; h++) {
+          const float sigma = scale(rng);
+          for (int l = 0; l < kLayers; l++)
+            for (int c = 0; c < kDim; c++)
+              (*states)[l].push_back(l == 3 ? (*states)[2][((first + t) * kHeads + h) * kDim + c] +
+                                                  sigma * normal(rng)
+                                            : normal(rng));
+        }
+    for (int l = 0; l < kLayers; l++) {
+      const size_t offset = size_t(first) * kHeads * kDim;
+      Buf k(backend, std::vector<float>(keys[l].begin() + offset, keys[l].end()));
+      Buf v(backend, std::vector<float>(values[l].begin() + offset, values[l].end()));
+      cache.append(l, k.ptr, v.ptr, positions.data(), T);
+    }
+    cache.advance(T);
+  }
+  const float* key(int layer, int pos, int head) const {
+    return keys[layer].data() + (size_t(pos) * kHeads + head) * kDim;
+  }
+  const float* value(int layer, int pos, int head) const {
+    return values[layer].data() + (size_t(pos) * kHeads + head) * kDim;
+  }
+  // The tokens the rule keeps unmerged among `candidates`: the n with the largest
+  // max(key angle, value angle) between layers 2 and 3.
+  std::vector<int32_t> largest_angles(int head, std::vector<int32_t> candidates, int n) const {
+    auto score = [&](int32_t p) {
+      return std::max(ref_angle(key(2, p, head), key(3, p, head), kDim),
+                      ref_angle(value(2, p, head), value(3, p, head), kDim));
+    };
+    std::stable_sort(candidates.begin(), candidates.end(),
+                     [&](int32_t x, int32_t y) { return score(x) > score(y); });
+    candidates.resize(n);
+    std::sort(candidates.begin(), candidates.end());
+    return candidates;
+  }
+};
+
+// Every slot of a merged layer: merged slots restore from the reference merge, the rest
+// are the original rows, bit-exact.
+void expect_restored(const Filled& f, int layer, double t) {
+  std::vector<KVHeadView> view = f.cache.view(layer);
+  for (int h = 0; h < kHeads; h++) {
+    const std::vector<int32_t>& positions = f.cache.positions(layer, h);
+    ASSERT_EQ(view[h].len, int(positions.size()));
+    for (int slot = 0; slot < view[h].len; slot++) {
+      const int p = positions[slot];
+      const float* keys = view[h].keys + size_t(slot) * kDim;
+      const float* values = view[h].values + size_t(slot) * kDim;
+      if (slot < f.cache.merged_length(layer, h)) {
+        auto k = ref_restore(f.key(2, p, h), f.key(3, p, h), kDim, t, layer - 2);
+        auto v = ref_restore(f.value(2, p, h), f.value(3, p, h), kDim, t, layer - 2);
+        for (int c = 0; c < kDim; c++) {
+          ASSERT_NEAR(keys[c], k[c], 1e-5 * (1 + std::fabs(k[c])))
+              << "layer " << layer << " slot " << slot;
+          ASSERT_NEAR(values[c], v[c], 1e-5 * (1 + std::fabs(v[c])));
+        }
+      } else {
+        for (int c = 0; c < kDim; c++) {
+          ASSERT_EQ(keys[c], f.key(layer, p, h)[c]) << "layer " << layer << " slot " << slot;
+          ASSERT_EQ(values[c], f.value(layer, p, h)[c]);
+        }
+      }
+    }
+  }
+}
+
+TEST(MiniCacheCache, MergeRestoresRetainsAndFreesExactBytes) {
+  Filled f;
+  f.append(kPrompt);
+  const KVStats before = f.cache.stats();
+  make_strategy("minicache:start=2,retain=0.1")->after_prefill(f.cache);
+  const int retained = 10, merged = kPrompt - retained;  // ceil(0.1 * 100)
+
+  for (int h = 0; h < kHeads; h++) {
+    EXPECT_EQ(f.cache.merged_length(2, h), merged);
+    EXPECT_EQ(f.cache.merged_length(3, h), merged);
+    EXPECT_EQ(f.cache.merged_length(1, h), 0);
+    // Slots: merged tokens in order, then the retained ones (largest angles) in order.
+    std::vector<int32_t> all(kPrompt);
+    std::iota(all.begin(), all.end(), 0);
+    std::vector<int32_t> kept = f.largest_angles(h, all, retained), expected;
+    std::set_difference(all.begin(), all.end(), kept.begin(), kept.end(),
+                        std::back_inserter(expected));
+    expected.insert(expected.end(), kept.begin(), kept.end());
+    EXPECT_EQ(f.cache.positions(2, h), expected) << "head " << h;
+    EXPECT_EQ(f.cache.positions(3, h), expected) << "head " << h;
+  }
+  EXPECT_EQ(f.cache.partner(2), 3);
+  EXPECT_EQ(f.cache.partner(3), 2);
+  EXPECT_EQ(f.cache.partner(0), -1);
+  expect_restored(f, 2, 0.6);
+  expect_restored(f, 3, 0.6);
+
+  // Plain layers stay zero-copy and untouched.
+  const KVHeadView plain = f.cache.view(0)[1];
+  EXPECT_EQ(plain.keys, f.cache.view(0)[1].keys);
+  for (int c = 0; c < kDim; c++) EXPECT_EQ(plain.keys[5 * kDim + c], f.key(0, 5, 1)[c]);
+
+  // Held: per head, the pair gave up one layer's merged rows (K and V) and gained four
+  // magnitudes (K and V, two layers) per merged token.
+  const KVStats after = f.cache.stats();
+  const size_t saved_per_head = merged * kRow * 2 - 2 * size_t(merged) * 2 * sizeof(float);
+  EXPECT_EQ(before.bytes_held - after.bytes_held, kHeads * saved_per_head);
+  // Allocated: each layer's rows shrink from 128 (100 rounded up) to 64 (10 rounded up);
+  // the shared storage is allocated exactly.
+  const size_t rows_freed = 2 * kHeads * 2 * size_t(2 * kChunk - kChunk) * kRow;
+  const size_t shared = kHeads * (2 * size_t(merged) * kRow + 4 * size_t(merged) * sizeof(float));
+  EXPECT_EQ(before.bytes_allocated - after.bytes_allocated, rows_freed - shared);
+  EXPECT_EQ(after.bytes_full, before.bytes_full);
+  EXPECT_EQ(after.lengths, before.lengths);  // every layer still attends to 100 tokens
+  EXPECT_EQ(after.bytes_scratch, 2 * size_t(4 * kChunk) * kRow);  // 2 heads x 100 rows, rounded
+}
+
+TEST(MiniCacheCache, NewTokensComeLastAndAttendLikeAnExplicitlyRestoredCache) {
+  Filled f;
+  f.append(kPrompt);
+  make_strategy("minicache:start=2,retain=0.1,t=0.3")->after_prefill(f.cache);
+  const int T = 3, n_heads = 4;
+  f.append(T);  // a continued prefill after the merge
+  expect_restored(f, 2, 0.3);
+  expect_restored(f, 3, 0.3);
+  for (int layer : {2, 3}) {
+    for (int h = 0; h < kHeads; h++) {
+      const auto& positions = f.cache.positions(layer, h);
+      EXPECT_EQ(std::vector<int32_t>(positions.end() - T, positions.end()),
+                (std::vector<int32_t>{kPrompt, kPrompt + 1, kPrompt + 2}));
+      EXPECT_EQ(f.cache.length(layer, h), kPrompt + T);
+    }
+    // The same slots, restored by the reference into a plain cache.
+    KVCache plain(f.backend, 1, kHeads, kDim, 1000);
+    std::vector<float> keys(size_t(kPrompt + T) * kHeads * kDim), values(keys.size());
+    for (int h = 0; h < kHeads; h++)
+      for (int slot = 0; slot < kPrompt + T; slot++) {
+        const int p = f.cache.positions(layer, h)[slot];
+        const bool merged = slot < f.cache.merged_length(layer, h);
+        auto k = merged ? ref_restore(f.key(2, p, h), f.key(3, p, h), kDim, 0.3, layer - 2)
+                        : std::vector<float>(f.key(layer, p, h), f.key(layer, p, h) + kDim);
+        auto v = merged ? ref_restore(f.value(2, p, h), f.value(3, p, h), kDim, 0.3, layer - 2)
+                        : std::vector<float>(f.value(layer, p, h), f.value(layer, p, h) + kDim);
+        std::copy(k.begin(), k.end(), keys.begin() + (size_t(slot) * kHeads + h) * kDim);
+        std::copy(v.begin(), v.end(), values.begin() + (size_t(slot) * kHeads + h) * kDim);
+      }
+    std::vector<int32_t> positions(kPrompt + T);
+    std::iota(positions.begin(), positions.end(), 0);
+    Buf bk(f.backend, keys), bv(f.backend, values);
+    plain.append(0, bk.ptr, bv.ptr, positions.data(), kPrompt + T);
+
+    auto q = random_vector(size_t(T) * n_heads * kDim, 99, 2.0f);
+    Buf bq(f.backend, q), merged_out(f.backend, q.size()), plain_out(f.backend, q.size());
+    f.backend.attention(merged_out.ptr, bq.ptr, f.cache.view(layer), T, n_heads, kDim);
+    f.backend.attention(plain_out.ptr, bq.ptr, plain.view(0), T, n_heads, kDim);
+    auto got = merged_out.host(), want = plain_out.host();
+    for (size_t i = 0; i < got.size(); i++) ASSERT_NEAR(got[i], want[i], 1e-5) << "layer " << layer;
+  }
+}
+
+TEST(MiniCacheCache, ClearForgetsMergesAndTheCacheWorksAgain) {
+  Filled f;
+  f.append(kPrompt);
+  auto strategy = make_strategy("minicache:start=2,retain=0");
+  strategy->after_prefill(f.cache);
+  EXPECT_EQ(f.cache.merged_length(2, 0), kPrompt);
+  f.cache.view(3);
+  f.cache.clear();
+  KVStats st = f.cache.stats();
+  EXPECT_EQ(st.bytes_held, 0u);
+  EXPECT_EQ(st.bytes_allocated, 0u);
+  EXPECT_EQ(st.bytes_scratch, 0u);
+  EXPECT_EQ(f.cache.partner(2), -1);
+  EXPECT_EQ(f.cache.merged_length(2, 0), 0);
+  EXPECT_EQ(f.cache.length(3, 1), 0);
+
+  for (int l = 0; l < kLayers; l++) f.keys[l].clear(), f.values[l].clear();
+  f.append(20);
+  EXPECT_EQ(f.cache.view(2)[0].len, 20);
+  strategy->after_prefill(f.cache);
+  EXPECT_EQ(f.cache.merged_length(3, 1), 20);
+  expect_restored(f, 3, 0.6);
+}
+
+TEST(MiniCacheCache, CompactKeepsMergedSlotsAndEvictsRows) {
+  Filled f;
+  f.append(kPrompt);
+  make_strategy("minicache:start=2,retain=0.1")->after_prefill(f.cache);
+  const int merged = f.cache.merged_length(2, 0);
+  std::vector<int32_t> keep(merged);
+  std::iota(keep.begin(), keep.end(), 0);
+  EXPECT_THROW(f.cache.compact(2, 0, std::vector<int32_t>(keep.begin() + 1, keep.end())),
+               std::invalid_argument);
+  const std::vector<int32_t> before = f.cache.positions(2, 0);
+  keep.push_back(merged + 1);
+  keep.push_back(merged + 5);
+  f.cache.compact(2, 0, keep);
+  EXPECT_EQ(f.cache.length(2, 0), merged + 2);
+  std::vector<int32_t> expected(before.begin(), before.begin() + merged);
+  expected.push_back(before[merged + 1]);
+  expected.push_back(before[merged + 5]);
+  EXPECT_EQ(f.cache.positions(2, 0), expected);
+  expect_restored(f, 2, 0.6);
+}
+
+TEST(MiniCacheCache, MergeRejectsWhatItCannotDo) {
+  Filled f;
+  f.append(10);
+  EXPECT_THROW(f.cache.merge(2, 3, 0, {1, 2}, {1}, 0.6f), std::invalid_argument);  // lengths
+  EXPECT_THROW(f.cache.merge(2, 3, 0, {1}, {2}, 0.6f), std::invalid_argument);     // tokens
+  EXPECT_THROW(f.cache.merge(2, 3, 0, {2, 1}, {2, 1}, 0.6f), std::invalid_argument);  // order
+  EXPECT_THROW(f.cache.merge(3, 2, 0, {1}, {1}, 0.6f), std::invalid_argument);  // lower < upper
+  f.cache.merge(2, 3, 0, {1}, {1}, 0.6f);
+  EXPECT_THROW(f.cache.merge(2, 3, 0, {0}, {0}, 0.6f),
+               std::invalid_argument);  // slot 0 is merged now
+  EXPECT_THROW(f.cache.merge(1, 2, 0, {2}, {2}, 0.6f), std::invalid_argument);  // 2 is paired
+}
+
+// After eviction (snapkv+minicache) the two layers hold different tokens: only the common
+// ones merge, the rest stay as rows of their layer.
+TEST(MiniCacheCache, OnlyTokensBothLayersHoldAreMerged) {
+  Filled f;
+  f.append(20);
+  std::vector<int32_t> keep_upper;  // layer 3, head 0 lost the odd tokens below 10
+  for (int p = 0; p < 20; p++)
+    if (p >= 10 || p % 2 == 0) keep_upper.push_back(p);
+  f.cache.compact(3, 0, keep_upper);
+  f.cache.compact(2, 0, {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17});
+  make_strategy("minicache:start=2,retain=0")->after_prefill(f.cache);
+  EXPECT_EQ(f.cache.merged_length(2, 0), 13);  // even < 10 (5) and 10..17 (8)
+  EXPECT_EQ(f.cache.positions(2, 0),
+            (std::vector<int32_t>{0, 2, 4, 6, 8, 10, 11, 12, 13, 14, 15, 16, 17, 1, 3, 5, 7, 9}));
+  EXPECT_EQ(f.cache.positions(3, 0),
+            (std::vector<int32_t>{0, 2, 4, 6, 8, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19}));
+  EXPECT_EQ(f.cache.merged_length(3, 1), 20);
+  expect_restored(f, 2, 0.6);
+  expect_restored(f, 3, 0.6);
+}
+
+// ---- the strategy -----------------------------------------------------------------------
+
+TEST(MiniCacheStrategy, MergeEveryMergesDecodedTokensInBatches) {
+  Filled f;
+  f.append(kPrompt);
+  auto strategy = make_strategy("minicache:start=2,retain=0.1,merge_every=4");
+  strategy->after_prefill(f.cache);
+  for (int step = 1; step <= 8; step++) {
+    f.append(1);
+    strategy->on_decode_step(f.cache, DecodeObservation{});
+    for (int h = 0; h < kHeads; h++) {
+      EXPECT_EQ(f.cache.length(2, h), kPrompt + step);
+      // Every 4 steps the candidates (the earlier outliers + 4 new tokens) are cut back
+      // by angle to ceil(0.1 * all common tokens): 11 of 104, then 11 of 108.
+      const int expected_merged = step < 4 ? 90 : step < 8 ? 93 : 97;
+      EXPECT_EQ(f.cache.merged_length(2, h), expected_merged) << "step " << step;
+      EXPECT_EQ(f.cache.merged_length(3, h), expected_merged) << "step " << step;
+    }
+  }
+  for (int h = 0; h < kHeads; h++) {
+    std::vector<int32_t> all(kPrompt + 8);
+    std::iota(all.begin(), all.end(), 0);
+    const auto& positions = f.cache.positions(2, h);
+    std::vector<int32_t> unmerged(positions.begin() + f.cache.merged_length(2, h), positions.end());
+    // The rule applied batch by batch: a merged token never comes back.
+    std::vector<int32_t> first_batch(all.begin(), all.begin() + kPrompt);
+    std::vector<int32_t> kept = f.largest_angles(h, first_batch, 10);
+    for (int batch = 0; batch < 2; batch++) {
+      for (int i = 0; i < 4; i++) kept.push_back(kPrompt + 4 * batch + i);
+      kept = f.largest_angles(h, kept, 11);
+    }
+    EXPECT_EQ(unmerged, kept) << "head " << h;
+  }
+  expect_restored(f, 2, 0.6);
+  expect_restored(f, 3, 0.6);
+}
+
+TEST(MiniCacheStrategy, ZeroStatesStayUnmergedAndMergeEveryZeroNeverMergesDecode) {
+  CpuBackend b(1);
+  KVCache cache(b, kLayers, kHeads, kDim, 100);
+  // Head 0: token p holds p + c; head 1: ones. Every layer holds the same states, except
+  // the value of token 2, head 1, which is zero in layer 3: it has no direction.
+  std::vector<float> lower(size_t(5) * kHeads * kDim, 1.0f);
+  for (int p = 0; p < 5; p++)
+    for (int c = 0; c < kDim; c++) lower[size_t(p) * kHeads * kDim + c] = float(p + c);
+  std::vector<float> upper_values = lower;
+  std::fill_n(upper_values.begin() + (2 * kHeads + 1) * kDim, kDim, 0.0f);
+  const int32_t positions[] = {0, 1, 2, 3, 4};
+  Buf lo(b, lower), up(b, upper_values);
+  for (int l = 0; l < kLayers; l++) cache.append(l, lo.ptr, l == 3 ? up.ptr : lo.ptr, positions, 5);
+  cache.advance(5);
+  auto strategy = make_strategy("minicache:retain=0");  // start = 4 / 2 = 2
+  strategy->after_prefill(cache);
+  EXPECT_EQ(cache.merged_length(2, 0), 5);
+  EXPECT_EQ(cache.merged_length(2, 1), 4);
+  EXPECT_EQ(cache.positions(3, 1), (std::vector<int32_t>{0, 1, 3, 4, 2}));
+  EXPECT_EQ(cache.view(3)[1].values[4 * kDim], 0.0f);  // a row: restored exactly
+
+  for (int step = 0; step < 5; step++) {  // merge_every = 0: decoded tokens stay rows
+    const int32_t next = 5 + step;
+    for (int l = 0; l < kLayers; l++) cache.append(l, lo.ptr, lo.ptr, &next, 1);
+    cache.advance(1);
+    strategy->on_decode_step(cache, DecodeObservation{});
+  }
+  EXPECT_EQ(cache.merged_length(2, 0), 5);
+  EXPECT_EQ(cache.length(2, 0), 10);
+  strategy->after_prefill(cache);  // the next chat turn merges what accumulated
+  EXPECT_EQ(cache.merged_length(2, 0), 10);
+  EXPECT_EQ(cache.merged_length(3, 1), 9);
+}
+
+TEST(MiniCacheStrategy, ParametersAndName) {
+  EXPECT_EQ(make_strategy("minicache")->name(), "minicache:t=0.6,retain=0.05,merge_every=0");
+  const std::string spec = "minicache:start=3,t=0.5,retain=0.2,merge_every=16";
+  EXPECT_EQ(make_strategy(spec)->name(), spec);
+  for (const char* bad : {"minicache:t=1.5", "minicache:t=-0.1", "minicache:retain=2",
+                          "minicache:merge_every=-1", "minicache:start=-1", "minicache:start=x",
+                          "minicache:gamma=0.05"})
+    EXPECT_THROW(make_strategy(bad), std::invalid_argument) << bad;
+  CpuBackend b(1);
+  KVCache cache(b, 4, 1, 4, 8);
+  EXPECT_THROW(make_strategy("minicache:start=3")->after_prefill(cache), std::invalid_argument);
+  bool listed = false;
+  for (const MethodInfo& m : known_methods())
+    if (m.name == "minicache") {
+      listed = true;
+      EXPECT_NE(m.paper.find("2405.14366"), std::string::npos);
+      EXPECT_EQ(m.params.size(), 4u);
+    }
+  EXPECT_TRUE(listed);
+}
+
+// ---- through the model ------------------------------------------------------------------
+
+TEST(MiniCacheModel, NothingMergedGivesFullLogitsExactly) {
+  KVLM_REQUIRE_MODEL();
+  auto& m = test::default_model();
+  std::vector<int32_t> prompt(40);
+  std::iota(prompt.begin(), prompt.end(), 300);
+  auto full = make_strategy("full");
+  auto none = make_strategy("minicache:retain=1,merge_every=2");
+  auto full_cache = m.model->make_cache(128), none_cache = m.model->make_cache(128);
+  EXPECT_EQ(m.model->forward(prompt, *full_cache, *full),
+            m.model->forward(prompt, *none_cache, *none));
+  for (int32_t token : {500, 501, 502})
+    EXPECT_EQ(m.model->forward({token}, *full_cache, *full),
+              m.model->forward({token}, *none_cache, *none));
+  EXPECT_EQ(none_cache->stats().bytes_held, full_cache->stats().bytes_held);
+
+  // And with merging: the deep half holds less, and decoding goes on.
+  auto merging = make_strategy("minicache:merge_every=2");
+  auto cache = m.model->make_cache(128);
+  m.model->forward(prompt, *cache, *merging);
+  EXPECT_LT(cache->stats().bytes_held, full_cache->stats().bytes_held);
+  for (int32_t token : {500, 501, 502})
+    for (float x : m.model->forward({token}, *cache, *merging)) ASSERT_TRUE(std::isfinite(x));
+  const int n_layers = m.model->config().n_layers;
+  EXPECT_GT(cache->merged_length(n_layers / 2, 0), 0);
+  EXPECT_EQ(cache->merged_length(n_layers / 2 - 1, 0), 0);
+}
+
+}  // namespace
+}  // namespace kvlm
