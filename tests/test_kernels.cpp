@@ -7,36 +7,15 @@
 #include <memory>
 #include <random>
 
+#include "backend_fixture.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu/simd.h"
 
 namespace kvlm {
 namespace {
 
-std::vector<float> random_vector(size_t n, uint32_t seed, float scale = 1.0f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, scale);
-  std::vector<float> v(n);
-  for (float& x : v) x = dist(rng);
-  return v;
-}
-
-// A backend buffer that mirrors a host vector.
-struct Buf {
-  Backend& b;
-  float* ptr;
-  size_t n;
-  Buf(Backend& backend, const std::vector<float>& host) : b(backend), ptr(backend.alloc(host.size())), n(host.size()) {
-    b.upload(ptr, host.data(), n);
-  }
-  Buf(Backend& backend, size_t size) : b(backend), ptr(backend.alloc(size)), n(size) {}
-  ~Buf() { b.release(ptr); }
-  std::vector<float> host() const {
-    std::vector<float> v(n);
-    b.download(v.data(), ptr, n);
-    return v;
-  }
-};
+using test::Buf;
+using test::random_vector;
 
 void expect_close(const std::vector<float>& got, const std::vector<float>& want, float tol,
                   const std::string& what) {
@@ -45,14 +24,7 @@ void expect_close(const std::vector<float>& got, const std::vector<float>& want,
     ASSERT_NEAR(got[i], want[i], tol * (1.0f + std::fabs(want[i]))) << what << " at " << i;
 }
 
-class Kernels : public ::testing::TestWithParam<std::string> {
- protected:
-  void SetUp() override {
-    ASSERT_EQ(GetParam(), "cpu") << "no such backend in this build";
-    backend = std::make_unique<CpuBackend>();
-  }
-  std::unique_ptr<Backend> backend;
-};
+class Kernels : public test::BackendTest {};
 
 TEST_P(Kernels, MatmulMatchesNaive) {
   Backend& b = *backend;

@@ -13,29 +13,14 @@
 #include "kernels/cpu/cpu_backend.h"
 #include "kv/kv_cache.h"
 #include "kv/strategy.h"
+#include "backend_fixture.h"
 #include "model_fixture.h"
 
 namespace kvlm {
 namespace {
 
-// A backend buffer that mirrors a host vector.
-struct Buf {
-  Backend& b;
-  float* ptr;
-  size_t n;
-  Buf(Backend& backend, const std::vector<float>& host)
-      : b(backend), ptr(backend.alloc(std::max<size_t>(host.size(), 1))), n(host.size()) {
-    b.upload(ptr, host.data(), n);
-  }
-  Buf(Backend& backend, size_t size)
-      : b(backend), ptr(backend.alloc(std::max<size_t>(size, 1))), n(size) {}
-  ~Buf() { b.release(ptr); }
-  std::vector<float> host() const {
-    std::vector<float> v(n);
-    b.download(v.data(), ptr, n);
-    return v;
-  }
-};
+using test::Buf;
+using test::random_vector;
 
 // ---- scalar reference (double precision), written from the spec's formulas ----------
 
@@ -172,23 +157,8 @@ TEST(MiniCacheToy, ThreeRetainedRestoresExactly) {
 
 // ---- the ops against the scalar reference -------------------------------------------------
 
-std::vector<float> random_vector(size_t n, uint32_t seed, float scale = 1.0f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, scale);
-  std::vector<float> v(n);
-  for (float& x : v) x = dist(rng);
-  return v;
-}
-
 // Parameterised by backend like the Kernels suite, so a GPU backend runs the same cases.
-class MiniCacheOps : public ::testing::TestWithParam<std::string> {
- protected:
-  void SetUp() override {
-    ASSERT_EQ(GetParam(), "cpu") << "no such backend in this build";
-    backend = std::make_unique<CpuBackend>();
-  }
-  std::unique_ptr<Backend> backend;
-};
+class MiniCacheOps : public test::BackendTest {};
 
 TEST_P(MiniCacheOps, GatheredPairsMatchTheReference) {
   Backend& b = *backend;
