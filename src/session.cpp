@@ -42,6 +42,11 @@ std::string kv_stats_text(const KVCache& cache, const KVStrategy& strategy) {
                 format_bytes(double(st.bytes_full) - double(st.bytes_held)).c_str(),
                 format_bytes(st.bytes_allocated).c_str());
   std::string text = line;
+  if (st.bytes_scratch) {  // merged layers are restored into this one-layer buffer
+    std::snprintf(line, sizeof line, "  + %s of scratch to restore merged layers for attention\n",
+                  format_bytes(st.bytes_scratch).c_str());
+    text += line;
+  }
   for (size_t l = 0; l < st.lengths.size(); l++) {
     int lo = st.lengths[l][0], hi = lo;
     double sum = 0;
