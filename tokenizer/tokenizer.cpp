@@ -119,4 +119,8 @@ std::unique_ptr<Tokenizer> tokenizer_from_gguf(const gguf::File& file) {
                            "' (kvlm reads 'gpt2', byte-level BPE)");
 }
 
+std::unique_ptr<Tokenizer> tokenizer_from_hf_directory(const std::string& dir) {
+  throw std::runtime_error(dir + ": Hugging Face tokenizers are not supported yet");
+}
+
 }  // namespace kvlm

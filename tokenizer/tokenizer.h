@@ -64,4 +64,10 @@ class StreamDecoder {
 // Throws std::runtime_error naming the file and what is missing or unsupported.
 std::unique_ptr<Tokenizer> tokenizer_from_gguf(const gguf::File& file);
 
+// Builds the tokenizer of a Hugging Face model directory: tokenizer.json (byte-level BPE)
+// or tokenizer.model (sentencepiece), with special tokens and BOS/EOS taken from
+// tokenizer_config.json, generation_config.json and config.json when present.
+// Throws std::runtime_error naming the file and what is missing or unsupported.
+std::unique_ptr<Tokenizer> tokenizer_from_hf_directory(const std::string& dir);
+
 }  // namespace kvlm
