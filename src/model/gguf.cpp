@@ -3,14 +3,8 @@
 // an Error naming the file, the item being parsed and the byte offset, never in a crash.
 #include "model/gguf.h"
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <array>
 #include <bit>
-#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <limits>
@@ -261,12 +255,6 @@ const Value& lookup(const File& f, const std::string& key) {
   return *v;
 }
 
-// Closes the descriptor on every path out of File::File; the mapping outlives it.
-struct FdCloser {
-  int fd;
-  ~FdCloser() { ::close(fd); }
-};
-
 }  // namespace
 
 const char* type_name(TensorType t) {
@@ -313,7 +301,7 @@ struct File::Parser {
   File& f;
   Cursor c;
 
-  explicit Parser(File& file) : f(file), c(file.path_, file.map_, file.size_) {}
+  explicit Parser(File& file) : f(file), c(file.path_, file.map_->data(), file.map_->size()) {}
 
   void run() {
     header();
@@ -445,43 +433,27 @@ struct File::Parser {
       }
       uint64_t begin = 0, end = 0;
       if (__builtin_add_overflow(data_start, t.offset, &begin) ||
-          __builtin_add_overflow(begin, t.n_bytes, &end) || end > f.size_) {
+          __builtin_add_overflow(begin, t.n_bytes, &end) || end > f.file_size()) {
         fail(f.path_, "tensor '" + t.name + "' data (offset " + std::to_string(t.offset) + ", " +
                           std::to_string(t.n_bytes) + " bytes, data section at " +
                           std::to_string(data_start) + ") runs past the end of the file (" +
-                          std::to_string(f.size_) + " bytes)");
+                          std::to_string(f.file_size()) + " bytes)");
       }
-      t.data = f.map_ + begin;
+      t.data = f.map_->data() + begin;
     }
   }
 };
 
 File::File(const std::string& path) : path_(path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) fail(path_, std::string("cannot open: ") + std::strerror(errno));
-  FdCloser closer{fd};
-
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) fail(path_, std::string("cannot stat: ") + std::strerror(errno));
-  if (S_ISDIR(st.st_mode)) fail(path_, "is a directory, not a GGUF file");
-  if (!S_ISREG(st.st_mode)) fail(path_, "is not a regular file");
-  if (st.st_size == 0) fail(path_, "empty file (0 bytes), not a GGUF file");
-  size_ = static_cast<uint64_t>(st.st_size);
-
-  void* map = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
-  if (map == MAP_FAILED) fail(path_, std::string("cannot mmap: ") + std::strerror(errno));
-  map_ = static_cast<const uint8_t*>(map);
-
-  // The destructor does not run when a constructor throws, so release the mapping here.
   try {
-    Parser{*this}.run();
-  } catch (...) {
-    ::munmap(const_cast<uint8_t*>(map_), size_);
-    throw;
+    map_ = std::make_unique<MappedFile>(path, "GGUF file");
+  } catch (const std::runtime_error& e) {
+    throw Error(e.what());
   }
+  Parser{*this}.run();
 }
 
-File::~File() { ::munmap(const_cast<uint8_t*>(map_), size_); }
+File::~File() = default;
 
 const Value* File::find(const std::string& key) const {
   auto it = metadata_.find(key);

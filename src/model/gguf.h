@@ -10,6 +10,8 @@
 #include <variant>
 #include <vector>
 
+#include "model/mapped_file.h"
+
 namespace kvlm::gguf {
 
 // Thrown for every malformed or unsupported file; what() starts with the file path.
@@ -52,7 +54,7 @@ class File {
 
   const std::string& path() const { return path_; }
   uint32_t version() const { return version_; }
-  uint64_t file_size() const { return size_; }
+  uint64_t file_size() const { return map_->size(); }
   uint64_t alignment() const { return alignment_; }
 
   bool has(const std::string& key) const { return metadata_.count(key) != 0; }
@@ -80,10 +82,9 @@ class File {
   struct Parser;  // gguf.cpp: fills the members below from the mapping
 
   std::string path_;
+  std::unique_ptr<MappedFile> map_;
   uint32_t version_ = 0;
-  uint64_t size_ = 0;
   uint64_t alignment_ = 32;
-  const uint8_t* map_ = nullptr;
   std::map<std::string, Value> metadata_;
   std::vector<TensorInfo> tensors_;
   std::map<std::string, size_t> tensor_index_;
