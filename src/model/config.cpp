@@ -1,17 +1,33 @@
 #include "model/config.h"
 
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 
 namespace kvlm {
 
-std::vector<float> rope_inv_frequencies(const ModelConfig& c) {
+namespace {
+
+// transformers' dynamic NTK rule: base * (factor * L / L0 - (factor - 1)) ^ (d / (d - 2))
+// with L = max(seq_len, L0), so theta is unchanged up to the original context L0.
+double dynamic_theta(const ModelConfig& c, int seq_len) {
+  const double original = c.rope_original_context;
+  const double len = std::max<double>(seq_len, original);
+  const double d = c.rope_dim;
+  return c.rope_theta * std::pow(c.rope_factor * len / original - (c.rope_factor - 1), d / (d - 2));
+}
+
+}  // namespace
+
+std::vector<float> rope_inv_frequencies(const ModelConfig& c, int seq_len) {
   const int pairs = c.rope_dim / 2;
+  const double theta = c.rope_scaling == RopeScaling::Dynamic ? dynamic_theta(c, seq_len) : c.rope_theta;
   std::vector<float> inv_freq(pairs);
   for (int i = 0; i < pairs; i++) {
-    double f = std::pow(double(c.rope_theta), -2.0 * i / c.rope_dim);
+    double f = std::pow(theta, -2.0 * i / c.rope_dim);
     switch (c.rope_scaling) {
       case RopeScaling::None:
+      case RopeScaling::Dynamic:  // all in theta
         break;
       case RopeScaling::Linear:  // positions squeezed by the factor: same as slower rotations
         f /= c.rope_factor;
@@ -34,6 +50,16 @@ std::vector<float> rope_inv_frequencies(const ModelConfig& c) {
     inv_freq[i] = float(f);
   }
   return inv_freq;
+}
+
+const char* rope_scaling_name(RopeScaling s) {
+  switch (s) {
+    case RopeScaling::None: return "none";
+    case RopeScaling::Linear: return "linear";
+    case RopeScaling::Dynamic: return "dynamic";
+    case RopeScaling::Llama3: return "llama3";
+  }
+  return "unknown";
 }
 
 void validate(const ModelConfig& c, const std::string& source) {
@@ -62,6 +88,18 @@ void validate(const ModelConfig& c, const std::string& source) {
   if (!(c.rope_theta > 1)) fail("rope theta must be > 1");
   if (c.rope_scaling != RopeScaling::None && !(c.rope_factor >= 1))
     fail("rope scaling factor must be >= 1");
+  if (c.rope_scaling == RopeScaling::Llama3 || c.rope_scaling == RopeScaling::Dynamic)
+    check_range("rope original context", c.rope_original_context, 1, 1 << 24);
+  if (c.rope_scaling == RopeScaling::Dynamic && c.rope_dim <= 2)
+    fail("dynamic rope scaling needs more than 2 rotated dims");
+  if (c.rope_scaling == RopeScaling::Llama3 && !(c.rope_high_freq_factor > c.rope_low_freq_factor))
+    fail("llama3 rope scaling needs high_freq_factor > low_freq_factor");
+  if (c.rope_scaling == RopeScaling::Llama3 || c.rope_scaling == RopeScaling::Dynamic)
+    check_range("rope original context", c.rope_original_context, 1, 1 << 24);
+  if (c.rope_scaling == RopeScaling::Dynamic && c.rope_dim <= 2)
+    fail("dynamic rope scaling needs more than 2 rotated dims");
+  if (c.rope_scaling == RopeScaling::Llama3 && !(c.rope_high_freq_factor > c.rope_low_freq_factor))
+    fail("llama3 rope scaling needs high_freq_factor > low_freq_factor");
   if (!c.rope_freq_factors.empty() && int(c.rope_freq_factors.size()) != c.rope_dim / 2)
     fail("rope frequency factors: " + std::to_string(c.rope_freq_factors.size()) +
          " values, expected rope dim / 2 = " + std::to_string(c.rope_dim / 2));

@@ -7,7 +7,7 @@
 namespace kvlm {
 
 // How positions are turned into rotation frequencies.
-enum class RopeScaling { None, Linear, Llama3 };
+enum class RopeScaling { None, Linear, Dynamic, Llama3 };
 
 struct ModelConfig {
   std::string name;            // human-readable, from metadata
@@ -25,19 +25,29 @@ struct ModelConfig {
   float rope_theta = 10000.0f;
   int rope_dim = 0;            // rotated dimensions per head (== head_dim for Llama)
   RopeScaling rope_scaling = RopeScaling::None;
-  float rope_factor = 1.0f;             // Linear and Llama3
+  float rope_factor = 1.0f;             // Linear, Dynamic and Llama3
   float rope_low_freq_factor = 1.0f;    // Llama3
   float rope_high_freq_factor = 4.0f;   // Llama3
-  int rope_original_context = 8192;     // Llama3
+  int rope_original_context = 8192;     // Llama3; Dynamic: max_position_embeddings
   std::vector<float> rope_freq_factors; // per-frequency divisors (GGUF rope_freqs.weight), optional
+
+  // Declared by a Hugging Face config.json / generation_config.json (for `kvlm info`; the
+  // tokenizer reads its own). Empty for GGUF, whose tokenizer metadata carries them.
+  int32_t bos_id = -1;
+  std::vector<int32_t> eos_ids;
 
   int q_dim() const { return n_heads * head_dim; }
   int kv_dim() const { return n_kv_heads * head_dim; }
   int group() const { return n_heads / n_kv_heads; }
 };
 
-// Inverse rotation frequency of each of the rope_dim/2 pairs, scaling applied.
-std::vector<float> rope_inv_frequencies(const ModelConfig& c);
+// Inverse rotation frequency of each of the rope_dim/2 pairs, scaling applied, for a
+// forward call whose largest position is seq_len - 1. Only Dynamic (NTK) scaling depends
+// on seq_len: past the original context it raises theta so the slowest pair still spans
+// seq_len, recomputed per call as transformers does.
+std::vector<float> rope_inv_frequencies(const ModelConfig& c, int seq_len = 0);
+
+const char* rope_scaling_name(RopeScaling s);  // "none", "linear", "dynamic", "llama3"
 
 // Throws std::runtime_error naming the first field that is absent or absurd.
 void validate(const ModelConfig& c, const std::string& source);

@@ -41,9 +41,17 @@ Model::Scratch& Model::scratch(int T) {
 
 Model::Model(Backend& backend, const ModelConfig& config, Weights weights)
     : backend_(backend), config_(config), w_(std::move(weights)) {
-  std::vector<float> inv_freq = rope_inv_frequencies(config_);
-  inv_freq_ = backend_.alloc(inv_freq.size());
+  inv_freq_ = backend_.alloc(config_.rope_dim / 2);
+  update_rope_frequencies(0);
+}
+
+void Model::update_rope_frequencies(int seq_len) {
+  // Up to the original context every length gives the same frequencies.
+  seq_len = std::max(seq_len, config_.rope_original_context);
+  if (seq_len == rope_seq_len_) return;
+  std::vector<float> inv_freq = rope_inv_frequencies(config_, seq_len);
   backend_.upload(inv_freq_, inv_freq.data(), inv_freq.size());
+  rope_seq_len_ = seq_len;
 }
 
 Model::~Model() {
@@ -117,6 +125,8 @@ std::vector<float> Model::forward(const std::vector<int32_t>& tokens, KVCache& c
   Scratch& s = scratch(T);
   std::vector<int32_t> positions(T);
   std::iota(positions.begin(), positions.end(), cache.tokens_seen());
+
+  if (c.rope_scaling == RopeScaling::Dynamic) update_rope_frequencies(positions.back() + 1);
 
   b.embedding(s.x, w_.token_embedding, tokens.data(), T, c.dim);
   for (int l = 0; l < c.n_layers; l++) {

@@ -58,13 +58,16 @@ class Model {
   std::vector<std::vector<float>> attention_scores(const KVCache& cache, int layer,
                                                    const float* q, int T, int first_row,
                                                    int n_rows, bool average);
+  // Dynamic NTK RoPE: frequencies for a call whose positions end at seq_len - 1.
+  void update_rope_frequencies(int seq_len);
   Observation observe_prefill(const KVCache& cache, int layer, const float* q, int T,
                               const Needs& needs);
 
   Backend& backend_;
   ModelConfig config_;
   Weights w_;
-  float* inv_freq_ = nullptr;  // backend copy of rope_inv_frequencies(config_)
+  float* inv_freq_ = nullptr;  // backend copy of rope_inv_frequencies(config_, rope_seq_len_)
+  int rope_seq_len_ = -1;      // what inv_freq_ was computed for (Dynamic scaling only)
   std::unique_ptr<Scratch> scratch_;
   double scoring_seconds_ = 0;
 };
