@@ -34,6 +34,24 @@ void write_json(const std::string& path, const nlohmann::json& doc) {
   }
 }
 
+std::string rope_text(const ModelConfig& c) {
+  char text[256];
+  int n = std::snprintf(text, sizeof text, "theta %g, %d dims rotated, scaling %s", c.rope_theta,
+                        c.rope_dim, rope_scaling_name(c.rope_scaling));
+  auto append = [&](auto... args) {
+    n += std::snprintf(text + n, sizeof text - n, args...);
+  };
+  if (c.rope_scaling != RopeScaling::None) append(" (factor %g", c.rope_factor);
+  if (c.rope_scaling == RopeScaling::Llama3)
+    append(", low/high frequency factors %g/%g, original context %d", c.rope_low_freq_factor,
+           c.rope_high_freq_factor, c.rope_original_context);
+  if (c.rope_scaling == RopeScaling::Dynamic)
+    append(", theta grows past %d positions", c.rope_original_context);
+  if (c.rope_scaling != RopeScaling::None) append(")");
+  if (!c.rope_freq_factors.empty()) append(", per-frequency factors from rope_freqs.weight");
+  return text;
+}
+
 }  // namespace
 
 std::string render_kept(const Tokenizer& tok, const std::vector<int32_t>& prompt,
@@ -129,31 +147,35 @@ int info_command(const RuntimeOptions& rt) {
   const ModelConfig& c = f.config();
   std::printf("file        %s (%s, %s)\n", f.path().c_str(), f.format().c_str(),
               format_bytes(f.file_bytes()).c_str());
+  std::printf("loader      %s\n", f.loader_reason().c_str());
   std::printf("model       %s, llama architecture, %.1fM parameters\n", c.name.c_str(),
               f.parameter_count() / 1e6);
   std::printf("layers      %d\nhidden      %d\nheads       %d query, %d kv (GQA group %d), head dim %d\n",
               c.n_layers, c.dim, c.n_heads, c.n_kv_heads, c.group(), c.head_dim);
   std::printf("ffn         %d (SwiGLU)\nvocab       %d\ncontext     %d tokens (trained)\n",
               c.ffn_dim, c.vocab_size, c.context_length);
-  const char* scaling = c.rope_scaling == RopeScaling::Linear ? "linear" : c.rope_scaling == RopeScaling::Llama3 ? "llama3" : "none";
-  std::printf("rope        theta %g, %d dims rotated, scaling %s (factor %g)%s\n", c.rope_theta,
-              c.rope_dim, scaling, c.rope_factor,
-              c.rope_freq_factors.empty() ? "" : ", per-frequency factors from rope_freqs.weight");
+  std::printf("rope        %s\n", rope_text(c).c_str());
   std::printf("norm        RMSNorm, eps %g\nembeddings  %s\n", c.rms_eps,
-              c.tied_embeddings ? "tied (output reuses token_embd)" : "untied");
-  std::printf("tokenizer   %s\n", f.tokenizer().describe().c_str());
+              c.tied_embeddings ? "tied (the output reuses the token embedding)" : "untied");
+  if (f.is_directory()) {
+    std::string eos;
+    for (int32_t id : c.eos_ids) eos += (eos.empty() ? "" : ", ") + std::to_string(id);
+    std::printf("config ids  bos %d, eos [%s] (config.json, generation_config.json)\n", c.bos_id,
+                eos.c_str());
+  }
+  std::printf("tokenizer   %s\n            from %s\n", f.tokenizer().describe().c_str(),
+              f.tokenizer_source().c_str());
   ChatTemplate tmpl = ChatTemplate::detect(f.chat_template());
-  std::printf("template    %s%s\n", tmpl.name().c_str(),
-              f.chat_template().empty() ? " (the model has none)" : " (detected from tokenizer.chat_template)");
+  std::printf("template    %s (%s)\n", tmpl.name().c_str(),
+              f.chat_template().empty() ? "the model has none"
+                                        : ("detected from " + f.chat_template_source()).c_str());
   if (!tmpl.default_system.empty())
     std::printf("            default system prompt: \"%s\"\n", tmpl.default_system.c_str());
 
   std::map<std::string, std::pair<int, uint64_t>> by_type;
-  for (const TensorSummary& t : f.tensors()) {
-    uint64_t n = 1;
-    for (uint64_t d : t.shape) n *= d;
-    by_type[t.type].first++;
-    by_type[t.type].second += n;
+  for (const TensorView& t : f.tensors()) {
+    by_type[gguf::type_name(t.type)].first++;
+    by_type[gguf::type_name(t.type)].second += t.n_elements;
   }
   std::printf("tensors     %zu:", f.tensors().size());
   for (const auto& [type, count] : by_type)
@@ -165,11 +187,11 @@ int info_command(const RuntimeOptions& rt) {
               format_bytes(weight_bytes_per_token(c) + (c.tied_embeddings ? 0.0 : 4.0 * c.vocab_size * c.dim)).c_str(),
               format_bytes(kv_per_token).c_str(), format_bytes(kv_per_token * ctx).c_str(), ctx);
   if (rt.verbose) {
-    std::printf("\n%-32s %-6s %s\n", "tensor", "type", "shape");
-    for (const TensorSummary& t : f.tensors()) {
+    std::printf("\n%-48s %-6s %s\n", "tensor", "type", "shape");
+    for (const TensorView& t : f.tensors()) {
       std::string shape;
       for (uint64_t d : t.shape) shape += (shape.empty() ? "" : " x ") + std::to_string(d);
-      std::printf("%-32s %-6s %s\n", t.name.c_str(), t.type.c_str(), shape.c_str());
+      std::printf("%-48s %-6s %s\n", t.name.c_str(), gguf::type_name(t.type), shape.c_str());
     }
   }
   return 0;

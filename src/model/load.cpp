@@ -1,10 +1,11 @@
 #include "model/load.h"
 
-#include <sys/stat.h>
-
+#include <filesystem>
+#include <set>
 #include <stdexcept>
 
 #include "model/dequant.h"
+#include "model/hf_config.h"
 
 namespace kvlm {
 
@@ -17,9 +18,32 @@ std::string shape_text(const std::vector<uint64_t>& shape) {
 }
 
 // GGUF dims run fastest-first; PyTorch shapes run slowest-first.
-std::vector<uint64_t> torch_shape(const gguf::TensorInfo& t) {
-  return {t.dims.rbegin(), t.dims.rend()};
+TensorView view_of(const gguf::TensorInfo& t) {
+  return {t.name, t.type, {t.dims.rbegin(), t.dims.rend()}, t.n_elements, t.data};
 }
+
+// How each format names the weights of a Llama model.
+struct TensorNames {
+  const char *embedding, *output_norm, *output;
+  const char* layer;  // prefix; the layer number and '.' follow
+  const char *attn_norm, *wq, *wk, *wv, *wo, *ffn_norm, *gate, *up, *down;
+  bool interleaved_qk;  // Q/K rows permuted for interleaved RoPE (llama.cpp's converter)
+};
+
+constexpr TensorNames kGgufNames = {
+    "token_embd.weight",  "output_norm.weight", "output.weight",      "blk.",
+    "attn_norm.weight",   "attn_q.weight",      "attn_k.weight",      "attn_v.weight",
+    "attn_output.weight", "ffn_norm.weight",    "ffn_gate.weight",    "ffn_up.weight",
+    "ffn_down.weight",    true};
+
+constexpr TensorNames kHfNames = {
+    "model.embed_tokens.weight",     "model.norm.weight",
+    "lm_head.weight",                "model.layers.",
+    "input_layernorm.weight",        "self_attn.q_proj.weight",
+    "self_attn.k_proj.weight",       "self_attn.v_proj.weight",
+    "self_attn.o_proj.weight",       "post_attention_layernorm.weight",
+    "mlp.gate_proj.weight",          "mlp.up_proj.weight",
+    "mlp.down_proj.weight",          false};
 
 // llama.cpp's converter reorders each head's Q/K rows so that RoPE rotates adjacent pairs
 // (2i, 2i+1). kvlm rotates halves (i, i + d/2) like Hugging Face, so the rows go back:
@@ -35,6 +59,18 @@ std::vector<float> unpermute_rope_rows(const std::vector<float>& w, int n_heads,
         std::copy(src, src + n_in, &out[(size_t(h) * head_dim + s * half + j) * n_in]);
       }
   return out;
+}
+
+// tokenizer_from_hf_directory picks among these itself; `kvlm info` lists what it had.
+std::string hf_tokenizer_files(const std::string& dir) {
+  std::string files;
+  for (const char* name : {"tokenizer.json", "tokenizer.model", "tokenizer_config.json",
+                           "special_tokens_map.json", "generation_config.json"}) {
+    std::error_code ec;
+    if (std::filesystem::is_regular_file(dir + "/" + name, ec))
+      files += (files.empty() ? "" : ", ") + std::string(name);
+  }
+  return "the directory's " + files;
 }
 
 }  // namespace
@@ -84,54 +120,88 @@ ModelConfig config_from_gguf(const gguf::File& f) {
   return c;
 }
 
-ModelFile::ModelFile(const std::string& path) : path_(path) {
-  struct stat st{};
-  if (stat(path.c_str(), &st) != 0) throw std::runtime_error(path + ": no such file");
-  if (S_ISDIR(st.st_mode))
-    throw std::runtime_error(path + ": is a directory (Hugging Face directories are not "
-                             "supported yet; pass a .gguf file)");
-  gguf_ = std::make_unique<gguf::File>(path);
-  config_ = config_from_gguf(*gguf_);
-  tokenizer_ = tokenizer_from_gguf(*gguf_);
-  if (tokenizer_->vocab_size() != config_.vocab_size)
-    throw std::runtime_error(path + ": the tokenizer has " +
-                             std::to_string(tokenizer_->vocab_size()) +
-                             " tokens but the embedding has " + std::to_string(config_.vocab_size));
-  chat_template_ = gguf_->get_string("tokenizer.chat_template", "");
+Checkpoint::Checkpoint(const std::string& path) : path_(path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::file_status status = fs::status(path, ec);
+  if (!fs::exists(status)) throw std::runtime_error(path + ": no such file or directory");
+  if (fs::is_directory(status)) {
+    if (!fs::is_regular_file(path + "/config.json", ec))
+      throw std::runtime_error(
+          path + ": is a directory without config.json; kvlm reads Hugging Face directories "
+                 "(config.json + model.safetensors or model.safetensors.index.json) and GGUF files");
+    if (!fs::exists(path + "/model.safetensors", ec) &&
+        !fs::exists(path + "/model.safetensors.index.json", ec) &&
+        fs::exists(path + "/pytorch_model.bin", ec))
+      throw std::runtime_error(path + ": has only pytorch_model.bin; kvlm reads safetensors "
+                               "(convert with transformers' save_pretrained(safe_serialization=True))");
+    config_ = config_from_hf_directory(path);
+    safetensors_ = std::make_unique<safetensors::ShardSet>(path);
+    for (const auto& file : safetensors_->files())
+      tensors_.insert(tensors_.end(), file->tensors().begin(), file->tensors().end());
+  } else {
+    gguf_ = std::make_unique<gguf::File>(path);
+    config_ = config_from_gguf(*gguf_);
+    for (const gguf::TensorInfo& t : gguf_->tensors()) tensors_.push_back(view_of(t));
+  }
+  for (size_t i = 0; i < tensors_.size(); i++) tensor_index_.emplace(tensors_[i].name, i);
+  if (is_directory() && !config_.tied_embeddings && !find_tensor(kHfNames.output))
+    throw std::runtime_error(path + ": tie_word_embeddings is false but there is no " +
+                             kHfNames.output);
 }
 
-ModelFile::~ModelFile() = default;
+Checkpoint::~Checkpoint() = default;
 
-std::string ModelFile::format() const { return "GGUF v" + std::to_string(gguf_->version()); }
+const TensorView* Checkpoint::find_tensor(const std::string& name) const {
+  auto it = tensor_index_.find(name);
+  return it == tensor_index_.end() ? nullptr : &tensors_[it->second];
+}
 
-size_t ModelFile::file_bytes() const { return gguf_->file_size(); }
+std::string Checkpoint::format() const {
+  if (!is_directory()) return "GGUF v" + std::to_string(gguf_->version());
+  std::set<std::string> dtypes;
+  for (const TensorView& t : tensors_) dtypes.insert(gguf::type_name(t.type));
+  std::string types;
+  for (const std::string& d : dtypes) types += (types.empty() ? "" : "+") + d;
+  const size_t n = safetensors_->files().size();
+  return "Hugging Face safetensors (" + std::to_string(n) + (n == 1 ? " file, " : " shards, ") +
+         types + ")";
+}
 
-uint64_t ModelFile::parameter_count() const {
+std::string Checkpoint::loader_reason() const {
+  const std::string count = std::to_string(tensors_.size()) + " tensors";
+  if (!is_directory()) return "a file -> GGUF loader (" + count + ")";
+  const size_t n = safetensors_->files().size();
+  return std::string("directory with config.json + ") + safetensors_->source() +
+         " -> safetensors loader (" + std::to_string(n) + (n == 1 ? " file, " : " shards, ") +
+         count + ")";
+}
+
+uint64_t Checkpoint::file_bytes() const {
+  return is_directory() ? safetensors_->total_bytes() : gguf_->file_size();
+}
+
+uint64_t Checkpoint::parameter_count() const {
   uint64_t n = 0;
-  for (const gguf::TensorInfo& t : gguf_->tensors()) n += t.n_elements;
+  for (const TensorView& t : tensors_) n += t.n_elements;
   return n;
 }
 
-std::vector<TensorSummary> ModelFile::tensors() const {
-  std::vector<TensorSummary> out;
-  for (const gguf::TensorInfo& t : gguf_->tensors())
-    out.push_back({t.name, gguf::type_name(t.type), torch_shape(t)});
-  return out;
-}
-
-std::unique_ptr<Model> ModelFile::load(Backend& backend) const {
+std::unique_ptr<Model> Checkpoint::load(Backend& backend) const {
   const ModelConfig& c = config_;
+  const TensorNames& names = is_directory() ? kHfNames : kGgufNames;
   std::vector<float*> uploaded;  // freed again if a later tensor turns out to be bad
   auto fetch = [&](const std::string& name, std::vector<uint64_t> shape,
                    int rope_heads = 0) -> float* {
-    const gguf::TensorInfo* t = gguf_->find_tensor(name);
+    const TensorView* t = find_tensor(name);
     if (!t) throw std::runtime_error(path_ + ": tensor '" + name + "' is missing");
-    if (torch_shape(*t) != shape)
+    if (t->shape != shape)
       throw std::runtime_error(path_ + ": tensor '" + name + "' has shape " +
-                               shape_text(torch_shape(*t)) + ", expected " + shape_text(shape));
+                               shape_text(t->shape) + ", expected " + shape_text(shape));
     std::vector<float> host(t->n_elements);
     dequantize(t->type, t->data, host.data(), host.size());
-    if (rope_heads) host = unpermute_rope_rows(host, rope_heads, c.head_dim, c.dim);
+    if (rope_heads && names.interleaved_qk)
+      host = unpermute_rope_rows(host, rope_heads, c.head_dim, c.dim);
     float* buf = backend.alloc(host.size());
     uploaded.push_back(buf);
     backend.upload(buf, host.data(), host.size());
@@ -140,22 +210,22 @@ std::unique_ptr<Model> ModelFile::load(Backend& backend) const {
   const uint64_t dim = c.dim, q = c.q_dim(), kv = c.kv_dim(), ffn = c.ffn_dim;
   try {
     Weights w;
-    w.token_embedding = fetch("token_embd.weight", {uint64_t(c.vocab_size), dim});
-    w.output_norm = fetch("output_norm.weight", {dim});
+    w.token_embedding = fetch(names.embedding, {uint64_t(c.vocab_size), dim});
+    w.output_norm = fetch(names.output_norm, {dim});
     w.output = c.tied_embeddings ? w.token_embedding
-                                 : fetch("output.weight", {uint64_t(c.vocab_size), dim});
+                                 : fetch(names.output, {uint64_t(c.vocab_size), dim});
     for (int l = 0; l < c.n_layers; l++) {
-      const std::string p = "blk." + std::to_string(l) + ".";
+      const std::string p = names.layer + std::to_string(l) + ".";
       LayerWeights lw;
-      lw.attn_norm = fetch(p + "attn_norm.weight", {dim});
-      lw.wq = fetch(p + "attn_q.weight", {q, dim}, c.n_heads);
-      lw.wk = fetch(p + "attn_k.weight", {kv, dim}, c.n_kv_heads);
-      lw.wv = fetch(p + "attn_v.weight", {kv, dim});
-      lw.wo = fetch(p + "attn_output.weight", {dim, q});
-      lw.ffn_norm = fetch(p + "ffn_norm.weight", {dim});
-      lw.w_gate = fetch(p + "ffn_gate.weight", {ffn, dim});
-      lw.w_up = fetch(p + "ffn_up.weight", {ffn, dim});
-      lw.w_down = fetch(p + "ffn_down.weight", {dim, ffn});
+      lw.attn_norm = fetch(p + names.attn_norm, {dim});
+      lw.wq = fetch(p + names.wq, {q, dim}, c.n_heads);
+      lw.wk = fetch(p + names.wk, {kv, dim}, c.n_kv_heads);
+      lw.wv = fetch(p + names.wv, {kv, dim});
+      lw.wo = fetch(p + names.wo, {dim, q});
+      lw.ffn_norm = fetch(p + names.ffn_norm, {dim});
+      lw.w_gate = fetch(p + names.gate, {ffn, dim});
+      lw.w_up = fetch(p + names.up, {ffn, dim});
+      lw.w_down = fetch(p + names.down, {dim, ffn});
       w.layers.push_back(lw);
     }
     return std::make_unique<Model>(backend, c, std::move(w));
@@ -163,6 +233,25 @@ std::unique_ptr<Model> ModelFile::load(Backend& backend) const {
     for (float* p : uploaded) backend.release(p);
     throw;
   }
+}
+
+ModelFile::ModelFile(const std::string& path) : Checkpoint(path) {
+  if (is_directory()) {
+    tokenizer_ = tokenizer_from_hf_directory(path);
+    tokenizer_source_ = hf_tokenizer_files(path);
+    SourcedText tmpl = chat_template_from_hf_directory(path);
+    chat_template_ = std::move(tmpl.text);
+    chat_template_source_ = std::move(tmpl.source);
+  } else {
+    tokenizer_ = tokenizer_from_gguf(*gguf());
+    tokenizer_source_ = "GGUF metadata (tokenizer.ggml.*)";
+    chat_template_ = gguf()->get_string("tokenizer.chat_template", "");
+    if (!chat_template_.empty()) chat_template_source_ = "GGUF tokenizer.chat_template";
+  }
+  if (tokenizer_->vocab_size() != config().vocab_size)
+    throw std::runtime_error(path + ": the tokenizer has " +
+                             std::to_string(tokenizer_->vocab_size()) +
+                             " tokens but the embedding has " + std::to_string(config().vocab_size));
 }
 
 }  // namespace kvlm

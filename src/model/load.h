@@ -1,6 +1,9 @@
-// Opening a model file: configuration, tokenizer, chat template and tensor table first
-// (cheap, for `kvlm info`), weights on a backend second.
+// Opening a model: a GGUF file or a Hugging Face directory (config.json + safetensors).
+// Configuration and tensor table come first (cheap, for `kvlm info`), weights on a
+// backend second. A Checkpoint is the weights and configuration alone; a ModelFile adds
+// the tokenizer and chat template that run, chat and the evaluations need.
 #pragma once
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -9,40 +12,63 @@
 #include "model/config.h"
 #include "model/gguf.h"
 #include "model/llama.h"
+#include "model/safetensors.h"
+#include "model/tensor_view.h"
 #include "tokenizer/tokenizer.h"
 
 namespace kvlm {
 
-struct TensorSummary {
-  std::string name;
-  std::string type;            // "Q4_1", "F32", ...
-  std::vector<uint64_t> shape; // PyTorch order: [out, in]
-};
-
-class ModelFile {
+class Checkpoint {
  public:
   // Throws std::runtime_error naming the path and what is wrong with it.
-  explicit ModelFile(const std::string& path);
-  ~ModelFile();
+  explicit Checkpoint(const std::string& path);
+  ~Checkpoint();
 
   const std::string& path() const { return path_; }
-  std::string format() const;  // e.g. "GGUF v3"
+  bool is_directory() const { return safetensors_ != nullptr; }
+  // e.g. "GGUF v3", "Hugging Face safetensors (2 shards, F32)"
+  std::string format() const;
+  // Which loader was chosen and from which files, for `kvlm info`.
+  std::string loader_reason() const;
   const ModelConfig& config() const { return config_; }
-  const Tokenizer& tokenizer() const { return *tokenizer_; }
-  const std::string& chat_template() const { return chat_template_; }  // "" when absent
-  std::vector<TensorSummary> tensors() const;
-  size_t file_bytes() const;
+  const std::vector<TensorView>& tensors() const { return tensors_; }
+  const TensorView* find_tensor(const std::string& name) const;  // nullptr when absent
+  uint64_t file_bytes() const;  // all weight files together
   uint64_t parameter_count() const;
 
   // Dequantises every weight to float32 and moves it onto the backend.
   std::unique_ptr<Model> load(Backend& backend) const;
 
+ protected:
+  const gguf::File* gguf() const { return gguf_.get(); }  // nullptr for a directory
+
  private:
   std::string path_;
   std::unique_ptr<gguf::File> gguf_;
+  std::unique_ptr<safetensors::ShardSet> safetensors_;
   ModelConfig config_;
+  std::vector<TensorView> tensors_;
+  std::map<std::string, size_t> tensor_index_;
+};
+
+class ModelFile : public Checkpoint {
+ public:
+  // Throws std::runtime_error naming the path and what is wrong with it.
+  explicit ModelFile(const std::string& path);
+
+  const Tokenizer& tokenizer() const { return *tokenizer_; }
+  // The files the tokenizer was read from, e.g. "GGUF metadata (tokenizer.ggml.*)".
+  const std::string& tokenizer_source() const { return tokenizer_source_; }
+  const std::string& chat_template() const { return chat_template_; }  // "" when absent
+  // Where the template came from: "chat_template.jinja", "tokenizer_config.json",
+  // "GGUF tokenizer.chat_template" or "none".
+  const std::string& chat_template_source() const { return chat_template_source_; }
+
+ private:
   std::unique_ptr<Tokenizer> tokenizer_;
+  std::string tokenizer_source_;
   std::string chat_template_;
+  std::string chat_template_source_ = "none";
 };
 
 // The Llama hyper-parameters stored in a GGUF file's metadata.
