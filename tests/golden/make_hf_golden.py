@@ -610,29 +610,35 @@ SPM_EXTRA_CASES = [
 ]
 
 
-def spm_parity(spm_bytes, hf_tokenizer):
+def spm_parity(spm_bytes, directory):
     sp = spm.SentencePieceProcessor(model_proto=spm_bytes)
-    cases, differ = [], []
+    hf = AutoTokenizer.from_pretrained(directory)  # tokenizer_config.json says legacy: true
+    hf_not_legacy = AutoTokenizer.from_pretrained(directory, legacy=False)
+    cases, differ, legacy_matters = [], [], []
     for text in COMMON_CASES + SPM_EXTRA_CASES + [LONG_TEXT]:
         ids = [sp.bos_id()] + sp.encode(text)
         case = {"text": text, "ids": ids, "decoded": sp.decode(ids)}
-        hf_ids = hf_tokenizer(text)["input_ids"]
+        hf_ids = hf(text)["input_ids"]
         if hf_ids != ids:
             case["hf_ids"] = hf_ids
             differ.append(text)
-        hf_decoded = hf_tokenizer.decode(hf_ids, skip_special_tokens=True)
+        hf_decoded = hf.decode(hf_ids, skip_special_tokens=True)
         if hf_decoded != case["decoded"]:
             case["hf_decoded"] = hf_decoded
+        if hf_not_legacy(text)["input_ids"] != hf_ids:
+            legacy_matters.append(text)
         cases.append(case)
     return {
         "files": ["hf/llama2-spm/tokenizer.model", "hf/sharded-dynamic/tokenizer.model"],
         "reference": "sentencepiece SentencePieceProcessor: ids = [bos] + encode(text) (as the "
                      "slow LlamaTokenizer with add_bos_token; '<s>' in text is plain text); "
                      "decoded = decode(ids) (control tokens decode to nothing)",
-        "hf": f"transformers {transformers.__version__} {type(hf_tokenizer).__name__} loaded from "
-              "the directory (converted from tokenizer.model); hf_ids / hf_decoded (decode with "
-              "skip_special_tokens=True) appear only where they differ from the reference",
+        "hf": f"transformers {transformers.__version__} {type(hf).__name__} loaded from the "
+              "directory (converted from tokenizer.model, legacy: true as configured); hf_ids / "
+              "hf_decoded (decode with skip_special_tokens=True) appear only where they differ "
+              "from the reference",
         "hf_differs_on": differ,
+        "hf_legacy_false_differs_from_legacy_true_on": legacy_matters,
         "cases": cases,
     }
 
@@ -646,17 +652,14 @@ def bpe_parity(tok, files):
         case = {"text": text, "ids": plain}
         if with_special != plain:
             case["ids_with_special"] = with_special
-        decoded = tok.decode(plain, skip_special_tokens=False)
-        if decoded != text:
-            case["decoded"] = decoded
+        case["decoded"] = tok.decode(plain, skip_special_tokens=False)
         cases.append(case)
     return {
         "files": files,
         "reference": "tokenizers Tokenizer.from_file(tokenizer.json); ids = encode(text, "
                      "add_special_tokens=False) with special tokens in text parsed; "
                      "ids_with_special = encode(text, add_special_tokens=True), only where it "
-                     "differs; decoded = decode(ids, skip_special_tokens=False), only where it "
-                     "is not the text",
+                     "differs; decoded = decode(ids, skip_special_tokens=False)",
         "cases": cases,
     }
 
@@ -785,9 +788,14 @@ def check_gguf(name, path):
 
 
 def main():
-    for path in (HF_DIR, GOLDEN_DIR):
-        shutil.rmtree(path, ignore_errors=True)
-    os.makedirs(HF_DIR)
+    shutil.rmtree(GOLDEN_DIR, ignore_errors=True)
+    os.makedirs(HF_DIR, exist_ok=True)
+    for entry in os.listdir(HF_DIR):  # everything but the hand-written README is regenerated
+        path = os.path.join(HF_DIR, entry)
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        elif entry != "README.md":
+            os.remove(path)
     lines = training_text()
     spm_bytes = train_sentencepiece(lines)
     bpe = train_byte_level_bpe(lines)
@@ -858,7 +866,7 @@ def main():
                  "tests/golden/make_hf_golden.py. Strings: tests/golden/make_tokenizer_golden.py's "
                  "CASES and LONG_TEXT, plus per-tokenizer extra cases.",
         "versions": versions(),
-        "spm": spm_parity(spm_bytes, hf_tok[llama2]),
+        "spm": spm_parity(spm_bytes, os.path.join(HF_DIR, llama2)),
         "bpe_llama3": bpe_parity(Tokenizer.from_file(os.path.join(HF_DIR, llama3, "tokenizer.json")),
                                  ["hf/llama3-gqa/tokenizer.json"]),
         "bpe_chatml": bpe_parity(Tokenizer.from_file(os.path.join(HF_DIR, untied, "tokenizer.json")),
