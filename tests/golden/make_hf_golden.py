@@ -29,6 +29,7 @@ import tempfile
 
 import numpy as np
 import torch
+from safetensors.torch import load_file
 
 torch.set_num_threads(1)
 torch.use_deterministic_algorithms(True)
@@ -254,9 +255,8 @@ def save_model(directory, config_dict, seed, max_shard_size=None):
     write_json(os.path.join(directory, "config.json"), config_dict)
 
 
-def load_model(directory, **overrides):
-    model = LlamaForCausalLM.from_pretrained(directory, dtype=torch.float32,
-                                             attn_implementation="eager", **overrides)
+def load_model(directory):
+    model = LlamaForCausalLM.from_pretrained(directory, dtype=torch.float32, attn_implementation="eager")
     model.eval()
     return model
 
@@ -401,7 +401,6 @@ def convert_to_gguf(name, vocab_writer):
     config = json.load(open(os.path.join(directory, "config.json")))
     dtype = getattr(torch, config["torch_dtype"])
     # Read the safetensors exactly as saved (no float32 round trip can alter the values).
-    from safetensors.torch import load_file
     state = {}
     for file in sorted(os.listdir(directory)):
         if file.endswith(".safetensors"):
