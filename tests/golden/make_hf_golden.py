@@ -284,14 +284,18 @@ def run_case(directory, ids, all_positions):
                          min_new_tokens=GREEDY_STEPS, output_logits=True,
                          return_dict_in_generate=True, temperature=None, top_p=None, top_k=None)
     greedy = [int(t) for t in out.sequences[0, len(ids):]]
-    margins = []
+    margins, step_top_ids, step_top_logits = [], [], []
     for step, raw in enumerate(out.logits):
-        best2 = torch.topk(raw[0], 2)
+        top = torch.topk(raw[0], TOP_K)
         # min_new_tokens masks EOS; the raw argmax must agree, or the golden is not pure greedy.
-        assert int(best2.indices[0]) == greedy[step], f"EOS masking changed step {step} in {directory}"
-        margins.append(float(f"{float(best2.values[0] - best2.values[1]):.4g}"))
+        assert int(top.indices[0]) == greedy[step], f"EOS masking changed step {step} in {directory}"
+        margins.append(float(f"{float(top.values[0] - top.values[1]):.4g}"))
+        step_top_ids.append([int(i) for i in top.indices])
+        step_top_logits.append(sig6(top.values.tolist()))
     case["greedy"] = greedy
     case["greedy_margins"] = margins
+    case["greedy_top_ids"] = step_top_ids
+    case["greedy_top_logits"] = step_top_logits
     return case
 
 
@@ -315,7 +319,9 @@ def golden_for(name, prompts, tokenizer_decode, notes, gguf_file):
                  "last_logits: logits of the last prompt position, full vocabulary, 6 significant "
                  "digits. all_logits (first case only): every prompt position. greedy: "
                  f"{GREEDY_STEPS} tokens from model.generate(do_sample=False, KV cache), EOS never "
-                 "stops it; greedy_margins: top1 - top2 raw logit at each step.",
+                 "stops it; greedy_margins: top1 - top2 raw logit at each step; greedy_top_ids / "
+                 "greedy_top_logits: the top-10 of the raw logits at each step (step 0 = last "
+                 "prompt position, step k = after feeding greedy[k-1]).",
         "model": name,
         "hf_directory": "hf/" + name,
         "gguf": gguf_file,
