@@ -78,9 +78,9 @@ class Fields {
     if (!v) return {};
     std::vector<int32_t> ids;
     for (const json& id : v->is_array() ? *v : json::array({*v})) {
-      if (!id.is_number_unsigned() || id.get<uint64_t>() > INT32_MAX)
+      if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() > INT32_MAX)
         wrong_type(key, *v, "a token id or a list of token ids");
-      ids.push_back(int32_t(id.get<uint64_t>()));
+      ids.push_back(int32_t(id.get<int64_t>()));
     }
     return ids;
   }

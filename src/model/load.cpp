@@ -170,7 +170,7 @@ std::string Checkpoint::format() const {
 
 std::string Checkpoint::loader_reason() const {
   const std::string count = std::to_string(tensors_.size()) + " tensors";
-  if (!is_directory()) return "a file -> GGUF loader (" + count + ")";
+  if (!is_directory()) return "a file, not a directory -> GGUF loader (" + count + ")";
   const size_t n = safetensors_->files().size();
   return std::string("directory with config.json + ") + safetensors_->source() +
          " -> safetensors loader (" + std::to_string(n) + (n == 1 ? " file, " : " shards, ") +

@@ -85,14 +85,16 @@ class HeaderParser {
   void check_no_overlaps(const std::vector<TensorView>& tensors) {
     std::sort(ranges_.begin(), ranges_.end(),
               [](const ByteRange& a, const ByteRange& b) { return a.begin < b.begin; });
-    for (size_t i = 1; i < ranges_.size(); i++) {
-      const ByteRange& a = ranges_[i - 1];
-      const ByteRange& b = ranges_[i];
-      if (b.begin < a.end && b.begin != b.end)
-        safetensors::fail(path_, "tensors '" + tensors[a.tensor].name + "' (bytes " + std::to_string(a.begin) +
-                                     ".." + std::to_string(a.end) + ") and '" + tensors[b.tensor].name +
-                                     "' (bytes " + std::to_string(b.begin) + ".." +
-                                     std::to_string(b.end) + ") overlap");
+    const ByteRange* reach = nullptr;  // the range reaching furthest so far
+    for (const ByteRange& r : ranges_) {
+      if (r.begin == r.end) continue;  // empty tensors occupy no bytes
+      if (reach && r.begin < reach->end)
+        safetensors::fail(path_, "tensors '" + tensors[reach->tensor].name + "' (bytes " +
+                                     std::to_string(reach->begin) + ".." + std::to_string(reach->end) +
+                                     ") and '" + tensors[r.tensor].name + "' (bytes " +
+                                     std::to_string(r.begin) + ".." + std::to_string(r.end) +
+                                     ") overlap");
+      if (!reach || r.end > reach->end) reach = &r;
     }
   }
 
