@@ -11,7 +11,8 @@ namespace {
 
 void add_runtime_flags(CLI::App* cmd, RuntimeOptions& rt) {
   cmd->add_option("-m,--model", rt.model_path,
-                  "GGUF model file (default: $KVLM_MODEL, else the fetched default model "
+                  "GGUF file or Hugging Face directory (config.json + safetensors) (default: "
+                  "$KVLM_MODEL, else the fetched default model "
                   "weights/SmolLM2-135M-Instruct.Q4_1.gguf)");
   cmd->add_option("-c,--ctx-size", rt.ctx_size, "maximum context in tokens (default: the model's)")
       ->check(CLI::Range(1, 1 << 24));

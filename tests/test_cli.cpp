@@ -93,7 +93,8 @@ TEST(Cli, InfoDescribesTheModel) {
   KVLM_REQUIRE_MODEL();
   Result r = kvlm("info " + model_flag());
   ASSERT_EQ(r.status, 0) << r.err;
-  for (const char* s : {"layers      30", "9 query, 3 kv", "pre-tokenizer smollm", "chatml", "Q4_1"})
+  for (const char* s : {"layers      30", "9 query, 3 kv", "pre-tokenizer smollm", "chatml", "Q4_1",
+                        "-> GGUF loader (272 tensors)", "detected from GGUF tokenizer.chat_template"})
     EXPECT_NE(r.out.find(s), std::string::npos) << s << " in\n" << r.out;
 }
 
