@@ -91,16 +91,19 @@ TEST(EvalCli, NeedleWritesItsHeatmapAsTableCsvJsonAndSvg) {
 TEST(EvalCli, SweepRunsEveryMethodAtEveryBudgetOnTheSamePrompts) {
   KVLM_REQUIRE_MODEL();
   fs::path dir = output_dir("sweep");
-  Result r = kvlm("sweep " + model_flag() + " --ctx 256 --trials 2 --kv-list streaming,simlayerkv "
+  Result r = kvlm("sweep " + model_flag() + " --ctx 256 --trials 2 --kv-list streaming,snapkv,simlayerkv "
                   "--budgets 32,ratio=0.5 --csv " + (dir / "s.csv").string() + " --json " +
                   (dir / "s.json").string() + " --svg " + (dir / "s.svg").string());
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_NE(r.err.find("adding full"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("leaving out snapkv:budget=32: --kv snapkv: window=32 must be smaller"),
+            std::string::npos) << "the default window does not fit budget 32:\n" << r.err;
+  EXPECT_NE(r.out.find("- the method cannot take this budget"), std::string::npos) << r.out;
   for (const char* row : {"full (no budget)", "streaming ", "simlayerkv (no budget)", "budget=32", "ratio=0.5"})
     EXPECT_NE(r.out.find(row), std::string::npos) << row << " in\n" << r.out;
   EXPECT_NE(r.out.find("KV held (MiB) / decode speed"), std::string::npos);
   const std::string csv = slurp(dir / "s.csv");
-  EXPECT_EQ(count(csv, "\n"), 5u) << "header, full, streaming x2, simlayerkv:\n" << csv;
+  EXPECT_EQ(count(csv, "\n"), 6u) << "header, full, streaming x2, snapkv, simlayerkv:\n" << csv;
   EXPECT_NE(csv.find("streaming,ratio=0.5,streaming:ratio=0.5,aware,256,,2,"), std::string::npos) << csv;
   nlohmann::json j = nlohmann::json::parse(slurp(dir / "s.json"));
   // Every method saw the same prompts: the same keys in the same order.
@@ -112,7 +115,7 @@ TEST(EvalCli, SweepRunsEveryMethodAtEveryBudgetOnTheSamePrompts) {
   EXPECT_EQ(keys_of_full.size(), 2u);
   EXPECT_EQ(keys_of_full, keys_of_streaming);
   const std::string svg = slurp(dir / "s.svg");
-  EXPECT_EQ(count(svg, "<polyline"), 3u) << "a line per method";
+  EXPECT_EQ(count(svg, "<polyline"), 4u) << "a line per method";
   EXPECT_EQ(count(svg, "stroke-dasharray"), 4u) << "methods without a budget: dashed, in the legend too";
   fs::remove_all(dir);
 }

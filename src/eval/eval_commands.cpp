@@ -102,6 +102,10 @@ std::vector<MethodRun> sweep_methods(const std::string& kv_list, const std::stri
       runs.push_back({spec, spec, ""});
       continue;
     }
+    // A budget the method cannot take (e.g. not above its window) is left out with a note;
+    // a method that takes none of them is an error.
+    std::string first_error;
+    size_t taken = 0;
     for (const std::string& p : params) {
       std::string with_budget;
       for (const std::string& part : parts) {
@@ -109,8 +113,16 @@ std::vector<MethodRun> sweep_methods(const std::string& kv_list, const std::stri
         with_budget += (with_budget.empty() ? "" : "+") + part +
                        (takes ? (part.find(':') == std::string::npos ? ":" : ",") + p : "");
       }
-      runs.push_back({with_budget, spec, p});
+      try {
+        make_strategy(with_budget);
+        runs.push_back({with_budget, spec, p});
+        taken++;
+      } catch (const std::invalid_argument& e) {
+        if (first_error.empty()) first_error = e.what();
+        std::fprintf(stderr, "sweep: leaving out %s: %s\n", with_budget.c_str(), e.what());
+      }
     }
+    if (taken == 0) throw std::invalid_argument(first_error);
   }
   return runs;
 }

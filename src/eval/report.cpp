@@ -190,7 +190,11 @@ std::string sweep_text(const std::vector<Cell>& cells, const EvalGrid& grid, boo
     accuracy += "\n";
     cost += "\n";
   }
-  return accuracy + (any_cannot ? kCannotNote : "") + "\n" + cost;
+  bool any_missing = false;
+  for (const std::string& row : rows)
+    for (const std::string& b : budgets) any_missing |= find(row, b) == nullptr;
+  return accuracy + (any_cannot ? kCannotNote : "") +
+         (any_missing ? "- the method cannot take this budget (see stderr)\n" : "") + "\n" + cost;
 }
 
 std::string cells_csv(const std::vector<Cell>& cells, const EvalGrid& grid) {

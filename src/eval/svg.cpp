@@ -36,6 +36,11 @@ std::string text(double x, double y, const std::string& s, const std::string& at
          (attributes.empty() ? "" : " " + attributes) + ">" + escaped(s) + "</text>\n";
 }
 
+// Wide enough for the title (bold 15 px: about 8.5 px a character) and the drawing.
+int width_for(const std::string& title, double drawing) {
+  return int(std::max(drawing, 32 + 8.5 * title.size()));
+}
+
 std::string document(int width, int height, const std::string& body) {
   return "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
          "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" + std::to_string(width) +
@@ -65,7 +70,7 @@ std::string heatmap_svg(const std::vector<Cell>& cells, const std::string& title
   const double cell_w = 52, cell_h = 34, left = 90, top = 56;
   const double grid_w = cell_w * depths.size(), grid_h = cell_h * ctxs.size();
   const double legend_x = left + grid_w + 24;
-  const int width = int(std::max(legend_x + 70, 520.0));
+  const int width = width_for(title, legend_x + 70);
   const int height = int(top + grid_h + 76);
 
   std::string body = text(16, 24, title, "font-size=\"15\" font-weight=\"bold\"");
@@ -124,7 +129,7 @@ std::string line_chart_svg(const std::vector<Cell>& cells, const EvalGrid& grid,
   }
   const double left = 64, top = 48, plot_w = std::max(120.0 * budgets.size(), 360.0), plot_h = 300;
   const double legend_x = left + plot_w + 28;
-  const int width = int(legend_x + 190);
+  const int width = width_for(title, legend_x + 190);
   const int height = int(top + plot_h + 78);
   auto x_of = [&](size_t i) {
     return budgets.size() < 2 ? left + plot_w / 2 : left + 20 + (plot_w - 40) * i / (budgets.size() - 1);
