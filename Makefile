@@ -1,7 +1,7 @@
 # kvlm build.  make            -> ./kvlm
 #              make test       -> build and run the GoogleTest suite (fetches the default model)
 #              make run        -> install what is missing, fetch the default model, chat with it
-#              make bench      -> prefill/decode benchmark on the default model
+#              make bench      -> speed and KV memory of every method on the default model (4K)
 #              make deps       -> Debian packages (apt-get as root, else the command to run)
 #              DEBUG=1         -> -O1 -g with AddressSanitizer + UBSan (separate build dir)
 #              CUDA=0          -> do not compile the CUDA backend even when nvcc is present
@@ -67,8 +67,10 @@ $(BUILD)/%.o: %.cu
 test: $(BUILD)/kvlm_tests $(BUILD)/kvlm model
 	KVLM_BIN=$(BUILD)/kvlm KVLM_MODEL=$(MODEL) $(BUILD)/kvlm_tests
 
+# Every KV method at budget 256 on a 4K prompt (methods without a budget as they come).
+BENCH_METHODS := full,streaming:budget=256,h2o:budget=256,snapkv:budget=256,pyramidkv:budget=256,adakv:budget=256,dynamickv:budget=256,simlayerkv,knorm:budget=256,minicache
 bench: kvlm model
-	./kvlm bench --model $(MODEL)
+	./kvlm bench --model $(MODEL) --prompt-len 4096 --gen 32 --kv-list $(BENCH_METHODS)
 
 run: deps model kvlm
 	./kvlm chat --model $(MODEL)

@@ -4,20 +4,22 @@
 
 #include "commands.h"
 #include "eval/bench.h"
+#include "eval/eval_commands.h"
 
 using namespace kvlm;
 
 namespace {
 
-void add_runtime_flags(CLI::App* cmd, RuntimeOptions& rt) {
+void add_runtime_flags(CLI::App* cmd, RuntimeOptions& rt, bool with_kv = true) {
   cmd->add_option("-m,--model", rt.model_path,
                   "GGUF file or Hugging Face directory (config.json + safetensors) (default: "
                   "$KVLM_MODEL, else the fetched default model "
                   "weights/SmolLM2-135M-Instruct.Q4_1.gguf)");
   cmd->add_option("-c,--ctx-size", rt.ctx_size, "maximum context in tokens (default: the model's)")
       ->check(CLI::Range(1, 1 << 24));
-  cmd->add_option("--kv", rt.kv, "KV cache method and parameters, e.g. full (see `kvlm methods`)")
-      ->default_val("full");
+  if (with_kv)
+    cmd->add_option("--kv", rt.kv, "KV cache method and parameters, e.g. full (see `kvlm methods`)")
+        ->default_val("full");
   cmd->add_option("--device", rt.device, "compute device (this build: cpu)")
       ->check(CLI::IsMember({"cpu", "cuda"}));
   cmd->add_option("-t,--threads", rt.threads, "CPU threads (default: all cores)")
@@ -40,6 +42,38 @@ void add_sampling_flags(CLI::App* cmd, SamplingParams& s) {
   cmd->add_option("--repeat-last-n", s.repeat_last_n, "how many recent tokens the penalty sees")
       ->default_val(s.repeat_last_n)->check(CLI::Range(0, 1 << 24));
   cmd->add_option("--seed", s.seed, "seed of every random choice")->default_val(s.seed);
+}
+
+// passkey, needle and sweep share these; each passes its own defaults.
+CLI::App* add_eval_command(CLI::App& app, const std::string& name, const std::string& help,
+                           RuntimeOptions& rt, EvalOptions& e, const std::string& depths, int trials) {
+  CLI::App* cmd = app.add_subcommand(name, help);
+  add_runtime_flags(cmd, rt, name != "sweep");
+  cmd->add_option("--depth,--depths", e.depths,
+                  "where the key sits in the filler, 0 = start, 1 = end: one depth (0.5), a list "
+                  "(0,0.5,1) or A:B:STEP" + std::string(depths.empty() ? " (default: a seeded random depth per trial)" : ""))
+      ->default_val(depths);
+  cmd->add_option("--trials", e.trials, "prompts per cell, each with its own key and filler")
+      ->default_val(trials)->check(CLI::Range(1, 1 << 20));
+  cmd->add_option("--seed", e.seed, "seed of every random choice (keys, filler, depths)")->default_val(e.seed);
+  CLI::Option* chat = cmd->add_flag_callback("--chat", [&e] { e.chat = 1; },
+                                             "wrap the prompt in the model's chat template "
+                                             "(default: when the model has one)");
+  cmd->add_flag_callback("--no-chat", [&e] { e.chat = 0; }, "a raw completion prompt")->excludes(chat);
+  cmd->add_option("--query-mode", e.query_mode,
+                  "aware: the question is in the prompt the method compresses; agnostic: it is "
+                  "appended to the compressed context")
+      ->default_val(e.query_mode)->check(CLI::IsMember({"aware", "agnostic"}));
+  cmd->add_option("--csv", e.csv_path, "write the cells as CSV to this file");
+  cmd->add_option("--json", e.json_path, "write the settings, cells and every answer as JSON to this file");
+  cmd->add_option("--svg", e.svg_path, name == "sweep" ? "write a line chart (accuracy vs budget) as SVG"
+                                                        : "write the heatmap (context x depth) as SVG");
+  if (name != "passkey") {
+    cmd->add_option("--haystack", e.haystack, "filler text file of your own (default: built-in essay generator)");
+    cmd->add_option("--needles", e.needles, "needles of multikey/multivalue/multiquery, chain length of vartrack")
+        ->default_val(e.needles)->check(CLI::Range(1, 40));
+  }
+  return cmd;
 }
 
 }  // namespace
@@ -95,6 +129,31 @@ int main(int argc, char** argv) {
   bench_cmd->add_option("--seed", bench.seed, "seed of the random prompt")->default_val(bench.seed);
   bench_cmd->add_option("--json", bench.json_path, "write the results as JSON to this file");
 
+  EvalOptions passkey, needle, sweep;
+  CLI::App* passkey_cmd = add_eval_command(
+      app, "passkey", "find a 5-digit pass key hidden in filler text, by depth", rt, passkey, "0:1:0.25", 3);
+  passkey_cmd->add_option("--ctx", passkey.ctx, "prompt length in tokens, answer included (e.g. 2048 or 2k)")
+      ->default_val("2k");
+  CLI::App* needle_cmd = add_eval_command(
+      app, "needle", "needle in a haystack (and RULER-style variants): context x depth heatmap", rt,
+      needle, "0:1:0.1", 1);
+  needle_cmd->add_option("--task", needle.task, "single, multikey, multivalue, multiquery or vartrack")
+      ->default_val("single");
+  needle_cmd->add_option("--ctx-list", needle.ctx_list, "prompt lengths in tokens, e.g. 1k,2k,4k")
+      ->default_val("1k,2k,4k");
+  CLI::App* sweep_cmd = add_eval_command(
+      app, "sweep", "every KV method at every budget on the same prompts: accuracy table", rt,
+      sweep, "", 3);
+  sweep_cmd->add_option("--task", sweep.task, "passkey or needle:<variant> (e.g. needle:multikey)")
+      ->default_val("passkey");
+  sweep_cmd->add_option("--kv-list", sweep.kv_list, "KV methods, comma-separated, without budgets")
+      ->default_val("full,streaming,h2o,snapkv,pyramidkv,adakv,dynamickv,simlayerkv,knorm,minicache");
+  sweep_cmd->add_option("--budgets", sweep.budgets, "budgets for the methods that take one: "
+                        "tokens (64), budget=N or ratio=R (share of the prompt kept)")
+      ->default_val("64,128,256,512");
+  sweep_cmd->add_option("--ctx", sweep.ctx, "prompt length in tokens, answer included (e.g. 4096 or 4k)")
+      ->default_val("4k");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -117,6 +176,9 @@ int main(int argc, char** argv) {
     }
     if (*info_cmd) return info_command(rt);
     if (*methods_cmd) return methods_command();
+    if (*passkey_cmd) return eval_command(EvalCommand::Passkey, rt, passkey);
+    if (*needle_cmd) return eval_command(EvalCommand::Needle, rt, needle);
+    if (*sweep_cmd) return eval_command(EvalCommand::Sweep, rt, sweep);
     if (*bench_cmd) {
       if (!kv_list.empty()) bench.kv_list = split_kv_list(kv_list);
       for (const std::string& spec : bench.kv_list) make_strategy(spec);  // fail before loading

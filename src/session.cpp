@@ -104,6 +104,15 @@ void Session::reset() {
 }
 
 std::vector<float> Session::feed(const std::vector<int32_t>& ids) {
+  return feed_with(ids, *strategy_);
+}
+
+std::vector<float> Session::feed_uncompressed(const std::vector<int32_t>& ids) {
+  if (!keep_all_) keep_all_ = make_strategy("full");
+  return feed_with(ids, *keep_all_);
+}
+
+std::vector<float> Session::feed_with(const std::vector<int32_t>& ids, KVStrategy& strategy) {
   if (cache_->tokens_seen() + int(ids.size()) > ctx_size())
     throw std::runtime_error("context full: " + std::to_string(cache_->tokens_seen()) + " + " +
                              std::to_string(ids.size()) + " tokens exceed the context size of " +
@@ -112,7 +121,7 @@ std::vector<float> Session::feed(const std::vector<int32_t>& ids) {
     if (id < 0 || id >= file_->config().vocab_size)
       throw std::runtime_error("token id " + std::to_string(id) + " is outside the vocabulary");
   history_.insert(history_.end(), ids.begin(), ids.end());
-  return model_->forward(ids, *cache_, *strategy_);
+  return model_->forward(ids, *cache_, strategy);
 }
 
 GenerationStats Session::generate(const std::vector<int32_t>& prompt, int n_predict,

@@ -59,6 +59,10 @@ class Session {
   // Runs ids through the model after what the cache holds; returns the last logits.
   // Throws std::runtime_error if the context would overflow.
   std::vector<float> feed(const std::vector<int32_t>& ids);
+  // The same with the strategy left out: ids join the cache as they are, next to whatever
+  // it kept (query-agnostic evaluation appends the question to a cache compressed without
+  // it). The strategy's decode hooks still see the tokens that follow.
+  std::vector<float> feed_uncompressed(const std::vector<int32_t>& ids);
 
   // Feeds the prompt, then samples up to n_predict tokens (fewer at an end-of-generation
   // token, a full context, or when *interrupt becomes true). Each piece of finished UTF-8
@@ -71,11 +75,14 @@ class Session {
                            const std::function<void()>& after_prefill = nullptr);
 
  private:
+  std::vector<float> feed_with(const std::vector<int32_t>& ids, KVStrategy& strategy);
+
   std::unique_ptr<ModelFile> file_;
   std::unique_ptr<Backend> backend_;
   std::unique_ptr<Model> model_;
   std::unique_ptr<KVCache> cache_;
   std::unique_ptr<KVStrategy> strategy_;
+  std::unique_ptr<KVStrategy> keep_all_;  // "full", for feed_uncompressed
   std::vector<int32_t> history_;  // every token fed so far (for the repetition penalty)
 };
 

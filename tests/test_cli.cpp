@@ -1,53 +1,17 @@
 // The kvlm executable end to end: golden greedy text, scripted chat, and clear errors
 // (message naming the culprit, exit status 1 for runtime failures, 2 for bad usage).
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
-#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
+#include "cli_fixture.h"
 #include "model_fixture.h"
 
 namespace kvlm {
 namespace {
 
-namespace fs = std::filesystem;
-
-struct Result {
-  int status = -1;
-  std::string out, err;
-};
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-std::string quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
-
-// Runs kvlm with the given arguments (already quoted where needed) and stdin text.
-Result kvlm(const std::string& args, const std::string& stdin_text = "") {
-  const char* bin = std::getenv("KVLM_BIN");
-  fs::path dir = fs::temp_directory_path() / ("kvlm_cli_" + std::to_string(::getpid()));
-  fs::create_directories(dir);
-  std::ofstream(dir / "in") << stdin_text;
-  std::string cmd = std::string(bin ? bin : "./kvlm") + " " + args + " < " + (dir / "in").string() +
-                    " > " + (dir / "out").string() + " 2> " + (dir / "err").string();
-  int raw = std::system(cmd.c_str());
-  Result r{WIFEXITED(raw) ? WEXITSTATUS(raw) : 128 + WTERMSIG(raw), slurp(dir / "out"), slurp(dir / "err")};
-  fs::remove_all(dir);
-  return r;
-}
-
-std::string model_flag() { return "--model " + quote(test::model_path()); }
+using namespace test::cli;
 
 nlohmann::json golden_case(int i) {
   std::ifstream in(test::data_path("smollm2_golden.json"));
@@ -120,12 +84,6 @@ TEST(Cli, StatsAndShowKeptShowWhatTheMethodKept) {
   EXPECT_NE(r.err.find("layer 29: kept min 26 / mean 26.0 / max 26"), std::string::npos)
       << "24 kept + 2 decoded tokens\n" << r.err;
   EXPECT_NE(r.err.find("smaller"), std::string::npos);
-}
-
-void expect_error(const Result& r, int status, const std::string& needle) {
-  EXPECT_EQ(r.status, status) << r.err;
-  EXPECT_NE(r.err.find(needle), std::string::npos) << "stderr: " << r.err;
-  EXPECT_EQ(r.out, "") << "no partial output";
 }
 
 TEST(Cli, BadModelFilesGiveOneLineErrors) {

@@ -692,6 +692,28 @@ TEST(DynamicKV, TailRebalance) {
     }
 }
 
+// ratio=r is the token budget ceil(r * n), fixed for the prefill; below the window only
+// the window stays.
+TEST(DynamicKV, RatioIsTheEquivalentTokenBudget) {
+  const int n = 203;  // ceil(0.25 * 203) = 51
+  std::mt19937 rng_ratio(3), rng_tokens(3);
+  Harness by_ratio(4, 2, 3), by_tokens(4, 2, 3);
+  auto ratio = make("dynamickv:ratio=0.25,window=4,every=2");
+  auto tokens = make("dynamickv:budget=51,window=4,every=2");
+  by_ratio.prefill(*ratio, n, by_ratio.random_rows(rng_ratio, false));
+  by_tokens.prefill(*tokens, n, by_tokens.random_rows(rng_tokens, false));
+  for (int l = 0; l < 4; l++)
+    for (int h = 0; h < 2; h++) EXPECT_EQ(by_ratio.kept(l, h), by_tokens.kept(l, h));
+  expect_well_formed(by_ratio.cache, n, 4);
+  EXPECT_EQ(ratio->name(), "dynamickv:ratio=0.25,window=4,kernel=7,pool=avg,rmax=10,every=2,faithful=0");
+
+  Harness small(2, 1);
+  auto tiny = make("dynamickv:ratio=0.05,window=4");
+  small.prefill(*tiny, 40, small.random_rows(rng_ratio, false));  // ceil(0.05 * 40) = 2 < 4
+  EXPECT_EQ(small.kept(0, 0), range(36, 40));
+  EXPECT_EQ(small.kept(1, 0), range(36, 40));
+}
+
 // Peak KV rows per head during prefill <= base*L + (every-1)*bs + L*window + n; the
 // prefill ends at base*L + L*window.
 TEST(DynamicKV, PeakMemoryOnALongPrompt) {
@@ -759,7 +781,7 @@ TEST(WindowMethods, BadParametersAreRejected) {
       {"adakv:alpha=1.5", "alpha"},
       {"adakv:pyramid=2", "pyramid"},
       {"adakv:budget=10,window=12", "window"},
-      {"dynamickv:ratio=0.1", "ratio"},
+      {"dynamickv:budget=8,ratio=0.5", "not both"},
       {"dynamickv:gqa=mean", "gqa"},
       {"dynamickv:rmax=0.5", "rmax"},
       {"dynamickv:every=0", "every"},

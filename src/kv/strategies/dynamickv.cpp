@@ -27,6 +27,8 @@
 //    if every cnt_j floors to 0 the unfloored counts are used; if every z_j is 0 the
 //    newest layer gets the whole base*L (no division by zero).
 //  - A layer may end with only its window (Z_j = 0); a head never has 0 rows.
+//  - ratio=r: budget = ceil(r * tokens seen) for the whole prefill call; at or below the
+//    window, every layer keeps only its window (as snapkv).
 //  - A prompt of <= budget tokens is left whole. Each prefill call (a new prompt, or the
 //    next chat turn, re-selected over all slots with its own window) starts a fresh
 //    score history.
@@ -61,11 +63,11 @@ constexpr int kDefaultEvery = 4;     // rebalance every 4 layers (hard-coded off
 
 class DynamicKVStrategy final : public KVStrategy {
  public:
-  DynamicKVStrategy(int budget, VotingParams voting, double rmax, int every, bool faithful)
+  DynamicKVStrategy(Budget budget, VotingParams voting, double rmax, int every, bool faithful)
       : budget_(budget), voting_(voting), rmax_(rmax), every_(every), faithful_(faithful) {}
 
   std::string name() const override {
-    return "dynamickv:budget=" + std::to_string(budget_) + "," + voting_spec(voting_, false) +
+    return "dynamickv:" + budget_.spec() + "," + voting_spec(voting_, false) +
            ",rmax=" + format_number(rmax_) + ",every=" + std::to_string(every_) +
            ",faithful=" + (faithful_ ? "1" : "0");
   }
@@ -81,11 +83,16 @@ class DynamicKVStrategy final : public KVStrategy {
       pooled_.clear();
       held_.clear();
     }
-    if (obs.n_tokens <= budget_) return;  // every layer fits
+    const int budget = budget_.resolve(obs.n_tokens);
+    if (obs.n_tokens <= budget) return;  // every layer fits
     const int n_heads = cache.n_kv_heads();
+    const int base = budget - obs.window;
+    if (base <= 0) {  // ratio= leaves no more than the window: keep only it, as snapkv does
+      for (int h = 0; h < n_heads; h++) keep_with_window(cache, obs.layer, h, {}, obs.window);
+      return;
+    }
     if (int(pooled_.size()) != obs.layer * n_heads)
       throw std::logic_error("dynamickv: prefill layers must arrive in order from layer 0");
-    const int base = budget_ - obs.window;
     const int candidates = int(std::min<double>(rmax_ * base, obs.n_tokens - obs.window));
     for (int h = 0; h < n_heads; h++) {
       const int prefix_len = cache.length(obs.layer, h) - obs.window;
@@ -159,7 +166,7 @@ class DynamicKVStrategy final : public KVStrategy {
     held = std::move(still_held);
   }
 
-  int budget_;
+  Budget budget_;
   VotingParams voting_;
   double rmax_;
   int every_;
@@ -175,7 +182,7 @@ MethodInfo dynamickv_method_info() {
   return {"dynamickv",
           "snapkv's window scores; per-layer budgets from a global top-k, rebalanced every "
           "few layers during prefill",
-          {{"budget", std::to_string(kDefaultBudget) + " (average per layer and head)"},
+          {{"budget", std::to_string(kDefaultBudget) + " (or ratio=r; average per layer and head)"},
            {"window", std::to_string(kDefaultWindow)},
            {"kernel", std::to_string(kDefaultKernel)},
            {"pool", "avg (or max)"},
@@ -188,11 +195,11 @@ MethodInfo dynamickv_method_info() {
 
 std::unique_ptr<KVStrategy> make_dynamickv(const Params& params) {
   params.reject_unknown("dynamickv",
-                        {"budget", "window", "kernel", "pool", "rmax", "every", "faithful"});
-  const int budget = params.get_int("budget", kDefaultBudget, 2);
+                        {"budget", "ratio", "window", "kernel", "pool", "rmax", "every", "faithful"});
+  const Budget budget = read_budget(params, kDefaultBudget, 2);
   const VotingParams voting = read_voting_params(
       "dynamickv", params, {kDefaultWindow, kDefaultKernel, kDefaultPool, GroupReduce::Mean});
-  check_window_below_budget("dynamickv", Budget{budget, 0}, voting.window);
+  check_window_below_budget("dynamickv", budget, voting.window);
   const double rmax = params.get_double("rmax", kDefaultRmax, 1.0, 1e6);
   const int every = params.get_int("every", kDefaultEvery, 1);
   const bool faithful = params.get_choice("faithful", {"0", "1"}) == "1";

@@ -1,0 +1,268 @@
+#include "eval/eval_commands.h"
+
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+
+#include "chat.h"
+#include "eval/report.h"
+#include "eval/runner.h"
+#include "eval/svg.h"
+
+namespace kvlm {
+
+namespace {
+
+std::vector<std::string> split(const std::string& text, char separator) {
+  std::vector<std::string> items;
+  std::stringstream ss(text);
+  for (std::string item; std::getline(ss, item, separator);) items.push_back(item);
+  return items;
+}
+
+double parse_double(const std::string& text, const std::string& flag) {
+  size_t used = 0;
+  double v = 0;
+  try {
+    v = std::stod(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (text.empty() || used != text.size() || !std::isfinite(v))
+    throw std::invalid_argument(flag + " " + text + ": '" + text + "' is not a number");
+  return v;
+}
+
+// The one place where the evaluations meet chat templates: a template choice made
+// elsewhere (a --template flag, new template kinds) reaches every task through here.
+Framing task_framing(const ModelFile& file, int chat) {
+  const ChatTemplate tmpl = ChatTemplate::detect(file.chat_template());
+  const bool use_template = chat == 1 || (chat == -1 && tmpl.kind != ChatTemplate::Kind::Plain);
+  if (!use_template) return {};
+  const std::string marker = "\x1f";
+  const std::string turn = tmpl.user_turn("", marker, true);
+  const size_t at = turn.find(marker);
+  return {turn.substr(0, at), turn.substr(at + marker.size())};
+}
+
+std::vector<Sentence> read_haystack(const std::string& path) {
+  if (path.empty()) return {};
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error("--haystack " + path + ": cannot read the file");
+  std::stringstream text;
+  text << in.rdbuf();
+  std::vector<Sentence> sentences = split_sentences(text.str());
+  if (sentences.empty()) throw std::runtime_error("--haystack " + path + ": no sentences in it");
+  return sentences;
+}
+
+bool has_budget(const std::string& method_name) {
+  for (const MethodInfo& info : known_methods())
+    if (info.name == method_name)
+      for (const auto& [key, value] : info.params)
+        if (key == "budget") return true;
+  return false;
+}
+
+// "64" -> "budget=64"; "budget=64" and "ratio=0.25" as they are.
+std::string budget_param(const std::string& item) {
+  if (item.rfind("budget=", 0) == 0 || item.rfind("ratio=", 0) == 0) return item;
+  if (!item.empty() && item.find_first_not_of("0123456789") == std::string::npos) return "budget=" + item;
+  throw std::invalid_argument("--budgets " + item + ": give a token count (64), budget=N or ratio=R");
+}
+
+// Every method of the list at every budget; methods without a budget parameter once.
+// `full` joins the list when missing: it tells whether the model can do the task at all.
+std::vector<MethodRun> sweep_methods(const std::string& kv_list, const std::string& budgets) {
+  std::vector<std::string> specs = split_kv_list(kv_list);
+  if (std::find(specs.begin(), specs.end(), "full") == specs.end()) {
+    std::fprintf(stderr, "sweep: adding full, the baseline that says what the model can do\n");
+    specs.insert(specs.begin(), "full");
+  }
+  std::vector<std::string> params;
+  for (const std::string& b : split(budgets, ',')) params.push_back(budget_param(b));
+  if (params.empty()) throw std::invalid_argument("--budgets: give at least one budget");
+  std::vector<MethodRun> runs;
+  for (const std::string& spec : specs) {
+    std::vector<std::string> parts = split(spec, '+');
+    bool budgeted = false;
+    for (const std::string& part : parts) {
+      const std::string name = part.substr(0, part.find(':'));
+      if (!has_budget(name)) continue;
+      budgeted = true;
+      if (part.find("budget=") != std::string::npos || part.find("ratio=") != std::string::npos)
+        throw std::invalid_argument("--kv-list " + spec + ": the budget comes from --budgets");
+    }
+    if (!budgeted) {
+      runs.push_back({spec, spec, ""});
+      continue;
+    }
+    // A budget the method cannot take (e.g. not above its window) is left out with a note;
+    // a method that takes none of them is an error.
+    std::string first_error;
+    size_t taken = 0;
+    for (const std::string& p : params) {
+      std::string with_budget;
+      for (const std::string& part : parts) {
+        const bool takes = has_budget(part.substr(0, part.find(':')));
+        with_budget += (with_budget.empty() ? "" : "+") + part +
+                       (takes ? (part.find(':') == std::string::npos ? ":" : ",") + p : "");
+      }
+      try {
+        make_strategy(with_budget);
+        runs.push_back({with_budget, spec, p});
+        taken++;
+      } catch (const std::invalid_argument& e) {
+        if (first_error.empty()) first_error = e.what();
+        std::fprintf(stderr, "sweep: leaving out %s: %s\n", with_budget.c_str(), e.what());
+      }
+    }
+    if (taken == 0) throw std::invalid_argument(first_error);
+  }
+  return runs;
+}
+
+}  // namespace
+
+int parse_token_count(const std::string& text, const std::string& flag) {
+  const bool kilo = !text.empty() && (text.back() == 'k' || text.back() == 'K');
+  const double v = parse_double(kilo ? text.substr(0, text.size() - 1) : text, flag) * (kilo ? 1024 : 1);
+  if (v < 1 || v > (1 << 24) || v != std::floor(v))
+    throw std::invalid_argument(flag + " " + text + ": give a whole number of tokens, e.g. 4096 or 4k");
+  return int(v);
+}
+
+std::vector<double> parse_depths(const std::string& text, const std::string& flag) {
+  std::vector<double> depths;
+  const std::vector<std::string> range = split(text, ':');
+  if (range.size() == 3) {
+    const double from = parse_double(range[0], flag), to = parse_double(range[1], flag),
+                 step = parse_double(range[2], flag);
+    if (step <= 0 || to < from)
+      throw std::invalid_argument(flag + " " + text + ": A:B:STEP needs A <= B and STEP > 0");
+    const int n = int(std::floor((to - from) / step + 1e-9)) + 1;
+    for (int i = 0; i < n; i++) depths.push_back(std::min(to, from + i * step));
+  } else if (range.size() == 1) {
+    for (const std::string& item : split(text, ',')) depths.push_back(parse_double(item, flag));
+  }
+  if (depths.empty())
+    throw std::invalid_argument(flag + " " + text + ": give a depth, a list (0,0.5,1) or A:B:STEP");
+  for (double d : depths)
+    if (d < 0 || d > 1)
+      throw std::invalid_argument(flag + " " + text + ": depths lie in [0, 1] (0 = start, 1 = end)");
+  return depths;
+}
+
+namespace {
+
+const char* command_name(EvalCommand command) {
+  switch (command) {
+    case EvalCommand::Passkey: return "passkey";
+    case EvalCommand::Needle: return "needle";
+    case EvalCommand::Sweep: return "sweep";
+  }
+  return "?";
+}
+
+TaskOptions task_options(EvalCommand command, const EvalOptions& o) {
+  TaskOptions task{Task::Passkey, o.needles};
+  if (command == EvalCommand::Needle) task.task = parse_task(o.task);
+  if (command == EvalCommand::Sweep && o.task != "passkey") {
+    const bool needle = o.task == "needle" || o.task.rfind("needle:", 0) == 0;
+    if (!needle) throw std::invalid_argument("--task " + o.task + ": give passkey or needle:<variant>");
+    task.task = o.task == "needle" ? Task::Single : parse_task(o.task.substr(7));
+  }
+  return task;
+}
+
+// Everything the flags alone can refute is checked here, before the model loads.
+EvalGrid make_grid(EvalCommand command, const RuntimeOptions& rt, const EvalOptions& o) {
+  EvalGrid grid;
+  grid.trials = o.trials;
+  grid.seed = o.seed;
+  grid.mode = parse_query_mode(o.query_mode);
+  if (!o.depths.empty()) grid.depths = parse_depths(o.depths, "--depths");
+  if (command == EvalCommand::Needle) {
+    for (const std::string& c : split(o.ctx_list, ','))
+      grid.ctx_list.push_back(parse_token_count(c, "--ctx-list"));
+    if (grid.ctx_list.empty()) throw std::invalid_argument("--ctx-list: give at least one length");
+  } else {
+    grid.ctx_list = {parse_token_count(o.ctx, "--ctx")};
+  }
+  grid.methods = command == EvalCommand::Sweep ? sweep_methods(o.kv_list, o.budgets)
+                                               : std::vector<MethodRun>{{rt.kv, rt.kv, ""}};
+  for (const MethodRun& m : grid.methods) make_strategy(m.spec);
+  return grid;
+}
+
+// One line that says what ran: task, length or method, query mode, framing, trials, seed.
+std::string describe(EvalCommand command, const EvalOptions& o, const TaskOptions& task,
+                     const EvalGrid& grid, const RuntimeOptions& rt, bool chat) {
+  std::ostringstream s;
+  if (command == EvalCommand::Sweep) s << o.task << " at " << grid.ctx_list[0] << " tokens";
+  else s << (command == EvalCommand::Needle ? "needle " + task_name(task.task) : "passkey") << ", kv " << rt.kv;
+  s << ", query " << query_mode_name(grid.mode) << ", " << (chat ? "chat template" : "raw prompt")
+    << ", " << grid.trials << (grid.trials == 1 ? " trial" : " trials")
+    << (grid.depths.empty() ? " at seeded random depths" : " per cell") << ", seed " << o.seed;
+  return s.str();
+}
+
+}  // namespace
+
+int eval_command(EvalCommand command, RuntimeOptions rt, const EvalOptions& o) {
+  const std::string name = command_name(command);
+  const TaskOptions task = task_options(command, o);
+  const EvalGrid grid = make_grid(command, rt, o);
+  check_output_path(o.csv_path, "--csv");
+  check_output_path(o.json_path, "--json");
+  check_output_path(o.svg_path, "--svg");
+  const std::vector<Sentence> haystack = read_haystack(o.haystack);
+
+  rt.quiet = true;  // the progress line says what runs
+  Session session(rt);
+  const int longest = *std::max_element(grid.ctx_list.begin(), grid.ctx_list.end());
+  const std::string ctx_flag = command == EvalCommand::Needle ? "--ctx-list " : "--ctx ";
+  const int trained = session.file().config().context_length;
+  if (longest > trained)
+    throw std::invalid_argument(ctx_flag + std::to_string(longest) + " exceeds the model's context of " +
+                                std::to_string(trained) + " tokens");
+  if (longest > session.ctx_size())
+    throw std::invalid_argument(ctx_flag + std::to_string(longest) + " does not fit --ctx-size " +
+                                std::to_string(session.ctx_size()));
+  const Framing framing = task_framing(session.file(), o.chat);
+  const bool chat = !framing.before_user.empty();
+  const PromptBuilder builder(session.tokenizer(), framing, task, o.seed, haystack);
+  const std::string title = describe(command, o, task, grid, rt, chat);
+  std::fprintf(stderr, "%s: %s; model %s\n", name.c_str(), title.c_str(), session.file().path().c_str());
+
+  const std::vector<TrialRecord> records = run_grid(session, builder, grid, name, false);
+  const bool by_depth = command != EvalCommand::Sweep;
+  const std::vector<Cell> cells = summarise(records, grid, by_depth);
+  const bool colour = isatty(STDOUT_FILENO) && !(std::getenv("NO_COLOR") && *std::getenv("NO_COLOR"));
+  std::printf("%s\n%s", title.c_str(), (by_depth ? heatmap_text(cells, colour) : sweep_text(cells, grid, colour)).c_str());
+  std::fflush(stdout);
+
+  if (!o.csv_path.empty()) write_output(o.csv_path, cells_csv(cells, grid), "--csv");
+  if (!o.svg_path.empty())
+    write_output(o.svg_path, by_depth ? heatmap_svg(cells, title) : line_chart_svg(cells, grid, title), "--svg");
+  if (!o.json_path.empty()) {
+    nlohmann::json specs = nlohmann::json::array();
+    for (const MethodRun& m : grid.methods) specs.push_back(m.spec);
+    const nlohmann::json doc = {
+        {"command", name}, {"title", title}, {"task", task_name(task.task)},
+        {"model", session.file().path()}, {"backend", session.backend().name()},
+        {"query_mode", query_mode_name(grid.mode)}, {"chat_template", chat}, {"seed", o.seed},
+        {"trials", grid.trials}, {"ctx", grid.ctx_list}, {"depths", grid.depths},
+        {"kv", specs}, {"haystack", o.haystack.empty() ? "built-in" : o.haystack},
+        {"cells", cells_json(cells, grid)}, {"trials_detail", trials_json(records, grid)}};
+    write_output(o.json_path, doc.dump(2) + "\n", "--json");
+  }
+  return 0;
+}
+
+}  // namespace kvlm

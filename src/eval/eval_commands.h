@@ -1,0 +1,37 @@
+// kvlm passkey, needle and sweep: flags in, a grid of prompts through the model, a table or
+// heatmap on stdout, CSV/JSON/SVG files.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "session.h"
+
+namespace kvlm {
+
+// One struct for the three commands; main.cpp gives each its own defaults.
+struct EvalOptions {
+  std::string task;         // passkey | single | multikey | ... ; sweep: passkey | needle:<variant>
+  std::string ctx;          // passkey, sweep: one length, e.g. 4096 or 4k
+  std::string ctx_list;     // needle: several, e.g. 1k,2k,4k
+  std::string depths;       // "0.5", "0,0.5,1" or "A:B:STEP"; "" = a seeded random depth per trial
+  int trials = 1;
+  uint64_t seed = 42;
+  int chat = -1;            // 1 --chat, 0 --no-chat, -1 when the model has a chat template
+  std::string query_mode = "aware";
+  std::string haystack;     // the user's filler text file; "" = the built-in generator
+  int needles = 4;
+  std::string kv_list;      // sweep
+  std::string budgets;      // sweep, e.g. 64,128,ratio=0.1
+  std::string csv_path, json_path, svg_path;
+};
+
+enum class EvalCommand { Passkey, Needle, Sweep };
+
+int eval_command(EvalCommand command, RuntimeOptions rt, const EvalOptions& options);
+
+// Parsers of the flag values, exposed for the tests. Throw std::invalid_argument naming
+// the flag and what is wrong.
+int parse_token_count(const std::string& text, const std::string& flag);  // "4096", "4k"
+std::vector<double> parse_depths(const std::string& text, const std::string& flag);
+
+}  // namespace kvlm

@@ -1,0 +1,266 @@
+#include "eval/report.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <stdexcept>
+
+namespace kvlm {
+
+namespace {
+
+std::string format(const char* fmt, double value) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, fmt, value);
+  return buf;
+}
+
+std::string percent(double share) { return format("%.0f", 100 * share); }
+
+// The 6x6x6 cube of the 256-colour palette, which every terminal with colour has.
+std::string ansi_background(Rgb c) {
+  auto level = [](int v) { return (v * 5 + 127) / 255; };
+  const int index = 16 + 36 * level(c.r) + 6 * level(c.g) + level(c.b);
+  const bool light = 0.299 * c.r + 0.587 * c.g + 0.114 * c.b > 140;
+  return "\033[48;5;" + std::to_string(index) + (light ? ";30m" : ";97m");
+}
+const char* kReset = "\033[0m";
+
+// `text` right-aligned in `width`, on the accuracy's colour when `colour`.
+std::string coloured_cell(const std::string& text, double accuracy, int width, bool colour) {
+  std::string padded = std::string(std::max<int>(0, width - int(text.size())), ' ') + text;
+  return colour ? ansi_background(accuracy_colour(accuracy)) + padded + kReset : padded;
+}
+
+std::string pad_right(const std::string& s, size_t width) {
+  return s.size() >= width ? s : s + std::string(width - s.size(), ' ');
+}
+
+std::string pad_left(const std::string& s, size_t width) {
+  return s.size() >= width ? s : std::string(width - s.size(), ' ') + s;
+}
+
+const char* kCannotNote =
+    "* full scores below 50% here: the model cannot do this, whatever the KV method\n";
+
+std::string csv_field(const std::string& s) {
+  if (s.find_first_of(",\"\n") == std::string::npos) return s;
+  std::string q = "\"";
+  for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return q + "\"";
+}
+
+}  // namespace
+
+std::vector<Cell> summarise(const std::vector<TrialRecord>& records, const EvalGrid& grid,
+                            bool by_depth) {
+  struct Sums {
+    Cell cell;
+    double prompt_tokens = 0, prefill_seconds = 0, generated_tokens = 0, decode_seconds = 0;
+  };
+  std::map<std::tuple<int, int, double>, Sums> sums;  // (method, ctx, depth)
+  for (const TrialRecord& r : records) {
+    const double depth = by_depth ? r.depth : -1;
+    Sums& s = sums[{r.method, r.ctx, depth}];
+    Cell& c = s.cell;
+    c.method = r.method, c.ctx = r.ctx, c.depth = depth;
+    c.trials++;
+    c.accuracy += r.outcome.score.recall;
+    c.strict += r.outcome.score.strict;
+    c.kv_bytes_held += double(r.outcome.kv_bytes_held);
+    c.kv_bytes_full += double(r.outcome.kv_bytes_full);
+    s.prompt_tokens += r.outcome.prompt_tokens;
+    s.prefill_seconds += r.outcome.prefill_seconds;
+    s.generated_tokens += r.outcome.generated_tokens;
+    s.decode_seconds += r.outcome.decode_seconds;
+  }
+  std::vector<Cell> out;
+  for (auto& [key, s] : sums) {
+    Cell c = s.cell;
+    c.accuracy /= c.trials, c.strict /= c.trials;
+    c.kv_bytes_held /= c.trials, c.kv_bytes_full /= c.trials;
+    // Total tokens over total time, so long prompts weigh what they cost.
+    c.prefill_tokens_per_s = s.prefill_seconds > 0 ? s.prompt_tokens / s.prefill_seconds : 0;
+    c.decode_tokens_per_s = s.decode_seconds > 0 ? s.generated_tokens / s.decode_seconds : 0;
+    out.push_back(c);
+  }
+  // Cells that `full` (when it ran) fails on the same prompts.
+  for (const Cell& baseline : out) {
+    if (grid.methods[baseline.method].spec != "full" || baseline.accuracy >= 0.5) continue;
+    for (Cell& c : out)
+      if (c.ctx == baseline.ctx && c.depth == baseline.depth) c.model_cannot = true;
+  }
+  return out;
+}
+
+Rgb accuracy_colour(double a) {
+  const Rgb red{215, 48, 39}, yellow{254, 224, 139}, green{26, 152, 80};
+  a = std::clamp(a, 0.0, 1.0);
+  const Rgb& from = a < 0.5 ? red : yellow;
+  const Rgb& to = a < 0.5 ? yellow : green;
+  const double t = a < 0.5 ? a * 2 : a * 2 - 1;
+  auto mix = [t](int x, int y) { return int(std::lround(x + (y - x) * t)); };
+  return {mix(from.r, to.r), mix(from.g, to.g), mix(from.b, to.b)};
+}
+
+std::string heatmap_text(const std::vector<Cell>& cells, bool colour) {
+  std::vector<int> ctxs;
+  std::vector<double> depths;
+  for (const Cell& c : cells) {
+    if (std::find(ctxs.begin(), ctxs.end(), c.ctx) == ctxs.end()) ctxs.push_back(c.ctx);
+    if (std::find(depths.begin(), depths.end(), c.depth) == depths.end()) depths.push_back(c.depth);
+  }
+  std::sort(ctxs.begin(), ctxs.end());
+  std::sort(depths.begin(), depths.end());
+  constexpr int kWidth = 6;
+  std::string out = "accuracy (%) by context (rows, tokens) and depth (columns)\n" +
+                    pad_right("context", 8);
+  for (double d : depths) out += pad_left(format("%.2f", d), kWidth);
+  out += "  |   all\n";
+  bool any_cannot = false;
+  for (int ctx : ctxs) {
+    out += pad_left(std::to_string(ctx), 7) + " ";
+    double sum = 0;
+    int trials = 0;
+    for (double d : depths) {
+      auto it = std::find_if(cells.begin(), cells.end(),
+                             [&](const Cell& c) { return c.ctx == ctx && c.depth == d; });
+      if (it == cells.end()) {
+        out += pad_left("-", kWidth);
+        continue;
+      }
+      any_cannot |= it->model_cannot;
+      out += coloured_cell(percent(it->accuracy) + (it->model_cannot ? "*" : " "), it->accuracy,
+                           kWidth, colour);
+      sum += it->accuracy * it->trials;
+      trials += it->trials;
+    }
+    const double all = trials ? sum / trials : 0;
+    out += "  | " + coloured_cell(percent(all) + " ", all, kWidth - 1, colour) + "\n";
+  }
+  return out + (any_cannot ? kCannotNote : "");
+}
+
+std::string sweep_text(const std::vector<Cell>& cells, const EvalGrid& grid, bool colour) {
+  std::vector<std::string> rows, budgets;
+  for (const MethodRun& m : grid.methods) {
+    const std::string row = m.method + (m.budget.empty() ? " (no budget)" : "");
+    if (std::find(rows.begin(), rows.end(), row) == rows.end()) rows.push_back(row);
+    if (!m.budget.empty() && std::find(budgets.begin(), budgets.end(), m.budget) == budgets.end())
+      budgets.push_back(m.budget);
+  }
+  if (budgets.empty()) budgets.push_back("");
+  auto find = [&](const std::string& row, const std::string& budget) -> const Cell* {
+    for (const Cell& c : cells) {
+      const MethodRun& m = grid.methods[c.method];
+      if (m.method + (m.budget.empty() ? " (no budget)" : "") == row &&
+          (m.budget.empty() || m.budget == budget))
+        return &c;
+    }
+    return nullptr;
+  };
+  size_t label_width = 8;
+  for (const std::string& r : rows) label_width = std::max(label_width, r.size() + 2);
+  size_t width = 12;
+  for (const std::string& b : budgets) width = std::max(width, b.size() + 2);
+
+  std::string head = pad_right("method", label_width);
+  for (const std::string& b : budgets) head += pad_left(b, width);
+  std::string accuracy = "accuracy (%)\n" + head + "\n";
+  std::string cost = "KV held (MiB) / decode speed (tokens/s)\n" + head + "\n";
+  bool any_cannot = false;
+  for (const std::string& row : rows) {
+    accuracy += pad_right(row, label_width);
+    cost += pad_right(row, label_width);
+    for (const std::string& b : budgets) {
+      const Cell* c = find(row, b);
+      if (!c) {
+        accuracy += pad_left("-", width);
+        cost += pad_left("-", width);
+        continue;
+      }
+      any_cannot |= c->model_cannot;
+      accuracy += std::string(width - 6, ' ') +
+                  coloured_cell(percent(c->accuracy) + (c->model_cannot ? "*" : " "), c->accuracy, 6, colour);
+      cost += pad_left(format("%.1f", c->kv_bytes_held / (1 << 20)) + " / " +
+                           format("%.1f", c->decode_tokens_per_s), width);
+    }
+    accuracy += "\n";
+    cost += "\n";
+  }
+  bool any_missing = false;
+  for (const std::string& row : rows)
+    for (const std::string& b : budgets) any_missing |= find(row, b) == nullptr;
+  return accuracy + (any_cannot ? kCannotNote : "") +
+         (any_missing ? "- the method cannot take this budget (see stderr)\n" : "") + "\n" + cost;
+}
+
+std::string cells_csv(const std::vector<Cell>& cells, const EvalGrid& grid) {
+  std::string out =
+      "method,budget,spec,query_mode,ctx,depth,trials,accuracy,strict,kv_bytes_held,"
+      "kv_bytes_full,kv_kept_share,prefill_tokens_per_s,decode_tokens_per_s,model_cannot\n";
+  for (const Cell& c : cells) {
+    const MethodRun& m = grid.methods[c.method];
+    char numbers[256];
+    std::snprintf(numbers, sizeof numbers, "%d,%s,%d,%.4f,%.4f,%.0f,%.0f,%.4f,%.1f,%.2f,%d", c.ctx,
+                  c.depth < 0 ? "" : format("%.4f", c.depth).c_str(), c.trials, c.accuracy,
+                  c.strict, c.kv_bytes_held, c.kv_bytes_full,
+                  c.kv_bytes_full > 0 ? c.kv_bytes_held / c.kv_bytes_full : 0.0,
+                  c.prefill_tokens_per_s, c.decode_tokens_per_s, int(c.model_cannot));
+    out += csv_field(m.method) + "," + csv_field(m.budget) + "," + csv_field(m.spec) + "," +
+           query_mode_name(grid.mode) + "," + numbers + "\n";
+  }
+  return out;
+}
+
+nlohmann::json cells_json(const std::vector<Cell>& cells, const EvalGrid& grid) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const Cell& c : cells) {
+    const MethodRun& m = grid.methods[c.method];
+    out.push_back({{"method", m.method}, {"budget", m.budget}, {"spec", m.spec}, {"ctx", c.ctx},
+                   {"depth", c.depth < 0 ? nlohmann::json() : nlohmann::json(c.depth)},
+                   {"trials", c.trials}, {"accuracy", c.accuracy}, {"strict", c.strict},
+                   {"kv_bytes_held", c.kv_bytes_held}, {"kv_bytes_full", c.kv_bytes_full},
+                   {"prefill_tokens_per_s", c.prefill_tokens_per_s},
+                   {"decode_tokens_per_s", c.decode_tokens_per_s},
+                   {"model_cannot", c.model_cannot}});
+  }
+  return out;
+}
+
+nlohmann::json trials_json(const std::vector<TrialRecord>& records, const EvalGrid& grid) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const TrialRecord& r : records) {
+    const TrialOutcome& o = r.outcome;
+    out.push_back({{"spec", grid.methods[r.method].spec}, {"ctx", r.ctx}, {"depth", r.depth},
+                   {"trial", r.trial}, {"expected", r.expected.items}, {"answer", o.answer},
+                   {"recall", o.score.recall}, {"strict", o.score.strict},
+                   {"prompt_tokens", o.prompt_tokens}, {"prefill_seconds", o.prefill_seconds},
+                   {"generated_tokens", o.generated_tokens}, {"decode_seconds", o.decode_seconds},
+                   {"kv_bytes_held", o.kv_bytes_held}, {"kv_bytes_full", o.kv_bytes_full}});
+  }
+  return out;
+}
+
+void check_output_path(const std::string& path, const std::string& flag) {
+  if (path.empty()) return;
+  const std::string tmp = path + ".partial";
+  const bool ok = bool(std::ofstream(tmp));
+  std::remove(tmp.c_str());
+  if (!ok) throw std::runtime_error(flag + " " + path + ": cannot write there");
+}
+
+void write_output(const std::string& path, const std::string& content, const std::string& flag) {
+  const std::string tmp = path + ".partial";
+  std::ofstream out(tmp, std::ios::binary);
+  out << content;
+  out.close();
+  if (!out || std::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::remove(tmp.c_str());
+    throw std::runtime_error(flag + " " + path + ": cannot write the file");
+  }
+}
+
+}  // namespace kvlm

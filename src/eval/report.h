@@ -1,0 +1,50 @@
+// What an evaluation shows: trials summed up into cells, the terminal heatmap (context x
+// depth) and sweep table (method x budget), and the CSV and JSON files.
+#pragma once
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "eval/runner.h"
+
+namespace kvlm {
+
+struct Cell {
+  int method = 0;      // index into EvalGrid::methods
+  int ctx = 0;
+  double depth = -1;   // -1: over every depth the trials used
+  int trials = 0;
+  double accuracy = 0;  // mean recall (the share right for one-number answers)
+  double strict = 0;    // share of answers exactly right
+  double kv_bytes_held = 0, kv_bytes_full = 0;  // mean, before the answer
+  double prefill_tokens_per_s = 0, decode_tokens_per_s = 0;
+  // `full` scores below 50% on the same prompts: the model cannot do this, whatever the
+  // method, so the cell says nothing about compression.
+  bool model_cannot = false;
+};
+
+// One cell per (method, ctx, depth), or per (method, ctx) with by_depth false.
+std::vector<Cell> summarise(const std::vector<TrialRecord>& records, const EvalGrid& grid,
+                            bool by_depth);
+
+// Red (0%) through yellow to green (100%).
+struct Rgb {
+  int r, g, b;
+};
+Rgb accuracy_colour(double accuracy);
+
+// Rows = contexts, columns = depths, then every depth together; cells in percent.
+std::string heatmap_text(const std::vector<Cell>& cells, bool colour);
+// Rows = methods, columns = budgets: accuracy, then KV held and decode speed.
+std::string sweep_text(const std::vector<Cell>& cells, const EvalGrid& grid, bool colour);
+
+std::string cells_csv(const std::vector<Cell>& cells, const EvalGrid& grid);
+nlohmann::json cells_json(const std::vector<Cell>& cells, const EvalGrid& grid);
+nlohmann::json trials_json(const std::vector<TrialRecord>& records, const EvalGrid& grid);
+
+// Output files are checked before any work (flag names the option in the message) and
+// written whole or not at all (a .partial file renamed at the end).
+void check_output_path(const std::string& path, const std::string& flag);
+void write_output(const std::string& path, const std::string& content, const std::string& flag);
+
+}  // namespace kvlm

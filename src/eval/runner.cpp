@@ -1,0 +1,101 @@
+#include "eval/runner.h"
+
+#include <chrono>
+#include <cstdio>
+#include <stdexcept>
+
+#include "eval/rng.h"
+
+namespace kvlm {
+
+namespace {
+using Clock = std::chrono::steady_clock;
+double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+}  // namespace
+
+QueryMode parse_query_mode(const std::string& name) {
+  if (name == "aware") return QueryMode::Aware;
+  if (name == "agnostic") return QueryMode::Agnostic;
+  throw std::invalid_argument("--query-mode " + name + ": give aware or agnostic");
+}
+
+std::string query_mode_name(QueryMode mode) {
+  return mode == QueryMode::Aware ? "aware" : "agnostic";
+}
+
+TrialOutcome run_trial(Session& session, const Prompt& prompt, QueryMode mode, int max_tokens) {
+  TrialOutcome r;
+  r.prompt_tokens = int(prompt.ids.size());
+  session.reset();
+  auto t = Clock::now();
+  std::vector<float> logits;
+  if (mode == QueryMode::Aware) {
+    logits = session.feed(prompt.ids);
+  } else {
+    session.feed({prompt.ids.begin(), prompt.ids.begin() + prompt.question_start});
+    logits = session.feed_uncompressed({prompt.ids.begin() + prompt.question_start, prompt.ids.end()});
+  }
+  r.prefill_seconds = since(t);
+  const KVStats kv = session.cache().stats();
+  r.kv_bytes_held = kv.bytes_held;
+  r.kv_bytes_full = kv.bytes_full;
+
+  const Tokenizer& tok = session.tokenizer();
+  StreamDecoder text(tok);
+  t = Clock::now();
+  for (int i = 0; i < max_tokens; i++) {
+    const int32_t next = argmax(logits);
+    if (tok.is_end_of_generation(next)) break;
+    r.answer += text.push(next);
+    r.generated_tokens++;
+    const size_t content = r.answer.find_first_not_of(" \n");
+    if (content != std::string::npos && r.answer.find("\n\n", content) != std::string::npos) break;
+    if (i + 1 < max_tokens) logits = session.feed({next});
+  }
+  r.answer += text.flush();
+  r.decode_seconds = since(t);
+  r.score = score_answer(r.answer, prompt.expected);
+  return r;
+}
+
+std::vector<TrialRecord> run_grid(Session& session, const PromptBuilder& builder,
+                                  const EvalGrid& grid, const std::string& label, bool quiet) {
+  struct Planned {
+    int ctx;
+    int trial;
+    Prompt prompt;
+  };
+  std::vector<Planned> planned;
+  for (int ctx : grid.ctx_list) {
+    for (int trial = 0; trial < grid.trials; trial++) {
+      if (grid.depths.empty()) {
+        const double depth = SplitMix64(mix_seed({grid.seed, uint64_t(trial), 3})).uniform();
+        planned.push_back({ctx, trial, builder.build(ctx, depth, trial)});
+      }
+      for (double depth : grid.depths) planned.push_back({ctx, trial, builder.build(ctx, depth, trial)});
+    }
+  }
+  double work_per_method = 0;
+  for (const Planned& p : planned) work_per_method += double(p.prompt.ids.size());
+
+  Progress progress(label, work_per_method * grid.methods.size(),
+                    int(planned.size() * grid.methods.size()), !quiet);
+  std::vector<TrialRecord> records;
+  for (size_t m = 0; m < grid.methods.size(); m++) {
+    session.set_strategy(grid.methods[m].spec);
+    for (const Planned& p : planned) {
+      char where[96];
+      std::snprintf(where, sizeof where, " | ctx %d, depth %.2f, trial %d/%d", p.ctx,
+                    p.prompt.depth, p.trial + 1, grid.trials);
+      progress.start(grid.methods[m].method +
+                     (grid.methods[m].budget.empty() ? "" : ":" + grid.methods[m].budget) + where);
+      TrialRecord r{int(m), p.ctx, p.prompt.depth, p.trial, p.prompt.expected, {}};
+      r.outcome = run_trial(session, p.prompt, grid.mode, builder.answer_tokens());
+      progress.finish(double(p.prompt.ids.size()), r.outcome.score.recall);
+      records.push_back(std::move(r));
+    }
+  }
+  return records;
+}
+
+}  // namespace kvlm

@@ -1,0 +1,63 @@
+// Running a grid of prompts (methods x contexts x depths x trials) through one Session:
+// prefill, compression by the method, a short greedy answer, the exact score.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "eval/progress.h"
+#include "eval/tasks.h"
+#include "session.h"
+
+namespace kvlm {
+
+// Whether the question is in the prompt when the method compresses it (aware), or is
+// appended afterwards to the compressed context (agnostic, the harder reading).
+enum class QueryMode { Aware, Agnostic };
+QueryMode parse_query_mode(const std::string& name);  // throws std::invalid_argument
+std::string query_mode_name(QueryMode mode);
+
+struct TrialOutcome {
+  Score score;
+  std::string answer;  // what the model wrote
+  int prompt_tokens = 0;
+  double prefill_seconds = 0;
+  int generated_tokens = 0;
+  double decode_seconds = 0;
+  size_t kv_bytes_held = 0, kv_bytes_full = 0;  // once the prompt is in, before the answer
+};
+
+// One prompt through the session's current method: the answer is greedy, at most
+// max_tokens long, and ends at an end-of-generation token or a blank line.
+TrialOutcome run_trial(Session& session, const Prompt& prompt, QueryMode mode, int max_tokens);
+
+// One KV method of a grid, with the labels a report shows for it.
+struct MethodRun {
+  std::string spec;    // the --kv spec it runs with
+  std::string method;  // row label, e.g. "snapkv"
+  std::string budget;  // column label, e.g. "budget=128"; "" when the method has no budget
+};
+
+struct EvalGrid {
+  std::vector<MethodRun> methods;
+  std::vector<int> ctx_list;
+  std::vector<double> depths;  // empty: each trial draws its own depth from the seed
+  int trials = 1;
+  uint64_t seed = 0;
+  QueryMode mode = QueryMode::Aware;
+};
+
+struct TrialRecord {
+  int method = 0;  // index into EvalGrid::methods
+  int ctx = 0;
+  double depth = 0;
+  int trial = 0;
+  Expected expected;
+  TrialOutcome outcome;
+};
+
+// Every prompt is built once and shared by all methods. Method-major order, so a method's
+// cells finish together; the progress line follows along.
+std::vector<TrialRecord> run_grid(Session& session, const PromptBuilder& builder,
+                                  const EvalGrid& grid, const std::string& label, bool quiet);
+
+}  // namespace kvlm
