@@ -15,7 +15,7 @@ struct KindInfo {
   const char* name;
 };
 constexpr KindInfo kKinds[] = {
-    {Kind::ChatML, "chatml"}, {Kind::Llama2, "llama2"}, {Kind::Llama3, "llama3"},
+    {Kind::ChatML, "chatml"},   {Kind::Llama2, "llama2"}, {Kind::Llama3, "llama3"},
     {Kind::Mistral, "mistral"}, {Kind::Zephyr, "zephyr"}, {Kind::Plain, "plain"},
 };
 
@@ -64,16 +64,17 @@ struct SplitSystem {
   Messages::const_iterator begin;
 };
 SplitSystem split_system(const Messages& messages) {
-  if (!messages.empty() && messages[0].role == "system") return {&messages[0], messages.begin() + 1};
-  return {nullptr, messages.begin()};
+  const bool has_system = !messages.empty() && messages[0].role == "system";
+  return {has_system ? &messages[0] : nullptr, messages.begin() + (has_system ? 1 : 0)};
 }
 
 // Llama 2 and Mistral: raise_exception('... roles must alternate user/assistant/...').
 void check_alternation(Messages::const_iterator begin, Messages::const_iterator end) {
   for (auto it = begin; it != end; ++it) {
     if ((it->role == "user") != ((it - begin) % 2 == 0)) {
-      throw std::invalid_argument("chat template: conversation roles must alternate "
-                                  "user/assistant/user/assistant/...");
+      throw std::invalid_argument(
+          "chat template: conversation roles must alternate "
+          "user/assistant/user/assistant/...");
     }
   }
 }
@@ -81,7 +82,8 @@ void check_alternation(Messages::const_iterator begin, Messages::const_iterator 
 // The published templates, transcribed. Each comment names the template it follows.
 
 // SmolLM2-Instruct (plain ChatML when there is no default system prompt).
-std::string render_chatml(const Messages& messages, bool generation, const std::string& default_system) {
+std::string render_chatml(const Messages& messages, bool generation,
+                          const std::string& default_system) {
   std::string text;
   if (!messages.empty() && messages[0].role != "system" && !default_system.empty()) {
     text += "<|im_start|>system\n" + default_system + "<|im_end|>\n";
@@ -95,7 +97,8 @@ std::string render_chatml(const Messages& messages, bool generation, const std::
 
 // meta-llama/Llama-2-7b-chat-hf. The prompt ends with " [/INST]"; there is no separate
 // generation prompt.
-std::string render_llama2(const Messages& messages, const std::string& bos, const std::string& eos) {
+std::string render_llama2(const Messages& messages, const std::string& bos,
+                          const std::string& eos) {
   const SplitSystem s = split_system(messages);
   check_alternation(s.begin, messages.end());
   std::string text;
@@ -115,15 +118,16 @@ std::string render_llama3(const Messages& messages, bool generation, const std::
   std::string text;
   for (const ChatMessage& m : messages) {
     if (&m == &messages.front()) text += bos;
-    text += "<|start_header_id|>" + m.role + "<|end_header_id|>\n\n" + strip(m.content) +
-            "<|eot_id|>";
+    text +=
+        "<|start_header_id|>" + m.role + "<|end_header_id|>\n\n" + strip(m.content) + "<|eot_id|>";
   }
   if (generation) text += "<|start_header_id|>assistant<|end_header_id|>\n\n";
   return text;
 }
 
 // mistralai/Mistral-7B-Instruct-v0.2 (the "v1" template with a system prompt).
-std::string render_mistral(const Messages& messages, const std::string& bos, const std::string& eos) {
+std::string render_mistral(const Messages& messages, const std::string& bos,
+                           const std::string& eos) {
   const SplitSystem s = split_system(messages);
   check_alternation(s.begin, messages.end());
   std::string text = bos;
@@ -134,8 +138,9 @@ std::string render_mistral(const Messages& messages, const std::string& bos, con
     } else if (it->role == "assistant") {
       text += " " + it->content + eos;
     } else {
-      throw std::invalid_argument("chat template: only user and assistant roles are supported, "
-                                  "with the exception of an initial optional system message");
+      throw std::invalid_argument(
+          "chat template: only user and assistant roles are supported, "
+          "with the exception of an initial optional system message");
     }
   }
   return text;
@@ -187,19 +192,25 @@ ChatTemplate::ChatTemplate(Kind kind, std::string reason, const std::string& jin
 ChatTemplate ChatTemplate::choose(const std::string& jinja, const std::string& override_name,
                                   const Tokenizer& tok) {
   if (!override_name.empty()) {
+    std::string known;
     for (const KindInfo& k : kKinds) {
-      if (override_name == k.name) return ChatTemplate(k.kind, "--template " + override_name, jinja, tok);
+      if (override_name == k.name) {
+        return ChatTemplate(k.kind, "--template " + override_name, jinja, tok);
+      }
+      known += std::string(known.empty() ? "" : ", ") + k.name;
     }
-    throw std::invalid_argument("--template " + override_name + ": unknown template (known: chatml, "
-                                "llama2, llama3, mistral, zephyr, plain)");
+    throw std::invalid_argument("--template " + override_name + ": unknown template (known: " +
+                                known + ")");
   }
   for (const Marker& m : kMarkers) {
-    if (!std::all_of(m.all_of.begin(), m.all_of.end(), [&](const char* s) { return contains(jinja, s); })) {
+    if (!std::all_of(m.all_of.begin(), m.all_of.end(),
+                     [&](const char* s) { return contains(jinja, s); })) {
       continue;
     }
     std::string markers;
     for (const char* s : m.all_of) markers += std::string(markers.empty() ? "" : " and ") + s;
-    return ChatTemplate(m.kind, "detected from " + markers + " in the model's chat template", jinja, tok);
+    return ChatTemplate(m.kind, "detected from " + markers + " in the model's chat template", jinja,
+                        tok);
   }
   const std::string why = jinja.empty() ? "the model has no chat template"
                                         : "the model's chat template is of no family kvlm knows";
@@ -254,7 +265,7 @@ std::string ChatTemplate::next_turn(const std::vector<ChatMessage>& history,
 std::vector<int32_t> encode_chat(const Tokenizer& tok, const std::string& text,
                                  bool conversation_start) {
   bool add_bos = conversation_start && tok.add_bos_default() && tok.bos_id() >= 0;
-  if (add_bos && text.rfind(tok.token_bytes(tok.bos_id()), 0) == 0) add_bos = false;
+  if (add_bos && text.starts_with(tok.token_bytes(tok.bos_id()))) add_bos = false;
   return tok.encode(text, add_bos, /*parse_special=*/true);
 }
 

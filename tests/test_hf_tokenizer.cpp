@@ -4,12 +4,11 @@
 // special ids from the side files, the choice between tokenizer.json and tokenizer.model,
 // and clear errors for broken directories.
 #include <gtest/gtest.h>
-
 #include <unistd.h>
 
 #include <filesystem>
-#include <functional>
 #include <fstream>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
@@ -34,7 +33,9 @@ json load(const std::string& path) {
   return json::parse(in);
 }
 
-json golden(const std::string& section) { return load(test::data_path("hf_tokenizers.json"))[section]; }
+json golden(const std::string& section) {
+  return load(test::data_path("hf_tokenizers.json"))[section];
+}
 
 // A scratch copy of a test model directory (or an empty one), removed afterwards.
 class ScratchDir {
@@ -79,7 +80,8 @@ void expect_parity(const Tokenizer& tok, const json& section) {
     const std::string text = c["text"];
     const Ids ids = c["ids"];
     EXPECT_EQ(tok.encode(text, false), ids) << "text: " << testing::PrintToString(text);
-    const Ids with_special = c.contains("ids_with_special") ? c["ids_with_special"].get<Ids>() : ids;
+    const Ids with_special =
+        c.contains("ids_with_special") ? c["ids_with_special"].get<Ids>() : ids;
     EXPECT_EQ(tok.encode(text, tok.add_bos_default()), with_special)
         << "text: " << testing::PrintToString(text);
     EXPECT_EQ(tok.decode(ids), c["decoded"].get<std::string>())
@@ -111,6 +113,35 @@ TEST(HfTokenizer, GgufConversionsMatchHuggingFaceToo) {
     SCOPED_TRACE(model);
     const gguf::File file(test::data_path(model));
     expect_parity(*tokenizer_from_gguf(file), golden(section));
+  }
+}
+
+TEST(HfTokenizer, MergesWrittenAsStringsReadTheSame) {
+  ScratchDir dir("hf/llama3-gqa");
+  json doc = dir.read("tokenizer.json");
+  for (json& merge : doc["model"]["merges"])
+    merge = merge[0].get<std::string>() + " " + merge[1].get<std::string>();
+  dir.write("tokenizer.json", doc.dump());
+  expect_parity(*tokenizer_from_hf_directory(dir.path()), golden("bpe_llama3"));
+}
+
+TEST(HfTokenizer, PreTokenizersMapOntoKvlmsOwn) {
+  ScratchDir dir("hf/llama3-gqa");
+  json doc = dir.read("tokenizer.json");
+  const json byte_level = {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", true}};
+  const std::pair<json, const char*> cases[] = {
+      {byte_level, "pre-tokenizer gpt2"},
+      {{{"type", "Sequence"}, {"pretokenizers", json::array({byte_level})}}, "pre-tokenizer gpt2"},
+      {{{"type", "Sequence"},
+        {"pretokenizers",
+         json::array({{{"type", "Digits"}, {"individual_digits", true}}, byte_level})}},
+       "pre-tokenizer smollm"},
+  };
+  for (const auto& [pre_tokenizer, expected] : cases) {
+    doc["pre_tokenizer"] = pre_tokenizer;
+    dir.write("tokenizer.json", doc.dump());
+    const std::string description = tokenizer_from_hf_directory(dir.path())->describe();
+    EXPECT_TRUE(contains(description, expected)) << description;
   }
 }
 
@@ -201,12 +232,21 @@ TEST(HfTokenizer, MalformedTokenizerJsonIsNamed) {
       {error_with("[1, 2, 3]"), "unexpected content"},
       {error_after([](json& d) { d.erase("model"); }), "unexpected content"},
       {error_after([](json& d) { d["model"]["vocab"] = "abc"; }), "unexpected content"},
-      {error_after([](json& d) { d["pre_tokenizer"] = {{"type", "ByteLevel"}, {"add_prefix_space", true}}; }),
+      {error_after([](json& d) {
+         d["pre_tokenizer"] = {{"type", "ByteLevel"}, {"add_prefix_space", true}};
+       }),
        "add_prefix_space"},
-      {error_after([](json& d) { d["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"] = "\\s+"; }),
+      {error_after(
+           [](json& d) { d["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"] = "\\s+"; }),
        "is not one kvlm implements"},
-      {error_after([](json& d) { d["normalizer"] = {{"type", "NFC"}}; }), "NFC"},
-      {error_after([](json& d) { d["model"]["merges"][0] = json::array({"Ġ", "q!"}); }), "q!"},
+      {error_after([](json& d) {
+         d["normalizer"] = {{"type", "NFC"}};
+       }),
+       "NFC"},
+      {error_after([](json& d) {
+         d["model"]["merges"][0] = json::array({"Ġ", "q!"});
+       }),
+       "q!"},
       {error_after([](json& d) { d["model"]["merges"][0] = json::array({"a"}); }), "merge"},
       {error_after([](json& d) { d["added_tokens"][0]["id"] = 100000; }), "100000"},
       {error_after([](json& d) { d["added_tokens"][0]["id"] = 481; }), "no token has id 480"},
@@ -229,14 +269,15 @@ TEST(HfTokenizer, MalformedSideFilesAndModelsAreNamed) {
   dir.write("generation_config.json", R"({"eos_token_id": "two"})");
   EXPECT_TRUE(contains(error_of(dir.path()), "generation_config.json: unexpected content"));
   dir.write("generation_config.json", R"({"eos_token_id": [100000]})");
-  EXPECT_TRUE(contains(error_of(dir.path()), "out of range"));
+  EXPECT_TRUE(contains(error_of(dir.path()),
+                       "generation_config.json: eos_token_id 100000 is out of range"));
 
   ScratchDir spm("hf/llama2-spm");
   const std::string model = spm.path() + "/tokenizer.model";
   std::ifstream in(model, std::ios::binary);
   const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  for (const std::string& broken : {bytes.substr(0, bytes.size() / 2), std::string("not a model"),
-                                    std::string()}) {
+  for (const std::string& broken :
+       {bytes.substr(0, bytes.size() / 2), std::string("not a model"), std::string()}) {
     spm.write("tokenizer.model", broken);
     const std::string error = error_of(spm.path());
     EXPECT_TRUE(contains(error, model)) << error;

@@ -66,7 +66,10 @@ TinyVocab tiny_vocab(float ab_score) {
   v.add("\xE2\x96\x81", -1, TokenType::Normal);  // ▁
   v.add("a", -2, TokenType::Normal);
   v.add("b", -3, TokenType::Normal);
-  v.add("\xE2\x96\x81" "a", -4, TokenType::Normal);
+  v.add(
+      "\xE2\x96\x81"
+      "a",
+      -4, TokenType::Normal);
   v.add("ab", ab_score, TokenType::Normal);
   v.add("<tool>", 0, TokenType::UserDefined);
   return v;
@@ -124,7 +127,10 @@ TEST(SpmProto, WritesTheWireFormat) {
   const std::string bytes = serialize_spm_model(m);
   // Field 1 (pieces), length-delimited: tag 0x0A, length 10, then the piece: text "a"
   // (0x0A 0x01 'a'), score 1.0f as fixed32 (0x15, 00 00 80 3F), type 3 (0x18 0x03).
-  const std::string piece = std::string("\x0A\x0A\x0A\x01" "a\x15\x00\x00\x80\x3F\x18\x03", 12);
+  const std::string piece = std::string(
+      "\x0A\x0A\x0A\x01"
+      "a\x15\x00\x00\x80\x3F\x18\x03",
+      12);
   EXPECT_EQ(bytes.substr(0, piece.size()), piece);
   // A negative int32 is sign-extended to ten varint bytes: pad_id = -1 is field 43.
   const std::string pad = std::string("\xD8\x02") + std::string(9, '\xFF') + "\x01";
@@ -157,7 +163,7 @@ TEST(SpmProto, RejectsMalformedBytes) {
   for (size_t cut : {size_t{1}, size_t{5}, good.size() / 2, good.size() - 1}) {
     EXPECT_THROW(parse_spm_model(good.substr(0, cut)), std::runtime_error) << cut;
   }
-  EXPECT_THROW(parse_spm_model(std::string("\x0B", 1)), std::runtime_error);  // wire type 3
+  EXPECT_THROW(parse_spm_model(std::string("\x0B", 1)), std::runtime_error);   // wire type 3
   EXPECT_THROW(parse_spm_model(std::string(12, '\xFF')), std::runtime_error);  // endless varint
 }
 
@@ -288,7 +294,8 @@ TEST(SpmParity, GgufBuiltModelMatchesSentencepiece) {
 }
 
 TEST(SpmParity, GgufBuiltModelHasTheFilesPieces) {
-  const SpmModel original = parse_spm_model(read_file(test::data_path("hf/llama2-spm/tokenizer.model")));
+  const SpmModel original =
+      parse_spm_model(read_file(test::data_path("hf/llama2-spm/tokenizer.model")));
   const gguf::File file(test::data_path("hf/llama2-spm.gguf"));
   const auto tok = tokenizer_from_gguf(file);
   ASSERT_EQ(tok->vocab_size(), static_cast<int>(original.pieces.size()));

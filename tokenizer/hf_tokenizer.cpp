@@ -78,15 +78,19 @@ std::optional<std::string> token_text(const json& config, const char* key) {
   return std::nullopt;
 }
 
-// eos_token_id in generation_config.json / config.json: a number or a list of them.
-std::vector<int32_t> id_list(const json& config, const char* key) {
+// eos_token_id in generation_config.json / config.json: a number or a list of them, each
+// a token id.
+std::vector<int32_t> id_list(const json& config, const char* key, size_t n_tokens) {
   std::vector<int32_t> ids;
   if (!config.is_object() || !config.contains(key) || config[key].is_null()) return ids;
   const json& value = config[key];
-  if (value.is_array()) {
-    for (const json& id : value) ids.push_back(id.get<int32_t>());
-  } else {
-    ids.push_back(value.get<int32_t>());
+  for (const json& id : value.is_array() ? value : json::array({value})) {
+    const auto n = id.get<int64_t>();
+    if (n < 0 || static_cast<size_t>(n) >= n_tokens) {
+      throw std::runtime_error(std::string(key) + " " + std::to_string(n) + " is out of range (" +
+                               std::to_string(n_tokens) + " tokens)");
+    }
+    ids.push_back(static_cast<int32_t>(n));
   }
   return ids;
 }
@@ -112,14 +116,6 @@ struct SideFiles {
     config = read_json_if_present(dir / "config.json");
   }
 
-  std::vector<int32_t> generation_eos() const {
-    return with_context(dir / "generation_config.json",
-                        [&] { return id_list(generation_config, "eos_token_id"); });
-  }
-  std::vector<int32_t> config_eos() const {
-    return with_context(dir / "config.json", [&] { return id_list(config, "eos_token_id"); });
-  }
-
   // bos/eos/add_bos as tokenizer_config.json states them, eos falling back to the
   // generation and model configs, and every eos those list as an end of generation.
   void complete(TokenizerSetup& setup, const std::vector<std::string>& texts) const {
@@ -135,7 +131,10 @@ struct SideFiles {
         setup.add_bos = tokenizer_config["add_bos_token"].get<bool>();
       }
     });
-    for (const std::vector<int32_t>& ids : {generation_eos(), config_eos()}) {
+    for (const auto& [name, file] : {std::pair{"generation_config.json", &generation_config},
+                                     std::pair{"config.json", &config}}) {
+      const std::vector<int32_t> ids =
+          with_context(dir / name, [&] { return id_list(*file, "eos_token_id", texts.size()); });
       if (setup.eos_id < 0 && !ids.empty()) setup.eos_id = ids.front();
       setup.end_ids.insert(setup.end_ids.end(), ids.begin(), ids.end());
     }
@@ -194,8 +193,7 @@ PreTokenizer pre_tokenizer_of(const json& pre_tokenizer) {
   }
   if (steps.size() == 2 && is_step(steps[0], "Split") && byte_level(steps[1], false) &&
       steps[0].value("behavior", "") == "Isolated" && !steps[0].value("invert", false) &&
-      steps[0].contains("pattern") &&
-      steps[0]["pattern"].value("Regex", "") == kLlama3Pattern) {
+      steps[0].contains("pattern") && steps[0]["pattern"].value("Regex", "") == kLlama3Pattern) {
     return PreTokenizer::Llama3;
   }
   throw std::runtime_error("pre_tokenizer " + excerpt(pre_tokenizer) +
@@ -256,9 +254,9 @@ void read_tokens(const json& doc, BpeVocab& vocab) {
   for (const json& token : doc.value("added_tokens", json::array())) {
     // Special added tokens are control tokens (matched in text only when asked); the
     // others are whole words the authors added, matched always.
-    entries.push_back({token.at("id").get<int64_t>(), token.at("content").get<std::string>(),
-                       token.value("special", false) ? TokenType::Control
-                                                     : TokenType::UserDefined});
+    entries.push_back(
+        {token.at("id").get<int64_t>(), token.at("content").get<std::string>(),
+         token.value("special", false) ? TokenType::Control : TokenType::UserDefined});
   }
   int64_t n_tokens = 0;
   for (const Entry& e : entries) {
@@ -290,8 +288,9 @@ BpeVocab bpe_vocab_from(const json& doc) {
   };
   if (model.value("byte_fallback", false) || is_set("continuing_subword_prefix") ||
       is_set("end_of_word_suffix")) {
-    throw std::runtime_error("the BPE model uses byte fallback or subword affixes, which "
-                             "byte-level BPE does not");
+    throw std::runtime_error(
+        "the BPE model uses byte fallback or subword affixes, which "
+        "byte-level BPE does not");
   }
   if (!doc.value("normalizer", json()).is_null()) {
     throw std::runtime_error("normalizer " + excerpt(doc["normalizer"]) +

@@ -9,9 +9,8 @@ void SpecialTokenMatcher::add(int32_t id, std::string text) {
   auto& candidates = by_first_byte_[static_cast<unsigned char>(text[0])];
   // Longest first, so that "<|im_start|>" wins over a shorter token that is its prefix;
   // equal lengths keep the order they were added in.
-  const auto at = std::find_if(candidates.begin(), candidates.end(), [&](const Entry& e) {
-    return e.text.size() < text.size();
-  });
+  const auto at = std::find_if(candidates.begin(), candidates.end(),
+                               [&](const Entry& e) { return e.text.size() < text.size(); });
   candidates.insert(at, Entry{id, std::move(text)});
   ++n_tokens_;
 }

@@ -15,7 +15,9 @@
 #include "tokenizer/spm_proto.h"
 #include "tokenizer/tokenizer.h"
 
-namespace sentencepiece { class SentencePieceProcessor; }
+namespace sentencepiece {
+class SentencePieceProcessor;
+}
 
 namespace kvlm {
 

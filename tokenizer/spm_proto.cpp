@@ -141,8 +141,8 @@ class Reader {
   // Reads a field that must have the given wire type.
   void expect(uint32_t wire_type, uint32_t expected, uint32_t field_number) {
     if (wire_type != expected) {
-      fail("field " + std::to_string(field_number) + " has wire type " +
-           std::to_string(wire_type) + ", expected " + std::to_string(expected));
+      fail("field " + std::to_string(field_number) + " has wire type " + std::to_string(wire_type) +
+           ", expected " + std::to_string(expected));
     }
   }
 
