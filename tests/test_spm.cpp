@@ -323,7 +323,8 @@ TEST(SpmParity, SpecialTokensSplitTheText) {
   EXPECT_EQ(tok->encode("<s>Hello</s>", false), expected);
   Ids with_bos = {bos};
   with_bos.insert(with_bos.end(), expected.begin(), expected.end());
-  for (const auto& c : golden_spm()["cases"]) {
+  const nlohmann::json golden = golden_spm();
+  for (const auto& c : golden["cases"]) {
     if (c["text"] == "<s>Hello</s>") {
       EXPECT_EQ(c["hf_ids"].get<Ids>(), with_bos);
     }
