@@ -26,7 +26,7 @@ endif
 
 CXXFLAGS := -std=c++20 $(OPT) -Wall -Wextra -fopenmp -MMD -MP -Isrc -I. 
 LDFLAGS  := $(LDOPT) -fopenmp
-LDLIBS   := -lpthread
+LDLIBS   := -lsentencepiece -lpthread
 
 LIB_SRC  := $(wildcard src/model/*.cpp src/kv/*.cpp src/kv/strategies/*.cpp src/eval/*.cpp \
                        src/cli/*.cpp src/*.cpp tokenizer/*.cpp kernels/cpu/*.cpp)

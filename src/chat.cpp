@@ -9,43 +9,6 @@
 
 namespace kvlm {
 
-ChatTemplate ChatTemplate::detect(const std::string& jinja) {
-  ChatTemplate t;
-  if (jinja.find("<|im_start|>") != std::string::npos) {
-    t.kind = Kind::ChatML;
-    // SmolLM2's template names its default system prompt inline:
-    // ...'<|im_start|>system\nYou are a helpful AI assistant ...<|im_end|>\n'...
-    const std::string open = "<|im_start|>system\n", close = "<|im_end|>";
-    size_t at = jinja.find(open);
-    if (at != std::string::npos) {
-      size_t begin = at + open.size(), end = jinja.find(close, begin);
-      std::string text = jinja.substr(begin, end - begin);
-      if (end != std::string::npos && text.find_first_of("{}'\"+") == std::string::npos)
-        t.default_system = text;
-    }
-  }
-  return t;
-}
-
-std::string ChatTemplate::name() const { return kind == Kind::ChatML ? "chatml" : "plain"; }
-
-std::string ChatTemplate::user_turn(const std::string& system, const std::string& user,
-                                    bool first) const {
-  const std::string& sys = system.empty() ? default_system : system;
-  std::string text;
-  switch (kind) {
-    case Kind::ChatML:
-      if (first && !sys.empty()) text += "<|im_start|>system\n" + sys + "<|im_end|>\n";
-      if (!first) text += "<|im_end|>\n";
-      return text + "<|im_start|>user\n" + user + "<|im_end|>\n<|im_start|>assistant\n";
-    case Kind::Plain:
-      if (first && !sys.empty()) text += sys + "\n\n";
-      if (!first) text += "\n\n";
-      return text + "User: " + user + "\nAssistant:";
-  }
-  return text;
-}
-
 namespace {
 
 // Ctrl-C while an answer streams stops that answer; at the prompt it only explains.
@@ -79,11 +42,10 @@ const char* kHelp =
 }  // namespace
 
 int chat_repl(Session& session, const ChatOptions& options) {
-  const ChatTemplate tmpl = ChatTemplate::detect(session.file().chat_template());
-  if (tmpl.kind == ChatTemplate::Kind::Plain)
-    std::fprintf(stderr, "warning: no known chat template in the model; using a plain one\n");
+  const ChatTemplate tmpl = session.chat_template();
   Sampler sampler(options.sampling);
-  bool first_turn = true;
+  // What the model has seen so far, its answers as it wrote them.
+  std::vector<ChatMessage> conversation;
   const int n_predict = options.n_predict < 0 ? 1 << 30 : options.n_predict;
 
   struct sigaction sa {};
@@ -115,12 +77,12 @@ int chat_repl(Session& session, const ChatOptions& options) {
       else if (cmd == "/stats") print_stats(session);
       else if (cmd == "/reset") {
         session.reset();
-        first_turn = true;
+        conversation.clear();
         std::fprintf(stderr, "(conversation reset)\n");
       } else if (cmd == "/kv") {
         try {
           session.set_strategy(arg);
-          first_turn = true;
+          conversation.clear();
           std::fprintf(stderr, "(kv method: %s; conversation reset)\n",
                        session.strategy().name().c_str());
         } catch (const std::exception& e) {
@@ -130,14 +92,20 @@ int chat_repl(Session& session, const ChatOptions& options) {
       continue;
     }
 
-    std::vector<int32_t> ids = session.tokenizer().encode(
-        tmpl.user_turn(options.system, message, first_turn), first_turn && session.tokenizer().add_bos_default());
+    std::vector<ChatMessage> turn;
+    if (conversation.empty() && !options.system.empty()) turn.push_back({"system", options.system});
+    turn.push_back({"user", message});
+    const std::string text = conversation.empty() ? tmpl.render(turn, true)
+                                                  : tmpl.next_turn(conversation, message);
+    std::vector<int32_t> ids = encode_chat(session.tokenizer(), text, conversation.empty());
     g_interrupt = false;
     g_generating = true;
     GenerationStats st;
+    std::string answer;
     try {
-      st = session.generate(ids, n_predict, sampler, [](const std::string& text) {
-        std::fwrite(text.data(), 1, text.size(), stdout);
+      st = session.generate(ids, n_predict, sampler, [&answer](const std::string& piece) {
+        answer += piece;
+        std::fwrite(piece.data(), 1, piece.size(), stdout);
         std::fflush(stdout);
       }, &g_interrupt);
     } catch (const std::exception& e) {  // e.g. the context is full: the chat goes on
@@ -146,7 +114,8 @@ int chat_repl(Session& session, const ChatOptions& options) {
       continue;
     }
     g_generating = false;
-    first_turn = false;
+    conversation.insert(conversation.end(), turn.begin(), turn.end());
+    conversation.push_back({"assistant", answer});
     std::fputs("\n", stdout);
     std::fflush(stdout);
     KVStats kv = session.cache().stats();

@@ -91,13 +91,15 @@ int run_command(const RuntimeOptions& rt, const RunOptions& o) {
   std::remove((o.json_path + ".partial").c_str());
   Session session(rt);
   const Tokenizer& tok = session.tokenizer();
+  std::vector<int32_t> ids;
   if (o.chat) {
-    ChatTemplate tmpl = ChatTemplate::detect(session.file().chat_template());
-    if (tmpl.kind == ChatTemplate::Kind::Plain)
-      std::fprintf(stderr, "warning: no known chat template in the model; using a plain one\n");
-    text = tmpl.user_turn(o.system, text, true);
+    std::vector<ChatMessage> messages;
+    if (!o.system.empty()) messages.push_back({"system", o.system});
+    messages.push_back({"user", text});
+    ids = encode_chat(tok, session.chat_template().render(messages, true), true);
+  } else {
+    ids = tok.encode(text, tok.add_bos_default());
   }
-  std::vector<int32_t> ids = tok.encode(text, tok.add_bos_default());
   if (ids.empty()) throw std::runtime_error("the prompt is empty (-p or -f)");
   if (int(ids.size()) > session.ctx_size())
     throw std::runtime_error("the prompt is " + std::to_string(ids.size()) +
@@ -165,12 +167,12 @@ int info_command(const RuntimeOptions& rt) {
   }
   std::printf("tokenizer   %s\n            from %s\n", f.tokenizer().describe().c_str(),
               f.tokenizer_source().c_str());
-  ChatTemplate tmpl = ChatTemplate::detect(f.chat_template());
-  std::printf("template    %s (%s)\n", tmpl.name().c_str(),
-              f.chat_template().empty() ? "the model has none"
-                                        : ("detected from " + f.chat_template_source()).c_str());
-  if (!tmpl.default_system.empty())
-    std::printf("            default system prompt: \"%s\"\n", tmpl.default_system.c_str());
+  const ChatTemplate tmpl = ChatTemplate::choose(f.chat_template(), rt.chat_template, f.tokenizer());
+  std::printf("template    %s (%s)\n", tmpl.name().c_str(), tmpl.reason().c_str());
+  if (!f.chat_template().empty())
+    std::printf("            template text from %s\n", f.chat_template_source().c_str());
+  if (!tmpl.default_system().empty())
+    std::printf("            default system prompt: \"%s\"\n", tmpl.default_system().c_str());
 
   std::map<std::string, std::pair<int, uint64_t>> by_type;
   for (const TensorView& t : f.tensors()) {

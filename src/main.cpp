@@ -28,6 +28,13 @@ void add_runtime_flags(CLI::App* cmd, RuntimeOptions& rt, bool with_kv = true) {
   cmd->add_flag("-q,--quiet", rt.quiet, "no banner");
 }
 
+void add_template_flag(CLI::App* cmd, RuntimeOptions& rt) {
+  cmd->add_option("--template", rt.chat_template,
+                  "chat template instead of the model's own: chatml, llama2, llama3, mistral, "
+                  "zephyr or plain")
+      ->check(CLI::IsMember(ChatTemplate::names()));
+}
+
 void add_sampling_flags(CLI::App* cmd, SamplingParams& s) {
   cmd->add_option("--temp", s.temperature, "temperature; 0 = greedy")->default_val(s.temperature)
       ->check(CLI::Range(0.0, 100.0));
@@ -88,6 +95,7 @@ int main(int argc, char** argv) {
   CLI::App* run_cmd = app.add_subcommand("run", "generate text for one prompt, streamed to stdout");
   add_runtime_flags(run_cmd, rt);
   add_sampling_flags(run_cmd, run.sampling);
+  add_template_flag(run_cmd, rt);
   auto* prompt_opt = run_cmd->add_option("-p,--prompt", run.prompt, "prompt text");
   run_cmd->add_option("-f,--file", run.prompt_file, "read the prompt from a file")
       ->excludes(prompt_opt);
@@ -107,6 +115,7 @@ int main(int argc, char** argv) {
   CLI::App* chat_cmd = app.add_subcommand("chat", "interactive chat in the terminal");
   add_runtime_flags(chat_cmd, rt);
   add_sampling_flags(chat_cmd, chat.sampling);
+  add_template_flag(chat_cmd, rt);
   chat_cmd->add_option("--system", chat.system, "system prompt (default: the template's)");
   chat_cmd->add_option("-n,--n-predict", chat.n_predict,
                        "tokens per answer at most (-1: until the model stops)")
@@ -114,6 +123,7 @@ int main(int argc, char** argv) {
 
   CLI::App* info_cmd = app.add_subcommand("info", "model configuration, tensors, tokenizer, template, memory");
   add_runtime_flags(info_cmd, rt);
+  add_template_flag(info_cmd, rt);
 
   CLI::App* methods_cmd = app.add_subcommand("methods", "list the KV cache methods and their parameters");
 

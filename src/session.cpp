@@ -65,7 +65,7 @@ size_t resident_bytes() {
   return pages_resident * size_t(sysconf(_SC_PAGESIZE));
 }
 
-Session::Session(const RuntimeOptions& options) {
+Session::Session(const RuntimeOptions& options) : template_name_(options.chat_template) {
   std::string path = options.model_path.empty() ? default_model_path() : options.model_path;
   if (options.model_path.empty() && !std::ifstream(path))
     throw std::runtime_error(path + ": the default model is not here; fetch it with `make model` "
@@ -92,6 +92,10 @@ Session::Session(const RuntimeOptions& options) {
 }
 
 Session::~Session() = default;
+
+ChatTemplate Session::chat_template() const {
+  return ChatTemplate::choose(file_->chat_template(), template_name_, tokenizer());
+}
 
 void Session::set_strategy(const std::string& spec) {
   strategy_ = make_strategy(spec);

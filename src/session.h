@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "backend.h"
+#include "chat_template.h"
 #include "kv/kv_cache.h"
 #include "kv/strategy.h"
 #include "model/load.h"
@@ -21,6 +22,7 @@ struct RuntimeOptions {
   std::string kv = "full";
   std::string device;      // "" = best available
   int threads = 0;         // 0 = all cores
+  std::string chat_template;  // --template name; "" = the model's own
   bool quiet = false;
   bool verbose = false;
 };
@@ -46,6 +48,9 @@ class Session {
 
   const ModelFile& file() const { return *file_; }
   const Tokenizer& tokenizer() const { return file_->tokenizer(); }
+  // The model's chat template, or the one --template names (warns on stderr when it has
+  // to fall back to a plain one).
+  ChatTemplate chat_template() const;
   Model& model() { return *model_; }
   KVCache& cache() { return *cache_; }
   KVStrategy& strategy() { return *strategy_; }
@@ -75,8 +80,12 @@ class Session {
                            const std::function<void()>& after_prefill = nullptr);
 
  private:
+<<<<<<< HEAD
   std::vector<float> feed_with(const std::vector<int32_t>& ids, KVStrategy& strategy);
 
+=======
+  std::string template_name_;
+>>>>>>> tokenizers
   std::unique_ptr<ModelFile> file_;
   std::unique_ptr<Backend> backend_;
   std::unique_ptr<Model> model_;

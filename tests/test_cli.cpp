@@ -115,6 +115,31 @@ TEST(Cli, BadFlagsAreUsageErrors) {
   expect_error(kvlm("run"), 2, "-p");
   expect_error(kvlm("frobnicate"), 2, "--help");
   expect_error(kvlm("run -p hi --device tpu"), 2, "--device");
+  expect_error(kvlm("run -p hi --chat --template vicuna"), 2, "--template");
+  expect_error(kvlm("chat --template vicuna"), 2, "--template");
+}
+
+TEST(Cli, TemplateFlagOverridesTheModelsTemplate) {
+  KVLM_REQUIRE_MODEL();
+  Result info = kvlm("info " + model_flag());
+  ASSERT_EQ(info.status, 0) << info.err;
+  EXPECT_NE(info.out.find("template    chatml (detected from <|im_start|>"), std::string::npos)
+      << info.out;
+  info = kvlm("info " + model_flag() + " --template llama3");
+  EXPECT_NE(info.out.find("template    llama3 (--template llama3)"), std::string::npos) << info.out;
+  // The prompt's length shows which layout was used: ChatML with SmolLM2's default system
+  // prompt, whether detected or named, and the much shorter plain one when named.
+  auto prompt_tokens = [&](const std::string& flags) {
+    Result r = kvlm("run " + model_flag() + " --temp 0 -n 1 --chat --stats -p hi " + flags);
+    EXPECT_EQ(r.status, 0) << r.err;
+    const size_t at = r.err.find("prompt ");
+    return at == std::string::npos ? -1 : std::atoi(r.err.c_str() + at + 7);
+  };
+  const int detected = prompt_tokens(""), chatml = prompt_tokens("--template chatml"),
+            plain = prompt_tokens("--template plain");
+  EXPECT_EQ(detected, chatml);
+  EXPECT_GT(plain, 0);
+  EXPECT_LT(plain, chatml);
 }
 
 TEST(Cli, PromptLongerThanTheContextIsRefused) {

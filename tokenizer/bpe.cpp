@@ -265,38 +265,23 @@ std::vector<std::string_view> pre_tokenize(PreTokenizer kind, std::string_view t
 BpeTokenizer::BpeTokenizer(BpeVocab vocab)
     : tokens_(std::move(vocab.tokens)),
       token_types_(std::move(vocab.token_types)),
-      pre_(pre_tokenizer_from_name(vocab.pre)),
+      pre_(vocab.pre),
       n_merges_(vocab.merges.size()),
-      whole_piece_first_(pre_ == PreTokenizer::Llama3) {
+      ignore_merges_(vocab.ignore_merges) {
   if (tokens_.empty()) throw std::runtime_error("BPE vocabulary has no tokens");
   if (!token_types_.empty() && token_types_.size() != tokens_.size()) {
     throw std::runtime_error("BPE vocabulary has " + std::to_string(tokens_.size()) +
                              " tokens but " + std::to_string(token_types_.size()) +
                              " token types");
   }
-  bos_id_ = vocab.bos_id < 0 ? -1 : vocab.bos_id;
-  eos_id_ = vocab.eos_id < 0 ? -1 : vocab.eos_id;
-  add_bos_ = vocab.add_bos;
-  check_id(bos_id_, "bos");
-  check_id(eos_id_, "eos");
-
+  apply_setup(vocab.setup, tokens_);
   index_tokens();
   index_merges(vocab.merges);
   index_bytes();
-  index_special_tokens();
-  set_end_of_generation_ids(tokens_);
 }
 
 TokenType BpeTokenizer::type_of(int32_t id) const {
   return token_types_.empty() ? TokenType::Normal : static_cast<TokenType>(token_types_[id]);
-}
-
-void BpeTokenizer::check_id(int32_t id, const char* what) const {
-  if (id >= static_cast<int64_t>(tokens_.size())) {
-    throw std::runtime_error(std::string(what) + " token id " + std::to_string(id) +
-                             " is out of range (" + std::to_string(tokens_.size()) +
-                             " tokens)");
-  }
 }
 
 bool BpeTokenizer::is_special(int32_t id) const {
@@ -314,6 +299,7 @@ void BpeTokenizer::index_tokens() {
     // tokens are left out of the lookup so that ordinary text can never turn into one.
     if (is_special(id)) {
       token_bytes_[i] = tokens_[i];
+      specials_.add(id, tokens_[i]);
     } else {
       token_bytes_[i] = from_byte_level(tokens_[i]);
     }
@@ -356,21 +342,6 @@ void BpeTokenizer::index_bytes() {
   }
 }
 
-void BpeTokenizer::index_special_tokens() {
-  for (size_t i = 0; i < tokens_.size(); ++i) {
-    if (!is_special(static_cast<int32_t>(i)) || tokens_[i].empty()) continue;
-    special_by_first_byte_[static_cast<unsigned char>(tokens_[i][0])].push_back(
-        static_cast<int32_t>(i));
-    ++n_special_;
-  }
-  // Longest first, so that "<|im_start|>" wins over a shorter token that is its prefix.
-  for (auto& candidates : special_by_first_byte_) {
-    std::stable_sort(candidates.begin(), candidates.end(), [&](int32_t a, int32_t b) {
-      return tokens_[a].size() > tokens_[b].size();
-    });
-  }
-}
-
 std::string BpeTokenizer::token_bytes(int32_t id) const {
   if (id < 0 || id >= vocab_size()) {
     throw std::out_of_range("token id " + std::to_string(id) + " is out of range (" +
@@ -381,44 +352,26 @@ std::string BpeTokenizer::token_bytes(int32_t id) const {
 
 std::string BpeTokenizer::describe() const {
   std::string s = "byte-level BPE: " + std::to_string(tokens_.size()) + " tokens, " +
-                  std::to_string(n_merges_) + " merges, " + std::to_string(n_special_) +
+                  std::to_string(n_merges_) + " merges, " + std::to_string(specials_.size()) +
                   " special, pre-tokenizer " + pre_tokenizer_name(pre_);
+  if (ignore_merges_) s += " (whole pieces first)";
   s += ", bos " + (bos_id_ >= 0 ? std::to_string(bos_id_) : std::string("none"));
   s += ", eos " + (eos_id_ >= 0 ? std::to_string(eos_id_) : std::string("none"));
   s += add_bos_ ? ", adds bos" : ", no bos added";
-  return s;
+  return s + "; " + source_;
 }
 
-// The special token that starts at text[pos], or -1. Control tokens are matched only when
-// the caller asks for it; user-defined tokens are ordinary words that the model's authors
-// added whole, and like Hugging Face we match them always.
-int32_t BpeTokenizer::match_special(const std::string& text, size_t pos,
-                                    bool parse_special) const {
-  for (int32_t id : special_by_first_byte_[static_cast<unsigned char>(text[pos])]) {
-    if (!parse_special && type_of(id) == TokenType::Control) continue;
-    if (text.compare(pos, tokens_[id].size(), tokens_[id]) == 0) return id;
-  }
-  return -1;
-}
-
+// Control tokens are matched only when the caller asks for it; user-defined tokens are
+// ordinary words that the model's authors added whole, and like Hugging Face we match them
+// always.
 std::vector<int32_t> BpeTokenizer::encode(const std::string& text, bool add_bos,
                                           bool parse_special) const {
   std::vector<int32_t> ids;
   if (add_bos && bos_id_ >= 0) ids.push_back(bos_id_);
-  // Special tokens cut the text into stretches that are encoded independently.
-  size_t stretch_begin = 0;
-  for (size_t pos = 0; pos < text.size();) {
-    const int32_t special = match_special(text, pos, parse_special);
-    if (special < 0) {
-      ++pos;
-      continue;
-    }
-    encode_plain(std::string_view(text).substr(stretch_begin, pos - stretch_begin), ids);
-    ids.push_back(special);
-    pos += tokens_[special].size();
-    stretch_begin = pos;
-  }
-  encode_plain(std::string_view(text).substr(stretch_begin), ids);
+  specials_.split(
+      text, [&](int32_t id) { return parse_special || type_of(id) != TokenType::Control; },
+      [&](std::string_view stretch) { encode_plain(stretch, ids); },
+      [&](int32_t id) { ids.push_back(id); });
   return ids;
 }
 
@@ -432,7 +385,7 @@ void BpeTokenizer::encode_plain(std::string_view text, std::vector<int32_t>& ids
 // implementations. A candidate whose symbols changed since it was queued is dropped when
 // it comes up: merging only makes tokens longer, so a changed symbol never has its old id.
 void BpeTokenizer::encode_piece(std::string_view piece, std::vector<int32_t>& ids) const {
-  if (whole_piece_first_) {
+  if (ignore_merges_) {
     const auto it = token_ids_.find(to_byte_level(piece));
     if (it != token_ids_.end()) {
       ids.push_back(it->second);

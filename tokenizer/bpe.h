@@ -20,14 +20,10 @@
 #include <unordered_map>
 #include <vector>
 
+#include "tokenizer/special_tokens.h"
 #include "tokenizer/tokenizer.h"
 
 namespace kvlm {
-
-// GGUF token types (tokenizer.ggml.token_type).
-enum class TokenType : int32_t {
-  Undefined = 0, Normal = 1, Unknown = 2, Control = 3, UserDefined = 4, Unused = 5, Byte = 6,
-};
 
 // The splitting patterns kvlm implements; see pre_tokenize.
 enum class PreTokenizer {
@@ -47,15 +43,16 @@ const char* pre_tokenizer_name(PreTokenizer kind);
 std::vector<std::string_view> pre_tokenize(PreTokenizer kind, std::string_view text);
 
 // Everything a byte-level BPE tokenizer is built from; tokenizer_from_gguf fills it from
-// the tokenizer.ggml.* keys.
+// the tokenizer.ggml.* keys, tokenizer_from_hf_directory from tokenizer.json.
 struct BpeVocab {
   std::vector<std::string> tokens;   // byte-level text; special tokens in plain text
   std::vector<int32_t> token_types;  // a TokenType per token; empty: all Normal
   std::vector<std::string> merges;   // "left right", highest priority first
-  std::string pre = "gpt2";          // pre-tokenizer name (tokenizer.ggml.pre)
-  int32_t bos_id = -1;
-  int32_t eos_id = -1;
-  bool add_bos = false;
+  PreTokenizer pre = PreTokenizer::Gpt2;
+  // A piece that is itself a token is emitted as that token even when the merges would
+  // split it differently (Hugging Face's ignore_merges, which Llama 3 vocabularies need).
+  bool ignore_merges = false;
+  TokenizerSetup setup;
 };
 
 class BpeTokenizer final : public Tokenizer {
@@ -83,13 +80,10 @@ class BpeTokenizer final : public Tokenizer {
   }
 
   TokenType type_of(int32_t id) const;
-  void check_id(int32_t id, const char* what) const;
   void index_tokens();
   void index_merges(const std::vector<std::string>& merges);
   void index_bytes();
-  void index_special_tokens();
 
-  int32_t match_special(const std::string& text, size_t pos, bool parse_special) const;
   void encode_plain(std::string_view text, std::vector<int32_t>& ids) const;
   void encode_piece(std::string_view piece, std::vector<int32_t>& ids) const;
 
@@ -98,16 +92,12 @@ class BpeTokenizer final : public Tokenizer {
   std::vector<std::string> token_bytes_;  // decoded once, so decoding is a lookup
   PreTokenizer pre_ = PreTokenizer::Gpt2;
   size_t n_merges_ = 0;
-  // Llama 3 vocabularies are trained so that a piece that is itself a token is emitted
-  // as that token even when the merges would split it differently (HF: ignore_merges).
-  bool whole_piece_first_ = false;
+  bool ignore_merges_ = false;
 
   std::unordered_map<std::string, int32_t> token_ids_;  // byte-level text -> id
   std::unordered_map<uint64_t, Merge> merges_;          // pair_key(left, right) -> merge
   std::array<int32_t, 256> byte_token_{};               // single-byte token per byte, or -1
-  // Special tokens that may appear in text, by first byte, longest first.
-  std::array<std::vector<int32_t>, 256> special_by_first_byte_;
-  size_t n_special_ = 0;
+  SpecialTokenMatcher specials_;                        // control and user-defined tokens
 };
 
 }  // namespace kvlm

@@ -6,6 +6,7 @@
 
 #include "model/gguf.h"
 #include "tokenizer/bpe.h"
+#include "tokenizer/spm.h"
 #include "tokenizer/unicode.h"
 
 namespace kvlm {
@@ -20,18 +21,35 @@ std::string Tokenizer::decode(const std::vector<int32_t>& ids) const {
   return text;
 }
 
-void Tokenizer::set_end_of_generation_ids(const std::vector<std::string>& token_texts) {
+void Tokenizer::apply_setup(const TokenizerSetup& setup,
+                            const std::vector<std::string>& token_texts) {
+  const auto n_tokens = static_cast<int64_t>(token_texts.size());
+  auto checked = [&](int32_t id, const char* what) {
+    if (id >= n_tokens) {
+      throw std::runtime_error(std::string(what) + " token id " + std::to_string(id) +
+                               " is out of range (" + std::to_string(n_tokens) + " tokens)");
+    }
+    return id < 0 ? -1 : id;
+  };
+  bos_id_ = checked(setup.bos_id, "bos");
+  eos_id_ = checked(setup.eos_id, "eos");
+  add_bos_ = setup.add_bos;
+  source_ = setup.source;
+
   // Chat templates end a turn with one of these; a model may stop with it rather than with
   // its eos token (SmolLM2's eos is <|im_end|>, but it was pretrained with <|endoftext|>).
   static const char* const kEndMarkers[] = {"<|im_end|>", "<|eot_id|>", "<|end_of_text|>",
                                             "</s>", "<|endoftext|>"};
   eog_ids_.clear();
-  if (eos_id_ >= 0) eog_ids_.push_back(eos_id_);
+  auto add_end = [&](int32_t id) {
+    if (id >= 0 && !is_end_of_generation(id)) eog_ids_.push_back(id);
+  };
+  add_end(eos_id_);
+  for (int32_t id : setup.end_ids) add_end(checked(id, "end-of-generation"));
   for (size_t i = 0; i < token_texts.size(); ++i) {
-    const auto id = static_cast<int32_t>(i);
     const bool is_marker = std::any_of(std::begin(kEndMarkers), std::end(kEndMarkers),
                                        [&](const char* m) { return token_texts[i] == m; });
-    if (is_marker && id != eos_id_) eog_ids_.push_back(id);
+    if (is_marker) add_end(static_cast<int32_t>(i));
   }
 }
 
@@ -78,6 +96,26 @@ int32_t token_id_from(const gguf::File& file, const std::string& key, size_t n_t
   return static_cast<int32_t>(id);
 }
 
+std::string metadata_source(const gguf::File& file) {
+  return "from the tokenizer.ggml.* metadata of " + file.path();
+}
+
+// The ids and flags every GGUF vocabulary states the same way. Without bos/eos keys,
+// llama.cpp's defaults for the vocabulary type apply.
+TokenizerSetup setup_from_gguf(const gguf::File& file, size_t n_tokens, int32_t default_bos,
+                               int32_t default_eos, bool default_add_bos) {
+  TokenizerSetup setup;
+  setup.bos_id = file.has("tokenizer.ggml.bos_token_id")
+                     ? token_id_from(file, "tokenizer.ggml.bos_token_id", n_tokens)
+                     : default_bos;
+  setup.eos_id = file.has("tokenizer.ggml.eos_token_id")
+                     ? token_id_from(file, "tokenizer.ggml.eos_token_id", n_tokens)
+                     : default_eos;
+  setup.add_bos = file.get_bool("tokenizer.ggml.add_bos_token", default_add_bos);
+  setup.source = metadata_source(file);
+  return setup;
+}
+
 std::unique_ptr<Tokenizer> bpe_from_gguf(const gguf::File& file) {
   BpeVocab vocab;
   vocab.tokens = file.get_strings("tokenizer.ggml.tokens");
@@ -88,18 +126,60 @@ std::unique_ptr<Tokenizer> bpe_from_gguf(const gguf::File& file) {
   }
   vocab.merges = file.get_strings("tokenizer.ggml.merges");
   if (file.has("tokenizer.ggml.pre")) {
-    vocab.pre = file.get_string("tokenizer.ggml.pre");
+    vocab.pre = pre_tokenizer_from_name(file.get_string("tokenizer.ggml.pre"));
   } else {
     std::cerr << "kvlm: warning: " << file.path()
               << " has no tokenizer.ggml.pre; using the GPT-2 pre-tokenizer\n";
-    vocab.pre = "gpt2";
   }
-  const size_t n = vocab.tokens.size();
-  vocab.bos_id = token_id_from(file, "tokenizer.ggml.bos_token_id", n);
-  vocab.eos_id = token_id_from(file, "tokenizer.ggml.eos_token_id", n);
-  vocab.add_bos = file.get_bool("tokenizer.ggml.add_bos_token", false);
+  // llama.cpp's rule: GGUF has no key for it, and the Llama 3 vocabularies need it.
+  vocab.ignore_merges = vocab.pre == PreTokenizer::Llama3;
+  vocab.setup = setup_from_gguf(file, vocab.tokens.size(), -1, -1, false);
   try {
     return std::make_unique<BpeTokenizer>(std::move(vocab));
+  } catch (const std::runtime_error& e) {
+    throw std::runtime_error(file.path() + ": " + e.what());
+  }
+}
+
+// A 'llama' vocabulary is a sentencepiece model whose pieces, scores and types were copied
+// into the GGUF; this writes them back into a model for libsentencepiece. llama.cpp
+// tokenizes every such vocabulary by merging the adjacent pair whose joined piece scores
+// highest, which is sentencepiece's BPE model, and normalizes nothing but spaces.
+std::unique_ptr<Tokenizer> spm_from_gguf(const gguf::File& file) {
+  const std::vector<std::string> tokens = file.get_strings("tokenizer.ggml.tokens");
+  const std::vector<double> scores = file.get_floats("tokenizer.ggml.scores");
+  const std::vector<int64_t> types = file.get_ints("tokenizer.ggml.token_type");
+  if (scores.size() != tokens.size() || types.size() != tokens.size()) {
+    throw std::runtime_error(file.path() + ": tokenizer.ggml.tokens has " +
+                             std::to_string(tokens.size()) + " entries but tokenizer.ggml.scores " +
+                             std::to_string(scores.size()) + " and tokenizer.ggml.token_type " +
+                             std::to_string(types.size()));
+  }
+  SpmModel model;
+  model.model_type = SpmModelType::Bpe;
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    // Undefined (0) is what converters write for "nothing special".
+    if (types[i] < 0 || types[i] > static_cast<int64_t>(TokenType::Byte)) {
+      throw std::runtime_error(file.path() + ": tokenizer.ggml.token_type[" + std::to_string(i) +
+                               "] = " + std::to_string(types[i]) + " is not a token type");
+    }
+    const auto type = types[i] == 0 ? TokenType::Normal : static_cast<TokenType>(types[i]);
+    model.pieces.push_back({tokens[i], static_cast<float>(scores[i]), type});
+    model.byte_fallback |= type == TokenType::Byte;
+  }
+  const size_t n = tokens.size();
+  model.unk_id = token_id_from(file, "tokenizer.ggml.unknown_token_id", n);
+  model.pad_id = token_id_from(file, "tokenizer.ggml.padding_token_id", n);
+  model.normalizer_name = "identity";
+  model.add_dummy_prefix = file.get_bool("tokenizer.ggml.add_space_prefix", true);
+  model.remove_extra_whitespaces = false;
+  model.escape_whitespaces = true;
+
+  TokenizerSetup setup = setup_from_gguf(file, n, 1, 2, true);
+  model.bos_id = setup.bos_id;
+  model.eos_id = setup.eos_id;
+  try {
+    return std::make_unique<SpmTokenizer>(serialize_spm_model(model), setup);
   } catch (const std::runtime_error& e) {
     throw std::runtime_error(file.path() + ": " + e.what());
   }
@@ -110,17 +190,9 @@ std::unique_ptr<Tokenizer> bpe_from_gguf(const gguf::File& file) {
 std::unique_ptr<Tokenizer> tokenizer_from_gguf(const gguf::File& file) {
   const std::string model = file.get_string("tokenizer.ggml.model");
   if (model == "gpt2") return bpe_from_gguf(file);
-  if (model == "llama") {
-    throw std::runtime_error(file.path() +
-                             ": tokenizer.ggml.model is 'llama' (a sentencepiece vocabulary); "
-                             "SPM GGUF vocabularies are not supported yet");
-  }
+  if (model == "llama") return spm_from_gguf(file);
   throw std::runtime_error(file.path() + ": unsupported tokenizer.ggml.model '" + model +
-                           "' (kvlm reads 'gpt2', byte-level BPE)");
-}
-
-std::unique_ptr<Tokenizer> tokenizer_from_hf_directory(const std::string& dir) {
-  throw std::runtime_error(dir + ": Hugging Face tokenizers are not supported yet");
+                           "' (kvlm reads 'gpt2', byte-level BPE, and 'llama', sentencepiece)");
 }
 
 }  // namespace kvlm

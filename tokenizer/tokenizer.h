@@ -1,5 +1,5 @@
 // Tokenizer interface: text <-> token ids. Byte-level BPE (bpe.cpp) and sentencepiece
-// (spm.cpp, the formats issue) implement it.
+// (spm.cpp) implement it; tokenizer_from_gguf and tokenizer_from_hf_directory build one.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -9,6 +9,21 @@
 namespace kvlm {
 
 namespace gguf { class File; }
+
+// Token types as GGUF stores them (tokenizer.ggml.token_type); sentencepiece numbers its
+// piece types the same way.
+enum class TokenType : int32_t {
+  Undefined = 0, Normal = 1, Unknown = 2, Control = 3, UserDefined = 4, Unused = 5, Byte = 6,
+};
+
+// What a tokenizer's files say besides the vocabulary itself.
+struct TokenizerSetup {
+  int32_t bos_id = -1;  // -1: none
+  int32_t eos_id = -1;
+  bool add_bos = false;
+  std::vector<int32_t> end_ids;  // more ids that end an answer (generation_config.json)
+  std::string source;            // which file the tokenizer came from and why, for describe()
+};
 
 class Tokenizer {
  public:
@@ -33,18 +48,21 @@ class Tokenizer {
   const std::vector<int32_t>& end_of_generation_ids() const { return eog_ids_; }
   bool is_end_of_generation(int32_t id) const;
 
-  // Concatenated bytes of all ids (convenience for tests and scorers).
-  std::string decode(const std::vector<int32_t>& ids) const;
+  // The text of all ids: their bytes concatenated (sentencepiece also drops the space its
+  // encoder puts in front of the text).
+  virtual std::string decode(const std::vector<int32_t>& ids) const;
 
  protected:
-  // Sets eog_ids_ to eos_id_ plus the chat end markers (<|im_end|>, <|eot_id|>, ...) found
-  // among the token texts. Implementations call it once eos_id_ is known.
-  void set_end_of_generation_ids(const std::vector<std::string>& token_texts);
+  // Takes the special ids and source of `setup`, and sets the end-of-generation ids to eos,
+  // setup.end_ids and the chat end markers (<|im_end|>, <|eot_id|>, ...) found among the
+  // token texts. Throws std::runtime_error when an id is outside the vocabulary.
+  void apply_setup(const TokenizerSetup& setup, const std::vector<std::string>& token_texts);
 
   int32_t bos_id_ = -1;
   int32_t eos_id_ = -1;
   bool add_bos_ = false;
   std::vector<int32_t> eog_ids_;
+  std::string source_;
 };
 
 // Turns a stream of tokens into text that is always valid UTF-8: bytes of a character
