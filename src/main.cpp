@@ -56,6 +56,7 @@ CLI::App* add_eval_command(CLI::App& app, const std::string& name, const std::st
                            RuntimeOptions& rt, EvalOptions& e, const std::string& depths, int trials) {
   CLI::App* cmd = app.add_subcommand(name, help);
   add_runtime_flags(cmd, rt, name != "sweep");
+  add_template_flag(cmd, rt);
   cmd->add_option("--depth,--depths", e.depths,
                   "where the key sits in the filler, 0 = start, 1 = end: one depth (0.5), a list "
                   "(0,0.5,1) or A:B:STEP" + std::string(depths.empty() ? " (default: a seeded random depth per trial)" : ""))

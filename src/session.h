@@ -80,12 +80,9 @@ class Session {
                            const std::function<void()>& after_prefill = nullptr);
 
  private:
-<<<<<<< HEAD
   std::vector<float> feed_with(const std::vector<int32_t>& ids, KVStrategy& strategy);
 
-=======
   std::string template_name_;
->>>>>>> tokenizers
   std::unique_ptr<ModelFile> file_;
   std::unique_ptr<Backend> backend_;
   std::unique_ptr<Model> model_;

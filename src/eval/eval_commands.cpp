@@ -38,14 +38,20 @@ double parse_double(const std::string& text, const std::string& flag) {
   return v;
 }
 
-// The one place where the evaluations meet chat templates: a template choice made
-// elsewhere (a --template flag, new template kinds) reaches every task through here.
-Framing task_framing(const ModelFile& file, int chat) {
-  const ChatTemplate tmpl = ChatTemplate::detect(file.chat_template());
-  const bool use_template = chat == 1 || (chat == -1 && tmpl.kind != ChatTemplate::Kind::Plain);
+// The one place where the evaluations meet chat templates: the user's text goes where the
+// template (the model's own or --template) puts a user message.
+Framing task_framing(const Session& session, int chat) {
+  const ChatTemplate tmpl = session.chat_template();
+  const bool use_template = chat == 1 || (chat == -1 && tmpl.kind() != ChatTemplate::Kind::Plain);
   if (!use_template) return {};
   const std::string marker = "\x1f";
-  const std::string turn = tmpl.user_turn("", marker, true);
+  std::string turn = tmpl.render({{"user", marker}}, true);
+  // The prompt builder adds the tokenizer's BOS itself, so a BOS the template wrote goes.
+  const Tokenizer& tok = session.tokenizer();
+  if (tok.bos_id() >= 0 && tok.add_bos_default()) {
+    const std::string bos = tok.token_bytes(tok.bos_id());
+    if (!bos.empty() && turn.rfind(bos, 0) == 0) turn.erase(0, bos.size());
+  }
   const size_t at = turn.find(marker);
   return {turn.substr(0, at), turn.substr(at + marker.size())};
 }
@@ -234,7 +240,7 @@ int eval_command(EvalCommand command, RuntimeOptions rt, const EvalOptions& o) {
   if (longest > session.ctx_size())
     throw std::invalid_argument(ctx_flag + std::to_string(longest) + " does not fit --ctx-size " +
                                 std::to_string(session.ctx_size()));
-  const Framing framing = task_framing(session.file(), o.chat);
+  const Framing framing = task_framing(session, o.chat);
   const bool chat = !framing.before_user.empty();
   const PromptBuilder builder(session.tokenizer(), framing, task, o.seed, haystack);
   const std::string title = describe(command, o, task, grid, rt, chat);
