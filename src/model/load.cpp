@@ -61,18 +61,6 @@ std::vector<float> unpermute_rope_rows(const std::vector<float>& w, int n_heads,
   return out;
 }
 
-// tokenizer_from_hf_directory picks among these itself; `kvlm info` lists what it had.
-std::string hf_tokenizer_files(const std::string& dir) {
-  std::string files;
-  for (const char* name : {"tokenizer.json", "tokenizer.model", "tokenizer_config.json",
-                           "special_tokens_map.json", "generation_config.json"}) {
-    std::error_code ec;
-    if (std::filesystem::is_regular_file(dir + "/" + name, ec))
-      files += (files.empty() ? "" : ", ") + std::string(name);
-  }
-  return "the directory's " + files;
-}
-
 }  // namespace
 
 ModelConfig config_from_gguf(const gguf::File& f) {
@@ -238,13 +226,11 @@ std::unique_ptr<Model> Checkpoint::load(Backend& backend) const {
 ModelFile::ModelFile(const std::string& path) : Checkpoint(path) {
   if (is_directory()) {
     tokenizer_ = tokenizer_from_hf_directory(path);
-    tokenizer_source_ = hf_tokenizer_files(path);
     SourcedText tmpl = chat_template_from_hf_directory(path);
     chat_template_ = std::move(tmpl.text);
     chat_template_source_ = std::move(tmpl.source);
   } else {
     tokenizer_ = tokenizer_from_gguf(*gguf());
-    tokenizer_source_ = "GGUF metadata (tokenizer.ggml.*)";
     chat_template_ = gguf()->get_string("tokenizer.chat_template", "");
     if (!chat_template_.empty()) chat_template_source_ = "GGUF tokenizer.chat_template";
   }
