@@ -120,8 +120,9 @@ Checkpoint::Checkpoint(const std::string& path) : path_(path) {
                  "(config.json + model.safetensors or model.safetensors.index.json) and GGUF files");
     if (!fs::exists(path + "/model.safetensors", ec) &&
         !fs::exists(path + "/model.safetensors.index.json", ec) &&
-        fs::exists(path + "/pytorch_model.bin", ec))
-      throw std::runtime_error(path + ": has only pytorch_model.bin; kvlm reads safetensors "
+        (fs::exists(path + "/pytorch_model.bin", ec) ||
+         fs::exists(path + "/pytorch_model.bin.index.json", ec)))
+      throw std::runtime_error(path + ": has only pytorch_model.bin weights; kvlm reads safetensors "
                                "(convert with transformers' save_pretrained(safe_serialization=True))");
     config_ = config_from_hf_directory(path);
     safetensors_ = std::make_unique<safetensors::ShardSet>(path);
