@@ -165,8 +165,7 @@ int info_command(const RuntimeOptions& rt) {
     std::printf("config ids  bos %d, eos [%s] (config.json, generation_config.json)\n", c.bos_id,
                 eos.c_str());
   }
-  std::printf("tokenizer   %s\n            from %s\n", f.tokenizer().describe().c_str(),
-              f.tokenizer_source().c_str());
+  std::printf("tokenizer   %s\n", f.tokenizer().describe().c_str());
   const ChatTemplate tmpl = ChatTemplate::choose(f.chat_template(), rt.chat_template, f.tokenizer());
   std::printf("template    %s (%s)\n", tmpl.name().c_str(), tmpl.reason().c_str());
   if (!f.chat_template().empty())

@@ -20,7 +20,6 @@ class SafetensorsWriter {
            const std::vector<float>& values);
   // The header as it will be written; tests may edit it before bytes()/write().
   nlohmann::json& header() { return header_; }
-  std::vector<uint8_t>& data() { return data_; }
   std::vector<uint8_t> bytes() const;  // header length, header JSON, data
   void write(const std::string& path) const;
 

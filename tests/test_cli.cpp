@@ -58,7 +58,7 @@ TEST(Cli, InfoDescribesTheModel) {
   Result r = kvlm("info " + model_flag());
   ASSERT_EQ(r.status, 0) << r.err;
   for (const char* s : {"layers      30", "9 query, 3 kv", "pre-tokenizer smollm", "chatml", "Q4_1",
-                        "-> GGUF loader (272 tensors)", "detected from GGUF tokenizer.chat_template"})
+                        "-> GGUF loader (272 tensors)", "template text from GGUF tokenizer.chat_template"})
     EXPECT_NE(r.out.find(s), std::string::npos) << s << " in\n" << r.out;
 }
 

@@ -382,7 +382,7 @@ TEST(HfCheckpoint, BrokenDirectoriesAreClearErrors) {
   {
     DirCopy d("untied-linear");
     std::filesystem::rename(d.dir.file("model.safetensors"), d.dir.file("pytorch_model.bin"));
-    EXPECT_TRUE(mentions(d.open_error(), {"only pytorch_model.bin"}));
+    EXPECT_TRUE(mentions(d.open_error(), {"only pytorch_model.bin weights"}));
   }
   {
     DirCopy d("untied-linear");

@@ -61,18 +61,6 @@ std::vector<float> unpermute_rope_rows(const std::vector<float>& w, int n_heads,
   return out;
 }
 
-// tokenizer_from_hf_directory picks among these itself; `kvlm info` lists what it had.
-std::string hf_tokenizer_files(const std::string& dir) {
-  std::string files;
-  for (const char* name : {"tokenizer.json", "tokenizer.model", "tokenizer_config.json",
-                           "special_tokens_map.json", "generation_config.json"}) {
-    std::error_code ec;
-    if (std::filesystem::is_regular_file(dir + "/" + name, ec))
-      files += (files.empty() ? "" : ", ") + std::string(name);
-  }
-  return "the directory's " + files;
-}
-
 }  // namespace
 
 ModelConfig config_from_gguf(const gguf::File& f) {
@@ -132,8 +120,9 @@ Checkpoint::Checkpoint(const std::string& path) : path_(path) {
                  "(config.json + model.safetensors or model.safetensors.index.json) and GGUF files");
     if (!fs::exists(path + "/model.safetensors", ec) &&
         !fs::exists(path + "/model.safetensors.index.json", ec) &&
-        fs::exists(path + "/pytorch_model.bin", ec))
-      throw std::runtime_error(path + ": has only pytorch_model.bin; kvlm reads safetensors "
+        (fs::exists(path + "/pytorch_model.bin", ec) ||
+         fs::exists(path + "/pytorch_model.bin.index.json", ec)))
+      throw std::runtime_error(path + ": has only pytorch_model.bin weights; kvlm reads safetensors "
                                "(convert with transformers' save_pretrained(safe_serialization=True))");
     config_ = config_from_hf_directory(path);
     safetensors_ = std::make_unique<safetensors::ShardSet>(path);
@@ -238,13 +227,11 @@ std::unique_ptr<Model> Checkpoint::load(Backend& backend) const {
 ModelFile::ModelFile(const std::string& path) : Checkpoint(path) {
   if (is_directory()) {
     tokenizer_ = tokenizer_from_hf_directory(path);
-    tokenizer_source_ = hf_tokenizer_files(path);
     SourcedText tmpl = chat_template_from_hf_directory(path);
     chat_template_ = std::move(tmpl.text);
     chat_template_source_ = std::move(tmpl.source);
   } else {
     tokenizer_ = tokenizer_from_gguf(*gguf());
-    tokenizer_source_ = "GGUF metadata (tokenizer.ggml.*)";
     chat_template_ = gguf()->get_string("tokenizer.chat_template", "");
     if (!chat_template_.empty()) chat_template_source_ = "GGUF tokenizer.chat_template";
   }

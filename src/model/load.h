@@ -57,8 +57,6 @@ class ModelFile : public Checkpoint {
   explicit ModelFile(const std::string& path);
 
   const Tokenizer& tokenizer() const { return *tokenizer_; }
-  // The files the tokenizer was read from, e.g. "GGUF metadata (tokenizer.ggml.*)".
-  const std::string& tokenizer_source() const { return tokenizer_source_; }
   const std::string& chat_template() const { return chat_template_; }  // "" when absent
   // Where the template came from: "chat_template.jinja", "tokenizer_config.json",
   // "GGUF tokenizer.chat_template" or "none".
@@ -66,7 +64,6 @@ class ModelFile : public Checkpoint {
 
  private:
   std::unique_ptr<Tokenizer> tokenizer_;
-  std::string tokenizer_source_;
   std::string chat_template_;
   std::string chat_template_source_ = "none";
 };

@@ -4,6 +4,7 @@
 #include <bit>
 #include <cstring>
 #include <filesystem>
+#include <map>
 #include <set>
 #include <stdexcept>
 
@@ -15,6 +16,9 @@ namespace {
 static_assert(std::endian::native == std::endian::little,
               "kvlm reads safetensors on little-endian hosts only");
 
+// Real headers are a few hundred KiB even for 400-tensor shards; anything near this is
+// not a model file, and refusing it early bounds what a hostile header can make us parse.
+constexpr uint64_t kMaxHeaderBytes = 100 << 20;
 constexpr size_t kMaxRank = 8;  // Llama weights are matrices; 8 leaves room for anything sane
 
 // Every dtype the format defines, so an unsupported file says what it holds.
@@ -151,6 +155,24 @@ class HeaderParser {
   std::vector<ByteRange> ranges_;      // in the order tensors were parsed
 };
 
+// The shard files a weight_map names: plain names beside the index, since a path could
+// point anywhere on the disk.
+std::set<std::string> shard_names_of(const nlohmann::json& weight_map, const std::string& index_path) {
+  std::set<std::string> names;
+  for (const auto& [tensor, shard] : weight_map.items()) {
+    if (!shard.is_string())
+      fail(index_path, "weight_map entry '" + tensor + "' is " + json_type_name(shard) +
+                           ", expected a file name");
+    const std::string name = shard.get<std::string>();
+    if (name.empty() || name.find('/') != std::string::npos || name[0] == '.')
+      fail(index_path, "weight_map entry '" + tensor + "' names '" + name +
+                           "', which is not a file name in this directory");
+    names.insert(name);
+  }
+  if (names.empty()) fail(index_path, "weight_map is empty");
+  return names;
+}
+
 }  // namespace
 
 File::File(const std::string& path) : map_(path, "safetensors file") {
@@ -196,19 +218,7 @@ ShardSet::ShardSet(const std::string& dir) {
   const auto map_it = index.is_object() ? index.find("weight_map") : index.end();
   if (map_it == index.end() || !map_it->is_object())
     fail(index_path, "has no 'weight_map' object");
-  std::set<std::string> shard_names;
-  for (const auto& [tensor, shard] : map_it->items()) {
-    if (!shard.is_string())
-      fail(index_path, "weight_map entry '" + tensor + "' is " + json_type_name(shard) +
-                           ", expected a file name");
-    const std::string name = shard.get<std::string>();
-    // Shards are plain names beside the index; a path could point anywhere on the disk.
-    if (name.empty() || name.find('/') != std::string::npos || name[0] == '.')
-      fail(index_path, "weight_map entry '" + tensor + "' names '" + name +
-                           "', which is not a file name in this directory");
-    shard_names.insert(name);
-  }
-  if (shard_names.empty()) fail(index_path, "weight_map is empty");
+  const std::set<std::string> shard_names = shard_names_of(*map_it, index_path);
 
   std::map<std::string, const File*> owner;  // tensor name -> the shard holding it
   for (const std::string& name : shard_names) {

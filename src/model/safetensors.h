@@ -5,7 +5,6 @@
 // tensor is handed out, so a corrupt file ends in a std::runtime_error naming file and
 // tensor, never in a crash.
 #pragma once
-#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -14,10 +13,6 @@
 #include "model/tensor_view.h"
 
 namespace kvlm::safetensors {
-
-// Real headers are a few hundred KiB even for 400-tensor shards; anything near this is
-// not a model file, and refusing it early bounds what a hostile header can make us parse.
-constexpr uint64_t kMaxHeaderBytes = 100 << 20;
 
 // One .safetensors file. Tensors keep the header's (name) order.
 class File {
@@ -38,7 +33,6 @@ class File {
 class ShardSet {
  public:
   explicit ShardSet(const std::string& dir);  // throws std::runtime_error
-  bool sharded() const { return sharded_; }
   // The file the choice was made from: "model.safetensors" or "model.safetensors.index.json".
   const char* source() const;
   const std::vector<std::unique_ptr<File>>& files() const { return files_; }
