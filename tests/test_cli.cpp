@@ -62,6 +62,16 @@ TEST(Cli, InfoDescribesTheModel) {
     EXPECT_NE(r.out.find(s), std::string::npos) << s << " in\n" << r.out;
 }
 
+// A Hugging Face directory goes through the safetensors loader, the sentencepiece
+// tokenizer of its tokenizer.model and the template of its tokenizer_config.json.
+TEST(Cli, InfoDescribesAHuggingFaceDirectory) {
+  Result r = kvlm("info -m " + kvlm::test::data_path("hf/sharded-dynamic"));
+  ASSERT_EQ(r.status, 0) << r.err;
+  for (const char* s : {"model.safetensors.index.json -> safetensors loader (3 shards",
+                        "sentencepiece", "tokenizer.model", "zephyr", "dynamic"})
+    EXPECT_NE(r.out.find(s), std::string::npos) << s << " in\n" << r.out;
+}
+
 TEST(Cli, MethodsListsEveryMethodWithParamsAndPaper) {
   Result r = kvlm("methods");
   EXPECT_EQ(r.status, 0);
