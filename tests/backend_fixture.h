@@ -43,6 +43,17 @@ struct Buf {
   }
 };
 
+// A weight matrix uploaded in the backend's weight dtype.
+struct Matrix {
+  Backend& b;
+  WeightMatrix m;
+  Matrix(Backend& backend, const std::vector<float>& host, int rows, int cols)
+      : b(backend), m(backend.upload_matrix(host.data(), rows, cols)) {}
+  ~Matrix() { b.release_matrix(m); }
+  Matrix(const Matrix&) = delete;
+  Matrix& operator=(const Matrix&) = delete;
+};
+
 class BackendTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {

@@ -38,8 +38,9 @@ TEST_P(Kernels, MatmulMatchesNaive) {
         for (int i = 0; i < n_in; i++) s += double(x[t * n_in + i]) * w[o * n_in + i];
         want[t * n_out + o] = float(s);
       }
-    Buf bx(b, x), bw(b, w), out(b, want.size());
-    b.matmul(out.ptr, bx.ptr, bw.ptr, T, n_in, n_out);
+    Buf bx(b, x), out(b, want.size());
+    test::Matrix bw(b, w, n_out, n_in);
+    b.matmul(out.ptr, bx.ptr, bw.m, T);
     expect_close(out.host(), want, 1e-4f, "matmul " + std::to_string(T) + "x" +
                                               std::to_string(n_in) + "x" + std::to_string(n_out));
   }
@@ -109,8 +110,9 @@ TEST_P(Kernels, EmbeddingCopiesRows) {
   const int vocab = 10, dim = 8;
   auto table = random_vector(vocab * dim, 8);
   std::vector<int32_t> ids = {3, 0, 9, 3};
-  Buf bt(b, table), out(b, ids.size() * dim);
-  b.embedding(out.ptr, bt.ptr, ids.data(), int(ids.size()), dim);
+  test::Matrix bt(b, table, vocab, dim);
+  Buf out(b, ids.size() * dim);
+  b.embedding(out.ptr, bt.m, ids.data(), int(ids.size()));
   std::vector<float> got = out.host();
   for (size_t t = 0; t < ids.size(); t++)
     for (int i = 0; i < dim; i++) EXPECT_EQ(got[t * dim + i], table[ids[t] * dim + i]);

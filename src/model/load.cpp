@@ -121,9 +121,10 @@ std::vector<TensorSummary> ModelFile::tensors() const {
 
 std::unique_ptr<Model> ModelFile::load(Backend& backend) const {
   const ModelConfig& c = config_;
-  std::vector<float*> uploaded;  // freed again if a later tensor turns out to be bad
+  Weights w;  // released again if a later tensor turns out to be bad
+  // Reads one tensor as float32 in Hugging Face layout.
   auto fetch = [&](const std::string& name, std::vector<uint64_t> shape,
-                   int rope_heads = 0) -> float* {
+                   int rope_heads = 0) -> std::vector<float> {
     const gguf::TensorInfo* t = gguf_->find_tensor(name);
     if (!t) throw std::runtime_error(path_ + ": tensor '" + name + "' is missing");
     if (torch_shape(*t) != shape)
@@ -132,35 +133,39 @@ std::unique_ptr<Model> ModelFile::load(Backend& backend) const {
     std::vector<float> host(t->n_elements);
     dequantize(t->type, t->data, host.data(), host.size());
     if (rope_heads) host = unpermute_rope_rows(host, rope_heads, c.head_dim, c.dim);
-    float* buf = backend.alloc(host.size());
-    uploaded.push_back(buf);
-    backend.upload(buf, host.data(), host.size());
-    return buf;
+    return host;
+  };
+  auto vector = [&](const std::string& name, float*& dst) {
+    std::vector<float> host = fetch(name, {uint64_t(c.dim)});
+    dst = backend.alloc(host.size());
+    backend.upload(dst, host.data(), host.size());
+  };
+  auto matrix = [&](const std::string& name, uint64_t rows, uint64_t cols, WeightMatrix& dst,
+                    int rope_heads = 0) {
+    dst = backend.upload_matrix(fetch(name, {rows, cols}, rope_heads).data(), int(rows), int(cols));
   };
   const uint64_t dim = c.dim, q = c.q_dim(), kv = c.kv_dim(), ffn = c.ffn_dim;
   try {
-    Weights w;
-    w.token_embedding = fetch("token_embd.weight", {uint64_t(c.vocab_size), dim});
-    w.output_norm = fetch("output_norm.weight", {dim});
-    w.output = c.tied_embeddings ? w.token_embedding
-                                 : fetch("output.weight", {uint64_t(c.vocab_size), dim});
+    matrix("token_embd.weight", c.vocab_size, dim, w.token_embedding);
+    vector("output_norm.weight", w.output_norm);
+    if (c.tied_embeddings) w.output = w.token_embedding;
+    else matrix("output.weight", c.vocab_size, dim, w.output);
     for (int l = 0; l < c.n_layers; l++) {
       const std::string p = "blk." + std::to_string(l) + ".";
-      LayerWeights lw;
-      lw.attn_norm = fetch(p + "attn_norm.weight", {dim});
-      lw.wq = fetch(p + "attn_q.weight", {q, dim}, c.n_heads);
-      lw.wk = fetch(p + "attn_k.weight", {kv, dim}, c.n_kv_heads);
-      lw.wv = fetch(p + "attn_v.weight", {kv, dim});
-      lw.wo = fetch(p + "attn_output.weight", {dim, q});
-      lw.ffn_norm = fetch(p + "ffn_norm.weight", {dim});
-      lw.w_gate = fetch(p + "ffn_gate.weight", {ffn, dim});
-      lw.w_up = fetch(p + "ffn_up.weight", {ffn, dim});
-      lw.w_down = fetch(p + "ffn_down.weight", {dim, ffn});
-      w.layers.push_back(lw);
+      LayerWeights& lw = w.layers.emplace_back();
+      vector(p + "attn_norm.weight", lw.attn_norm);
+      matrix(p + "attn_q.weight", q, dim, lw.wq, c.n_heads);
+      matrix(p + "attn_k.weight", kv, dim, lw.wk, c.n_kv_heads);
+      matrix(p + "attn_v.weight", kv, dim, lw.wv);
+      matrix(p + "attn_output.weight", dim, q, lw.wo);
+      vector(p + "ffn_norm.weight", lw.ffn_norm);
+      matrix(p + "ffn_gate.weight", ffn, dim, lw.w_gate);
+      matrix(p + "ffn_up.weight", ffn, dim, lw.w_up);
+      matrix(p + "ffn_down.weight", dim, ffn, lw.w_down);
     }
     return std::make_unique<Model>(backend, c, std::move(w));
   } catch (...) {
-    for (float* p : uploaded) backend.release(p);
+    w.release(backend);
     throw;
   }
 }
