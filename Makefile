@@ -40,7 +40,8 @@ ifneq ($(CU_SRC),)
   CU_OBJ    := $(CU_SRC:%.cu=$(BUILD)/%.o)
   CXXFLAGS  += -DKVLM_CUDA=1 -I$(CUDA_HOME)/include
   LDLIBS    += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart
-  NVCCFLAGS := -std=c++17 -O3 -Isrc -I. -arch=sm_90 -Xcompiler -Wall,-Wextra -MMD -MP
+  NVCCFLAGS := -std=c++20 -O3 -Isrc -I. -gencode arch=compute_90,code=[sm_90,compute_90] \
+               -lineinfo -Xcompiler -Wall,-Wextra -MMD -MP
 endif
 
 .PHONY: all run test bench deps model clean

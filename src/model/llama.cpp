@@ -23,18 +23,24 @@ Model::Scratch& Model::scratch(int T) {
   if (!scratch_ || scratch_->capacity < T) {
     const ModelConfig& c = config_;
     scratch_.reset();  // free the old buffers before taking bigger ones
-    scratch_ = std::make_unique<Scratch>(backend_);
-    Scratch& s = *scratch_;
+    auto fresh = std::make_unique<Scratch>(backend_);
+    Scratch& s = *fresh;
     s.capacity = T;
-    s.x = backend_.alloc(size_t(T) * c.dim);
-    s.xn = backend_.alloc(size_t(T) * c.dim);
-    s.q = backend_.alloc(size_t(T) * c.q_dim());
-    s.att = backend_.alloc(size_t(T) * c.q_dim());
-    s.k = backend_.alloc(size_t(T) * c.kv_dim());
-    s.v = backend_.alloc(size_t(T) * c.kv_dim());
-    s.gate = backend_.alloc(size_t(T) * c.ffn_dim);
-    s.up = backend_.alloc(size_t(T) * c.ffn_dim);
-    s.logits = backend_.alloc(size_t(c.vocab_size));
+    try {
+      s.x = backend_.alloc(size_t(T) * c.dim);
+      s.xn = backend_.alloc(size_t(T) * c.dim);
+      s.q = backend_.alloc(size_t(T) * c.q_dim());
+      s.att = backend_.alloc(size_t(T) * c.q_dim());
+      s.k = backend_.alloc(size_t(T) * c.kv_dim());
+      s.v = backend_.alloc(size_t(T) * c.kv_dim());
+      s.gate = backend_.alloc(size_t(T) * c.ffn_dim);
+      s.up = backend_.alloc(size_t(T) * c.ffn_dim);
+      s.logits = backend_.alloc(size_t(c.vocab_size));
+    } catch (const OutOfMemory& e) {
+      throw OutOfMemory("the activations of " + std::to_string(T) +
+                        " tokens in one call do not fit: " + e.what());
+    }
+    scratch_ = std::move(fresh);
   }
   return *scratch_;
 }

@@ -5,6 +5,7 @@
 #include <stdexcept>
 
 #include "model/dequant.h"
+#include "model/random_model.h"
 
 namespace kvlm {
 
@@ -85,6 +86,11 @@ ModelConfig config_from_gguf(const gguf::File& f) {
 }
 
 ModelFile::ModelFile(const std::string& path) : path_(path) {
+  if (is_random_model(path)) {  // no file: weights are made in load()
+    config_ = random_model_config(path);
+    tokenizer_ = random_model_tokenizer(config_);
+    return;
+  }
   struct stat st{};
   if (stat(path.c_str(), &st) != 0) throw std::runtime_error(path + ": no such file");
   if (S_ISDIR(st.st_mode))
@@ -102,11 +108,15 @@ ModelFile::ModelFile(const std::string& path) : path_(path) {
 
 ModelFile::~ModelFile() = default;
 
-std::string ModelFile::format() const { return "GGUF v" + std::to_string(gguf_->version()); }
+std::string ModelFile::format() const {
+  if (!gguf_) return "random weights";
+  return "GGUF v" + std::to_string(gguf_->version());
+}
 
-size_t ModelFile::file_bytes() const { return gguf_->file_size(); }
+size_t ModelFile::file_bytes() const { return gguf_ ? gguf_->file_size() : 0; }
 
 uint64_t ModelFile::parameter_count() const {
+  if (!gguf_) return random_model_parameters(config_);
   uint64_t n = 0;
   for (const gguf::TensorInfo& t : gguf_->tensors()) n += t.n_elements;
   return n;
@@ -114,12 +124,14 @@ uint64_t ModelFile::parameter_count() const {
 
 std::vector<TensorSummary> ModelFile::tensors() const {
   std::vector<TensorSummary> out;
+  if (!gguf_) return out;
   for (const gguf::TensorInfo& t : gguf_->tensors())
     out.push_back({t.name, gguf::type_name(t.type), torch_shape(t)});
   return out;
 }
 
 std::unique_ptr<Model> ModelFile::load(Backend& backend) const {
+  if (!gguf_) return load_random_model(config_, backend);
   const ModelConfig& c = config_;
   Weights w;  // released again if a later tensor turns out to be bad
   // Reads one tensor as float32 in Hugging Face layout.

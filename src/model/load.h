@@ -21,7 +21,8 @@ struct TensorSummary {
 
 class ModelFile {
  public:
-  // Throws std::runtime_error naming the path and what is wrong with it.
+  // Throws std::runtime_error naming the path and what is wrong with it. A path
+  // "random:<shape>" opens a random-weight model of a real shape (model/random_model.h).
   explicit ModelFile(const std::string& path);
   ~ModelFile();
 
