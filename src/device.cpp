@@ -64,7 +64,7 @@ DType weight_dtype(const std::string& device, const std::string& dtype) {
 std::unique_ptr<Backend> make_backend(const std::string& device, const std::string& dtype,
                                       int threads) {
   const std::string d = device.empty() ? default_device() : device;
-  const DType t = weight_dtype(d, dtype);
+  const DType t = weight_dtype(d, dtype);  // checks --dtype against the device too
   if (d == "cpu") return std::make_unique<CpuBackend>(threads);
   if (d != "cuda") throw std::invalid_argument("--device " + d + ": unknown (cpu or cuda)");
   if (!cuda_built())
@@ -74,6 +74,7 @@ std::unique_ptr<Backend> make_backend(const std::string& device, const std::stri
 #if KVLM_CUDA
   return make_cuda_backend(t);
 #else
+  (void)t;
   return nullptr;  // unreachable: cuda_built() is false
 #endif
 }

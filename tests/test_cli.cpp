@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "device.h"
 #include "model_fixture.h"
 
 namespace kvlm {
@@ -47,7 +48,8 @@ Result kvlm(const std::string& args, const std::string& stdin_text = "") {
   return r;
 }
 
-std::string model_flag() { return "--model " + quote(test::model_path()); }
+// On the CPU: these cases compare with CPU-exact golden text (a GPU would be the default).
+std::string model_flag() { return "--model " + quote(test::model_path()) + " --device cpu"; }
 
 nlohmann::json golden_case(int i) {
   std::ifstream in(test::data_path("smollm2_golden.json"));
@@ -156,6 +158,27 @@ TEST(Cli, BadFlagsAreUsageErrors) {
   expect_error(kvlm("run"), 2, "-p");
   expect_error(kvlm("frobnicate"), 2, "--help");
   expect_error(kvlm("run -p hi --device tpu"), 2, "--device");
+}
+
+TEST(Cli, DeviceAndDtypeAreCheckedBeforeLoading) {
+  expect_error(kvlm("run -p hi --dtype f8"), 2, "--dtype");
+  expect_error(kvlm("run -p hi --device cpu --dtype bf16"), 2,
+               "--dtype bf16: the cpu backend keeps weights in f32");
+  if (cuda_gpu_count() == 0) {
+    expect_error(kvlm("run -p hi --device cuda"), 1, "--device cuda");
+  }
+}
+
+// The memory plan needs no GPU: it is computed from the configuration.
+TEST(Cli, InfoPrintsTheMemoryPlanOfARandomModel) {
+  Result r = kvlm("info --model random:llama2-7b --device cuda --dtype f16 -c 4096");
+  ASSERT_EQ(r.status, 0) << r.err;
+  // 6.74e9 weights x 2 bytes = 12.6 GiB; the float32 KV cache holds 2 x 32 layers x 4096
+  // floats = 1 MiB per token, 4 GiB at 4096 tokens.
+  for (const char* s : {"6738.4M parameters", "plan on cuda at ctx 4096", "12.6 GiB",
+                        "1.0 MiB per token", "4.0 GiB", "scratch", "total"})
+    EXPECT_NE(r.out.find(s), std::string::npos) << s << " in\n" << r.out;
+  expect_error(kvlm("info --model random:gpt5"), 1, "known: llama2-7b, llama3-8b");
 }
 
 TEST(Cli, PromptLongerThanTheContextIsRefused) {
