@@ -221,7 +221,7 @@ TEST_P(Kernels, AttentionOverRaggedCache) {
                                          {17, 2, 80, {20, 17}},     // head dim not a multiple of 16
                                          {1, 2, 64, {4097, 1}},
                                          {1, 8, 128, {4097, 33}},   // decode, many chunks
-                                         {1, 16, 64, {31, 4097}},   // GQA group 16
+                                         {1, 32, 64, {31, 4097}},   // GQA group 16
                                          {1, 4, 128, {1, 31, 32, 33}},
                                          {31, 2, 128, {31, 32}},
                                          {33, 4, 128, {33, 4097}},  // continued prefill, long cache

@@ -53,12 +53,13 @@ void CpuBackend::release(float* p) {
   else std::free(base);
 }
 
+// An empty vector's data() may be null, which memcpy may not be given even for 0 bytes.
 void CpuBackend::upload(float* dst, const float* host_src, size_t n) {
-  std::memcpy(dst, host_src, n * sizeof(float));
+  if (n) std::memcpy(dst, host_src, n * sizeof(float));
 }
 
 void CpuBackend::download(float* host_dst, const float* src, size_t n) {
-  std::memcpy(host_dst, src, n * sizeof(float));
+  if (n) std::memcpy(host_dst, src, n * sizeof(float));
 }
 
 WeightMatrix CpuBackend::upload_matrix(const float* host, int rows, int cols) {

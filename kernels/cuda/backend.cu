@@ -19,14 +19,6 @@ std::string gib(double bytes) {
   return buf;
 }
 
-// Rounds float32 to the weight type on the device.
-template <class W>
-__global__ void convert_kernel(W* dst, const float* src, size_t n) {
-  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n;
-       i += size_t(gridDim.x) * blockDim.x)
-    dst[i] = from_float<W>(src[i]);
-}
-
 // What a pool may keep of freed memory between synchronisations: small churn (per-step
 // observation buffers) stays cheap, while a compressed KV cache still gives its bytes back.
 constexpr uint64_t kPoolKeepBytes = uint64_t(1) << 30;
@@ -219,16 +211,12 @@ WeightMatrix CudaBackend::upload_matrix(const float* host, int rows, int cols) {
   // Through a float32 chunk on the device, converted there: no second host copy.
   const size_t chunk = std::min(n, kCudaUploadChunk / sizeof(float));
   float* staged = static_cast<float*>(scratch(upload_, chunk * sizeof(float), "the upload buffer"));
-  with_weight_type(weight_dtype_, [&](auto tag) {
-    using W = typename decltype(tag)::type;
-    W* dst = static_cast<W*>(const_cast<void*>(w.data));
-    for (size_t off = 0; off < n; off += chunk) {
-      const size_t m = std::min(chunk, n - off);
-      upload(staged, host + off, m);
-      convert_kernel<W><<<blocks_for(m, 256), 256, 0, stream_>>>(dst + off, staged, m);
-      launched("upload_matrix");
-    }
-  });
+  char* dst = static_cast<char*>(const_cast<void*>(w.data));
+  for (size_t off = 0; off < n; off += chunk) {
+    const size_t m = std::min(chunk, n - off);
+    upload(staged, host + off, m);
+    round_floats(dst + off * dtype_bytes(weight_dtype_), weight_dtype_, staged, m, "upload_matrix");
+  }
   return w;
 }
 

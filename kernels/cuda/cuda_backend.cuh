@@ -92,6 +92,8 @@ class CudaBackend final : public Backend {
   void launched(const char* op);
   // Blocks for a grid-stride loop over n elements.
   int blocks_for(size_t n, int threads) const;
+  // dst (n values of dtype) = src rounded to dtype.
+  void round_floats(void* dst, DType dtype, const float* src, size_t n, const char* op);
 
   void decode_attention(float* out, const float* q, const KVHeadView* kv, int n_kv,
                         int max_len, long long total_len, int n_heads, int head_dim);

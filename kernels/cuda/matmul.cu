@@ -67,6 +67,7 @@ __global__ void __launch_bounds__(kGemvThreads)
   if (lane == 0) out[row] = acc;
 }
 
+// dst = src rounded to W (to nearest, ties to even).
 template <class W>
 __global__ void round_kernel(W* dst, const float* src, size_t n) {
   for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n;
@@ -81,6 +82,15 @@ cudaDataType cuda_type(DType t) {
 }
 
 }  // namespace
+
+void CudaBackend::round_floats(void* dst, DType dtype, const float* src, size_t n, const char* op) {
+  if (n == 0) return;
+  with_weight_type(dtype, [&](auto tag) {
+    using W = typename decltype(tag)::type;
+    round_kernel<W><<<blocks_for(n, 256), 256, 0, stream_>>>(static_cast<W*>(dst), src, n);
+  });
+  launched(op);
+}
 
 void CudaBackend::matmul(float* out, const float* x, const WeightMatrix& w, int T) {
   const int n_in = w.cols, n_out = w.rows;
@@ -101,11 +111,7 @@ void CudaBackend::matmul(float* out, const float* x, const WeightMatrix& w, int 
   if (w.dtype != DType::F32) {
     const size_t n = size_t(T) * n_in;
     void* rounded = scratch(half_x_, n * dtype_bytes(w.dtype), "matmul activations");
-    with_weight_type(w.dtype, [&](auto tag) {
-      using W = typename decltype(tag)::type;
-      round_kernel<W><<<blocks_for(n, 256), 256, 0, stream_>>>(static_cast<W*>(rounded), x, n);
-    });
-    launched("matmul (rounding activations)");
+    round_floats(rounded, w.dtype, x, n, "matmul (rounding activations)");
     xin = rounded;
   }
   // Column-major view: out^T [n_out x T] = (w viewed as [n_in x n_out])^T . x^T [n_in x T].
