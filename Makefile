@@ -1,5 +1,7 @@
 # kvlm build.  make            -> ./kvlm
-#              make test       -> build and run the GoogleTest suite (fetches the default model)
+#              make test       -> build and run the GoogleTest suite (fetches the default model;
+#                                 the CUDA cases skip with a message when no GPU is visible)
+#              make test-gpu   -> only the CUDA cases; a missing GPU fails them
 #              make run        -> install what is missing, fetch the default model, chat with it
 #              make bench      -> speed and KV memory of every method on the default model (4K)
 #              make deps       -> Debian packages (apt-get as root, else the command to run)
@@ -18,10 +20,17 @@ ifeq ($(DEBUG),1)
   BUILD    := build/debug
   OPT      := -O1 -g -march=native -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
   LDOPT    := -fsanitize=address,undefined
+  # The CUDA driver maps memory where AddressSanitizer's shadow gap would be.
+  TEST_ENV := ASAN_OPTIONS=protect_shadow_gap=0:$(ASAN_OPTIONS)
 else
   BUILD    := build/release
   OPT      := -O3 -march=native -DNDEBUG
   LDOPT    :=
+endif
+
+# A build without CUDA keeps its objects apart: they are compiled without KVLM_CUDA.
+ifneq ($(CUDA),1)
+  BUILD := $(BUILD)-cpu
 endif
 
 CXXFLAGS := -std=c++20 $(OPT) -Wall -Wextra -fopenmp -MMD -MP -Isrc -I. 
@@ -40,10 +49,11 @@ ifneq ($(CU_SRC),)
   CU_OBJ    := $(CU_SRC:%.cu=$(BUILD)/%.o)
   CXXFLAGS  += -DKVLM_CUDA=1 -I$(CUDA_HOME)/include
   LDLIBS    += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart
-  NVCCFLAGS := -std=c++17 -O3 -Isrc -I. -arch=sm_90 -Xcompiler -Wall,-Wextra -MMD -MP
+  NVCCFLAGS := -std=c++20 -O3 -Isrc -I. -gencode arch=compute_90,code=[sm_90,compute_90] \
+               -lineinfo -Xcompiler -Wall,-Wextra -MMD -MP
 endif
 
-.PHONY: all run test bench deps model clean
+.PHONY: all run test test-gpu bench deps model clean
 all: kvlm
 
 kvlm: $(BUILD)/kvlm
@@ -65,7 +75,16 @@ $(BUILD)/%.o: %.cu
 
 # The test binary finds the kvlm executable and the default model through these variables.
 test: $(BUILD)/kvlm_tests $(BUILD)/kvlm model
-	KVLM_BIN=$(BUILD)/kvlm KVLM_MODEL=$(MODEL) $(BUILD)/kvlm_tests
+	$(TEST_ENV) KVLM_BIN=$(BUILD)/kvlm KVLM_MODEL=$(MODEL) $(BUILD)/kvlm_tests
+
+ifeq ($(CUDA),1)
+test-gpu: $(BUILD)/kvlm_tests $(BUILD)/kvlm model
+	$(TEST_ENV) KVLM_REQUIRE_GPU=1 KVLM_BIN=$(BUILD)/kvlm KVLM_MODEL=$(MODEL) \
+	  $(BUILD)/kvlm_tests --gtest_filter='*cuda*:*Cuda*'
+else
+test-gpu:
+	@echo "test-gpu: this build has no CUDA backend (nvcc not found, or CUDA=0)" >&2; exit 1
+endif
 
 # Every KV method at budget 256 on a 4K prompt (methods without a budget as they come).
 BENCH_METHODS := full,streaming:budget=256,h2o:budget=256,snapkv:budget=256,pyramidkv:budget=256,adakv:budget=256,dynamickv:budget=256,simlayerkv,knorm:budget=256,minicache

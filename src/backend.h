@@ -5,13 +5,39 @@
 // Buffers are float arrays in the backend's own memory (host for the CPU, device for the
 // GPU), made with alloc() and released with release(). Small integer inputs (token ids,
 // positions) are host arrays; a device backend copies them itself.
+//
+// Weight matrices are where a model's bytes are, so they alone may be stored in a narrower
+// type: upload_matrix() keeps them in the backend's weight dtype (the CPU keeps float32;
+// the CUDA backend float16 or bfloat16 by default) and only matmul/embedding read them.
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
 namespace kvlm {
+
+enum class DType { F32, F16, BF16 };
+
+inline const char* dtype_name(DType t) {
+  return t == DType::F32 ? "f32" : t == DType::F16 ? "f16" : "bf16";
+}
+inline size_t dtype_bytes(DType t) { return t == DType::F32 ? 4 : 2; }
+
+// A [rows][cols] matrix in backend memory (PyTorch layout: rows = outputs, cols = inputs).
+struct WeightMatrix {
+  const void* data = nullptr;
+  DType dtype = DType::F32;
+  int rows = 0, cols = 0;
+  size_t bytes() const { return size_t(rows) * cols * dtype_bytes(dtype); }
+};
+
+// Thrown by alloc()/upload_matrix() when the backend's memory cannot hold a request; the
+// message says how much was asked for and how much was free.
+struct OutOfMemory : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
 
 // The live keys and values of one KV head: `len` rows of head_dim floats each.
 struct KVHeadView {
@@ -30,16 +56,20 @@ class Backend {
   virtual void release(float* p) = 0;
   virtual void upload(float* dst, const float* host_src, size_t n) = 0;
   virtual void download(float* host_dst, const float* src, size_t n) = 0;
+  // Stores host [rows][cols] floats in the backend's weight dtype.
+  virtual WeightMatrix upload_matrix(const float* host, int rows, int cols) = 0;
+  virtual void release_matrix(const WeightMatrix& w) = 0;
 
   // ---- ops (shapes are row-major; T = tokens in this call) ------------------------------
   // out[t] = table[ids[t]]                                    table [vocab][dim]
-  virtual void embedding(float* out, const float* table, const int32_t* ids, int T, int dim) = 0;
+  virtual void embedding(float* out, const WeightMatrix& table, const int32_t* ids, int T) = 0;
   // out[t] = x[t] / sqrt(mean(x[t]^2) + eps) * weight         x, out [T][dim]
   virtual void rmsnorm(float* out, const float* x, const float* weight, int T, int dim,
                        float eps) = 0;
-  // out[t][o] = sum_i x[t][i] * w[o][i]                       w [n_out][n_in] (PyTorch layout)
-  virtual void matmul(float* out, const float* x, const float* w, int T, int n_in,
-                      int n_out) = 0;
+  // out[t][o] = sum_i x[t][i] * w[o][i], summed in float32.  x [T][w.cols], out [T][w.rows]
+  // With float16/bfloat16 weights a backend may round x to the weight type first when
+  // T > 1 (the CUDA backend does, to use tensor cores); T == 1 reads x as it is.
+  virtual void matmul(float* out, const float* x, const WeightMatrix& w, int T) = 0;
   // Rotary embedding in the rotate-half layout: in every head, the pair (x[i], x[i + rope_dim/2])
   // turns by positions[t] * inv_freq[i].                       x [T][n_heads * head_dim]
   virtual void rope(float* x, const int32_t* positions, const float* inv_freq, int T,

@@ -9,7 +9,9 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "device.h"
 #include "eval/bench.h"
+#include "memory_plan.h"
 
 namespace kvlm {
 
@@ -182,11 +184,21 @@ int info_command(const RuntimeOptions& rt) {
   for (const auto& [type, count] : by_type)
     std::printf(" %d %s (%.1fM)", count.first, type.c_str(), count.second / 1e6);
   std::printf("\n");
-  const double kv_per_token = 2.0 * c.n_layers * c.kv_dim() * sizeof(float);
   const int ctx = rt.ctx_size > 0 ? rt.ctx_size : c.context_length;
-  std::printf("memory      weights %s as float32 on cpu; KV %s per token, %s at ctx %d\n",
-              format_bytes(weight_bytes_per_token(c) + (c.tied_embeddings ? 0.0 : 4.0 * c.vocab_size * c.dim)).c_str(),
-              format_bytes(kv_per_token).c_str(), format_bytes(kv_per_token * ctx).c_str(), ctx);
+  const std::string device = rt.device.empty() ? default_device() : rt.device;
+  const DType dtype = weight_dtype(device, rt.dtype);
+  const MemoryPlan plan = plan_memory(c, ctx, device, dtype);
+  std::printf("memory      plan on %s at ctx %d (KV cache and activations f32):\n%s", device.c_str(),
+              ctx, plan.text().c_str());
+  if (device == "cuda") {
+    size_t free_bytes = 0, total_bytes = 0;
+    if (gpu_memory(free_bytes, total_bytes))
+      std::printf("            GPU %s: %s free of %s; the plan %s\n", gpu_name().c_str(),
+                  format_bytes(double(free_bytes)).c_str(), format_bytes(double(total_bytes)).c_str(),
+                  plan.total() <= double(free_bytes) ? "fits" : "does NOT fit (lower --ctx-size)");
+    else
+      std::printf("            no CUDA GPU is visible here: a plan only\n");
+  }
   if (rt.verbose) {
     std::printf("\n%-48s %-6s %s\n", "tensor", "type", "shape");
     for (const TensorView& t : f.tensors()) {

@@ -20,8 +20,13 @@ void add_runtime_flags(CLI::App* cmd, RuntimeOptions& rt, bool with_kv = true) {
   if (with_kv)
     cmd->add_option("--kv", rt.kv, "KV cache method and parameters, e.g. full (see `kvlm methods`)")
         ->default_val("full");
-  cmd->add_option("--device", rt.device, "compute device (this build: cpu)")
+  cmd->add_option("--device", rt.device,
+                  "compute device: cpu or cuda (default: cuda when a GPU is visible, else cpu)")
       ->check(CLI::IsMember({"cpu", "cuda"}));
+  cmd->add_option("--dtype", rt.dtype,
+                  "weight matrices on the device: f16, bf16 or f32 (default: f16 on cuda; the "
+                  "cpu keeps f32)")
+      ->check(CLI::IsMember({"f32", "f16", "bf16"}));
   cmd->add_option("-t,--threads", rt.threads, "CPU threads (default: all cores)")
       ->check(CLI::Range(1, 1024));
   cmd->add_flag("-v,--verbose", rt.verbose, "more detail");

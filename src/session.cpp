@@ -8,7 +8,8 @@
 #include <algorithm>
 #include <stdexcept>
 
-#include "kernels/cpu/cpu_backend.h"
+#include "device.h"
+#include "memory_plan.h"
 
 namespace kvlm {
 
@@ -70,17 +71,28 @@ Session::Session(const RuntimeOptions& options) : template_name_(options.chat_te
   if (options.model_path.empty() && !std::ifstream(path))
     throw std::runtime_error(path + ": the default model is not here; fetch it with `make model` "
                              "(or weights/get-default.sh), or pass --model PATH");
-  // Only the CPU backend exists so far; the CUDA backend is a later milestone.
-  if (!options.device.empty() && options.device != "cpu")
-    throw std::runtime_error("--device " + options.device +
-                             ": this build has no such backend (available: cpu)");
+  const std::string device = options.device.empty() ? default_device() : options.device;
+  const DType dtype = weight_dtype(device, options.dtype);
   strategy_ = make_strategy(options.kv);
   auto start = std::chrono::steady_clock::now();
   file_ = std::make_unique<ModelFile>(path);
-  backend_ = std::make_unique<CpuBackend>(options.threads);
-  model_ = file_->load(*backend_);
+  backend_ = make_backend(device, options.dtype, options.threads);
   const ModelConfig& c = file_->config();
   int ctx = options.ctx_size > 0 ? options.ctx_size : c.context_length;
+  const MemoryPlan plan = plan_memory(c, ctx, device, dtype);
+  try {
+    model_ = file_->load(*backend_);
+  } catch (const OutOfMemory& e) {
+    throw OutOfMemory("the weights (" + format_bytes(plan.items[0].bytes) + ") do not fit: " +
+                      e.what());
+  }
+  size_t free_bytes = 0, total_bytes = 0;
+  if (device == "cuda" && gpu_memory(free_bytes, total_bytes) &&
+      plan.total() - plan.items[0].bytes > double(free_bytes))
+    std::fprintf(stderr, "warning: at ctx %d the KV cache, activations and scratch may need %s, "
+                 "but %s of GPU memory is free; a long prompt may not fit (see `kvlm info -c %d "
+                 "--device cuda`)\n", ctx, format_bytes(plan.total() - plan.items[0].bytes).c_str(),
+                 format_bytes(double(free_bytes)).c_str(), ctx);
   if (options.ctx_size > c.context_length)
     std::fprintf(stderr, "warning: --ctx-size %d exceeds the trained context of %d tokens\n",
                  options.ctx_size, c.context_length);

@@ -20,7 +20,8 @@ struct RuntimeOptions {
   std::string model_path;  // default: the fetched default model
   int ctx_size = 0;        // 0: the model's trained context
   std::string kv = "full";
-  std::string device;      // "" = best available
+  std::string device;      // "" = best available (cuda when a GPU is visible)
+  std::string dtype;       // weight matrices: "" = the device's default (see device.h)
   int threads = 0;         // 0 = all cores
   std::string chat_template;  // --template name; "" = the model's own
   bool quiet = false;

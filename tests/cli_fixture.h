@@ -48,7 +48,8 @@ inline Result kvlm(const std::string& args, const std::string& stdin_text = "") 
   return r;
 }
 
-inline std::string model_flag() { return "--model " + quote(model_path()); }
+// On the CPU: golden text is CPU-exact (with a GPU visible, cuda would be the default).
+inline std::string model_flag() { return "--model " + quote(model_path()) + " --device cpu"; }
 
 inline void expect_error(const Result& r, int status, const std::string& needle) {
   EXPECT_EQ(r.status, status) << r.err;

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli_fixture.h"
+#include "device.h"
 #include "model_fixture.h"
 
 namespace kvlm {
@@ -150,6 +151,27 @@ TEST(Cli, TemplateFlagOverridesTheModelsTemplate) {
   EXPECT_EQ(detected, chatml);
   EXPECT_GT(plain, 0);
   EXPECT_LT(plain, chatml);
+}
+
+TEST(Cli, DeviceAndDtypeAreCheckedBeforeLoading) {
+  expect_error(kvlm("run -p hi --dtype f8"), 2, "--dtype");
+  expect_error(kvlm("run -p hi --device cpu --dtype bf16"), 2,
+               "--dtype bf16: the cpu backend keeps weights in f32");
+  if (cuda_gpu_count() == 0) {
+    expect_error(kvlm("run -p hi --device cuda"), 1, "--device cuda");
+  }
+}
+
+// The memory plan needs no GPU: it is computed from the configuration.
+TEST(Cli, InfoPrintsTheMemoryPlanOfARandomModel) {
+  Result r = kvlm("info --model random:llama2-7b --device cuda --dtype f16 -c 4096");
+  ASSERT_EQ(r.status, 0) << r.err;
+  // 6.74e9 weights x 2 bytes = 12.6 GiB; the float32 KV cache holds 2 x 32 layers x 4096
+  // floats = 1 MiB per token, 4 GiB at 4096 tokens.
+  for (const char* s : {"6738.4M parameters", "plan on cuda at ctx 4096", "12.6 GiB",
+                        "1.0 MiB per token", "4.0 GiB", "scratch", "total"})
+    EXPECT_NE(r.out.find(s), std::string::npos) << s << " in\n" << r.out;
+  expect_error(kvlm("info --model random:gpt5"), 1, "known: llama2-7b, llama3-8b");
 }
 
 TEST(Cli, PromptLongerThanTheContextIsRefused) {

@@ -8,8 +8,9 @@
 #include <random>
 
 #include "backend_fixture.h"
-#include "kernels/cpu/cpu_backend.h"
+#include "gguf_writer.h"
 #include "kernels/cpu/simd.h"
+#include "model/dequant.h"
 
 namespace kvlm {
 namespace {
@@ -38,10 +39,77 @@ TEST_P(Kernels, MatmulMatchesNaive) {
         for (int i = 0; i < n_in; i++) s += double(x[t * n_in + i]) * w[o * n_in + i];
         want[t * n_out + o] = float(s);
       }
-    Buf bx(b, x), bw(b, w), out(b, want.size());
-    b.matmul(out.ptr, bx.ptr, bw.ptr, T, n_in, n_out);
+    Buf bx(b, x), out(b, want.size());
+    test::Matrix bw(b, w, n_out, n_in);
+    b.matmul(out.ptr, bx.ptr, bw.m, T);
     expect_close(out.host(), want, 1e-4f, "matmul " + std::to_string(T) + "x" +
                                               std::to_string(n_in) + "x" + std::to_string(n_out));
+  }
+}
+
+// The values a weight (or activation) holds once stored in a 16-bit type: ggml's
+// round-to-nearest-even conversions, an independent implementation of the rounding.
+std::vector<float> rounded_to(DType t, const std::vector<float>& v) {
+  const gguf::TensorType type = t == DType::F16 ? gguf::TensorType::F16 : gguf::TensorType::BF16;
+  std::vector<float> out(v.size());
+  dequantize(type, test::quantize(type, v).data(), out.data(), out.size());
+  return out;
+}
+
+// Half-precision weights, float32 sums. T == 1 reads x unrounded; T > 1 rounds x to the
+// weight type first (backend.h), so the reference rounds exactly what the backend rounds
+// and the only difference left is the order of float32 additions.
+TEST_P(Kernels, MatmulWithHalfWeights) {
+  if (GetParam() == "cpu") GTEST_SKIP() << "the cpu backend keeps weights in f32";
+  for (DType dtype : {DType::F16, DType::BF16}) {
+    auto b = make_backend(GetParam(), dtype_name(dtype), 0);
+    for (auto [T, n_in, n_out] : {std::tuple{1, 576, 192}, {1, 33, 7}, {1, 4096, 64},
+                                  {7, 576, 96}, {64, 128, 130}}) {
+      auto x = random_vector(size_t(T) * n_in, 11), w = random_vector(size_t(n_out) * n_in, 12);
+      const std::vector<float> w16 = rounded_to(dtype, w), x16 = T > 1 ? rounded_to(dtype, x) : x;
+      std::vector<float> want(size_t(T) * n_out);
+      for (int t = 0; t < T; t++)
+        for (int o = 0; o < n_out; o++) {
+          double s = 0;
+          for (int i = 0; i < n_in; i++) s += double(x16[t * n_in + i]) * w16[o * n_in + i];
+          want[t * n_out + o] = float(s);
+        }
+      Buf bx(*b, x), out(*b, want.size());
+      test::Matrix bw(*b, w, n_out, n_in);
+      EXPECT_EQ(bw.m.dtype, dtype);
+      b->matmul(out.ptr, bx.ptr, bw.m, T);
+      expect_close(out.host(), want, 1e-4f, std::string(dtype_name(dtype)) + " matmul T=" +
+                                               std::to_string(T) + " n_in=" + std::to_string(n_in));
+    }
+  }
+}
+
+TEST_P(Kernels, EmbeddingWithHalfWeights) {
+  if (GetParam() == "cpu") GTEST_SKIP() << "the cpu backend keeps weights in f32";
+  for (DType dtype : {DType::F16, DType::BF16}) {
+    auto b = make_backend(GetParam(), dtype_name(dtype), 0);
+    const int vocab = 50, dim = 72;
+    auto table = random_vector(vocab * dim, 13);
+    const std::vector<float> want_rows = rounded_to(dtype, table);
+    std::vector<int32_t> ids = {49, 0, 7, 7};
+    test::Matrix bt(*b, table, vocab, dim);
+    Buf out(*b, ids.size() * dim);
+    b->embedding(out.ptr, bt.m, ids.data(), int(ids.size()));
+    std::vector<float> got = out.host();
+    for (size_t t = 0; t < ids.size(); t++)
+      for (int i = 0; i < dim; i++)
+        ASSERT_EQ(got[t * dim + i], want_rows[ids[t] * dim + i]) << dtype_name(dtype);
+  }
+}
+
+TEST(Backends, CpuRefusesHalfWeightsAndUnknownDevicesAreErrors) {
+  EXPECT_THROW(make_backend("cpu", "f16", 1), std::invalid_argument);
+  EXPECT_THROW(make_backend("tpu", "", 1), std::invalid_argument);
+  auto cpu = make_backend("cpu", "", 1);
+  test::Matrix m(*cpu, std::vector<float>(6), 2, 3);
+  EXPECT_EQ(m.m.dtype, DType::F32);
+  if (cuda_gpu_count() == 0) {
+    EXPECT_THROW(make_backend("cuda", "f16", 1), std::runtime_error);
   }
 }
 
@@ -109,8 +177,9 @@ TEST_P(Kernels, EmbeddingCopiesRows) {
   const int vocab = 10, dim = 8;
   auto table = random_vector(vocab * dim, 8);
   std::vector<int32_t> ids = {3, 0, 9, 3};
-  Buf bt(b, table), out(b, ids.size() * dim);
-  b.embedding(out.ptr, bt.ptr, ids.data(), int(ids.size()), dim);
+  test::Matrix bt(b, table, vocab, dim);
+  Buf out(b, ids.size() * dim);
+  b.embedding(out.ptr, bt.m, ids.data(), int(ids.size()));
   std::vector<float> got = out.host();
   for (size_t t = 0; t < ids.size(); t++)
     for (int i = 0; i < dim; i++) EXPECT_EQ(got[t * dim + i], table[ids[t] * dim + i]);
@@ -150,7 +219,13 @@ TEST_P(Kernels, AttentionOverRaggedCache) {
                                          {32, 3, 64, {33, 64, 100}},
                                          {100, 6, 64, {150, 100}},  // many query and key blocks
                                          {17, 2, 80, {20, 17}},     // head dim not a multiple of 16
-                                         {1, 2, 64, {4097, 1}}}) {
+                                         {1, 2, 64, {4097, 1}},
+                                         {1, 8, 128, {4097, 33}},   // decode, many chunks
+                                         {1, 32, 64, {31, 4097}},   // GQA group 16
+                                         {1, 4, 128, {1, 31, 32, 33}},
+                                         {31, 2, 128, {31, 32}},
+                                         {33, 4, 128, {33, 4097}},  // continued prefill, long cache
+                                         {64, 2, 64, {64, 65}}}) {
     const int n_kv = int(c.lens.size());
     std::vector<std::vector<float>> keys, values;
     std::vector<std::unique_ptr<Buf>> bufs;
@@ -211,18 +286,56 @@ TEST_P(Kernels, AttentionScoresAreTheSoftmaxRows) {
   }
 }
 
+// One query row (a decode step) over ragged heads, one of them empty: each row is the
+// softmax over its KV head's slots; slots past a head's length are left alone.
+TEST_P(Kernels, DecodeAttentionScoresOverRaggedHeads) {
+  Backend& b = *backend;
+  const int n_heads = 6, d = 128;
+  const std::vector<int> lens = {0, 4097, 33};
+  std::vector<std::vector<float>> keys;
+  std::vector<std::unique_ptr<Buf>> bufs;
+  std::vector<KVHeadView> view;
+  for (size_t h = 0; h < lens.size(); h++) {
+    keys.push_back(random_vector(size_t(lens[h]) * d, 80 + h));
+    bufs.push_back(std::make_unique<Buf>(b, keys.back()));
+    view.push_back({bufs.back()->ptr, bufs.back()->ptr, lens[h]});
+  }
+  auto q = random_vector(size_t(n_heads) * d, 90, 2.0f);
+  const int stride = 4100;
+  const std::vector<float> sentinel(size_t(n_heads) * stride, -7.0f);
+  Buf bq(b, q), out(b, sentinel);
+  b.attention_scores(out.ptr, stride, bq.ptr, view, 1, 0, 1, n_heads, d, false);
+  std::vector<float> got = out.host();
+  for (int h = 0; h < n_heads; h++) {
+    const int kv = h / 2, len = lens[kv];
+    std::vector<double> p(len);
+    double mx = -1e300, sum = 0;
+    for (int j = 0; j < len; j++) {
+      double s = 0;
+      for (int i = 0; i < d; i++) s += double(q[h * d + i]) * keys[kv][size_t(j) * d + i];
+      mx = std::max(mx, p[j] = s / std::sqrt(double(d)));
+    }
+    for (double& v : p) sum += v = std::exp(v - mx);
+    for (int j = 0; j < len; j++)
+      ASSERT_NEAR(got[size_t(h) * stride + j], p[j] / sum, 1e-5) << "head " << h << " slot " << j;
+    for (int j = len; j < stride; j++) ASSERT_EQ(got[size_t(h) * stride + j], -7.0f) << "head " << h;
+  }
+}
+
 TEST_P(Kernels, KeyNorms) {
   Backend& b = *backend;
-  for (int d : {64, 80}) {
-    const int len = 33;
+  for (auto [d, len] : {std::pair{64, 33}, {80, 33}, {128, 1}, {128, 4097}, {64, 0}}) {
     auto k = random_vector(size_t(len) * d, 70);
-    Buf bk(b, k), out(b, len);
+    Buf bk(b, k), out(b, std::vector<float>(std::max(len, 1), -7.0f));
     b.key_norms(out.ptr, bk.ptr, len, d);
     std::vector<float> got = out.host();
     for (int j = 0; j < len; j++) {
       double s = 0;
       for (int i = 0; i < d; i++) s += double(k[j * d + i]) * k[j * d + i];
-      EXPECT_NEAR(got[j], std::sqrt(s), 1e-5 * std::sqrt(s));
+      ASSERT_NEAR(got[j], std::sqrt(s), 1e-5 * std::sqrt(s));
+    }
+    if (len == 0) {
+      EXPECT_EQ(got[0], -7.0f) << "an empty head writes nothing";
     }
   }
 }
@@ -244,6 +357,25 @@ TEST_P(Kernels, CopyAndCompactRows) {
     for (int c = 0; c < cols; c++) EXPECT_EQ(compacted[r * cols + c], got[keep[r] * cols + c]);
 }
 
+// A long cache compacted in place: on a GPU many rows move at once, and a row's old place
+// may be another row's new one, so this catches a move that is not race-free.
+TEST_P(Kernels, CompactManyRowsInPlace) {
+  Backend& b = *backend;
+  const int rows = 4097, cols = 128;
+  auto data = random_vector(size_t(rows) * cols, 41);
+  std::mt19937 rng(5);
+  std::vector<int32_t> keep;
+  for (int r = 0; r < rows; r++)
+    if (rng() % 3 != 0) keep.push_back(r);  // about two thirds, gaps of every length
+  Buf buf(b, data);
+  b.compact_rows(buf.ptr, keep.data(), int(keep.size()), cols);
+  b.compact_rows(buf.ptr, keep.data(), 0, cols);  // nothing kept: nothing moves
+  std::vector<float> got = buf.host();
+  for (size_t r = 0; r < keep.size(); r++)
+    for (int c = 0; c < cols; c++)
+      ASSERT_EQ(got[r * cols + c], data[size_t(keep[r]) * cols + c]) << "row " << r;
+}
+
 // The vectorised exp the CPU attention uses, against the C library's.
 TEST(Simd, ExpMatchesLibm) {
   for (float x = -100.0f; x < 88.3f; x += 0.37f) {  // softmax only needs x <= 0
@@ -254,7 +386,7 @@ TEST(Simd, ExpMatchesLibm) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Cpu, Kernels, ::testing::Values("cpu"));
+INSTANTIATE_TEST_SUITE_P(, Kernels, ::testing::Values("cpu", "cuda"), test::backend_param_name);
 
 }  // namespace
 }  // namespace kvlm

@@ -237,7 +237,7 @@ TEST_P(MiniCacheOps, ZeroMagnitudeHasNoAngle) {
   for (float v : m.dir) EXPECT_EQ(v, 0.0f);
 }
 
-INSTANTIATE_TEST_SUITE_P(MiniCacheCpu, MiniCacheOps, ::testing::Values("cpu"));
+INSTANTIATE_TEST_SUITE_P(, MiniCacheOps, ::testing::Values("cpu", "cuda"), test::backend_param_name);
 
 // ---- the cache's merged storage ---------------------------------------------------------
 

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <random>
 
+#include "backend_fixture.h"
 #include "gguf_writer.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "model/dequant.h"
@@ -199,13 +200,13 @@ Vec reference_logits(const Tiny& m, const Weights& w, const std::vector<int32_t>
   return matvec(w.output, rmsnorm(x[T - 1], w.out_norm, m.eps), m.vocab);
 }
 
-void expect_same_logits(const Tiny& m, const std::string& name) {
+void expect_same_logits(const Tiny& m, const std::string& name, const std::string& device = "cpu") {
   test::TempFile file(name);
   Weights w = write_tiny(m, file.path());
-  CpuBackend backend(2);
+  auto backend = make_backend(device, "f32", 2);
   ModelFile f(file.path());
   EXPECT_EQ(f.config().tied_embeddings, m.tied);
-  auto model = f.load(backend);
+  auto model = f.load(*backend);
   auto cache = model->make_cache(64);
   auto full = make_strategy("full");
   std::vector<int32_t> ids = {5, 17, 94, 3, 60, 60, 11, 42, 7};
@@ -232,6 +233,17 @@ TEST(TinyModel, LinearAndPerFrequencyRopeScalingMatchReference) {
   m.linear_factor = 4;
   m.freq_factors = {1, 1, 1.5f, 2, 4, 8, 8, 8};
   expect_same_logits(m, "rope_scaled.gguf");
+}
+
+// The CUDA kernels (float32 weights) against the same double-precision reference.
+TEST(CudaTinyModel, UntiedTiedAndScaledRopeMatchReference) {
+  KVLM_REQUIRE_CUDA();
+  expect_same_logits(Tiny{}, "untied_cuda.gguf", "cuda");
+  Tiny m;
+  m.tied = true;
+  m.linear_factor = 4;
+  m.freq_factors = {1, 1, 1.5f, 2, 4, 8, 8, 8};
+  expect_same_logits(m, "tied_scaled_cuda.gguf", "cuda");
 }
 
 std::string load_error(const std::string& path) {

@@ -4,7 +4,6 @@
 
 #include <cstdlib>
 #include <cstring>
-#include <new>
 #include <thread>
 
 #include "kernels/cpu/cpu_backend.h"
@@ -40,7 +39,8 @@ float* CpuBackend::alloc(size_t n_floats) {
   const bool mapped = bytes >= kMapThreshold;
   void* p = mapped ? mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
                    : std::aligned_alloc(64, bytes);
-  if (p == nullptr || p == MAP_FAILED) throw std::bad_alloc();
+  if (p == nullptr || p == MAP_FAILED)
+    throw OutOfMemory("cpu: out of memory allocating " + std::to_string(bytes >> 20) + " MiB");
   *static_cast<Header*>(p) = {bytes, mapped};
   return reinterpret_cast<float*>(static_cast<char*>(p) + kHeader);
 }
@@ -53,12 +53,23 @@ void CpuBackend::release(float* p) {
   else std::free(base);
 }
 
+// An empty vector's data() may be null, which memcpy may not be given even for 0 bytes.
 void CpuBackend::upload(float* dst, const float* host_src, size_t n) {
-  std::memcpy(dst, host_src, n * sizeof(float));
+  if (n) std::memcpy(dst, host_src, n * sizeof(float));
 }
 
 void CpuBackend::download(float* host_dst, const float* src, size_t n) {
-  std::memcpy(host_dst, src, n * sizeof(float));
+  if (n) std::memcpy(host_dst, src, n * sizeof(float));
+}
+
+WeightMatrix CpuBackend::upload_matrix(const float* host, int rows, int cols) {
+  float* p = alloc(size_t(rows) * cols);
+  upload(p, host, size_t(rows) * cols);
+  return {p, DType::F32, rows, cols};
+}
+
+void CpuBackend::release_matrix(const WeightMatrix& w) {
+  release(const_cast<float*>(static_cast<const float*>(w.data)));
 }
 
 }  // namespace kvlm

@@ -16,11 +16,13 @@ class CpuBackend final : public Backend {
   void release(float* p) override;
   void upload(float* dst, const float* host_src, size_t n) override;
   void download(float* host_dst, const float* src, size_t n) override;
+  WeightMatrix upload_matrix(const float* host, int rows, int cols) override;  // float32
+  void release_matrix(const WeightMatrix& w) override;
 
-  void embedding(float* out, const float* table, const int32_t* ids, int T, int dim) override;
+  void embedding(float* out, const WeightMatrix& table, const int32_t* ids, int T) override;
   void rmsnorm(float* out, const float* x, const float* weight, int T, int dim,
                float eps) override;
-  void matmul(float* out, const float* x, const float* w, int T, int n_in, int n_out) override;
+  void matmul(float* out, const float* x, const WeightMatrix& w, int T) override;
   void rope(float* x, const int32_t* positions, const float* inv_freq, int T, int n_heads,
             int head_dim, int rope_dim) override;
   void swiglu(float* out, const float* gate, const float* up, size_t n) override;

@@ -6,7 +6,9 @@
 
 namespace kvlm {
 
-void CpuBackend::embedding(float* out, const float* table, const int32_t* ids, int T, int dim) {
+void CpuBackend::embedding(float* out, const WeightMatrix& w, const int32_t* ids, int T) {
+  const float* table = static_cast<const float*>(w.data);
+  const int dim = w.cols;
   for (int t = 0; t < T; t++)
     std::memcpy(out + size_t(t) * dim, table + size_t(ids[t]) * dim, dim * sizeof(float));
 }

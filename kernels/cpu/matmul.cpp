@@ -62,7 +62,9 @@ void edge(float* out, const float* x, const float* w, int t0, int nt, int o0, in
 
 }  // namespace
 
-void CpuBackend::matmul(float* out, const float* x, const float* w, int T, int n_in, int n_out) {
+void CpuBackend::matmul(float* out, const float* x, const WeightMatrix& weights, int T) {
+  const float* w = static_cast<const float*>(weights.data);
+  const int n_in = weights.cols, n_out = weights.rows;
   if (T == 1) {
 #pragma omp parallel for schedule(static)
     for (int o = 0; o < n_out; o++) out[o] = dot(x, w + size_t(o) * n_in, n_in);

@@ -21,8 +21,17 @@ KVCache::KVCache(Backend& backend, int n_layers, int n_kv_heads, int head_dim, i
 KVCache::~KVCache() { clear(); }
 
 void KVCache::reallocate(HeadStore& s, int capacity) {
-  float* keys = capacity ? backend_.alloc(size_t(capacity) * head_dim_) : nullptr;
-  float* values = capacity ? backend_.alloc(size_t(capacity) * head_dim_) : nullptr;
+  float* keys = nullptr;
+  float* values = nullptr;
+  try {
+    keys = capacity ? backend_.alloc(size_t(capacity) * head_dim_) : nullptr;
+    values = capacity ? backend_.alloc(size_t(capacity) * head_dim_) : nullptr;
+  } catch (const OutOfMemory& e) {
+    if (keys) backend_.release(keys);
+    throw OutOfMemory("the KV cache does not fit (" + std::to_string(capacity) +
+                      " tokens for one head): " + e.what() +
+                      " (lower --ctx-size, or compress with --kv)");
+  }
   int keep = std::min(s.len, capacity);
   if (keep > 0) {
     backend_.copy_rows(keys, head_dim_, s.keys, head_dim_, keep, head_dim_);

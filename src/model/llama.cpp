@@ -23,18 +23,24 @@ Model::Scratch& Model::scratch(int T) {
   if (!scratch_ || scratch_->capacity < T) {
     const ModelConfig& c = config_;
     scratch_.reset();  // free the old buffers before taking bigger ones
-    scratch_ = std::make_unique<Scratch>(backend_);
-    Scratch& s = *scratch_;
+    auto fresh = std::make_unique<Scratch>(backend_);
+    Scratch& s = *fresh;
     s.capacity = T;
-    s.x = backend_.alloc(size_t(T) * c.dim);
-    s.xn = backend_.alloc(size_t(T) * c.dim);
-    s.q = backend_.alloc(size_t(T) * c.q_dim());
-    s.att = backend_.alloc(size_t(T) * c.q_dim());
-    s.k = backend_.alloc(size_t(T) * c.kv_dim());
-    s.v = backend_.alloc(size_t(T) * c.kv_dim());
-    s.gate = backend_.alloc(size_t(T) * c.ffn_dim);
-    s.up = backend_.alloc(size_t(T) * c.ffn_dim);
-    s.logits = backend_.alloc(size_t(c.vocab_size));
+    try {
+      s.x = backend_.alloc(size_t(T) * c.dim);
+      s.xn = backend_.alloc(size_t(T) * c.dim);
+      s.q = backend_.alloc(size_t(T) * c.q_dim());
+      s.att = backend_.alloc(size_t(T) * c.q_dim());
+      s.k = backend_.alloc(size_t(T) * c.kv_dim());
+      s.v = backend_.alloc(size_t(T) * c.kv_dim());
+      s.gate = backend_.alloc(size_t(T) * c.ffn_dim);
+      s.up = backend_.alloc(size_t(T) * c.ffn_dim);
+      s.logits = backend_.alloc(size_t(c.vocab_size));
+    } catch (const OutOfMemory& e) {
+      throw OutOfMemory("the activations of " + std::to_string(T) +
+                        " tokens in one call do not fit: " + e.what());
+    }
+    scratch_ = std::move(fresh);
   }
   return *scratch_;
 }
@@ -54,14 +60,23 @@ void Model::update_rope_frequencies(int seq_len) {
   rope_seq_len_ = seq_len;
 }
 
+void Weights::release(Backend& b) {
+  for (LayerWeights& l : layers) {
+    for (float* p : {l.attn_norm, l.ffn_norm})
+      if (p) b.release(p);
+    for (const WeightMatrix* m : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down})
+      if (m->data) b.release_matrix(*m);
+  }
+  layers.clear();
+  if (output.data && output.data != token_embedding.data) b.release_matrix(output);
+  if (token_embedding.data) b.release_matrix(token_embedding);
+  if (output_norm) b.release(output_norm);
+  *this = Weights{};
+}
+
 Model::~Model() {
   scratch_.reset();
-  for (const LayerWeights& l : w_.layers)
-    for (float* p : {l.attn_norm, l.wq, l.wk, l.wv, l.wo, l.ffn_norm, l.w_gate, l.w_up, l.w_down})
-      backend_.release(p);
-  if (w_.output != w_.token_embedding) backend_.release(w_.output);
-  backend_.release(w_.token_embedding);
-  backend_.release(w_.output_norm);
+  w_.release(backend_);
   backend_.release(inv_freq_);
 }
 
@@ -128,14 +143,14 @@ std::vector<float> Model::forward(const std::vector<int32_t>& tokens, KVCache& c
 
   if (c.rope_scaling == RopeScaling::Dynamic) update_rope_frequencies(positions.back() + 1);
 
-  b.embedding(s.x, w_.token_embedding, tokens.data(), T, c.dim);
+  b.embedding(s.x, w_.token_embedding, tokens.data(), T);
   for (int l = 0; l < c.n_layers; l++) {
     const LayerWeights& lw = w_.layers[l];
     // Attention: the new tokens join the cache first, then attend to it (causally).
     b.rmsnorm(s.xn, s.x, lw.attn_norm, T, c.dim, c.rms_eps);
-    b.matmul(s.q, s.xn, lw.wq, T, c.dim, c.q_dim());
-    b.matmul(s.k, s.xn, lw.wk, T, c.dim, c.kv_dim());
-    b.matmul(s.v, s.xn, lw.wv, T, c.dim, c.kv_dim());
+    b.matmul(s.q, s.xn, lw.wq, T);
+    b.matmul(s.k, s.xn, lw.wk, T);
+    b.matmul(s.v, s.xn, lw.wv, T);
     b.rope(s.q, positions.data(), inv_freq_, T, c.n_heads, c.head_dim, c.rope_dim);
     b.rope(s.k, positions.data(), inv_freq_, T, c.n_kv_heads, c.head_dim, c.rope_dim);
     cache.append(l, s.k, s.v, positions.data(), T);
@@ -147,15 +162,15 @@ std::vector<float> Model::forward(const std::vector<int32_t>& tokens, KVCache& c
       decode_obs.attention.push_back(attention_scores(cache, l, s.q, 1, 0, 1, false));
       scoring_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     }
-    b.matmul(s.xn, s.att, lw.wo, T, c.q_dim(), c.dim);
+    b.matmul(s.xn, s.att, lw.wo, T);
     b.add(s.x, s.xn, size_t(T) * c.dim);
 
     // Feed-forward: down(silu(gate(x)) * up(x)).
     b.rmsnorm(s.xn, s.x, lw.ffn_norm, T, c.dim, c.rms_eps);
-    b.matmul(s.gate, s.xn, lw.w_gate, T, c.dim, c.ffn_dim);
-    b.matmul(s.up, s.xn, lw.w_up, T, c.dim, c.ffn_dim);
+    b.matmul(s.gate, s.xn, lw.w_gate, T);
+    b.matmul(s.up, s.xn, lw.w_up, T);
     b.swiglu(s.gate, s.gate, s.up, size_t(T) * c.ffn_dim);
-    b.matmul(s.xn, s.gate, lw.w_down, T, c.ffn_dim, c.dim);
+    b.matmul(s.xn, s.gate, lw.w_down, T);
     b.add(s.x, s.xn, size_t(T) * c.dim);
   }
   cache.advance(T);
@@ -164,7 +179,7 @@ std::vector<float> Model::forward(const std::vector<int32_t>& tokens, KVCache& c
 
   // Only the last token's logits are needed to choose the next token.
   b.rmsnorm(s.xn, s.x + size_t(T - 1) * c.dim, w_.output_norm, 1, c.dim, c.rms_eps);
-  b.matmul(s.logits, s.xn, w_.output, 1, c.dim, c.vocab_size);
+  b.matmul(s.logits, s.xn, w_.output, 1);
   std::vector<float> logits(c.vocab_size);
   b.download(logits.data(), s.logits, logits.size());
   return logits;

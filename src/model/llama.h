@@ -12,23 +12,27 @@
 namespace kvlm {
 
 // Backend buffers of one block, PyTorch layout ([out][in]); Q/K rows in rotate-half order.
+// Norm weights are float32 buffers; matrices are in the backend's weight dtype.
 struct LayerWeights {
   float* attn_norm = nullptr;  // [dim]
-  float* wq = nullptr;         // [n_heads * head_dim][dim]
-  float* wk = nullptr;         // [n_kv_heads * head_dim][dim]
-  float* wv = nullptr;         // [n_kv_heads * head_dim][dim]
-  float* wo = nullptr;         // [dim][n_heads * head_dim]
+  WeightMatrix wq;             // [n_heads * head_dim][dim]
+  WeightMatrix wk;             // [n_kv_heads * head_dim][dim]
+  WeightMatrix wv;             // [n_kv_heads * head_dim][dim]
+  WeightMatrix wo;             // [dim][n_heads * head_dim]
   float* ffn_norm = nullptr;   // [dim]
-  float* w_gate = nullptr;     // [ffn_dim][dim]
-  float* w_up = nullptr;       // [ffn_dim][dim]
-  float* w_down = nullptr;     // [dim][ffn_dim]
+  WeightMatrix w_gate;         // [ffn_dim][dim]
+  WeightMatrix w_up;           // [ffn_dim][dim]
+  WeightMatrix w_down;         // [dim][ffn_dim]
 };
 
 struct Weights {
-  float* token_embedding = nullptr;  // [vocab][dim]
+  WeightMatrix token_embedding;  // [vocab][dim]
   std::vector<LayerWeights> layers;
-  float* output_norm = nullptr;      // [dim]
-  float* output = nullptr;           // [vocab][dim]; == token_embedding when tied
+  float* output_norm = nullptr;  // [dim]
+  WeightMatrix output;           // [vocab][dim]; the same storage as token_embedding when tied
+
+  // Returns every buffer held so far to the backend (a partly loaded set too).
+  void release(Backend& backend);
 };
 
 class Model {

@@ -6,6 +6,7 @@
 
 #include "model/dequant.h"
 #include "model/hf_config.h"
+#include "model/random_model.h"
 
 namespace kvlm {
 
@@ -109,6 +110,10 @@ ModelConfig config_from_gguf(const gguf::File& f) {
 }
 
 Checkpoint::Checkpoint(const std::string& path) : path_(path) {
+  if (is_random_model(path)) {  // no file: load() draws the weights
+    config_ = random_model_config(path);
+    return;
+  }
   namespace fs = std::filesystem;
   std::error_code ec;
   const fs::file_status status = fs::status(path, ec);
@@ -147,6 +152,7 @@ const TensorView* Checkpoint::find_tensor(const std::string& name) const {
 }
 
 std::string Checkpoint::format() const {
+  if (is_random()) return "random weights";
   if (!is_directory()) return "GGUF v" + std::to_string(gguf_->version());
   std::set<std::string> dtypes;
   for (const TensorView& t : tensors_) dtypes.insert(gguf::type_name(t.type));
@@ -158,6 +164,7 @@ std::string Checkpoint::format() const {
 }
 
 std::string Checkpoint::loader_reason() const {
+  if (is_random()) return "random:<shape> -> no file; weights drawn from a fixed seed";
   const std::string count = std::to_string(tensors_.size()) + " tensors";
   if (!is_directory()) return "a file, not a directory -> GGUF loader (" + count + ")";
   const size_t n = safetensors_->files().size();
@@ -167,21 +174,25 @@ std::string Checkpoint::loader_reason() const {
 }
 
 uint64_t Checkpoint::file_bytes() const {
+  if (is_random()) return 0;
   return is_directory() ? safetensors_->total_bytes() : gguf_->file_size();
 }
 
 uint64_t Checkpoint::parameter_count() const {
+  if (is_random()) return random_model_parameters(config_);
   uint64_t n = 0;
   for (const TensorView& t : tensors_) n += t.n_elements;
   return n;
 }
 
 std::unique_ptr<Model> Checkpoint::load(Backend& backend) const {
+  if (is_random()) return load_random_model(config_, backend);
   const ModelConfig& c = config_;
   const TensorNames& names = is_directory() ? kHfNames : kGgufNames;
-  std::vector<float*> uploaded;  // freed again if a later tensor turns out to be bad
+  Weights w;  // released again if a later tensor turns out to be bad
+  // Reads one tensor as float32 in Hugging Face layout.
   auto fetch = [&](const std::string& name, std::vector<uint64_t> shape,
-                   int rope_heads = 0) -> float* {
+                   int rope_heads = 0) -> std::vector<float> {
     const TensorView* t = find_tensor(name);
     if (!t) throw std::runtime_error(path_ + ": tensor '" + name + "' is missing");
     if (t->shape != shape)
@@ -191,41 +202,47 @@ std::unique_ptr<Model> Checkpoint::load(Backend& backend) const {
     dequantize(t->type, t->data, host.data(), host.size());
     if (rope_heads && names.interleaved_qk)
       host = unpermute_rope_rows(host, rope_heads, c.head_dim, c.dim);
-    float* buf = backend.alloc(host.size());
-    uploaded.push_back(buf);
-    backend.upload(buf, host.data(), host.size());
-    return buf;
+    return host;
+  };
+  auto vector = [&](const std::string& name, float*& dst) {
+    std::vector<float> host = fetch(name, {uint64_t(c.dim)});
+    dst = backend.alloc(host.size());
+    backend.upload(dst, host.data(), host.size());
+  };
+  auto matrix = [&](const std::string& name, uint64_t rows, uint64_t cols, WeightMatrix& dst,
+                    int rope_heads = 0) {
+    dst = backend.upload_matrix(fetch(name, {rows, cols}, rope_heads).data(), int(rows), int(cols));
   };
   const uint64_t dim = c.dim, q = c.q_dim(), kv = c.kv_dim(), ffn = c.ffn_dim;
   try {
-    Weights w;
-    w.token_embedding = fetch(names.embedding, {uint64_t(c.vocab_size), dim});
-    w.output_norm = fetch(names.output_norm, {dim});
-    w.output = c.tied_embeddings ? w.token_embedding
-                                 : fetch(names.output, {uint64_t(c.vocab_size), dim});
+    matrix(names.embedding, c.vocab_size, dim, w.token_embedding);
+    vector(names.output_norm, w.output_norm);
+    if (c.tied_embeddings) w.output = w.token_embedding;
+    else matrix(names.output, c.vocab_size, dim, w.output);
     for (int l = 0; l < c.n_layers; l++) {
       const std::string p = names.layer + std::to_string(l) + ".";
-      LayerWeights lw;
-      lw.attn_norm = fetch(p + names.attn_norm, {dim});
-      lw.wq = fetch(p + names.wq, {q, dim}, c.n_heads);
-      lw.wk = fetch(p + names.wk, {kv, dim}, c.n_kv_heads);
-      lw.wv = fetch(p + names.wv, {kv, dim});
-      lw.wo = fetch(p + names.wo, {dim, q});
-      lw.ffn_norm = fetch(p + names.ffn_norm, {dim});
-      lw.w_gate = fetch(p + names.gate, {ffn, dim});
-      lw.w_up = fetch(p + names.up, {ffn, dim});
-      lw.w_down = fetch(p + names.down, {dim, ffn});
-      w.layers.push_back(lw);
+      LayerWeights& lw = w.layers.emplace_back();
+      vector(p + names.attn_norm, lw.attn_norm);
+      matrix(p + names.wq, q, dim, lw.wq, c.n_heads);
+      matrix(p + names.wk, kv, dim, lw.wk, c.n_kv_heads);
+      matrix(p + names.wv, kv, dim, lw.wv);
+      matrix(p + names.wo, dim, q, lw.wo);
+      vector(p + names.ffn_norm, lw.ffn_norm);
+      matrix(p + names.gate, ffn, dim, lw.w_gate);
+      matrix(p + names.up, ffn, dim, lw.w_up);
+      matrix(p + names.down, dim, ffn, lw.w_down);
     }
     return std::make_unique<Model>(backend, c, std::move(w));
   } catch (...) {
-    for (float* p : uploaded) backend.release(p);
+    w.release(backend);
     throw;
   }
 }
 
 ModelFile::ModelFile(const std::string& path) : Checkpoint(path) {
-  if (is_directory()) {
+  if (is_random()) {
+    tokenizer_ = random_model_tokenizer(config());
+  } else if (is_directory()) {
     tokenizer_ = tokenizer_from_hf_directory(path);
     SourcedText tmpl = chat_template_from_hf_directory(path);
     chat_template_ = std::move(tmpl.text);

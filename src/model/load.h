@@ -20,12 +20,14 @@ namespace kvlm {
 
 class Checkpoint {
  public:
-  // Throws std::runtime_error naming the path and what is wrong with it.
+  // Throws std::runtime_error naming the path and what is wrong with it. A path
+  // "random:<shape>" opens a random-weight model of a real shape (model/random_model.h).
   explicit Checkpoint(const std::string& path);
   ~Checkpoint();
 
   const std::string& path() const { return path_; }
   bool is_directory() const { return safetensors_ != nullptr; }
+  bool is_random() const { return !gguf_ && !safetensors_; }
   // e.g. "GGUF v3", "Hugging Face safetensors (2 shards, F32)"
   std::string format() const;
   // Which loader was chosen and from which files, for `kvlm info`.
@@ -36,7 +38,8 @@ class Checkpoint {
   uint64_t file_bytes() const;  // all weight files together
   uint64_t parameter_count() const;
 
-  // Dequantises every weight to float32 and moves it onto the backend.
+  // Dequantises every weight to float32 and hands it to the backend, which keeps weight
+  // matrices in its own weight type (float32 on the CPU, --dtype on CUDA).
   std::unique_ptr<Model> load(Backend& backend) const;
 
  protected:
