@@ -57,10 +57,12 @@ std::vector<float> random_matrix(uint64_t tensor, size_t n, float spread) {
 class ByteTokenizer final : public Tokenizer {
  public:
   explicit ByteTokenizer(int vocab) : vocab_(vocab) {
-    bos_id_ = 0;
-    eos_id_ = 1;
-    add_bos_ = true;
-    set_end_of_generation_ids({"<s>", "</s>"});
+    TokenizerSetup setup;
+    setup.bos_id = 0;
+    setup.eos_id = 1;
+    setup.add_bos = true;
+    setup.source = "random:<shape> (no tokenizer file)";
+    apply_setup(setup, {"<s>", "</s>"});
   }
   std::vector<int32_t> encode(const std::string& text, bool add_bos, bool) const override {
     std::vector<int32_t> ids;
