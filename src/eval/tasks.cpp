@@ -1,6 +1,7 @@
 #include "eval/tasks.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <memory>
 #include <sstream>
