@@ -130,11 +130,17 @@ std::string line_chart_svg(const std::vector<Cell>& cells, const EvalGrid& grid,
   const double left = 64, top = 48, plot_w = std::max(120.0 * budgets.size(), 360.0), plot_h = 300;
   const double legend_x = left + plot_w + 28;
   const int width = width_for(title, legend_x + 190);
-  const int height = int(top + plot_h + 78);
+  const int height = int(top + plot_h + 102);
   auto x_of = [&](size_t i) {
     return budgets.size() < 2 ? left + plot_w / 2 : left + 20 + (plot_w - 40) * i / (budgets.size() - 1);
   };
+  // Methods often score the same (every one at 0% is common), and equal lines would hide
+  // each other: each method's line is shifted by a couple of pixels, which the caption says.
+  const double spread = 2.0;
   auto y_of = [&](double accuracy) { return top + plot_h * (1 - accuracy); };
+  auto line_y = [&](double accuracy, size_t method) {
+    return y_of(accuracy) + spread * (method - (methods.size() - 1) / 2.0);
+  };
 
   std::string body = text(16, 24, title, "font-size=\"15\" font-weight=\"bold\"");
   for (int pct = 0; pct <= 100; pct += 25) {
@@ -144,8 +150,8 @@ std::string line_chart_svg(const std::vector<Cell>& cells, const EvalGrid& grid,
     body += text(left - 8, y + 4, std::to_string(pct) + "%", "text-anchor=\"end\"");
   }
   for (size_t i = 0; i < budgets.size(); i++)
-    body += text(x_of(i), top + plot_h + 20, budgets[i], "text-anchor=\"middle\"");
-  body += text(left + plot_w / 2, top + plot_h + 44, "KV budget (tokens per KV head per layer)",
+    body += text(x_of(i), top + plot_h + 30, budgets[i], "text-anchor=\"middle\"");
+  body += text(left + plot_w / 2, top + plot_h + 54, "KV budget (tokens per KV head per layer)",
                "text-anchor=\"middle\"");
   body += text(16, top + plot_h / 2, "accuracy",
                "text-anchor=\"middle\" transform=\"rotate(-90 16 " + fmt("%.1f", top + plot_h / 2) + ")\"");
@@ -161,12 +167,12 @@ std::string line_chart_svg(const std::vector<Cell>& cells, const EvalGrid& grid,
       any_cannot |= c.model_cannot;
       if (m.budget.empty()) {  // no budget: the same accuracy everywhere
         level = true;
-        points = fmt("%.1f", left) + "," + fmt("%.1f", y_of(c.accuracy)) + " " +
-                 fmt("%.1f", left + plot_w) + "," + fmt("%.1f", y_of(c.accuracy));
+        points = fmt("%.1f", left) + "," + fmt("%.1f", line_y(c.accuracy, k)) + " " +
+                 fmt("%.1f", left + plot_w) + "," + fmt("%.1f", line_y(c.accuracy, k));
         continue;
       }
       const size_t i = std::find(budgets.begin(), budgets.end(), m.budget) - budgets.begin();
-      const std::string x = fmt("%.1f", x_of(i)), y = fmt("%.1f", y_of(c.accuracy));
+      const std::string x = fmt("%.1f", x_of(i)), y = fmt("%.1f", line_y(c.accuracy, k));
       points += x + "," + y + " ";
       markers += "<circle cx=\"" + x + "\" cy=\"" + y + "\" r=\"3.5\" fill=\"" + colour +
                  "\"><title>" + escaped(m.method + " " + m.budget) + ": " +
@@ -180,6 +186,11 @@ std::string line_chart_svg(const std::vector<Cell>& cells, const EvalGrid& grid,
             "\" stroke-width=\"2\"" + (level ? " stroke-dasharray=\"6 4\"" : "") + "/>\n";
     body += text(legend_x + 30, ly + 4, methods[k] + (level ? " (no budget)" : ""));
   }
+  if (methods.size() > 1)
+    body += text(16, height - 26,
+                 "Lines are drawn up to " + fmt("%.0f", spread * (methods.size() - 1) / 2) +
+                     " px above or below their value so equal scores stay visible; hover a point for its number.",
+                 "font-size=\"11\" fill=\"#555\"");
   if (any_cannot) body += text(16, height - 10, kCannotNote + 2, "font-size=\"11\"");  // no "* "
   return document(width, height, body);
 }
