@@ -78,9 +78,13 @@ CLI::App* add_eval_command(CLI::App& app, const std::string& name, const std::st
                   "appended to the compressed context")
       ->default_val(e.query_mode)->check(CLI::IsMember({"aware", "agnostic"}));
   cmd->add_option("--csv", e.csv_path, "write the cells as CSV to this file");
-  cmd->add_option("--json", e.json_path, "write the settings, cells and every answer as JSON to this file");
+  CLI::Option* json = cmd->add_option("--json", e.json_path, "write the settings, cells and every answer as JSON to this file");
   cmd->add_option("--svg", e.svg_path, name == "sweep" ? "write a line chart (accuracy vs budget) as SVG"
                                                         : "write the heatmap (context x depth) as SVG");
+  cmd->add_option("--replot", e.replot_path,
+                  "show the results of an earlier run from its --json file (the table, --csv, --svg) "
+                  "without loading the model or running anything")
+      ->excludes(json);
   if (name != "passkey") {
     cmd->add_option("--haystack", e.haystack, "filler text file of your own (default: built-in essay generator)");
     cmd->add_option("--needles", e.needles, "needles of multikey/multivalue/multiquery, chain length of vartrack")
@@ -173,9 +177,7 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    int code = app.exit(e);
-    if (code != 0) std::fprintf(stderr, "Run with --help for usage.\n");
-    return code == 0 ? 0 : 2;
+    return app.exit(e) == 0 ? 0 : 2;  // CLI11 prints the error and a pointer to --help
   }
 
   try {

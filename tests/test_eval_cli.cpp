@@ -117,6 +117,17 @@ TEST(EvalCli, SweepRunsEveryMethodAtEveryBudgetOnTheSamePrompts) {
   const std::string svg = slurp(dir / "s.svg");
   EXPECT_EQ(count(svg, "<polyline"), 4u) << "a line per method";
   EXPECT_EQ(count(svg, "stroke-dasharray"), 4u) << "methods without a budget: dashed, in the legend too";
+
+  // --replot shows the same table and writes the same files from the JSON alone.
+  Result again = kvlm("sweep --replot " + (dir / "s.json").string() + " --csv " +
+                      (dir / "again.csv").string() + " --svg " + (dir / "again.svg").string());
+  ASSERT_EQ(again.status, 0) << again.err;
+  EXPECT_EQ(again.out, r.out);
+  EXPECT_EQ(slurp(dir / "again.csv"), csv);
+  EXPECT_EQ(slurp(dir / "again.svg"), svg);
+  expect_error(kvlm("needle --replot " + (dir / "s.json").string() + " --svg " + (dir / "n.svg").string()),
+               2, "written by kvlm sweep, not kvlm needle");
+  EXPECT_FALSE(fs::exists(dir / "n.svg"));
   fs::remove_all(dir);
 }
 
@@ -155,6 +166,14 @@ TEST(EvalCli, BadEvalInputFailsBeforeWorkAndLeavesNoFiles) {
   expect_error(kvlm("passkey --query-mode sideways" + json), 2, "--query-mode");
   expect_error(kvlm("passkey --csv /no/such/dir/out.csv" + json), 1, "--csv /no/such/dir/out.csv");
   expect_error(kvlm("needle --haystack /no/such/text.txt" + json), 1, "--haystack /no/such/text.txt");
+  expect_error(kvlm("sweep --replot /no/such/run.json --csv " + (dir / "r.csv").string()), 1,
+               "--replot /no/such/run.json");
+  const fs::path not_a_run = fs::temp_directory_path() / ("kvlm_not_a_run_" + std::to_string(::getpid()) + ".json");
+  std::ofstream(not_a_run) << R"({"command": "sweep", "title": "t", "cells": [{"spec": 7}]})";
+  expect_error(kvlm("sweep --replot " + not_a_run.string() + " --csv " + (dir / "r.csv").string()), 1,
+               "not a kvlm sweep --json file");
+  fs::remove(not_a_run);
+  expect_error(kvlm("sweep --replot x.json" + json), 2, "--json excludes --replot");
   if (test::have_model()) {
     expect_error(kvlm("passkey " + model_flag() + " --ctx 16k" + json), 2,
                  "--ctx 16384 exceeds the model's context of 8192 tokens");

@@ -14,6 +14,7 @@
 #include "eval/report.h"
 #include "eval/runner.h"
 #include "eval/svg.h"
+#include "model/json_file.h"
 
 namespace kvlm {
 
@@ -219,9 +220,51 @@ std::string describe(EvalCommand command, const EvalOptions& o, const TaskOption
   return s.str();
 }
 
+// The terminal table or heatmap, and the --csv and --svg files.
+void show_results(EvalCommand command, const std::string& title, const std::vector<Cell>& cells,
+                  const EvalGrid& grid, const EvalOptions& o) {
+  const bool by_depth = command != EvalCommand::Sweep;
+  const bool colour = isatty(STDOUT_FILENO) && !(std::getenv("NO_COLOR") && *std::getenv("NO_COLOR"));
+  std::printf("%s\n%s", title.c_str(), (by_depth ? heatmap_text(cells, colour) : sweep_text(cells, grid, colour)).c_str());
+  std::fflush(stdout);
+  if (!o.csv_path.empty()) write_output(o.csv_path, cells_csv(cells, grid), "--csv");
+  if (!o.svg_path.empty())
+    write_output(o.svg_path, by_depth ? heatmap_svg(cells, title) : line_chart_svg(cells, grid, title), "--svg");
+}
+
+// An earlier run's --json file shown again without the model: an hour-long sweep can be
+// redrawn, or written as CSV or SVG, in a moment.
+int replot(EvalCommand command, const EvalOptions& o) {
+  const std::string name = command_name(command), flag = "--replot " + o.replot_path;
+  check_output_path(o.csv_path, "--csv");
+  check_output_path(o.svg_path, "--svg");
+  nlohmann::json doc;
+  try {
+    doc = read_json_file(o.replot_path);
+  } catch (const std::runtime_error& e) {
+    throw std::runtime_error(std::string("--replot ") + e.what());
+  }
+  EvalGrid grid;
+  std::vector<Cell> cells;
+  std::string title;
+  try {
+    const std::string made_by = doc.at("command").get<std::string>();
+    if (made_by != name)
+      throw std::invalid_argument(flag + ": written by kvlm " + made_by + ", not kvlm " + name);
+    title = doc.at("title").get<std::string>();
+    cells = cells_from_json(doc.at("cells"), grid);
+  } catch (const nlohmann::json::exception& e) {
+    throw std::runtime_error(flag + ": not a kvlm " + name + " --json file (" + e.what() + ")");
+  }
+  if (cells.empty()) throw std::runtime_error(flag + ": the file has no cells");
+  show_results(command, title, cells, grid, o);
+  return 0;
+}
+
 }  // namespace
 
 int eval_command(EvalCommand command, RuntimeOptions rt, const EvalOptions& o) {
+  if (!o.replot_path.empty()) return replot(command, o);
   const std::string name = command_name(command);
   const TaskOptions task = task_options(command, o);
   const EvalGrid grid = make_grid(command, rt, o);
@@ -248,15 +291,8 @@ int eval_command(EvalCommand command, RuntimeOptions rt, const EvalOptions& o) {
   std::fprintf(stderr, "%s: %s; model %s\n", name.c_str(), title.c_str(), session.file().path().c_str());
 
   const std::vector<TrialRecord> records = run_grid(session, builder, grid, name, false);
-  const bool by_depth = command != EvalCommand::Sweep;
-  const std::vector<Cell> cells = summarise(records, grid, by_depth);
-  const bool colour = isatty(STDOUT_FILENO) && !(std::getenv("NO_COLOR") && *std::getenv("NO_COLOR"));
-  std::printf("%s\n%s", title.c_str(), (by_depth ? heatmap_text(cells, colour) : sweep_text(cells, grid, colour)).c_str());
-  std::fflush(stdout);
-
-  if (!o.csv_path.empty()) write_output(o.csv_path, cells_csv(cells, grid), "--csv");
-  if (!o.svg_path.empty())
-    write_output(o.svg_path, by_depth ? heatmap_svg(cells, title) : line_chart_svg(cells, grid, title), "--svg");
+  const std::vector<Cell> cells = summarise(records, grid, command != EvalCommand::Sweep);
+  show_results(command, title, cells, grid, o);
   if (!o.json_path.empty()) {
     nlohmann::json specs = nlohmann::json::array();
     for (const MethodRun& m : grid.methods) specs.push_back(m.spec);

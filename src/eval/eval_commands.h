@@ -23,6 +23,7 @@ struct EvalOptions {
   std::string kv_list;      // sweep
   std::string budgets;      // sweep, e.g. 64,128,ratio=0.1
   std::string csv_path, json_path, svg_path;
+  std::string replot_path;  // an earlier --json file to show again instead of running
 };
 
 enum class EvalCommand { Passkey, Needle, Sweep };

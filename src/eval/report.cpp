@@ -230,6 +230,31 @@ nlohmann::json cells_json(const std::vector<Cell>& cells, const EvalGrid& grid) 
   return out;
 }
 
+std::vector<Cell> cells_from_json(const nlohmann::json& cells, EvalGrid& grid) {
+  std::vector<Cell> out;
+  for (const nlohmann::json& j : cells) {
+    const MethodRun run{j.at("spec").get<std::string>(), j.at("method").get<std::string>(),
+                        j.at("budget").get<std::string>()};
+    auto same = [&](const MethodRun& m) { return m.spec == run.spec; };
+    auto it = std::find_if(grid.methods.begin(), grid.methods.end(), same);
+    if (it == grid.methods.end()) it = grid.methods.insert(grid.methods.end(), run);
+    Cell c;
+    c.method = int(it - grid.methods.begin());
+    c.ctx = j.at("ctx").get<int>();
+    c.depth = j.at("depth").is_null() ? -1 : j.at("depth").get<double>();
+    c.trials = j.at("trials").get<int>();
+    c.accuracy = j.at("accuracy").get<double>();
+    c.strict = j.at("strict").get<double>();
+    c.kv_bytes_held = j.at("kv_bytes_held").get<double>();
+    c.kv_bytes_full = j.at("kv_bytes_full").get<double>();
+    c.prefill_tokens_per_s = j.at("prefill_tokens_per_s").get<double>();
+    c.decode_tokens_per_s = j.at("decode_tokens_per_s").get<double>();
+    c.model_cannot = j.at("model_cannot").get<bool>();
+    out.push_back(c);
+  }
+  return out;
+}
+
 nlohmann::json trials_json(const std::vector<TrialRecord>& records, const EvalGrid& grid) {
   nlohmann::json out = nlohmann::json::array();
   for (const TrialRecord& r : records) {

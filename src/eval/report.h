@@ -40,6 +40,9 @@ std::string sweep_text(const std::vector<Cell>& cells, const EvalGrid& grid, boo
 
 std::string cells_csv(const std::vector<Cell>& cells, const EvalGrid& grid);
 nlohmann::json cells_json(const std::vector<Cell>& cells, const EvalGrid& grid);
+// The inverse of cells_json: the cells, and the grid's methods in the order they ran.
+// Throws nlohmann::json::exception on a missing or mistyped field.
+std::vector<Cell> cells_from_json(const nlohmann::json& cells, EvalGrid& grid);
 nlohmann::json trials_json(const std::vector<TrialRecord>& records, const EvalGrid& grid);
 
 // Output files are checked before any work (flag names the option in the message) and
