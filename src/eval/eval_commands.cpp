@@ -15,6 +15,7 @@
 #include "eval/runner.h"
 #include "eval/svg.h"
 #include "model/json_file.h"
+#include "parse_number.h"
 
 namespace kvlm {
 
@@ -28,16 +29,9 @@ std::vector<std::string> split(const std::string& text, char separator) {
 }
 
 double parse_double(const std::string& text, const std::string& flag) {
-  size_t used = 0;
-  double v = 0;
-  try {
-    v = std::stod(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (text.empty() || used != text.size() || !std::isfinite(v))
-    throw std::invalid_argument(flag + " " + text + ": '" + text + "' is not a number");
-  return v;
+  const std::optional<double> v = parse_finite(text);
+  if (!v) throw std::invalid_argument(flag + " " + text + ": '" + text + "' is not a number");
+  return *v;
 }
 
 // The one place where the evaluations meet chat templates: the user's text goes where the

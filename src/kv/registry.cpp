@@ -4,6 +4,7 @@
 #include <stdexcept>
 
 #include "kv/strategies/strategies.h"
+#include "parse_number.h"
 
 namespace kvlm {
 
@@ -38,15 +39,10 @@ std::string join(const std::vector<std::string>& items) {
 
 template <class T>
 T parse_number(const std::string& key, const std::string& text, T min_value, T max_value) {
-  size_t used = 0;
-  double v = 0;
-  try {
-    v = std::stod(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
+  const std::optional<double> parsed = parse_finite(text);
+  const double v = parsed.value_or(0);
   const bool integral = std::is_integral_v<T>;
-  if (used != text.size() || !(v >= min_value && v <= max_value) || (integral && v != std::floor(v))) {
+  if (!parsed || !(v >= min_value && v <= max_value) || (integral && v != std::floor(v))) {
     std::ostringstream msg;
     msg << "--kv: " << key << "=" << text << " is not " << (integral ? "an integer" : "a number")
         << " in [" << min_value << ", " << max_value << "]";
