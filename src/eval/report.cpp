@@ -163,8 +163,12 @@ std::string sweep_text(const std::vector<Cell>& cells, const EvalGrid& grid, boo
   };
   size_t label_width = 8;
   for (const std::string& r : rows) label_width = std::max(label_width, r.size() + 2);
-  size_t width = 12;
+  auto cost_text = [](const Cell& c) {
+    return format("%.1f", c.kv_bytes_held / (1 << 20)) + " / " + format("%.1f", c.decode_tokens_per_s);
+  };
+  size_t width = 12;  // every column keeps at least two spaces before its widest entry
   for (const std::string& b : budgets) width = std::max(width, b.size() + 2);
+  for (const Cell& c : cells) width = std::max(width, cost_text(c).size() + 2);
 
   std::string head = pad_right("method", label_width);
   for (const std::string& b : budgets) head += pad_left(b, width);
@@ -184,8 +188,7 @@ std::string sweep_text(const std::vector<Cell>& cells, const EvalGrid& grid, boo
       any_cannot |= c->model_cannot;
       accuracy += std::string(width - 6, ' ') +
                   coloured_cell(percent(c->accuracy) + (c->model_cannot ? "*" : " "), c->accuracy, 6, colour);
-      cost += pad_left(format("%.1f", c->kv_bytes_held / (1 << 20)) + " / " +
-                           format("%.1f", c->decode_tokens_per_s), width);
+      cost += pad_left(cost_text(*c), width);
     }
     accuracy += "\n";
     cost += "\n";

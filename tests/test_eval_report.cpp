@@ -1,0 +1,67 @@
+// The sweep's terminal table and the JSON that --replot reads back, on hand-made cells.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <sstream>
+
+#include "eval/report.h"
+
+namespace kvlm {
+namespace {
+
+EvalGrid two_method_grid() {
+  EvalGrid grid;
+  grid.methods = {{"full", "full", ""}, {"snapkv:budget=64", "snapkv", "budget=64"}};
+  grid.ctx_list = {4096};
+  return grid;
+}
+
+std::vector<Cell> two_method_cells() {
+  Cell full{0, 4096, -1, 3, 2.0 / 3, 2.0 / 3, 179.5 * (1 << 20), 179.5 * (1 << 20), 161.5, 12.0, false};
+  Cell snapkv{1, 4096, -1, 3, 0.0, 0.0, 2.8 * (1 << 20), 179.5 * (1 << 20), 150.0, 26.5, true};
+  return {full, snapkv};
+}
+
+std::vector<std::string> lines_of(const std::string& text) {
+  std::vector<std::string> lines;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
+}
+
+TEST(EvalReport, SweepTableKeepsWideCostCellsApart) {
+  const std::string table = sweep_text(two_method_cells(), two_method_grid(), false);
+  // "179.5 / 12.0" is as wide as the default column: it must still be set off by spaces.
+  EXPECT_NE(table.find("  179.5 / 12.0"), std::string::npos) << table;
+  EXPECT_NE(table.find("2.8 / 26.5"), std::string::npos) << table;
+  EXPECT_NE(table.find("0*"), std::string::npos) << "a cell full cannot do is marked:\n" << table;
+  // Every row of each table is as wide as its header, so the columns line up.
+  const std::vector<std::string> lines = lines_of(table);
+  const size_t cost_header = std::find(lines.begin(), lines.end(), "KV held (MiB) / decode speed (tokens/s)") -
+                             lines.begin() + 1;
+  ASSERT_LT(cost_header + 2, lines.size()) << table;
+  EXPECT_EQ(lines[cost_header + 1].size(), lines[cost_header].size()) << table;
+  EXPECT_EQ(lines[cost_header + 2].size(), lines[cost_header].size()) << table;
+}
+
+TEST(EvalReport, CellsReadBackFromJsonAreTheCellsWritten) {
+  const EvalGrid grid = two_method_grid();
+  const std::vector<Cell> cells = two_method_cells();
+  EvalGrid read_grid;
+  const std::vector<Cell> read = cells_from_json(cells_json(cells, grid), read_grid);
+  ASSERT_EQ(read_grid.methods.size(), 2u);
+  EXPECT_EQ(read_grid.methods[1].spec, "snapkv:budget=64");
+  EXPECT_EQ(read_grid.methods[1].method, "snapkv");
+  EXPECT_EQ(read_grid.methods[1].budget, "budget=64");
+  EXPECT_EQ(read_grid.methods[0].budget, "");
+  EXPECT_EQ(sweep_text(read, read_grid, false), sweep_text(cells, grid, false));
+  EXPECT_EQ(cells_csv(read, read_grid), cells_csv(cells, grid));
+  ASSERT_EQ(read.size(), 2u);
+  EXPECT_EQ(read[0].depth, -1) << "a sweep cell spans every depth (null in JSON)";
+  EXPECT_TRUE(read[1].model_cannot);
+  EXPECT_THROW(cells_from_json(nlohmann::json::array({{{"spec", 7}}}), read_grid),
+               nlohmann::json::exception);
+}
+
+}  // namespace
+}  // namespace kvlm
