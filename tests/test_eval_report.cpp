@@ -30,18 +30,30 @@ std::vector<std::string> lines_of(const std::string& text) {
 }
 
 TEST(EvalReport, SweepTableKeepsWideCostCellsApart) {
-  const std::string table = sweep_text(two_method_cells(), two_method_grid(), false);
+  // A third method at a budget of its own leaves a "-" in the other budgeted row.
+  EvalGrid grid = two_method_grid();
+  grid.methods.push_back({"streaming:budget=32", "streaming", "budget=32"});
+  std::vector<Cell> cells = two_method_cells();
+  cells.push_back({2, 4096, -1, 3, 1.0 / 3, 1.0 / 3, 1.4 * (1 << 20), 179.5 * (1 << 20), 160.0, 23.1, false});
+  const std::string table = sweep_text(cells, grid, false);
   // "179.5 / 12.0" is as wide as the default column: it must still be set off by spaces.
   EXPECT_NE(table.find("  179.5 / 12.0"), std::string::npos) << table;
   EXPECT_NE(table.find("2.8 / 26.5"), std::string::npos) << table;
   EXPECT_NE(table.find("0*"), std::string::npos) << "a cell full cannot do is marked:\n" << table;
-  // Every row of each table is as wide as its header, so the columns line up.
+  // Every row of each table is as wide as its header, so the columns line up, "-" too.
   const std::vector<std::string> lines = lines_of(table);
+  ASSERT_GT(lines.size(), 4u) << table;
+  EXPECT_EQ(lines[1].substr(0, 6), "method") << table;
+  for (size_t row = 2; row <= 4; row++) EXPECT_EQ(lines[row].size(), lines[1].size()) << table;
+  // snapkv has no budget=32 cell, the last column: its "-" sits where the digits end.
+  EXPECT_EQ(lines[3].substr(0, 6), "snapkv") << table;
+  EXPECT_EQ(lines[3].substr(lines[3].size() - 2), "- ") << table;
   const size_t cost_header = std::find(lines.begin(), lines.end(), "KV held (MiB) / decode speed (tokens/s)") -
                              lines.begin() + 1;
-  ASSERT_LT(cost_header + 2, lines.size()) << table;
+  ASSERT_LT(cost_header + 3, lines.size()) << table;
   EXPECT_EQ(lines[cost_header + 1].size(), lines[cost_header].size()) << table;
   EXPECT_EQ(lines[cost_header + 2].size(), lines[cost_header].size()) << table;
+  EXPECT_EQ(lines[cost_header + 3].size(), lines[cost_header].size()) << table;
 }
 
 TEST(EvalReport, CellsReadBackFromJsonAreTheCellsWritten) {

@@ -128,7 +128,7 @@ std::string heatmap_text(const std::vector<Cell>& cells, bool colour) {
       auto it = std::find_if(cells.begin(), cells.end(),
                              [&](const Cell& c) { return c.ctx == ctx && c.depth == d; });
       if (it == cells.end()) {
-        out += pad_left("-", kWidth);
+        out += pad_left("- ", kWidth);
         continue;
       }
       any_cannot |= it->model_cannot;
@@ -181,7 +181,7 @@ std::string sweep_text(const std::vector<Cell>& cells, const EvalGrid& grid, boo
     for (const std::string& b : budgets) {
       const Cell* c = find(row, b);
       if (!c) {
-        accuracy += pad_left("-", width);
+        accuracy += pad_left("- ", width);  // the space is where a number's "*" would go
         cost += pad_left("-", width);
         continue;
       }
