@@ -38,7 +38,7 @@ LDFLAGS  := $(LDOPT) -fopenmp
 LDLIBS   := -lsentencepiece -lpthread
 
 LIB_SRC  := $(wildcard src/model/*.cpp src/kv/*.cpp src/kv/strategies/*.cpp src/eval/*.cpp \
-                       src/cli/*.cpp src/*.cpp tokenizer/*.cpp kernels/cpu/*.cpp)
+                       src/util/*.cpp src/*.cpp tokenizer/*.cpp kernels/cpu/*.cpp)
 LIB_SRC  := $(filter-out src/main.cpp,$(LIB_SRC))
 LIB_OBJ  := $(LIB_SRC:%.cpp=$(BUILD)/%.o)
 TEST_SRC := $(wildcard tests/*.cpp)

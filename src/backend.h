@@ -6,6 +6,9 @@
 // GPU), made with alloc() and released with release(). Small integer inputs (token ids,
 // positions) are host arrays; a device backend copies them itself.
 //
+// Ops that only one KV method needs live in interfaces of their own that a backend also
+// implements (merge_backend.h: cross-layer merging), so this list stays the forward pass's.
+//
 // Weight matrices are where a model's bytes are, so they alone may be stored in a narrower
 // type: upload_matrix() keeps them in the backend's weight dtype (the CPU keeps float32;
 // the CUDA backend float16 or bfloat16 by default) and only matmul/embedding read them.
@@ -95,26 +98,6 @@ class Backend {
   // out[j] = ||keys[j]||_2 for j < len.
   virtual void key_norms(float* out, const float* keys, int len, int head_dim) = 0;
 
-  // ---- cross-layer merging (MiniCache) -------------------------------------------------
-  // Token pairs: row a_rows[i] of a and row b_rows[i] of b, i < n, head_dim floats each
-  // (the same token's state in two layers). Row indices are host arrays.
-  //
-  // out[i] = the angle between the pair in radians, in [0, pi], or -1 when either row
-  // is all zeros (it has no direction to share).
-  virtual void pair_angles(float* out, const float* a, const int32_t* a_rows, const float* b,
-                           const int32_t* b_rows, int n, int head_dim) = 0;
-  // Splits each pair into one shared unit direction and two magnitudes:
-  // mag_a[i] = |a_i|, mag_b[i] = |b_i|, dir[i] = slerp(a_i / |a_i|, b_i / |b_i|, t)
-  // (t = 0 gives a's direction, 1 gives b's). Nearly parallel or opposite pairs use the
-  // normalised linear interpolation; a zero row takes the other row's direction.
-  // dir [n][head_dim]; mag_a, mag_b [n].
-  virtual void merge_pair(float* dir, float* mag_a, float* mag_b, const float* a,
-                          const int32_t* a_rows, const float* b, const int32_t* b_rows, int n,
-                          int head_dim, float t) = 0;
-  // out[i][c] = dir[i][c] * mag[i]                          out, dir [n][head_dim]
-  virtual void restore_rows(float* out, const float* dir, const float* mag, int n,
-                            int head_dim) = 0;
-
   // ---- cache movement -------------------------------------------------------------------
   // dst[r * dst_stride + c] = src[r * src_stride + c] for r < rows, c < cols
   virtual void copy_rows(float* dst, int dst_stride, const float* src, int src_stride, int rows,
@@ -122,6 +105,11 @@ class Backend {
   // Moves rows keep[0..n) of buf [*][cols] to rows 0..n, in order. keep is ascending, so
   // every row moves towards the front and the move can happen in place.
   virtual void compact_rows(float* buf, const int32_t* keep, int n, int cols) = 0;
+
+  // ---- measurement ----------------------------------------------------------------------
+  // Bytes per second this backend reads from its own memory, streaming a fresh buffer of
+  // `bytes` (best of a few passes): the bandwidth a decode step's weight reads are held to.
+  virtual double read_bandwidth(size_t bytes) = 0;
 };
 
 }  // namespace kvlm

@@ -1,4 +1,5 @@
 #include "chat.h"
+#include "util/text_format.h"
 
 #include <unistd.h>
 
@@ -81,7 +82,7 @@ int chat_repl(Session& session, const ChatOptions& options) {
         std::fprintf(stderr, "(conversation reset)\n");
       } else if (cmd == "/kv") {
         try {
-          session.set_strategy(arg);
+          session.set_strategy(KVSpec::parse(arg));
           conversation.clear();
           std::fprintf(stderr, "(kv method: %s; conversation reset)\n",
                        session.strategy().name().c_str());

@@ -12,6 +12,8 @@
 #include "device.h"
 #include "eval/bench.h"
 #include "memory_plan.h"
+#include "util/output_file.h"
+#include "util/text_format.h"
 
 namespace kvlm {
 
@@ -23,17 +25,6 @@ std::string read_file(const std::string& path) {
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
-}
-
-void write_json(const std::string& path, const nlohmann::json& doc) {
-  std::string tmp = path + ".partial";
-  std::ofstream out(tmp);
-  out << doc.dump(2) << "\n";
-  out.close();
-  if (!out || std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    throw std::runtime_error(path + ": cannot write the JSON file");
-  }
 }
 
 std::string rope_text(const ModelConfig& c) {
@@ -88,9 +79,7 @@ std::string render_kept(const Tokenizer& tok, const std::vector<int32_t>& prompt
 
 int run_command(const RuntimeOptions& rt, const RunOptions& o) {
   std::string text = o.prompt_file.empty() ? o.prompt : read_file(o.prompt_file);
-  if (!o.json_path.empty() && !std::ofstream(o.json_path + ".partial"))
-    throw std::runtime_error(o.json_path + ": cannot write here");
-  std::remove((o.json_path + ".partial").c_str());
+  check_output_path(o.json_path, "--json");
   Session session(rt);
   const Tokenizer& tok = session.tokenizer();
   std::vector<int32_t> ids;
@@ -132,7 +121,7 @@ int run_command(const RuntimeOptions& rt, const RunOptions& o) {
     std::fputs(kv_stats_text(session.cache(), session.strategy()).c_str(), stderr);
   }
   if (!o.json_path.empty())
-    write_json(o.json_path, {{"prompt_tokens", st.prompt_tokens},
+    write_output(o.json_path, nlohmann::json{{"prompt_tokens", st.prompt_tokens},
                              {"generated_tokens", st.generated_tokens},
                              {"prefill_seconds", st.prefill_seconds},
                              {"decode_seconds", st.decode_seconds},
@@ -141,7 +130,7 @@ int run_command(const RuntimeOptions& rt, const RunOptions& o) {
                              {"kv_report", session.strategy().report()},
                              {"kv_bytes_held", kv.bytes_held},
                              {"kv_bytes_full", kv.bytes_full},
-                             {"kv_lengths", kv.lengths}});
+                             {"kv_lengths", kv.lengths}}.dump(2) + "\n", "--json");
   return 0;
 }
 
@@ -185,12 +174,10 @@ int info_command(const RuntimeOptions& rt) {
     std::printf(" %d %s (%.1fM)", count.first, type.c_str(), count.second / 1e6);
   std::printf("\n");
   const int ctx = rt.ctx_size > 0 ? rt.ctx_size : c.context_length;
-  const std::string device = rt.device.empty() ? default_device() : rt.device;
-  const DType dtype = weight_dtype(device, rt.dtype);
-  const MemoryPlan plan = plan_memory(c, ctx, device, dtype);
-  std::printf("memory      plan on %s at ctx %d (KV cache and activations f32):\n%s", device.c_str(),
-              ctx, plan.text().c_str());
-  if (device == "cuda") {
+  const MemoryPlan plan = plan_memory(c, ctx, rt.device);
+  std::printf("memory      plan on %s at ctx %d (KV cache and activations f32):\n%s",
+              device_name(rt.device.device), ctx, plan.text().c_str());
+  if (rt.device.device == Device::Cuda) {
     size_t free_bytes = 0, total_bytes = 0;
     if (gpu_memory(free_bytes, total_bytes))
       std::printf("            GPU %s: %s free of %s; the plan %s\n", gpu_name().c_str(),

@@ -4,6 +4,7 @@
 #define KVLM_CUDA 0
 #endif
 
+#include <algorithm>
 #include <stdexcept>
 
 #include "kernels/cpu/cpu_backend.h"
@@ -12,6 +13,8 @@
 #endif
 
 namespace kvlm {
+
+const char* device_name(Device d) { return d == Device::Cuda ? "cuda" : "cpu"; }
 
 bool cuda_built() { return KVLM_CUDA != 0; }
 
@@ -46,37 +49,49 @@ std::string gpu_name() {
 #endif
 }
 
-std::string default_device() { return cuda_gpu_count() > 0 ? "cuda" : "cpu"; }
-
-DType weight_dtype(const std::string& device, const std::string& dtype) {
-  const std::string d = device.empty() ? default_device() : device;
-  if (dtype.empty()) return d == "cuda" ? DType::F16 : DType::F32;
-  DType t;
-  if (dtype == "f32") t = DType::F32;
-  else if (dtype == "f16") t = DType::F16;
-  else if (dtype == "bf16") t = DType::BF16;
+DeviceChoice resolve_device(const std::string& device, const std::string& dtype) {
+  DeviceChoice c;
+  if (device.empty()) c.device = cuda_gpu_count() > 0 ? Device::Cuda : Device::Cpu;
+  else if (device == "cpu") c.device = Device::Cpu;
+  else if (device == "cuda") c.device = Device::Cuda;
+  else throw std::invalid_argument("--device " + device + ": unknown (cpu or cuda)");
+  if (dtype.empty()) c.weights = c.device == Device::Cuda ? DType::F16 : DType::F32;
+  else if (dtype == "f32") c.weights = DType::F32;
+  else if (dtype == "f16") c.weights = DType::F16;
+  else if (dtype == "bf16") c.weights = DType::BF16;
   else throw std::invalid_argument("--dtype " + dtype + ": unknown (f32, f16 or bf16)");
-  if (d == "cpu" && t != DType::F32)
+  if (c.device == Device::Cpu && c.weights != DType::F32)
     throw std::invalid_argument("--dtype " + dtype + ": the cpu backend keeps weights in f32");
-  return t;
+  return c;
 }
 
-std::unique_ptr<Backend> make_backend(const std::string& device, const std::string& dtype,
-                                      int threads) {
-  const std::string d = device.empty() ? default_device() : device;
-  const DType t = weight_dtype(d, dtype);  // checks --dtype against the device too
-  if (d == "cpu") return std::make_unique<CpuBackend>(threads);
-  if (d != "cuda") throw std::invalid_argument("--device " + d + ": unknown (cpu or cuda)");
+std::unique_ptr<Backend> make_backend(const DeviceChoice& choice, int threads) {
+  if (choice.device == Device::Cpu) return std::make_unique<CpuBackend>(threads);
   if (!cuda_built())
     throw std::runtime_error("--device cuda: this build has no CUDA backend (nvcc was not found, "
                              "or it was built with CUDA=0)");
   if (cuda_gpu_count() == 0) throw std::runtime_error("--device cuda: no CUDA GPU is visible");
 #if KVLM_CUDA
-  return make_cuda_backend(t);
+  return make_cuda_backend(choice.weights);
 #else
-  (void)t;
   return nullptr;  // unreachable: cuda_built() is false
 #endif
+}
+
+size_t backend_scratch_bytes(const DeviceChoice& choice, const ModelConfig& c, int tokens) {
+  if (choice.device == Device::Cpu) return 0;
+#if KVLM_CUDA
+  return cuda_scratch_bytes(tokens, std::max({c.dim, c.q_dim(), c.ffn_dim}), c.n_heads,
+                            c.head_dim, choice.weights);
+#else
+  (void)c, (void)tokens;
+  return 0;  // no CUDA backend in this build
+#endif
+}
+
+std::unique_ptr<Backend> make_backend(const std::string& device, const std::string& dtype,
+                                      int threads) {
+  return make_backend(resolve_device(device, dtype), threads);
 }
 
 }  // namespace kvlm

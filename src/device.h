@@ -1,31 +1,47 @@
-// Choosing where a model runs: --device cpu|cuda and the weight dtype (--dtype).
+// Where a model runs. --device and --dtype are resolved once, at the command line, into a
+// DeviceChoice; everything below (the backend, the memory plan, info) takes that value.
 #pragma once
 #include <cstddef>
 #include <memory>
 #include <string>
 
 #include "backend.h"
+#include "model/config.h"
 
 namespace kvlm {
+
+enum class Device { Cpu, Cuda };
+const char* device_name(Device d);  // "cpu", "cuda"
+
+struct DeviceChoice {
+  Device device = Device::Cpu;
+  DType weights = DType::F32;  // the dtype weight matrices are stored in on the device
+};
 
 // True when this build compiled the CUDA backend (nvcc found, CUDA != 0).
 bool cuda_built();
 // CUDA GPUs visible to this process: 0 without a CUDA build, a driver or a device.
 int cuda_gpu_count();
-// "cuda" when a GPU is visible (and built for), else "cpu".
-std::string default_device();
 
-// device: "cpu", "cuda" or "" (default_device()). dtype: "f32", "f16", "bf16" or "" (the
-// device's default: f32 on the cpu, f16 on cuda). Throws std::invalid_argument for a
-// dtype the device cannot store, std::runtime_error when cuda is asked for and missing.
+// device: "cpu", "cuda" or "" (cuda when a GPU is visible and built for, else cpu).
+// dtype: "f32", "f16", "bf16" or "" (the device's default: f32 on the cpu, f16 on cuda).
+// Throws std::invalid_argument for an unknown name or a dtype the device cannot store.
+// A cuda choice without a GPU is still a valid choice (info can plan for it).
+DeviceChoice resolve_device(const std::string& device, const std::string& dtype);
+
+// Throws std::runtime_error when the choice is cuda and this build or machine has none.
+std::unique_ptr<Backend> make_backend(const DeviceChoice& choice, int threads);
+// The same from the flags' text (tests and tools that hold strings).
 std::unique_ptr<Backend> make_backend(const std::string& device, const std::string& dtype,
                                       int threads);
+
+// Device memory the chosen backend keeps for itself (workspaces, per-call scratch) when
+// its largest call runs `tokens` tokens of model `c`: 0 on the cpu.
+size_t backend_scratch_bytes(const DeviceChoice& choice, const ModelConfig& c, int tokens);
+
 // Free and total bytes of GPU 0; false when there is none (or no CUDA build).
 bool gpu_memory(size_t& free_bytes, size_t& total_bytes);
 // "NVIDIA H100 80GB HBM3, 132 SMs"; "" when no GPU is visible.
 std::string gpu_name();
-
-// The weight dtype make_backend() would use.
-DType weight_dtype(const std::string& device, const std::string& dtype);
 
 }  // namespace kvlm

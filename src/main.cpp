@@ -1,4 +1,5 @@
-// kvlm: the command line. Subcommands and their flags (names per CLI.md), nothing else.
+// kvlm: the command line. Subcommands and their flags (the names are a contract: README,
+// "Using it"), nothing else.
 #include <CLI/CLI.hpp>
 #include <cstdio>
 
@@ -10,7 +11,12 @@ using namespace kvlm;
 
 namespace {
 
-void add_runtime_flags(CLI::App* cmd, RuntimeOptions& rt, bool with_kv = true) {
+// --device and --dtype as typed; main resolves them once into RuntimeOptions::device.
+struct DeviceFlags {
+  std::string device, dtype;
+};
+
+void add_runtime_flags(CLI::App* cmd, RuntimeOptions& rt, DeviceFlags& dev, bool with_kv = true) {
   cmd->add_option("-m,--model", rt.model_path,
                   "GGUF file or Hugging Face directory (config.json + safetensors) (default: "
                   "$KVLM_MODEL, else the fetched default model "
@@ -20,10 +26,10 @@ void add_runtime_flags(CLI::App* cmd, RuntimeOptions& rt, bool with_kv = true) {
   if (with_kv)
     cmd->add_option("--kv", rt.kv, "KV cache method and parameters, e.g. full (see `kvlm methods`)")
         ->default_val("full");
-  cmd->add_option("--device", rt.device,
+  cmd->add_option("--device", dev.device,
                   "compute device: cpu or cuda (default: cuda when a GPU is visible, else cpu)")
       ->check(CLI::IsMember({"cpu", "cuda"}));
-  cmd->add_option("--dtype", rt.dtype,
+  cmd->add_option("--dtype", dev.dtype,
                   "weight matrices on the device: f16, bf16 or f32 (default: f16 on cuda; the "
                   "cpu keeps f32)")
       ->check(CLI::IsMember({"f32", "f16", "bf16"}));
@@ -58,9 +64,10 @@ void add_sampling_flags(CLI::App* cmd, SamplingParams& s) {
 
 // passkey, needle and sweep share these; each passes its own defaults.
 CLI::App* add_eval_command(CLI::App& app, const std::string& name, const std::string& help,
-                           RuntimeOptions& rt, EvalOptions& e, const std::string& depths, int trials) {
+                           RuntimeOptions& rt, DeviceFlags& dev, EvalOptions& e,
+                           const std::string& depths, int trials) {
   CLI::App* cmd = app.add_subcommand(name, help);
-  add_runtime_flags(cmd, rt, name != "sweep");
+  add_runtime_flags(cmd, rt, dev, name != "sweep");
   add_template_flag(cmd, rt);
   cmd->add_option("--depth,--depths", e.depths,
                   "where the key sits in the filler, 0 = start, 1 = end: one depth (0.5), a list "
@@ -100,10 +107,11 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_version_flag("--version", "kvlm 0.1");
   RuntimeOptions rt;
+  DeviceFlags dev;
 
   RunOptions run;
   CLI::App* run_cmd = app.add_subcommand("run", "generate text for one prompt, streamed to stdout");
-  add_runtime_flags(run_cmd, rt);
+  add_runtime_flags(run_cmd, rt, dev);
   add_sampling_flags(run_cmd, run.sampling);
   add_template_flag(run_cmd, rt);
   auto* prompt_opt = run_cmd->add_option("-p,--prompt", run.prompt, "prompt text");
@@ -123,7 +131,7 @@ int main(int argc, char** argv) {
 
   ChatOptions chat;
   CLI::App* chat_cmd = app.add_subcommand("chat", "interactive chat in the terminal");
-  add_runtime_flags(chat_cmd, rt);
+  add_runtime_flags(chat_cmd, rt, dev);
   add_sampling_flags(chat_cmd, chat.sampling);
   add_template_flag(chat_cmd, rt);
   chat_cmd->add_option("--system", chat.system, "system prompt (default: the template's)");
@@ -132,7 +140,7 @@ int main(int argc, char** argv) {
       ->default_val(chat.n_predict)->check(CLI::Range(-1, 1 << 24));
 
   CLI::App* info_cmd = app.add_subcommand("info", "model configuration, tensors, tokenizer, template, memory");
-  add_runtime_flags(info_cmd, rt);
+  add_runtime_flags(info_cmd, rt, dev);
   add_template_flag(info_cmd, rt);
 
   CLI::App* methods_cmd = app.add_subcommand("methods", "list the KV cache methods and their parameters");
@@ -140,7 +148,7 @@ int main(int argc, char** argv) {
   BenchOptions bench;
   std::string kv_list;
   CLI::App* bench_cmd = app.add_subcommand("bench", "prefill and decode speed per KV method");
-  add_runtime_flags(bench_cmd, rt);
+  add_runtime_flags(bench_cmd, rt, dev);
   bench_cmd->add_option("--prompt-len", bench.prompt_len, "prompt tokens")
       ->default_val(bench.prompt_len)->check(CLI::Range(1, 1 << 24));
   bench_cmd->add_option("--gen", bench.gen, "tokens to decode")
@@ -151,19 +159,19 @@ int main(int argc, char** argv) {
 
   EvalOptions passkey, needle, sweep;
   CLI::App* passkey_cmd = add_eval_command(
-      app, "passkey", "find a 5-digit pass key hidden in filler text, by depth", rt, passkey, "0:1:0.25", 3);
+      app, "passkey", "find a 5-digit pass key hidden in filler text, by depth", rt, dev, passkey, "0:1:0.25", 3);
   passkey_cmd->add_option("--ctx", passkey.ctx, "prompt length in tokens, answer included (e.g. 2048 or 2k)")
       ->default_val("2k");
   CLI::App* needle_cmd = add_eval_command(
       app, "needle", "needle in a haystack (and RULER-style variants): context x depth heatmap", rt,
-      needle, "0:1:0.1", 1);
+      dev, needle, "0:1:0.1", 1);
   needle_cmd->add_option("--task", needle.task, "single, multikey, multivalue, multiquery or vartrack")
       ->default_val("single");
   needle_cmd->add_option("--ctx-list", needle.ctx_list, "prompt lengths in tokens, e.g. 1k,2k,4k")
       ->default_val("1k,2k,4k");
   CLI::App* sweep_cmd = add_eval_command(
       app, "sweep", "every KV method at every budget on the same prompts: accuracy table", rt,
-      sweep, "", 3);
+      dev, sweep, "", 3);
   sweep_cmd->add_option("--task", sweep.task, "passkey or needle:<variant> (e.g. needle:multikey)")
       ->default_val("passkey");
   sweep_cmd->add_option("--kv-list", sweep.kv_list, "KV methods, comma-separated, without budgets")
@@ -181,6 +189,7 @@ int main(int argc, char** argv) {
   }
 
   try {
+    if (!*methods_cmd) rt.device = resolve_device(dev.device, dev.dtype);
     if (*run_cmd) {
       if (run.prompt.empty() && run.prompt_file.empty()) {
         std::fprintf(stderr, "kvlm run: give a prompt with -p TEXT or -f FILE\n");
@@ -198,8 +207,8 @@ int main(int argc, char** argv) {
     if (*needle_cmd) return eval_command(EvalCommand::Needle, rt, needle);
     if (*sweep_cmd) return eval_command(EvalCommand::Sweep, rt, sweep);
     if (*bench_cmd) {
-      if (!kv_list.empty()) bench.kv_list = split_kv_list(kv_list);
-      for (const std::string& spec : bench.kv_list) make_strategy(spec);  // fail before loading
+      if (!kv_list.empty()) bench.kv_list = parse_kv_list(kv_list);
+      for (const KVSpec& spec : bench.kv_list) make_strategy(spec);  // fail before loading
       Session session(rt);
       return run_bench(session, bench);
     }

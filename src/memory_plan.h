@@ -1,18 +1,14 @@
 // How much memory a model needs on a device at a given context: what `kvlm info` prints
-// and what a session checks against the GPU's free memory before loading.
+// and what a session checks against the GPU's free memory before loading. Each line is
+// reported by the part that owns it; the plan only adds them up.
 #pragma once
-#include <cstddef>
 #include <string>
 #include <vector>
 
-#include "backend.h"
+#include "device.h"
 #include "model/config.h"
 
 namespace kvlm {
-
-// Fixed device buffers of the CUDA backend, here so that the plan and the backend agree.
-constexpr size_t kCudaCublasWorkspace = size_t(32) << 20;  // NVIDIA's suggestion for Hopper
-constexpr size_t kCudaUploadChunk = size_t(64) << 20;      // float32 bytes per upload step
 
 struct MemoryPlan {
   struct Item {
@@ -25,10 +21,9 @@ struct MemoryPlan {
   std::string text() const;  // one aligned line per item, then the total
 };
 
-// Weights in weight_dtype (norms float32), a float32 KV cache of ctx tokens, the
-// activations of a ctx-token prompt run in one call (the largest a session makes), and
-// on cuda the backend's scratch.
-MemoryPlan plan_memory(const ModelConfig& c, int ctx, const std::string& device,
-                       DType weight_dtype);
+// Weights in the device's weight dtype (norms float32), a float32 KV cache of ctx tokens,
+// the activations of a ctx-token prompt run in one call (the largest a session makes), and
+// the backend's own scratch for such a call.
+MemoryPlan plan_memory(const ModelConfig& c, int ctx, const DeviceChoice& device);
 
 }  // namespace kvlm

@@ -10,6 +10,7 @@
 
 #include "device.h"
 #include "memory_plan.h"
+#include "util/text_format.h"
 
 namespace kvlm {
 
@@ -22,15 +23,6 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
 std::string default_model_path() {
   if (const char* env = std::getenv("KVLM_MODEL")) return env;
   return "weights/SmolLM2-135M-Instruct.Q4_1.gguf";
-}
-
-std::string format_bytes(double bytes) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  int u = 0;
-  while (bytes >= 1024 && u < 4) bytes /= 1024, u++;
-  char buf[32];
-  std::snprintf(buf, sizeof buf, u ? "%.1f %s" : "%.0f %s", bytes, units[u]);
-  return buf;
 }
 
 std::string kv_stats_text(const KVCache& cache, const KVStrategy& strategy) {
@@ -71,15 +63,14 @@ Session::Session(const RuntimeOptions& options) : template_name_(options.chat_te
   if (options.model_path.empty() && !std::ifstream(path))
     throw std::runtime_error(path + ": the default model is not here; fetch it with `make model` "
                              "(or weights/get-default.sh), or pass --model PATH");
-  const std::string device = options.device.empty() ? default_device() : options.device;
-  const DType dtype = weight_dtype(device, options.dtype);
-  strategy_ = make_strategy(options.kv);
+  const KVSpec kv = KVSpec::parse(options.kv);
+  make_strategy(kv);  // a bad spec fails before the model loads
   auto start = std::chrono::steady_clock::now();
   file_ = std::make_unique<ModelFile>(path);
-  backend_ = make_backend(device, options.dtype, options.threads);
+  backend_ = make_backend(options.device, options.threads);
   const ModelConfig& c = file_->config();
   int ctx = options.ctx_size > 0 ? options.ctx_size : c.context_length;
-  const MemoryPlan plan = plan_memory(c, ctx, device, dtype);
+  const MemoryPlan plan = plan_memory(c, ctx, options.device);
   try {
     model_ = file_->load(*backend_);
   } catch (const OutOfMemory& e) {
@@ -87,7 +78,7 @@ Session::Session(const RuntimeOptions& options) : template_name_(options.chat_te
                       e.what());
   }
   size_t free_bytes = 0, total_bytes = 0;
-  if (device == "cuda" && gpu_memory(free_bytes, total_bytes) &&
+  if (options.device.device == Device::Cuda && gpu_memory(free_bytes, total_bytes) &&
       plan.total() - plan.items[0].bytes > double(free_bytes))
     std::fprintf(stderr, "warning: at ctx %d the KV cache, activations and scratch may need %s, "
                  "but %s of GPU memory is free; a long prompt may not fit (see `kvlm info -c %d "
@@ -97,6 +88,7 @@ Session::Session(const RuntimeOptions& options) : template_name_(options.chat_te
     std::fprintf(stderr, "warning: --ctx-size %d exceeds the trained context of %d tokens\n",
                  options.ctx_size, c.context_length);
   cache_ = model_->make_cache(ctx);
+  set_strategy(kv);
   if (!options.quiet)
     std::fprintf(stderr, "kvlm: %s (%s, %.0fM params, %d layers) on %s, ctx %d, kv %s, loaded in %.1f s\n",
                  path.c_str(), file_->format().c_str(), file_->parameter_count() / 1e6, c.n_layers,
@@ -109,8 +101,11 @@ ChatTemplate Session::chat_template() const {
   return ChatTemplate::choose(file_->chat_template(), template_name_, tokenizer());
 }
 
-void Session::set_strategy(const std::string& spec) {
-  strategy_ = make_strategy(spec);
+void Session::set_strategy(const KVSpec& spec) {
+  std::unique_ptr<KVStrategy> strategy = make_strategy(spec);
+  const ModelConfig& c = file_->config();
+  observer_ = std::make_unique<KVObserver>(*backend_, *strategy, c.n_heads, c.head_dim);
+  strategy_ = std::move(strategy);
   reset();
 }
 
@@ -120,15 +115,14 @@ void Session::reset() {
 }
 
 std::vector<float> Session::feed(const std::vector<int32_t>& ids) {
-  return feed_with(ids, *strategy_);
+  return feed_with(ids, observer_.get());
 }
 
 std::vector<float> Session::feed_uncompressed(const std::vector<int32_t>& ids) {
-  if (!keep_all_) keep_all_ = make_strategy("full");
-  return feed_with(ids, *keep_all_);
+  return feed_with(ids, nullptr);
 }
 
-std::vector<float> Session::feed_with(const std::vector<int32_t>& ids, KVStrategy& strategy) {
+std::vector<float> Session::feed_with(const std::vector<int32_t>& ids, KVObserver* observer) {
   if (cache_->tokens_seen() + int(ids.size()) > ctx_size())
     throw std::runtime_error("context full: " + std::to_string(cache_->tokens_seen()) + " + " +
                              std::to_string(ids.size()) + " tokens exceed the context size of " +
@@ -137,7 +131,7 @@ std::vector<float> Session::feed_with(const std::vector<int32_t>& ids, KVStrateg
     if (id < 0 || id >= file_->config().vocab_size)
       throw std::runtime_error("token id " + std::to_string(id) + " is outside the vocabulary");
   history_.insert(history_.end(), ids.begin(), ids.end());
-  return model_->forward(ids, *cache_, strategy);
+  return model_->forward(ids, *cache_, observer);
 }
 
 GenerationStats Session::generate(const std::vector<int32_t>& prompt, int n_predict,

@@ -9,7 +9,9 @@
 
 #include "backend.h"
 #include "chat_template.h"
+#include "device.h"
 #include "kv/kv_cache.h"
+#include "kv/observer.h"
 #include "kv/strategy.h"
 #include "model/load.h"
 #include "sample.h"
@@ -20,8 +22,7 @@ struct RuntimeOptions {
   std::string model_path;  // default: the fetched default model
   int ctx_size = 0;        // 0: the model's trained context
   std::string kv = "full";
-  std::string device;      // "" = best available (cuda when a GPU is visible)
-  std::string dtype;       // weight matrices: "" = the device's default (see device.h)
+  DeviceChoice device;     // resolve_device() of --device and --dtype
   int threads = 0;         // 0 = all cores
   std::string chat_template;  // --template name; "" = the model's own
   bool quiet = false;
@@ -55,11 +56,13 @@ class Session {
   Model& model() { return *model_; }
   KVCache& cache() { return *cache_; }
   KVStrategy& strategy() { return *strategy_; }
+  // Seconds the current strategy's observations (scores, norms) took so far.
+  double scoring_seconds() const { return observer_->seconds(); }
   Backend& backend() { return *backend_; }
   int ctx_size() const { return cache_->max_tokens(); }
   const std::vector<int32_t>& history() const { return history_; }
 
-  void set_strategy(const std::string& spec);  // throws std::invalid_argument; keeps the old one
+  void set_strategy(const KVSpec& spec);  // throws std::invalid_argument; keeps the old one
   void reset();                                // forget the conversation
 
   // Runs ids through the model after what the cache holds; returns the last logits.
@@ -67,7 +70,7 @@ class Session {
   std::vector<float> feed(const std::vector<int32_t>& ids);
   // The same with the strategy left out: ids join the cache as they are, next to whatever
   // it kept (query-agnostic evaluation appends the question to a cache compressed without
-  // it). The strategy's decode hooks still see the tokens that follow.
+  // it). The strategy still sees the tokens that follow.
   std::vector<float> feed_uncompressed(const std::vector<int32_t>& ids);
 
   // Feeds the prompt, then samples up to n_predict tokens (fewer at an end-of-generation
@@ -81,7 +84,7 @@ class Session {
                            const std::function<void()>& after_prefill = nullptr);
 
  private:
-  std::vector<float> feed_with(const std::vector<int32_t>& ids, KVStrategy& strategy);
+  std::vector<float> feed_with(const std::vector<int32_t>& ids, KVObserver* observer);
 
   std::string template_name_;
   std::unique_ptr<ModelFile> file_;
@@ -89,11 +92,10 @@ class Session {
   std::unique_ptr<Model> model_;
   std::unique_ptr<KVCache> cache_;
   std::unique_ptr<KVStrategy> strategy_;
-  std::unique_ptr<KVStrategy> keep_all_;  // "full", for feed_uncompressed
+  std::unique_ptr<KVObserver> observer_;  // runs strategy_ inside the forward pass
   std::vector<int32_t> history_;  // every token fed so far (for the repetition penalty)
 };
 
-std::string format_bytes(double bytes);
 // Multi-line summary of the cache: method, bytes held vs full, kept lengths per layer
 // (min / mean / max over KV heads), and the strategy's own report.
 std::string kv_stats_text(const KVCache& cache, const KVStrategy& strategy);

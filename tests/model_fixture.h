@@ -36,6 +36,12 @@ inline LoadedDefaultModel& default_model() {
   return m;
 }
 
+// An observer that runs `strategy` inside the default model's forward pass.
+inline KVObserver observer(KVStrategy& strategy) {
+  const ModelConfig& c = default_model().model->config();
+  return KVObserver(default_model().backend, strategy, c.n_heads, c.head_dim);
+}
+
 // Directory of committed test data (tests/data), found from the working directory.
 inline std::string data_path(const std::string& name) { return "tests/data/" + name; }
 

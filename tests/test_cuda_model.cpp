@@ -55,10 +55,11 @@ std::vector<std::vector<float>> run(Model& model, const std::string& kv,
                                     std::unique_ptr<KVCache>* keep_cache = nullptr) {
   auto cache = model.make_cache(1024);
   auto strategy = make_strategy(kv);
-  std::vector<std::vector<float>> logits{model.forward(prompt, *cache, *strategy)};
+  KVObserver observer(model.backend(), *strategy, model.config().n_heads, model.config().head_dim);
+  std::vector<std::vector<float>> logits{model.forward(prompt, *cache, &observer)};
   for (int i = 0; i < steps; i++) {
     const int32_t next = tokens.empty() ? argmax(logits.back()) : tokens[i];
-    logits.push_back(model.forward({next}, *cache, *strategy));
+    logits.push_back(model.forward({next}, *cache, &observer));
   }
   if (keep_cache) *keep_cache = std::move(cache);
   return logits;

@@ -1,6 +1,6 @@
 // The decode-time methods (streaming, h2o, knorm, simlayerkv) driven through the registry
-// on a real KVCache with hand-made observations: the toy examples of their specs
-// (/work/shared/methods), invariants on random observations, and long decode runs that
+// on a real KVCache with hand-made observations: the worked examples of their notes
+// (src/kv/strategies/<method>.md), invariants on random observations, and long decode runs that
 // must keep every head within budget + slack rows and the cache's memory bounded.
 #include <gtest/gtest.h>
 
@@ -12,7 +12,6 @@
 #include <stdexcept>
 
 #include "kernels/cpu/cpu_backend.h"
-#include "kv/eviction.h"
 #include "kv/kv_cache.h"
 #include "kv/strategy.h"
 
@@ -41,10 +40,12 @@ void append_layer(KVCache& cache, int layer, int T) {
                pos.data(), T);
 }
 
-// One prefill call as the forward pass makes it: per layer, append then observe; the cache
-// advances after the last layer. `fill` adds the observation fields the test hands over.
+// One prefill call as the forward pass and the observer make it: a new sequence on an
+// empty cache, then per layer append and observe; the cache advances after the last layer.
+// `fill` adds the observation fields the test hands over.
 void prefill(KVStrategy& s, KVCache& cache, int T,
              const std::function<void(Observation&)>& fill = {}) {
+  if (cache.tokens_seen() == 0) s.begin_sequence(cache, T);
   for (int l = 0; l < cache.n_layers(); l++) {
     append_layer(cache, l, T);
     Observation obs;
@@ -62,6 +63,7 @@ void prefill(KVStrategy& s, KVCache& cache, int T,
 // the step (attention from `attend`, which sees the cache with the token appended).
 void decode(KVStrategy& s, KVCache& cache,
             const std::function<DecodeObservation(const KVCache&)>& attend = {}) {
+  if (cache.tokens_seen() == 0) s.begin_sequence(cache, 1);  // a one-token prompt
   for (int l = 0; l < cache.n_layers(); l++) append_layer(cache, l, 1);
   cache.advance(1);
   s.on_decode_step(cache, attend ? attend(cache) : DecodeObservation{});
@@ -389,6 +391,7 @@ TEST(KNorm, RopePreservesTheNormRanking) {
     for (int t = 0; t < kL; t++)
       EXPECT_NEAR(obs.key_norms[h][t], norms_before[size_t(h) * kL + t], 1e-5f);
   auto s = make_strategy("knorm:budget=10,skip_layers=0");
+  s->begin_sequence(cache, kL);
   s->on_prefill_layer(cache, obs);
   cache.advance(kL);
   for (int h = 0; h < kHeads; h++) {
@@ -658,25 +661,6 @@ TEST(DecodeMethods, SimLayerKVLazyLayersStayWithinSinksPlusRecent) {
   }
   EXPECT_EQ(cache.length(1, 0), 1030);
   expect_consistent(cache);
-}
-
-// SlotValues carries values over any compaction of its head.
-TEST(Eviction, SlotValuesFollowPositions) {
-  CpuBackend b(1);
-  KVCache cache(b, 1, 1, kDim, 64);
-  append_layer(cache, 0, 5);
-  cache.advance(5);
-  SlotValues values;
-  std::vector<float>& v = values.aligned(cache, 0, 0, 0.0f);
-  v = {10, 11, 12, 13, 14};
-  values.compact(cache, 0, 0, {1, 3, 4});
-  cache.compact(0, 0, {0, 2});  // someone else keeps tokens 1 and 4
-  append_layer(cache, 0, 2);
-  cache.advance(2);
-  EXPECT_EQ(values.aligned(cache, 0, 0, -1.0f), (std::vector<float>{11, 14, -1, -1}));
-  EXPECT_EQ(sinks_and_recent(10, 2, 3), (std::vector<int32_t>{0, 1, 7, 8, 9}));
-  EXPECT_EQ(sinks_and_recent(4, 2, 3), (std::vector<int32_t>{0, 1, 2, 3}));
-  EXPECT_EQ(best_with_recent({5, 1, 3, 0.5f, 2}, 3, 1), (std::vector<int32_t>{0, 2, 4}));
 }
 
 }  // namespace

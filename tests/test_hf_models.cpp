@@ -56,9 +56,9 @@ class HfGolden : public ::testing::TestWithParam<Source> {
   // Logits of the last of `ids`, run as one prefill into a fresh cache.
   std::vector<float> prefill(const std::vector<int32_t>& ids) {
     cache_ = model_->make_cache(256);
-    return model_->forward(ids, *cache_, *full_);
+    return model_->forward(ids, *cache_);
   }
-  std::vector<float> decode(int32_t id) { return model_->forward({id}, *cache_, *full_); }
+  std::vector<float> decode(int32_t id) { return model_->forward({id}, *cache_); }
 
   // Largest |kvlm - reference| over the reference's ids (all when `ids` is null).
   static float worst_difference(const std::vector<float>& logits, const json& reference,
@@ -77,7 +77,6 @@ class HfGolden : public ::testing::TestWithParam<Source> {
   CpuBackend backend_{1};  // tiny models: threads would only wait on each other
   std::unique_ptr<Model> model_;
   std::unique_ptr<KVCache> cache_;
-  std::unique_ptr<KVStrategy> full_ = make_strategy("full");
 };
 
 TEST_P(HfGolden, LastPositionLogitsMatchOverTheWholeVocabulary) {

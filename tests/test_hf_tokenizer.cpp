@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
+#include "model/gguf_tokenizer.h"
 #include "model/gguf.h"
 #include "tests/model_fixture.h"
 #include "tokenizer/tokenizer.h"

@@ -113,6 +113,26 @@ TEST(Backends, CpuRefusesHalfWeightsAndUnknownDevicesAreErrors) {
   }
 }
 
+TEST(Backends, DeviceFlagsResolveOnceToAChoice) {
+  EXPECT_EQ(resolve_device("cpu", "").weights, DType::F32);
+  const DeviceChoice cuda = resolve_device("cuda", "");
+  EXPECT_EQ(cuda.device, Device::Cuda) << "a plan for cuda needs no GPU";
+  EXPECT_EQ(cuda.weights, DType::F16);
+  EXPECT_EQ(resolve_device("cuda", "bf16").weights, DType::BF16);
+  EXPECT_EQ(resolve_device("", "").device, cuda_gpu_count() > 0 ? Device::Cuda : Device::Cpu);
+  EXPECT_THROW(resolve_device("cpu", "f16"), std::invalid_argument);
+  EXPECT_THROW(resolve_device("cpu", "f8"), std::invalid_argument);
+  EXPECT_THROW(resolve_device("tpu", ""), std::invalid_argument);
+}
+
+// The probe kvlm bench divides by: a real, finite rate. 64 MiB is past the CPU caches
+// here; the bound is loose on purpose (a busy machine reads slower, never 0).
+TEST_P(Kernels, ReadBandwidthIsARealRate) {
+  const double bytes_per_second = backend->read_bandwidth(size_t(64) << 20);
+  EXPECT_TRUE(std::isfinite(bytes_per_second));
+  EXPECT_GT(bytes_per_second, 1e8);
+}
+
 TEST_P(Kernels, RmsnormMatchesNaive) {
   Backend& b = *backend;
   const int T = 3, dim = 576;

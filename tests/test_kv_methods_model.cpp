@@ -12,6 +12,7 @@ namespace kvlm {
 namespace {
 
 using test::default_model;
+using test::observer;
 
 // A prompt of ~90 tokens of ordinary prose.
 std::vector<int32_t> prompt_ids() {
@@ -35,10 +36,11 @@ Trace trace(const std::string& spec, const std::vector<int32_t>& prompt, int ste
   auto& m = default_model();
   auto cache = m.model->make_cache(2048);
   auto strategy = make_strategy(spec);
+  KVObserver kv = observer(*strategy);
   Trace r;
-  r.logits.push_back(m.model->forward(prompt, *cache, *strategy));
+  r.logits.push_back(m.model->forward(prompt, *cache, &kv));
   for (int i = 0; i < steps; i++)
-    r.logits.push_back(m.model->forward({argmax(r.logits.back())}, *cache, *strategy));
+    r.logits.push_back(m.model->forward({argmax(r.logits.back())}, *cache, &kv));
   r.stats = cache->stats();
   return r;
 }
@@ -121,7 +123,8 @@ TEST(KvMethodsModel, ResidentMemoryDropsWithCompression) {
   auto resident_with = [&](const std::string& spec, size_t* held) {
     auto cache = m.model->make_cache(4096);
     auto strategy = make_strategy(spec);
-    m.model->forward(long_prompt, *cache, *strategy);
+    KVObserver kv = observer(*strategy);
+    m.model->forward(long_prompt, *cache, &kv);
     *held = cache->stats().bytes_held;
     return resident_bytes();
   };
@@ -142,9 +145,10 @@ TEST(KvMethodsModel, DecodeMaintenanceKeepsTheBudget) {
   for (const char* spec : {"streaming:budget=24,slack=4", "h2o:budget=24,slack=4", "knorm:budget=24,slack=4,skip_layers=0"}) {
     auto cache = m.model->make_cache(2048);
     auto strategy = make_strategy(spec);
-    std::vector<float> logits = m.model->forward(prompt_ids(), *cache, *strategy);
+    KVObserver kv = observer(*strategy);
+    std::vector<float> logits = m.model->forward(prompt_ids(), *cache, &kv);
     for (int step = 0; step < 60; step++) {
-      logits = m.model->forward({argmax(logits)}, *cache, *strategy);
+      logits = m.model->forward({argmax(logits)}, *cache, &kv);
       for (const auto& layer : cache->stats().lengths)
         for (int len : layer) ASSERT_LE(len, 24 + 4) << spec << " step " << step;
     }
@@ -167,18 +171,6 @@ TEST(KvMethodsModel, EveryMethodIsListedWithParametersAndPaper) {
     auto s = make_strategy(m.name);
     EXPECT_EQ(make_strategy(s->name())->name(), s->name());
   }
-}
-
-TEST(KvMethodsModel, CompositionRules) {
-  EXPECT_EQ(make_strategy("snapkv:budget=64+minicache")->name().find("snapkv"), 0u);
-  EXPECT_THROW(make_strategy("streaming:budget=64+minicache"), std::invalid_argument);
-  EXPECT_THROW(make_strategy("snapkv+h2o"), std::invalid_argument);
-  EXPECT_THROW(make_strategy("minicache+snapkv"), std::invalid_argument);
-  EXPECT_THROW(make_strategy("streaming+snapkv"), std::invalid_argument);
-  EXPECT_EQ(split_kv_list("snapkv:budget=64,window=8,h2o:budget=64,full"),
-            (std::vector<std::string>{"snapkv:budget=64,window=8", "h2o:budget=64", "full"}));
-  EXPECT_EQ(split_kv_list("snapkv:budget=64,window=8+minicache:t=0.5,full"),
-            (std::vector<std::string>{"snapkv:budget=64,window=8+minicache:t=0.5", "full"}));
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 
 #include "kernels/cpu/cpu_backend.h"
 #include "kv/kv_cache.h"
+#include "kv/merged_layers.h"
 #include "kv/strategy.h"
 #include "backend_fixture.h"
 #include "model_fixture.h"
@@ -20,6 +21,7 @@ namespace kvlm {
 namespace {
 
 using test::Buf;
+using test::observer;
 using test::random_vector;
 
 // ---- scalar reference (double precision), written from the spec's formulas ----------
@@ -81,10 +83,11 @@ MergedPair merge_one(Backend& b, const std::vector<float>& x, const std::vector<
   const int d = int(x.size());
   const int32_t row = 0;
   Buf bx(b, x), by(b, y), angle(b, 1), dir(b, d), ma(b, 1), mb(b, 1), ra(b, d), rb(b, d);
-  b.pair_angles(angle.ptr, bx.ptr, &row, by.ptr, &row, 1, d);
-  b.merge_pair(dir.ptr, ma.ptr, mb.ptr, bx.ptr, &row, by.ptr, &row, 1, d, t);
-  b.restore_rows(ra.ptr, dir.ptr, ma.ptr, 1, d);
-  b.restore_rows(rb.ptr, dir.ptr, mb.ptr, 1, d);
+  MergeBackend& ops = merge_ops(b);
+  ops.pair_angles(angle.ptr, bx.ptr, &row, by.ptr, &row, 1, d);
+  ops.merge_pair(dir.ptr, ma.ptr, mb.ptr, bx.ptr, &row, by.ptr, &row, 1, d, t);
+  ops.restore_rows(ra.ptr, dir.ptr, ma.ptr, 1, d);
+  ops.restore_rows(rb.ptr, dir.ptr, mb.ptr, 1, d);
   return {angle.host()[0], dir.host(), ra.host(), rb.host(), ma.host()[0], mb.host()[0]};
 }
 
@@ -139,7 +142,7 @@ TEST(MiniCacheToy, ThreeRetainedRestoresExactly) {
   cache.append(1, up.ptr, up.ptr, positions, 2);
   cache.advance(2);
   make_strategy("minicache:start=0,retain=0.5")->after_prefill(cache);
-  ASSERT_EQ(cache.merged_length(0, 0), 1);
+  ASSERT_EQ(cache.shared_length(0, 0), 1);
   EXPECT_EQ(cache.positions(0, 0), (std::vector<int32_t>{0, 1}));
   for (int layer : {0, 1}) {
     const KVHeadView v = cache.view(layer)[0];
@@ -172,10 +175,11 @@ TEST_P(MiniCacheOps, GatheredPairsMatchTheReference) {
       a_rows[i] = int32_t(rng() % rows), c_rows[i] = int32_t(rng() % rows);
     Buf ba(b, a), bc(b, c), angle(b, n), dir(b, size_t(n) * d), ma(b, n), mc(b, n),
         out(b, size_t(n) * d);
-    b.pair_angles(angle.ptr, ba.ptr, a_rows.data(), bc.ptr, c_rows.data(), n, d);
+    MergeBackend& ops = merge_ops(b);
+    ops.pair_angles(angle.ptr, ba.ptr, a_rows.data(), bc.ptr, c_rows.data(), n, d);
     for (float t : {0.0f, 0.3f, 0.6f, 1.0f}) {
-      b.merge_pair(dir.ptr, ma.ptr, mc.ptr, ba.ptr, a_rows.data(), bc.ptr, c_rows.data(), n, d, t);
-      b.restore_rows(out.ptr, dir.ptr, mc.ptr, n, d);
+      ops.merge_pair(dir.ptr, ma.ptr, mc.ptr, ba.ptr, a_rows.data(), bc.ptr, c_rows.data(), n, d, t);
+      ops.restore_rows(out.ptr, dir.ptr, mc.ptr, n, d);
       auto angles = angle.host(), dirs = dir.host(), mags_a = ma.host(), mags_c = mc.host(),
            restored = out.host();
       for (int i = 0; i < n; i++) {
@@ -308,7 +312,7 @@ void expect_restored(const Filled& f, int layer, double t) {
       const int p = positions[slot];
       const float* keys = view[h].keys + size_t(slot) * kDim;
       const float* values = view[h].values + size_t(slot) * kDim;
-      if (slot < f.cache.merged_length(layer, h)) {
+      if (slot < f.cache.shared_length(layer, h)) {
         auto k = ref_restore(f.key(2, p, h), f.key(3, p, h), kDim, t, layer - 2);
         auto v = ref_restore(f.value(2, p, h), f.value(3, p, h), kDim, t, layer - 2);
         for (int c = 0; c < kDim; c++) {
@@ -334,9 +338,9 @@ TEST(MiniCacheCache, MergeRestoresRetainsAndFreesExactBytes) {
   const int retained = 10, merged = kPrompt - retained;  // ceil(0.1 * 100)
 
   for (int h = 0; h < kHeads; h++) {
-    EXPECT_EQ(f.cache.merged_length(2, h), merged);
-    EXPECT_EQ(f.cache.merged_length(3, h), merged);
-    EXPECT_EQ(f.cache.merged_length(1, h), 0);
+    EXPECT_EQ(f.cache.shared_length(2, h), merged);
+    EXPECT_EQ(f.cache.shared_length(3, h), merged);
+    EXPECT_EQ(f.cache.shared_length(1, h), 0);
     // Slots: merged tokens in order, then the retained ones (largest angles) in order.
     std::vector<int32_t> all(kPrompt);
     std::iota(all.begin(), all.end(), 0);
@@ -347,9 +351,9 @@ TEST(MiniCacheCache, MergeRestoresRetainsAndFreesExactBytes) {
     EXPECT_EQ(f.cache.positions(2, h), expected) << "head " << h;
     EXPECT_EQ(f.cache.positions(3, h), expected) << "head " << h;
   }
-  EXPECT_EQ(f.cache.partner(2), 3);
-  EXPECT_EQ(f.cache.partner(3), 2);
-  EXPECT_EQ(f.cache.partner(0), -1);
+  EXPECT_EQ(f.cache.merged_layers().partner(2), 3);
+  EXPECT_EQ(f.cache.merged_layers().partner(3), 2);
+  EXPECT_EQ(f.cache.merged_layers().partner(0), -1);
   expect_restored(f, 2, 0.6);
   expect_restored(f, 3, 0.6);
 
@@ -394,7 +398,7 @@ TEST(MiniCacheCache, NewTokensComeLastAndAttendLikeAnExplicitlyRestoredCache) {
     for (int h = 0; h < kHeads; h++)
       for (int slot = 0; slot < kPrompt + T; slot++) {
         const int p = f.cache.positions(layer, h)[slot];
-        const bool merged = slot < f.cache.merged_length(layer, h);
+        const bool merged = slot < f.cache.shared_length(layer, h);
         auto k = merged ? ref_restore(f.key(2, p, h), f.key(3, p, h), kDim, 0.3, layer - 2)
                         : std::vector<float>(f.key(layer, p, h), f.key(layer, p, h) + kDim);
         auto v = merged ? ref_restore(f.value(2, p, h), f.value(3, p, h), kDim, 0.3, layer - 2)
@@ -421,22 +425,22 @@ TEST(MiniCacheCache, ClearForgetsMergesAndTheCacheWorksAgain) {
   f.append(kPrompt);
   auto strategy = make_strategy("minicache:start=2,retain=0");
   strategy->after_prefill(f.cache);
-  EXPECT_EQ(f.cache.merged_length(2, 0), kPrompt);
+  EXPECT_EQ(f.cache.shared_length(2, 0), kPrompt);
   f.cache.view(3);
   f.cache.clear();
   KVStats st = f.cache.stats();
   EXPECT_EQ(st.bytes_held, 0u);
   EXPECT_EQ(st.bytes_allocated, 0u);
   EXPECT_EQ(st.bytes_scratch, 0u);
-  EXPECT_EQ(f.cache.partner(2), -1);
-  EXPECT_EQ(f.cache.merged_length(2, 0), 0);
+  EXPECT_EQ(f.cache.merged_layers().partner(2), -1);
+  EXPECT_EQ(f.cache.shared_length(2, 0), 0);
   EXPECT_EQ(f.cache.length(3, 1), 0);
 
   for (int l = 0; l < kLayers; l++) f.keys[l].clear(), f.values[l].clear();
   f.append(20);
   EXPECT_EQ(f.cache.view(2)[0].len, 20);
   strategy->after_prefill(f.cache);
-  EXPECT_EQ(f.cache.merged_length(3, 1), 20);
+  EXPECT_EQ(f.cache.shared_length(3, 1), 20);
   expect_restored(f, 3, 0.6);
 }
 
@@ -444,7 +448,7 @@ TEST(MiniCacheCache, CompactKeepsMergedSlotsAndEvictsRows) {
   Filled f;
   f.append(kPrompt);
   make_strategy("minicache:start=2,retain=0.1")->after_prefill(f.cache);
-  const int merged = f.cache.merged_length(2, 0);
+  const int merged = f.cache.shared_length(2, 0);
   std::vector<int32_t> keep(merged);
   std::iota(keep.begin(), keep.end(), 0);
   EXPECT_THROW(f.cache.compact(2, 0, std::vector<int32_t>(keep.begin() + 1, keep.end())),
@@ -464,14 +468,15 @@ TEST(MiniCacheCache, CompactKeepsMergedSlotsAndEvictsRows) {
 TEST(MiniCacheCache, MergeRejectsWhatItCannotDo) {
   Filled f;
   f.append(10);
-  EXPECT_THROW(f.cache.merge(2, 3, 0, {1, 2}, {1}, 0.6f), std::invalid_argument);  // lengths
-  EXPECT_THROW(f.cache.merge(2, 3, 0, {1}, {2}, 0.6f), std::invalid_argument);     // tokens
-  EXPECT_THROW(f.cache.merge(2, 3, 0, {2, 1}, {2, 1}, 0.6f), std::invalid_argument);  // order
-  EXPECT_THROW(f.cache.merge(3, 2, 0, {1}, {1}, 0.6f), std::invalid_argument);  // lower < upper
-  f.cache.merge(2, 3, 0, {1}, {1}, 0.6f);
-  EXPECT_THROW(f.cache.merge(2, 3, 0, {0}, {0}, 0.6f),
+  MergedLayers& merged = f.cache.merged_layers();
+  EXPECT_THROW(merged.merge(f.cache, 2, 3, 0, {1, 2}, {1}, 0.6f), std::invalid_argument);  // lengths
+  EXPECT_THROW(merged.merge(f.cache, 2, 3, 0, {1}, {2}, 0.6f), std::invalid_argument);     // tokens
+  EXPECT_THROW(merged.merge(f.cache, 2, 3, 0, {2, 1}, {2, 1}, 0.6f), std::invalid_argument);  // order
+  EXPECT_THROW(merged.merge(f.cache, 3, 2, 0, {1}, {1}, 0.6f), std::invalid_argument);  // lower < upper
+  merged.merge(f.cache, 2, 3, 0, {1}, {1}, 0.6f);
+  EXPECT_THROW(merged.merge(f.cache, 2, 3, 0, {0}, {0}, 0.6f),
                std::invalid_argument);  // slot 0 is merged now
-  EXPECT_THROW(f.cache.merge(1, 2, 0, {2}, {2}, 0.6f), std::invalid_argument);  // 2 is paired
+  EXPECT_THROW(merged.merge(f.cache, 1, 2, 0, {2}, {2}, 0.6f), std::invalid_argument);  // 2 is paired
 }
 
 // After eviction (snapkv+minicache) the two layers hold different tokens: only the common
@@ -485,12 +490,12 @@ TEST(MiniCacheCache, OnlyTokensBothLayersHoldAreMerged) {
   f.cache.compact(3, 0, keep_upper);
   f.cache.compact(2, 0, {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17});
   make_strategy("minicache:start=2,retain=0")->after_prefill(f.cache);
-  EXPECT_EQ(f.cache.merged_length(2, 0), 13);  // even < 10 (5) and 10..17 (8)
+  EXPECT_EQ(f.cache.shared_length(2, 0), 13);  // even < 10 (5) and 10..17 (8)
   EXPECT_EQ(f.cache.positions(2, 0),
             (std::vector<int32_t>{0, 2, 4, 6, 8, 10, 11, 12, 13, 14, 15, 16, 17, 1, 3, 5, 7, 9}));
   EXPECT_EQ(f.cache.positions(3, 0),
             (std::vector<int32_t>{0, 2, 4, 6, 8, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19}));
-  EXPECT_EQ(f.cache.merged_length(3, 1), 20);
+  EXPECT_EQ(f.cache.shared_length(3, 1), 20);
   expect_restored(f, 2, 0.6);
   expect_restored(f, 3, 0.6);
 }
@@ -510,15 +515,15 @@ TEST(MiniCacheStrategy, MergeEveryMergesDecodedTokensInBatches) {
       // Every 4 steps the candidates (the earlier outliers + 4 new tokens) are cut back
       // by angle to ceil(0.1 * all common tokens): 11 of 104, then 11 of 108.
       const int expected_merged = step < 4 ? 90 : step < 8 ? 93 : 97;
-      EXPECT_EQ(f.cache.merged_length(2, h), expected_merged) << "step " << step;
-      EXPECT_EQ(f.cache.merged_length(3, h), expected_merged) << "step " << step;
+      EXPECT_EQ(f.cache.shared_length(2, h), expected_merged) << "step " << step;
+      EXPECT_EQ(f.cache.shared_length(3, h), expected_merged) << "step " << step;
     }
   }
   for (int h = 0; h < kHeads; h++) {
     std::vector<int32_t> all(kPrompt + 8);
     std::iota(all.begin(), all.end(), 0);
     const auto& positions = f.cache.positions(2, h);
-    std::vector<int32_t> unmerged(positions.begin() + f.cache.merged_length(2, h), positions.end());
+    std::vector<int32_t> unmerged(positions.begin() + f.cache.shared_length(2, h), positions.end());
     // The rule applied batch by batch: a merged token never comes back.
     std::vector<int32_t> first_batch(all.begin(), all.begin() + kPrompt);
     std::vector<int32_t> kept = f.largest_angles(h, first_batch, 10);
@@ -548,8 +553,8 @@ TEST(MiniCacheStrategy, ZeroStatesStayUnmergedAndMergeEveryZeroNeverMergesDecode
   cache.advance(5);
   auto strategy = make_strategy("minicache:retain=0");  // start = 4 / 2 = 2
   strategy->after_prefill(cache);
-  EXPECT_EQ(cache.merged_length(2, 0), 5);
-  EXPECT_EQ(cache.merged_length(2, 1), 4);
+  EXPECT_EQ(cache.shared_length(2, 0), 5);
+  EXPECT_EQ(cache.shared_length(2, 1), 4);
   EXPECT_EQ(cache.positions(3, 1), (std::vector<int32_t>{0, 1, 3, 4, 2}));
   EXPECT_EQ(cache.view(3)[1].values[4 * kDim], 0.0f);  // a row: restored exactly
 
@@ -559,11 +564,11 @@ TEST(MiniCacheStrategy, ZeroStatesStayUnmergedAndMergeEveryZeroNeverMergesDecode
     cache.advance(1);
     strategy->on_decode_step(cache, DecodeObservation{});
   }
-  EXPECT_EQ(cache.merged_length(2, 0), 5);
+  EXPECT_EQ(cache.shared_length(2, 0), 5);
   EXPECT_EQ(cache.length(2, 0), 10);
   strategy->after_prefill(cache);  // the next chat turn merges what accumulated
-  EXPECT_EQ(cache.merged_length(2, 0), 10);
-  EXPECT_EQ(cache.merged_length(3, 1), 9);
+  EXPECT_EQ(cache.shared_length(2, 0), 10);
+  EXPECT_EQ(cache.shared_length(3, 1), 9);
 }
 
 TEST(MiniCacheStrategy, ParametersAndName) {
@@ -594,26 +599,27 @@ TEST(MiniCacheModel, NothingMergedGivesFullLogitsExactly) {
   auto& m = test::default_model();
   std::vector<int32_t> prompt(40);
   std::iota(prompt.begin(), prompt.end(), 300);
-  auto full = make_strategy("full");
   auto none = make_strategy("minicache:retain=1,merge_every=2");
+  KVObserver none_kv = observer(*none);
   auto full_cache = m.model->make_cache(128), none_cache = m.model->make_cache(128);
-  EXPECT_EQ(m.model->forward(prompt, *full_cache, *full),
-            m.model->forward(prompt, *none_cache, *none));
+  EXPECT_EQ(m.model->forward(prompt, *full_cache),
+            m.model->forward(prompt, *none_cache, &none_kv));
   for (int32_t token : {500, 501, 502})
-    EXPECT_EQ(m.model->forward({token}, *full_cache, *full),
-              m.model->forward({token}, *none_cache, *none));
+    EXPECT_EQ(m.model->forward({token}, *full_cache),
+              m.model->forward({token}, *none_cache, &none_kv));
   EXPECT_EQ(none_cache->stats().bytes_held, full_cache->stats().bytes_held);
 
   // And with merging: the deep half holds less, and decoding goes on.
   auto merging = make_strategy("minicache:merge_every=2");
+  KVObserver merging_kv = observer(*merging);
   auto cache = m.model->make_cache(128);
-  m.model->forward(prompt, *cache, *merging);
+  m.model->forward(prompt, *cache, &merging_kv);
   EXPECT_LT(cache->stats().bytes_held, full_cache->stats().bytes_held);
   for (int32_t token : {500, 501, 502})
-    for (float x : m.model->forward({token}, *cache, *merging)) ASSERT_TRUE(std::isfinite(x));
+    for (float x : m.model->forward({token}, *cache, &merging_kv)) ASSERT_TRUE(std::isfinite(x));
   const int n_layers = m.model->config().n_layers;
-  EXPECT_GT(cache->merged_length(n_layers / 2, 0), 0);
-  EXPECT_EQ(cache->merged_length(n_layers / 2 - 1, 0), 0);
+  EXPECT_GT(cache->shared_length(n_layers / 2, 0), 0);
+  EXPECT_EQ(cache->shared_length(n_layers / 2 - 1, 0), 0);
 }
 
 }  // namespace

@@ -34,8 +34,7 @@ constexpr float kNearTie = 2 * kLogitTolerance;
 std::vector<float> prefill(const std::vector<int32_t>& ids) {
   auto& m = default_model();
   auto cache = m.model->make_cache(m.file.config().context_length);
-  auto full = make_strategy("full");
-  return m.model->forward(ids, *cache, *full);
+  return m.model->forward(ids, *cache);
 }
 
 TEST(Golden, TokenIdsMatchReference) {
@@ -73,8 +72,7 @@ TEST(Golden, GreedyTokensMatchReference) {
     auto expected = c["greedy"].get<std::vector<int32_t>>();
     auto margins = c["greedy_margins"].get<std::vector<float>>();
     auto cache = m.model->make_cache(m.file.config().context_length);
-    auto full = make_strategy("full");
-    std::vector<float> logits = m.model->forward(c["ids"].get<std::vector<int32_t>>(), *cache, *full);
+    std::vector<float> logits = m.model->forward(c["ids"].get<std::vector<int32_t>>(), *cache);
     size_t step = 0;
     for (; step < expected.size(); step++) {
       int32_t next = argmax(logits);
@@ -84,7 +82,7 @@ TEST(Golden, GreedyTokensMatchReference) {
             << expected[step] << " with margin " << margins[step];
         break;  // after a near-tie the two continuations are different texts
       }
-      logits = m.model->forward({next}, *cache, *full);
+      logits = m.model->forward({next}, *cache);
     }
     std::printf("%zu/%zu greedy tokens equal: %s\n", step, expected.size(),
                 c["prompt"].get<std::string>().substr(0, 40).c_str());
@@ -97,12 +95,11 @@ TEST(Forward, IncrementalDecodeEqualsPrefill) {
   auto& m = default_model();
   const nlohmann::json g = golden();
   std::vector<int32_t> ids = g["cases"][5]["ids"].get<std::vector<int32_t>>();
-  auto full = make_strategy("full");
   for (size_t split : {size_t(1), ids.size() / 2, ids.size() - 1}) {
     auto cache = m.model->make_cache(256);
     std::vector<float> logits =
-        m.model->forward(std::vector<int32_t>(ids.begin(), ids.begin() + split), *cache, *full);
-    for (size_t i = split; i < ids.size(); i++) logits = m.model->forward({ids[i]}, *cache, *full);
+        m.model->forward(std::vector<int32_t>(ids.begin(), ids.begin() + split), *cache);
+    for (size_t i = split; i < ids.size(); i++) logits = m.model->forward({ids[i]}, *cache);
     std::vector<float> once = prefill(ids);
     float worst = 0;
     for (size_t i = 0; i < once.size(); i++) worst = std::max(worst, std::fabs(once[i] - logits[i]));

@@ -54,9 +54,8 @@ TEST(RandomModel, SmolLM2ShapeRunsOnTheCpu) {
   auto model = f.load(backend);
   auto forward = [&](const std::vector<int32_t>& prompt) {
     auto cache = model->make_cache(64);
-    auto full = make_strategy("full");
-    std::vector<float> logits = model->forward(prompt, *cache, *full);
-    return model->forward({7}, *cache, *full);
+    std::vector<float> logits = model->forward(prompt, *cache);
+    return model->forward({7}, *cache);
   };
   const std::vector<float> a = forward({0, 100, 101, 102});
   const std::vector<float> b = forward({0, 100, 101, 103});

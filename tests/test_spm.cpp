@@ -10,6 +10,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "model/gguf_tokenizer.h"
 #include "model/gguf.h"
 #include "tests/gguf_writer.h"
 #include "tests/model_fixture.h"

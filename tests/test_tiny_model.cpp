@@ -208,13 +208,12 @@ void expect_same_logits(const Tiny& m, const std::string& name, const std::strin
   EXPECT_EQ(f.config().tied_embeddings, m.tied);
   auto model = f.load(*backend);
   auto cache = model->make_cache(64);
-  auto full = make_strategy("full");
   std::vector<int32_t> ids = {5, 17, 94, 3, 60, 60, 11, 42, 7};
-  std::vector<float> got = model->forward(ids, *cache, *full);
+  std::vector<float> got = model->forward(ids, *cache);
   Vec want = reference_logits(m, w, ids);
   for (int i = 0; i < m.vocab; i++) ASSERT_NEAR(got[i], want[i], 1e-4 * (1 + std::fabs(want[i]))) << name << " logit " << i;
   // One decode step continues the same sequence.
-  got = model->forward({33}, *cache, *full);
+  got = model->forward({33}, *cache);
   ids.push_back(33);
   want = reference_logits(m, w, ids);
   for (int i = 0; i < m.vocab; i++) ASSERT_NEAR(got[i], want[i], 1e-4 * (1 + std::fabs(want[i]))) << name << " decode logit " << i;

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "model/gguf_tokenizer.h"
 #include "model/gguf.h"
 #include "tests/gguf_writer.h"
 #include "tests/model_fixture.h"

@@ -1,6 +1,6 @@
 // The window-voting methods (snapkv, pyramidkv, adakv, dynamickv) on a real KVCache with
-// hand-made observations: the toys of shared/methods (README examples A and B, T1-T7, the
-// pyramid toy), invariants on random observations, short prompts, continued prefill and
+// hand-made observations: the worked examples of the method notes in src/kv/strategies
+// (snapkv.md examples A and B and T1-T3, pyramidkv.md, adakv.md, dynamickv.md T7), invariants on random observations, short prompts, continued prefill and
 // the parameter handling.
 #include <gtest/gtest.h>
 
@@ -55,6 +55,7 @@ struct Harness {
   // attention once the layer holds the new tokens; inspect sees each observation first.
   void prefill(KVStrategy& strategy, int T, const std::function<Rows(int)>& rows_for,
                const std::function<void(const Observation&)>& inspect = nullptr) {
+    if (cache.tokens_seen() == 0) strategy.begin_sequence(cache, T);
     for (int l = 0; l < cache.n_layers(); l++) {
       append(l, T);
       const Observation obs = observe(l, T, strategy.needs().window, rows_for(l));

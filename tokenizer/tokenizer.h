@@ -1,5 +1,6 @@
 // Tokenizer interface: text <-> token ids. Byte-level BPE (bpe.cpp) and sentencepiece
-// (spm.cpp) implement it; tokenizer_from_gguf and tokenizer_from_hf_directory build one.
+// (spm.cpp) implement it; tokenizer_from_hf_directory builds one (and, for GGUF files,
+// src/model/gguf_tokenizer.h).
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -7,8 +8,6 @@
 #include <vector>
 
 namespace kvlm {
-
-namespace gguf { class File; }
 
 // Token types as GGUF stores them (tokenizer.ggml.token_type); sentencepiece numbers its
 // piece types the same way.
@@ -77,10 +76,6 @@ class StreamDecoder {
   const Tokenizer& tok_;
   std::string pending_;
 };
-
-// Builds the tokenizer described by a GGUF file's tokenizer.ggml.* metadata.
-// Throws std::runtime_error naming the file and what is missing or unsupported.
-std::unique_ptr<Tokenizer> tokenizer_from_gguf(const gguf::File& file);
 
 // Builds the tokenizer of a Hugging Face model directory: tokenizer.json (byte-level BPE)
 // or tokenizer.model (sentencepiece), with special tokens and BOS/EOS taken from

@@ -2,10 +2,11 @@
 // compiler vectorises them. It is the reference the CUDA kernels are tested against.
 #pragma once
 #include "backend.h"
+#include "merge_backend.h"
 
 namespace kvlm {
 
-class CpuBackend final : public Backend {
+class CpuBackend final : public Backend, public MergeBackend {
  public:
   // n_threads <= 0 means all cores.
   explicit CpuBackend(int n_threads = 0);
@@ -41,6 +42,7 @@ class CpuBackend final : public Backend {
   void copy_rows(float* dst, int dst_stride, const float* src, int src_stride, int rows,
                  int cols) override;
   void compact_rows(float* buf, const int32_t* keep, int n, int cols) override;
+  double read_bandwidth(size_t bytes) override;
 
  private:
   int n_threads_;

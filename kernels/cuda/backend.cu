@@ -7,7 +7,6 @@
 #include <stdexcept>
 
 #include "kernels/cuda/cuda_backend.cuh"
-#include "memory_plan.h"
 
 namespace kvlm {
 
@@ -22,6 +21,8 @@ std::string gib(double bytes) {
 // What a pool may keep of freed memory between synchronisations: small churn (per-step
 // observation buffers) stays cheap, while a compressed KV cache still gives its bytes back.
 constexpr uint64_t kPoolKeepBytes = uint64_t(1) << 30;
+constexpr size_t kCublasWorkspace = size_t(32) << 20;  // NVIDIA's suggestion for Hopper
+constexpr size_t kUploadChunk = size_t(64) << 20;      // float32 bytes per upload step
 
 }  // namespace
 
@@ -56,6 +57,15 @@ CudaDeviceInfo cuda_device_info() {
   return info;
 }
 
+size_t cuda_scratch_bytes(int tokens, int widest_input, int n_heads, int head_dim,
+                          DType weights) {
+  const size_t T = size_t(tokens);
+  return kCublasWorkspace + kUploadChunk        // fixed
+         + T * widest_input * dtype_bytes(weights)  // half_x_: matmul inputs rounded
+         + T * head_dim * sizeof(float)             // gather_: compaction of one head
+         + 2 * size_t(n_heads) * T * sizeof(float); // row_lse_ and partials_
+}
+
 std::unique_ptr<Backend> make_cuda_backend(DType weights) {
   return std::make_unique<CudaBackend>(weights);
 }
@@ -76,8 +86,8 @@ CudaBackend::CudaBackend(DType weights) : weight_dtype_(weights) {
              "cudaMemPoolSetAttribute");
   cublas_check(cublasCreate(&cublas_), "cublasCreate");
   cublas_check(cublasSetStream(cublas_, stream_), "cublasSetStream");
-  cublas_workspace_ = device_alloc(kCudaCublasWorkspace, "the cuBLAS workspace");
-  cublas_check(cublasSetWorkspace(cublas_, cublas_workspace_, kCudaCublasWorkspace),
+  cublas_workspace_ = device_alloc(kCublasWorkspace, "the cuBLAS workspace");
+  cublas_check(cublasSetWorkspace(cublas_, cublas_workspace_, kCublasWorkspace),
                "cublasSetWorkspace");
 }
 
@@ -209,7 +219,7 @@ WeightMatrix CudaBackend::upload_matrix(const float* host, int rows, int cols) {
     return w;
   }
   // Through a float32 chunk on the device, converted there: no second host copy.
-  const size_t chunk = std::min(n, kCudaUploadChunk / sizeof(float));
+  const size_t chunk = std::min(n, kUploadChunk / sizeof(float));
   float* staged = static_cast<float*>(scratch(upload_, chunk * sizeof(float), "the upload buffer"));
   char* dst = static_cast<char*>(const_cast<void*>(w.data));
   for (size_t off = 0; off < n; off += chunk) {

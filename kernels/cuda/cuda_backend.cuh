@@ -16,6 +16,7 @@
 #include <string>
 
 #include "backend.h"
+#include "merge_backend.h"
 #include "kernels/cuda/cuda_backend.h"
 
 namespace kvlm {
@@ -23,7 +24,7 @@ namespace kvlm {
 void cuda_check(cudaError_t e, const char* op);
 void cublas_check(cublasStatus_t s, const char* op);
 
-class CudaBackend final : public Backend {
+class CudaBackend final : public Backend, public MergeBackend {
  public:
   explicit CudaBackend(DType weights);
   ~CudaBackend() override;
@@ -60,6 +61,7 @@ class CudaBackend final : public Backend {
   void copy_rows(float* dst, int dst_stride, const float* src, int src_stride, int rows,
                  int cols) override;
   void compact_rows(float* buf, const int32_t* keep, int n, int cols) override;
+  double read_bandwidth(size_t bytes) override;
 
  private:
   // A device buffer reused from call to call, grown when a call needs more.

@@ -21,6 +21,11 @@ struct CudaDeviceInfo {
 // Device 0; throws std::runtime_error when no GPU is visible.
 CudaDeviceInfo cuda_device_info();
 
+// Device memory the backend keeps beside weights, KV and activations when its largest call
+// has `tokens` tokens: the cuBLAS workspace, the upload chunk and the per-call scratch.
+size_t cuda_scratch_bytes(int tokens, int widest_input, int n_heads, int head_dim,
+                          DType weights);
+
 // A backend on device 0 storing weight matrices as `weights`. Throws std::runtime_error
 // naming the CUDA error when the device cannot be set up.
 std::unique_ptr<Backend> make_cuda_backend(DType weights);

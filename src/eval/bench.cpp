@@ -8,54 +8,17 @@
 #include <random>
 #include <nlohmann/json.hpp>
 
-#include "kernels/cpu/simd.h"
+#include "util/output_file.h"
+#include "util/text_format.h"
 
 namespace kvlm {
 
 namespace {
+// Far beyond any CPU cache or a GPU's L2, so the probe reads main memory.
+constexpr size_t kBandwidthProbeBytes = size_t(1) << 30;
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 }  // namespace
-
-double weight_bytes_per_token(const ModelConfig& c) {
-  const double per_layer = 2.0 * c.dim                              // two norms
-                           + 2.0 * c.dim * c.q_dim()                 // q, o
-                           + 2.0 * c.dim * c.kv_dim()                // k, v
-                           + 3.0 * c.dim * c.ffn_dim;                // gate, up, down
-  const double outside = double(c.vocab_size) * c.dim + c.dim;       // output matrix + norm
-  return (c.n_layers * per_layer + outside) * sizeof(float);
-}
-
-double measure_read_bandwidth() {
-  using simd::Vec;
-  constexpr size_t kStep = 4 * simd::kLanes;
-  const size_t n = size_t(256) << 20;  // 1 GiB of floats: far beyond any cache
-  std::unique_ptr<float[]> buf(new float[n]);
-#pragma omp parallel for schedule(static)
-  for (size_t i = 0; i < n; i++) buf[i] = float(i & 7);
-  double best = 0;
-  for (int rep = 0; rep < 3; rep++) {
-    auto t = Clock::now();
-    double total = 0;
-    // Four independent sums: one running sum would wait on its own adds, not on memory.
-#pragma omp parallel reduction(+ : total)
-    {
-      Vec a = {}, b = {}, c = {}, d = {};
-#pragma omp for schedule(static)
-      for (size_t i = 0; i < n; i += kStep) {
-        a += simd::load(&buf[i]);
-        b += simd::load(&buf[i + simd::kLanes]);
-        c += simd::load(&buf[i + 2 * simd::kLanes]);
-        d += simd::load(&buf[i + 3 * simd::kLanes]);
-      }
-      total += simd::horizontal_sum(a + b + c + d);
-    }
-    double s = since(t);
-    if (total < 0) std::fprintf(stderr, "?");  // keeps the loop from being optimised away
-    best = std::max(best, n * sizeof(float) / s);
-  }
-  return best;
-}
 
 int run_bench(Session& session, const BenchOptions& o) {
   const ModelConfig& c = session.file().config();
@@ -63,12 +26,10 @@ int run_bench(Session& session, const BenchOptions& o) {
     throw std::runtime_error("--prompt-len " + std::to_string(o.prompt_len) + " + --gen " +
                              std::to_string(o.gen) + " exceed the context size of " +
                              std::to_string(session.ctx_size()));
-  if (!o.json_path.empty() && !std::ofstream(o.json_path + ".partial"))
-    throw std::runtime_error(o.json_path + ": cannot write here");
-  std::remove((o.json_path + ".partial").c_str());
+  check_output_path(o.json_path, "--json");
   std::fprintf(stderr, "bench: measuring memory read bandwidth...\n");
-  const double bandwidth = measure_read_bandwidth();
-  const double weight_bytes = weight_bytes_per_token(c);
+  const double bandwidth = session.backend().read_bandwidth(kBandwidthProbeBytes);
+  const double weight_bytes = double(session.model().weight_bytes_read_per_token());
 
   // A prompt of random ordinary tokens: throughput does not depend on the text.
   std::vector<int32_t> prompt(o.prompt_len);
@@ -81,21 +42,22 @@ int run_bench(Session& session, const BenchOptions& o) {
   std::printf("%-28s %7s %13s %9s %9s %12s %14s %10s %10s %10s %10s\n", "method", "prompt",
               "prefill tok/s", "scoring", "TTFT ms", "decode tok/s", "roofline tok/s",
               "% roofline", "KV held", "KV full", "RSS");
-  for (const std::string& spec : o.kv_list) {
-    session.set_strategy(spec);
+  for (const KVSpec& kv : o.kv_list) {
+    const std::string spec = kv.text();
+    session.set_strategy(kv);
     std::fprintf(stderr, "bench: %s: warm-up\n", spec.c_str());
     session.feed(std::vector<int32_t>(prompt.begin(), prompt.begin() + std::min(32, o.prompt_len)));
     session.reset();
 
     std::fprintf(stderr, "bench: %s: prefill %d tokens, decode %d\n", spec.c_str(), o.prompt_len, o.gen);
     Sampler greedy({0.0f, 0, 1.0f, 0.0f, 1.0f, 64, o.seed});
-    const double scoring_before = session.model().scoring_seconds();
+    const double scoring_before = session.scoring_seconds();
     auto t = Clock::now();
     std::vector<float> logits = session.feed(prompt);
     int32_t next = greedy.sample(logits, {});
     const double ttft = since(t);
     const double prefill = ttft;  // sampling one token is negligible next to the prefill
-    const double scoring_share = (session.model().scoring_seconds() - scoring_before) / prefill;
+    const double scoring_share = (session.scoring_seconds() - scoring_before) / prefill;
     const KVStats after_prefill = session.cache().stats();
     t = Clock::now();
     for (int i = 0; i < o.gen; i++) next = greedy.sample(session.feed({next}), {});
@@ -121,18 +83,14 @@ int run_bench(Session& session, const BenchOptions& o) {
                     {"kv_bytes_held", end.bytes_held}, {"kv_bytes_full", end.bytes_full}});
   }
   std::fprintf(stderr,
-               "bench: %s on %s; read bandwidth %.1f GB/s; %s of weights read per token "
-               "(float32)\n",
+               "bench: %s on %s; read bandwidth %.1f GB/s; %s of weights read per token\n",
                session.file().path().c_str(), session.backend().name().c_str(), bandwidth / 1e9,
                format_bytes(weight_bytes).c_str());
   if (!o.json_path.empty()) {
     nlohmann::json doc = {{"model", session.file().path()}, {"backend", session.backend().name()},
                           {"read_bandwidth_bytes_per_s", bandwidth},
                           {"weight_bytes_per_token", weight_bytes}, {"results", rows}};
-    std::string tmp = o.json_path + ".partial";
-    std::ofstream(tmp) << doc.dump(2) << "\n";
-    if (std::rename(tmp.c_str(), o.json_path.c_str()) != 0)
-      throw std::runtime_error(o.json_path + ": cannot write");
+    write_output(o.json_path, doc.dump(2) + "\n", "--json");
   }
   return 0;
 }

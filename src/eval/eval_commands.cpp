@@ -10,23 +10,18 @@
 #include <sstream>
 #include <stdexcept>
 
-#include "chat.h"
+#include "session.h"
+#include "util/output_file.h"
 #include "eval/report.h"
 #include "eval/runner.h"
 #include "eval/svg.h"
 #include "model/json_file.h"
-#include "parse_number.h"
+#include "util/parse_number.h"
+#include "util/text_format.h"
 
 namespace kvlm {
 
 namespace {
-
-std::vector<std::string> split(const std::string& text, char separator) {
-  std::vector<std::string> items;
-  std::stringstream ss(text);
-  for (std::string item; std::getline(ss, item, separator);) items.push_back(item);
-  return items;
-}
 
 double parse_double(const std::string& text, const std::string& flag) {
   const std::optional<double> v = parse_finite(text);
@@ -63,65 +58,60 @@ std::vector<Sentence> read_haystack(const std::string& path) {
   return sentences;
 }
 
-bool has_budget(const std::string& method_name) {
-  for (const MethodInfo& info : known_methods())
-    if (info.name == method_name)
-      for (const auto& [key, value] : info.params)
-        if (key == "budget") return true;
-  return false;
+// "64" -> budget=64; "budget=64" and "ratio=0.25" as they are.
+std::pair<std::string, std::string> budget_param(const std::string& item) {
+  for (const std::string key : {"budget", "ratio"})
+    if (item.size() > key.size() && item.compare(0, key.size(), key) == 0 && item[key.size()] == '=')
+      return {key, item.substr(key.size() + 1)};
+  if (!item.empty() && item.find_first_not_of("0123456789") == std::string::npos) return {"budget", item};
+  throw std::invalid_argument("--budgets " + item + ": give a token count (64), budget=N or ratio=R");
 }
 
-// "64" -> "budget=64"; "budget=64" and "ratio=0.25" as they are.
-std::string budget_param(const std::string& item) {
-  if (item.rfind("budget=", 0) == 0 || item.rfind("ratio=", 0) == 0) return item;
-  if (!item.empty() && item.find_first_not_of("0123456789") == std::string::npos) return "budget=" + item;
-  throw std::invalid_argument("--budgets " + item + ": give a token count (64), budget=N or ratio=R");
+bool takes_budget(const MethodSpec& part) {
+  const MethodInfo* info = find_method(part.name);
+  return info && info->traits.budgeted;
 }
 
 // Every method of the list at every budget; methods without a budget parameter once.
 // `full` joins the list when missing: it tells whether the model can do the task at all.
 std::vector<MethodRun> sweep_methods(const std::string& kv_list, const std::string& budgets) {
-  std::vector<std::string> specs = split_kv_list(kv_list);
-  if (std::find(specs.begin(), specs.end(), "full") == specs.end()) {
+  std::vector<KVSpec> specs = parse_kv_list(kv_list);
+  const KVSpec full = KVSpec::parse("full");
+  if (std::find(specs.begin(), specs.end(), full) == specs.end()) {
     std::fprintf(stderr, "sweep: adding full, the baseline that says what the model can do\n");
-    specs.insert(specs.begin(), "full");
+    specs.insert(specs.begin(), full);
   }
-  std::vector<std::string> params;
+  std::vector<std::pair<std::string, std::string>> params;
   for (const std::string& b : split(budgets, ',')) params.push_back(budget_param(b));
   if (params.empty()) throw std::invalid_argument("--budgets: give at least one budget");
   std::vector<MethodRun> runs;
-  for (const std::string& spec : specs) {
-    std::vector<std::string> parts = split(spec, '+');
+  for (const KVSpec& spec : specs) {
     bool budgeted = false;
-    for (const std::string& part : parts) {
-      const std::string name = part.substr(0, part.find(':'));
-      if (!has_budget(name)) continue;
+    for (const MethodSpec& part : spec.parts) {
+      if (!takes_budget(part)) continue;
       budgeted = true;
-      if (part.find("budget=") != std::string::npos || part.find("ratio=") != std::string::npos)
-        throw std::invalid_argument("--kv-list " + spec + ": the budget comes from --budgets");
+      if (part.has("budget") || part.has("ratio"))
+        throw std::invalid_argument("--kv-list " + spec.text() + ": the budget comes from --budgets");
     }
     if (!budgeted) {
-      runs.push_back({spec, spec, ""});
+      runs.push_back({spec.text(), spec.text(), ""});
       continue;
     }
     // A budget the method cannot take (e.g. not above its window) is left out with a note;
     // a method that takes none of them is an error.
     std::string first_error;
     size_t taken = 0;
-    for (const std::string& p : params) {
-      std::string with_budget;
-      for (const std::string& part : parts) {
-        const bool takes = has_budget(part.substr(0, part.find(':')));
-        with_budget += (with_budget.empty() ? "" : "+") + part +
-                       (takes ? (part.find(':') == std::string::npos ? ":" : ",") + p : "");
-      }
+    for (const auto& [key, value] : params) {
+      KVSpec with_budget = spec;
+      for (MethodSpec& part : with_budget.parts)
+        if (takes_budget(part)) part.set(key, value);
       try {
         make_strategy(with_budget);
-        runs.push_back({with_budget, spec, p});
+        runs.push_back({with_budget.text(), spec.text(), key + "=" + value});
         taken++;
       } catch (const std::invalid_argument& e) {
         if (first_error.empty()) first_error = e.what();
-        std::fprintf(stderr, "sweep: leaving out %s: %s\n", with_budget.c_str(), e.what());
+        std::fprintf(stderr, "sweep: leaving out %s: %s\n", with_budget.text().c_str(), e.what());
       }
     }
     if (taken == 0) throw std::invalid_argument(first_error);
@@ -198,7 +188,7 @@ EvalGrid make_grid(EvalCommand command, const RuntimeOptions& rt, const EvalOpti
   }
   grid.methods = command == EvalCommand::Sweep ? sweep_methods(o.kv_list, o.budgets)
                                                : std::vector<MethodRun>{{rt.kv, rt.kv, ""}};
-  for (const MethodRun& m : grid.methods) make_strategy(m.spec);
+  for (const MethodRun& m : grid.methods) make_strategy(m.spec);  // fail before loading
   return grid;
 }
 

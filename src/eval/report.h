@@ -45,9 +45,4 @@ nlohmann::json cells_json(const std::vector<Cell>& cells, const EvalGrid& grid);
 std::vector<Cell> cells_from_json(const nlohmann::json& cells, EvalGrid& grid);
 nlohmann::json trials_json(const std::vector<TrialRecord>& records, const EvalGrid& grid);
 
-// Output files are checked before any work (flag names the option in the message) and
-// written whole or not at all (a .partial file renamed at the end).
-void check_output_path(const std::string& path, const std::string& flag);
-void write_output(const std::string& path, const std::string& content, const std::string& flag);
-
 }  // namespace kvlm

@@ -82,7 +82,7 @@ std::vector<TrialRecord> run_grid(Session& session, const PromptBuilder& builder
                     int(planned.size() * grid.methods.size()), !quiet);
   std::vector<TrialRecord> records;
   for (size_t m = 0; m < grid.methods.size(); m++) {
-    session.set_strategy(grid.methods[m].spec);
+    session.set_strategy(KVSpec::parse(grid.methods[m].spec));
     for (const Planned& p : planned) {
       char where[96];
       std::snprintf(where, sizeof where, " | ctx %d, depth %.2f, trial %d/%d", p.ctx,

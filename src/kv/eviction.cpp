@@ -27,10 +27,6 @@ SlotValues::Head& SlotValues::head(const KVCache& cache, int layer, int kv_head)
   return heads_[size_t(layer) * cache.n_kv_heads() + kv_head];
 }
 
-void SlotValues::clear_layer(const KVCache& cache, int layer) {
-  for (int h = 0; h < cache.n_kv_heads(); h++) head(cache, layer, h) = Head{};
-}
-
 std::vector<float>& SlotValues::aligned(const KVCache& cache, int layer, int kv_head,
                                         float fill) {
   Head& h = head(cache, layer, kv_head);

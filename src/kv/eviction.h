@@ -28,8 +28,8 @@ std::vector<int32_t> best_with_recent(const std::vector<float>& scores, int budg
 // through any compaction, also one made by another strategy of a composition.
 class SlotValues {
  public:
-  // Forgets the values of one layer (a fresh prompt starts over).
-  void clear_layer(const KVCache& cache, int layer);
+  // Forgets every value (a fresh prompt starts over).
+  void clear() { heads_.clear(); }
   // The values of head (layer, head) for the cache's current slots, in slot order; slots
   // not seen before (tokens appended since) get `fill`. The reference stays valid until
   // the next call for the same head.

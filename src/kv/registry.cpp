@@ -1,10 +1,11 @@
-// --kv spec parsing, the table of known methods, and composition ("a+b").
+// The table of known methods, typed parameters, and composition ("a+b").
 #include <cmath>
 #include <sstream>
 #include <stdexcept>
 
 #include "kv/strategies/strategies.h"
-#include "parse_number.h"
+#include "util/parse_number.h"
+#include "util/text_format.h"
 
 namespace kvlm {
 
@@ -71,6 +72,9 @@ class Composite final : public KVStrategy {
     }
     return n;
   }
+  void begin_sequence(const KVCache& c, int prompt_tokens) override {
+    for (const auto& p : parts_) p->begin_sequence(c, prompt_tokens);
+  }
   void on_prefill_layer(KVCache& c, const Observation& o) override {
     for (const auto& p : parts_) p->on_prefill_layer(c, o);
   }
@@ -90,35 +94,19 @@ class Composite final : public KVStrategy {
   std::vector<std::unique_ptr<KVStrategy>> parts_;
 };
 
-// Observations are computed once per layer for everyone: an observation that one part
-// asked for and another part's eviction made stale would be wrong, so only one part
-// of a composition may use them.
-bool uses_observations(const Needs& n) {
-  return n.window > 0 || n.all_queries || n.key_norms || n.decode_attention;
-}
-
-std::unique_ptr<KVStrategy> make_one(const std::string& spec) {
-  std::string name = spec.substr(0, spec.find(':'));
-  Params params;
-  if (name.size() < spec.size()) {
-    std::stringstream rest(spec.substr(name.size() + 1));
-    std::string item;
-    while (std::getline(rest, item, ',')) {
-      size_t eq = item.find('=');
-      if (eq == std::string::npos || eq == 0 || eq + 1 == item.size())
-        throw std::invalid_argument("--kv " + spec + ": '" + item + "' is not key=value");
-      if (!params.values.emplace(item.substr(0, eq), item.substr(eq + 1)).second)
-        throw std::invalid_argument("--kv " + spec + ": '" + item.substr(0, eq) +
-                                    "' is given twice");
-    }
-  }
+std::unique_ptr<KVStrategy> make_one(const MethodSpec& spec) {
+  const Method* method = nullptr;
   std::vector<std::string> names;
   for (const Method& m : methods()) {
-    if (m.info().name == name) return m.make(params);
     names.push_back(m.info().name);
+    if (names.back() == spec.name) method = &m;
   }
-  throw std::invalid_argument("--kv: unknown method '" + name + "' (available: " + join(names) +
-                              "; see `kvlm methods`)");
+  if (!method)
+    throw std::invalid_argument("--kv: unknown method '" + spec.name + "' (available: " +
+                                join(names) + "; see `kvlm methods`)");
+  Params params;
+  for (const auto& [key, value] : spec.params) params.values.emplace(key, value);
+  return method->make(params);
 }
 
 }  // namespace
@@ -158,13 +146,10 @@ int Budget::resolve(int n_tokens) const {
   return ratio > 0 ? int(std::ceil(ratio * n_tokens - 1e-9)) : tokens;
 }
 
-std::string Budget::spec() const {
-  if (ratio > 0) {
-    std::ostringstream s;
-    s << "ratio=" << ratio;
-    return s.str();
-  }
-  return "budget=" + std::to_string(tokens);
+std::string Budget::spec() const { return (ratio > 0 ? "ratio=" : "budget=") + value(); }
+
+std::string Budget::value() const {
+  return ratio > 0 ? format_number(ratio) : std::to_string(tokens);
 }
 
 Budget read_budget(const Params& p, int fallback_tokens, int min_tokens) {
@@ -176,49 +161,60 @@ Budget read_budget(const Params& p, int fallback_tokens, int min_tokens) {
   return b;
 }
 
-std::unique_ptr<KVStrategy> make_strategy(const std::string& spec) {
+Budget read_count_or_share(const Params& p, const std::string& key, int fallback_tokens) {
+  Budget b;
+  auto it = p.values.find(key);
+  if (it != p.values.end() && it->second.find_first_of(".eE") != std::string::npos)
+    b.ratio = p.get_double(key, 0, 1e-6, 1.0);
+  else
+    b.tokens = p.get_int(key, fallback_tokens, 1);
+  return b;
+}
+
+std::unique_ptr<KVStrategy> make_strategy(const KVSpec& spec) {
   std::vector<std::unique_ptr<KVStrategy>> parts;
-  std::stringstream ss(spec);
-  for (std::string part; std::getline(ss, part, '+');) parts.push_back(make_one(part));
-  if (parts.empty()) throw std::invalid_argument("--kv: empty method spec");
+  for (const MethodSpec& part : spec.parts) parts.push_back(make_one(part));
   if (parts.size() == 1) return std::move(parts.front());
+
+  // Observations are computed once per layer, before any part runs: the one part that
+  // uses them must come first, or it would read scores of slots another part evicted.
+  const std::string where = "--kv " + spec.text() + ": ";
   int observers = 0;
-  for (const auto& p : parts) observers += uses_observations(p->needs());
-  if (observers > 1)
-    throw std::invalid_argument("--kv " + spec + ": only one method of a composition may use "
-                                "attention scores or key norms (e.g. snapkv:budget=128+minicache)");
-  // Observations are computed before any part runs: the observer must act before another
-  // part evicts, or it would read scores of slots that are gone.
-  for (size_t i = 1; i < parts.size(); i++)
-    if (uses_observations(parts[i]->needs()))
-      throw std::invalid_argument("--kv " + spec + ": put the method that uses attention "
-                                  "scores or key norms first (" + parts[i]->name() + ")");
-  if (spec.find("minicache") != std::string::npos &&
-      parts.back()->name().rfind("minicache", 0) != 0)
-    throw std::invalid_argument("--kv " + spec + ": minicache merges what the others kept, so "
-                                "it goes last (e.g. snapkv:budget=128+minicache)");
-  // Merged layers cannot follow a method that keeps evicting while decoding: it would
-  // have to evict inside the shared storage. Prefill-time selection composes cleanly.
-  const bool merges = spec.find("minicache") != std::string::npos;
-  for (const char* decode_evictor : {"streaming", "h2o", "knorm", "simlayerkv"})
-    if (merges && spec.find(decode_evictor) != std::string::npos)
-      throw std::invalid_argument("--kv " + spec + ": minicache composes with prefill-time "
-                                  "methods (snapkv, pyramidkv, adakv, dynamickv), not with " +
-                                  decode_evictor + ", which evicts while decoding");
+  for (size_t i = 0; i < spec.parts.size(); i++) {
+    const MethodTraits& t = find_method(spec.parts[i].name)->traits;
+    if (!t.observes) continue;
+    if (++observers > 1)
+      throw std::invalid_argument(where + "only one method of a composition may use attention "
+                                  "scores or key norms, and " + spec.parts[i].name +
+                                  " is the second (e.g. snapkv:budget=128+minicache)");
+    if (i > 0)
+      throw std::invalid_argument(where + "put the method that uses attention scores or key "
+                                  "norms first (" + parts[i]->name() + ")");
+  }
+  // Merging shares what the others kept, so it goes last; and it cannot follow a method
+  // that keeps evicting while decoding, which would have to evict inside shared storage.
+  for (size_t i = 0; i < spec.parts.size(); i++) {
+    if (!find_method(spec.parts[i].name)->traits.merges_layers) continue;
+    if (i + 1 != spec.parts.size())
+      throw std::invalid_argument(where + spec.parts[i].name + " merges what the others kept, "
+                                  "so it goes last (e.g. snapkv:budget=128+minicache)");
+    for (const MethodSpec& other : spec.parts)
+      if (find_method(other.name)->traits.evicts_while_decoding)
+        throw std::invalid_argument(where + spec.parts[i].name + " composes with prefill-time "
+                                    "methods (snapkv, pyramidkv, adakv, dynamickv), not with " +
+                                    other.name + ", which evicts while decoding");
+  }
   return std::make_unique<Composite>(std::move(parts));
 }
 
-std::vector<std::string> split_kv_list(const std::string& list) {
-  std::vector<std::string> specs;
-  std::stringstream ss(list);
-  for (std::string item; std::getline(ss, item, ',');) {
-    const std::string head = item.substr(0, item.find('+'));  // up to a composition
-    const bool continues = !specs.empty() && head.find('=') != std::string::npos &&
-                           head.find(':') == std::string::npos;
-    if (continues) specs.back() += "," + item;
-    else if (!item.empty()) specs.push_back(item);
-  }
-  return specs;
+std::unique_ptr<KVStrategy> make_strategy(const std::string& spec) {
+  return make_strategy(KVSpec::parse(spec));
+}
+
+const MethodInfo* find_method(const std::string& name) {
+  for (const MethodInfo& info : known_methods())
+    if (info.name == name) return &info;
+  return nullptr;
 }
 
 const std::vector<MethodInfo>& known_methods() {

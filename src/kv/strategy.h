@@ -1,8 +1,9 @@
 // KVStrategy: the policy that decides which past tokens stay in the KV cache.
 //
-// The forward pass asks a strategy what it needs to see (needs()), computes only that on
-// the backend, and calls the hooks below. A strategy decides (indices to keep, budgets,
-// merges) in plain C++ over small host arrays; the cache carries the decisions out.
+// The KV observer (kv/observer.h) asks a strategy what it needs to see (needs()), computes
+// only that on the backend, and calls the hooks below as the forward pass runs. A strategy
+// decides (indices to keep, budgets, merges) in plain C++ over small host arrays; the cache
+// carries the decisions out. src/kv/strategies/README.md introduces the methods.
 //
 // Slots: the rows of one (layer, KV head) in the cache, in order. During a prefill call
 // the new tokens are the last n_new slots of every head; before any eviction slot j of a
@@ -13,10 +14,11 @@
 #include <vector>
 
 #include "kv/kv_cache.h"
+#include "kv/spec.h"
 
 namespace kvlm {
 
-// What the forward pass must compute for the strategy. Nothing is computed unless asked.
+// What the observer must compute for the strategy. Nothing is computed unless asked.
 struct Needs {
   int window = 0;                 // prefill: attention of the last `window` new queries
   bool all_queries = false;       // prefill: attention summed over every new query (H2O)
@@ -51,9 +53,12 @@ class KVStrategy {
   virtual ~KVStrategy() = default;
   // The spec that recreates it with every parameter, e.g. "snapkv:budget=128,window=32,...".
   virtual std::string name() const = 0;
-  // Read at every forward call, so a strategy may stop asking once it has what it needs
-  // (e.g. a detection made at the first decode step).
+  // Read at every forward call, after begin_sequence, so a strategy may stop asking once it
+  // has what it needs (e.g. a detection made at the first decode step).
   virtual Needs needs() const { return {}; }
+  // A new sequence starts on the empty cache with a call of `prompt_tokens` tokens (a
+  // prompt, or a one-token start): forget the last one's state, fix per-prompt budgets.
+  virtual void begin_sequence(const KVCache&, int /*prompt_tokens*/) {}
   // Right after a prefill call (n_new > 1 tokens) appended to and attended with layer
   // obs.layer, before the next layer runs: per-layer eviction frees memory at once.
   virtual void on_prefill_layer(KVCache&, const Observation&) {}
@@ -65,21 +70,29 @@ class KVStrategy {
   virtual std::string report() const { return ""; }
 };
 
+// What the registry and the evaluations need to know of a method without running it.
+struct MethodTraits {
+  bool budgeted = false;               // takes budget= or ratio= (sweeps set it)
+  bool observes = false;               // needs attention scores or key norms
+  bool evicts_while_decoding = false;  // keeps a budget as tokens arrive
+  bool merges_layers = false;          // shares storage across layers (kv/merged_layers.h)
+};
+
 // One entry of `kvlm methods`.
 struct MethodInfo {
   std::string name;
   std::string summary;                                      // one line: what it does
   std::vector<std::pair<std::string, std::string>> params;  // name -> default, as text
   std::string paper;                                        // title + arXiv id; "" for full
+  MethodTraits traits;
 };
 
-// "name:key=value,key=value" or "a:...+b:..." (composition, applied left to right) ->
-// strategy. Throws std::invalid_argument naming the bad part and listing what is valid.
-std::unique_ptr<KVStrategy> make_strategy(const std::string& spec);
+// spec -> strategy (a composition of several parts applies them left to right). Throws
+// std::invalid_argument naming the bad part and listing what is valid.
+std::unique_ptr<KVStrategy> make_strategy(const KVSpec& spec);
+std::unique_ptr<KVStrategy> make_strategy(const std::string& spec);  // parses it first
 const std::vector<MethodInfo>& known_methods();
-
-// "snapkv:budget=64,window=8,h2o:budget=64,full" -> the three specs: a comma starts a new
-// spec unless what follows is key=value of the current one.
-std::vector<std::string> split_kv_list(const std::string& list);
+// The method called `name`, or nullptr.
+const MethodInfo* find_method(const std::string& name);
 
 }  // namespace kvlm

@@ -1,7 +1,6 @@
 #include "kv/window_scores.h"
 
 #include <algorithm>
-#include <sstream>
 #include <stdexcept>
 
 namespace kvlm {
@@ -47,10 +46,23 @@ void check_window_below_budget(const std::string& method, const Budget& budget, 
                                 " (the budget counts the window)");
 }
 
-std::string format_number(double x) {
-  std::ostringstream s;
-  s << x;
-  return s.str();
+std::vector<std::string> voting_param_keys(bool with_gqa) {
+  std::vector<std::string> keys = {"budget", "ratio", "window", "kernel", "pool"};
+  if (with_gqa) keys.push_back("gqa");
+  return keys;
+}
+
+std::vector<std::pair<std::string, std::string>> voting_param_rows(const VotingParams& defaults,
+                                                                   bool with_gqa,
+                                                                   const std::string& budget_note) {
+  const bool max_pool = defaults.pool == Pool::Max, mean_gqa = defaults.gqa == GroupReduce::Mean;
+  std::vector<std::pair<std::string, std::string>> rows = {
+      {"budget", std::to_string(kWindowMethodsBudget) + " (or ratio=r" + budget_note + ")"},
+      {"window", std::to_string(defaults.window)},
+      {"kernel", std::to_string(defaults.kernel)},
+      {"pool", max_pool ? "max (or avg)" : "avg (or max)"}};
+  if (with_gqa) rows.push_back({"gqa", mean_gqa ? "mean (or max)" : "max (or mean)"});
+  return rows;
 }
 
 std::vector<float> prefix_scores(const Observation& obs, int n_kv_heads, int kv_head,

@@ -25,16 +25,26 @@ struct VotingParams {
   GroupReduce gqa = GroupReduce::Mean;  // query heads of a GQA group -> one KV-head score
 };
 
+// The family's defaults, from SnapKV's LongBench runs (window 32, kernel 7, max pooling);
+// snapkv, pyramidkv and adakv keep them, dynamickv changes window and pooling.
+constexpr int kWindowMethodsBudget = 128;
+constexpr VotingParams kSnapKVVoting = {32, 7, Pool::Max, GroupReduce::Mean};
+
 // Reads window= (>= 1), kernel= (odd, >= 1), pool= (max|avg) and gqa= (mean|max), each
 // falling back to `defaults`. Throws std::invalid_argument naming `method`.
 VotingParams read_voting_params(const std::string& method, const Params& params,
                                 const VotingParams& defaults);
 // "window=32,kernel=7,pool=max" and, with with_gqa, ",gqa=mean" (for name()).
 std::string voting_spec(const VotingParams& voting, bool with_gqa);
+// The parameter keys a family method takes before its own: budget, ratio, window, kernel,
+// pool (and gqa).
+std::vector<std::string> voting_param_keys(bool with_gqa);
+// The same as `kvlm methods` rows (name -> default), the budget described by budget_note.
+std::vector<std::pair<std::string, std::string>> voting_param_rows(const VotingParams& defaults,
+                                                                   bool with_gqa,
+                                                                   const std::string& budget_note);
 // A fixed budget counts the window, so it must leave room for at least one prefix token.
 void check_window_below_budget(const std::string& method, const Budget& budget, int window);
-// Shortest text that reads back as x (0.2, not 0.200000), for name().
-std::string format_number(double x);
 
 // Pooled scores of the `prefix_len` first slots of KV head `kv_head` in obs.layer: the
 // window attention of the head's query heads, reduced over the GQA group, then pooled.

@@ -1,17 +1,30 @@
 #include "model/llama.h"
 
 #include <algorithm>
-#include <chrono>
 #include <numeric>
 
 namespace kvlm {
 
-// Activations for T tokens, grown when a longer call comes in.
+// Activations for T tokens, grown when a longer call comes in. layout() is the one list of
+// buffers: scratch() allocates it and activation_bytes() adds it up.
 struct Model::Scratch {
   Backend& b;
   int capacity = 0;
   float *x = nullptr, *xn = nullptr, *q = nullptr, *k = nullptr, *v = nullptr, *att = nullptr,
         *gate = nullptr, *up = nullptr, *logits = nullptr;
+
+  struct Buffer {
+    float* Scratch::*member;
+    size_t per_token, fixed;  // floats: per_token * T + fixed
+  };
+  static std::vector<Buffer> layout(const ModelConfig& c) {
+    return {{&Scratch::x, size_t(c.dim), 0},         {&Scratch::xn, size_t(c.dim), 0},
+            {&Scratch::q, size_t(c.q_dim()), 0},     {&Scratch::att, size_t(c.q_dim()), 0},
+            {&Scratch::k, size_t(c.kv_dim()), 0},    {&Scratch::v, size_t(c.kv_dim()), 0},
+            {&Scratch::gate, size_t(c.ffn_dim), 0},  {&Scratch::up, size_t(c.ffn_dim), 0},
+            {&Scratch::logits, 0, size_t(c.vocab_size)}};  // the last token's only
+  }
+
   explicit Scratch(Backend& backend) : b(backend) {}
   ~Scratch() {
     for (float* p : {x, xn, q, k, v, att, gate, up, logits})
@@ -19,23 +32,20 @@ struct Model::Scratch {
   }
 };
 
+size_t Model::activation_bytes(const ModelConfig& c, int T) {
+  size_t floats = 0;
+  for (const Scratch::Buffer& buf : Scratch::layout(c)) floats += buf.per_token * T + buf.fixed;
+  return floats * sizeof(float);
+}
+
 Model::Scratch& Model::scratch(int T) {
   if (!scratch_ || scratch_->capacity < T) {
-    const ModelConfig& c = config_;
     scratch_.reset();  // free the old buffers before taking bigger ones
     auto fresh = std::make_unique<Scratch>(backend_);
-    Scratch& s = *fresh;
-    s.capacity = T;
+    fresh->capacity = T;
     try {
-      s.x = backend_.alloc(size_t(T) * c.dim);
-      s.xn = backend_.alloc(size_t(T) * c.dim);
-      s.q = backend_.alloc(size_t(T) * c.q_dim());
-      s.att = backend_.alloc(size_t(T) * c.q_dim());
-      s.k = backend_.alloc(size_t(T) * c.kv_dim());
-      s.v = backend_.alloc(size_t(T) * c.kv_dim());
-      s.gate = backend_.alloc(size_t(T) * c.ffn_dim);
-      s.up = backend_.alloc(size_t(T) * c.ffn_dim);
-      s.logits = backend_.alloc(size_t(c.vocab_size));
+      for (const Scratch::Buffer& buf : Scratch::layout(config_))
+        (*fresh).*buf.member = backend_.alloc(buf.per_token * T + buf.fixed);
     } catch (const OutOfMemory& e) {
       throw OutOfMemory("the activations of " + std::to_string(T) +
                         " tokens in one call do not fit: " + e.what());
@@ -74,6 +84,29 @@ void Weights::release(Backend& b) {
   *this = Weights{};
 }
 
+size_t Weights::bytes() const {
+  size_t total = token_embedding.bytes() + (output.data != token_embedding.data ? output.bytes() : 0);
+  for (const LayerWeights& l : layers)
+    for (const WeightMatrix* m : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down})
+      total += m->bytes();
+  if (!layers.empty()) total += (2 * layers.size() + 1) * size_t(token_embedding.cols) * sizeof(float);
+  return total;
+}
+
+size_t Model::weight_bytes_read_per_token() const {
+  if (w_.output.data == w_.token_embedding.data) return w_.bytes();  // tied: read as the output
+  const WeightMatrix& e = w_.token_embedding;
+  return w_.bytes() - e.bytes() + e.bytes() / std::max(e.rows, 1);
+}
+
+size_t Weights::planned_bytes(const ModelConfig& c, DType matrices) {
+  const size_t per_layer = 2 * size_t(c.dim) * c.q_dim() + 2 * size_t(c.dim) * c.kv_dim() +
+                           3 * size_t(c.dim) * c.ffn_dim;
+  const size_t embeddings = size_t(c.vocab_size) * c.dim * (c.tied_embeddings ? 1 : 2);
+  const size_t norms = (2 * size_t(c.n_layers) + 1) * c.dim;
+  return (c.n_layers * per_layer + embeddings) * dtype_bytes(matrices) + norms * sizeof(float);
+}
+
 Model::~Model() {
   scratch_.reset();
   w_.release(backend_);
@@ -85,63 +118,16 @@ std::unique_ptr<KVCache> Model::make_cache(int max_tokens) {
                                    config_.head_dim, max_tokens);
 }
 
-std::vector<std::vector<float>> Model::attention_scores(const KVCache& cache, int layer,
-                                                        const float* q, int T, int first_row,
-                                                        int n_rows, bool average) {
-  const ModelConfig& c = config_;
-  std::vector<KVHeadView> view = cache.view(layer);
-  int stride = 0;
-  for (const KVHeadView& h : view) stride = std::max(stride, h.len);
-  float* out = backend_.alloc(size_t(c.n_heads) * stride);
-  backend_.attention_scores(out, stride, q, view, T, first_row, n_rows, c.n_heads, c.head_dim,
-                            average);
-  std::vector<std::vector<float>> rows(c.n_heads);
-  for (int h = 0; h < c.n_heads; h++) {
-    rows[h].resize(view[h / c.group()].len);
-    backend_.download(rows[h].data(), out + size_t(h) * stride, rows[h].size());
-  }
-  backend_.release(out);
-  return rows;
-}
-
-Observation Model::observe_prefill(const KVCache& cache, int layer, const float* q, int T,
-                                   const Needs& needs) {
-  auto start = std::chrono::steady_clock::now();
-  Observation obs;
-  obs.layer = layer;
-  obs.n_new = T;
-  obs.n_tokens = cache.tokens_seen() + T;  // the cache advances after the last layer
-  obs.window = std::min(needs.window, T);
-  if (obs.window > 0)
-    obs.window_attention = attention_scores(cache, layer, q, T, T - obs.window, obs.window, true);
-  if (needs.all_queries) obs.query_attention_sum = attention_scores(cache, layer, q, T, 0, T, false);
-  if (needs.key_norms) {
-    std::vector<KVHeadView> view = cache.view(layer);
-    for (const KVHeadView& h : view) {
-      float* norms = backend_.alloc(std::max(h.len, 1));
-      backend_.key_norms(norms, h.keys, h.len, config_.head_dim);
-      obs.key_norms.emplace_back(h.len);
-      backend_.download(obs.key_norms.back().data(), norms, h.len);
-      backend_.release(norms);
-    }
-  }
-  scoring_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  return obs;
-}
-
 std::vector<float> Model::forward(const std::vector<int32_t>& tokens, KVCache& cache,
-                                  KVStrategy& strategy) {
+                                  KVObserver* kv) {
   const ModelConfig& c = config_;
   const int T = int(tokens.size());
-  const bool prefill = T > 1;
-  const Needs needs = strategy.needs();
-  DecodeObservation decode_obs;
   Backend& b = backend_;
   Scratch& s = scratch(T);
   std::vector<int32_t> positions(T);
   std::iota(positions.begin(), positions.end(), cache.tokens_seen());
-
   if (c.rope_scaling == RopeScaling::Dynamic) update_rope_frequencies(positions.back() + 1);
+  if (kv) kv->begin_call(cache, T);
 
   b.embedding(s.x, w_.token_embedding, tokens.data(), T);
   for (int l = 0; l < c.n_layers; l++) {
@@ -154,14 +140,9 @@ std::vector<float> Model::forward(const std::vector<int32_t>& tokens, KVCache& c
     b.rope(s.q, positions.data(), inv_freq_, T, c.n_heads, c.head_dim, c.rope_dim);
     b.rope(s.k, positions.data(), inv_freq_, T, c.n_kv_heads, c.head_dim, c.rope_dim);
     cache.append(l, s.k, s.v, positions.data(), T);
-    b.attention(s.att, s.q, cache.view(l), T, c.n_heads, c.head_dim);
-    if (prefill) {
-      strategy.on_prefill_layer(cache, observe_prefill(cache, l, s.q, T, needs));
-    } else if (needs.decode_attention) {
-      auto start = std::chrono::steady_clock::now();
-      decode_obs.attention.push_back(attention_scores(cache, l, s.q, 1, 0, 1, false));
-      scoring_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    }
+    const std::vector<KVHeadView> view = cache.view(l);
+    b.attention(s.att, s.q, view, T, c.n_heads, c.head_dim);
+    if (kv) kv->after_attention(cache, l, s.q, view);  // may evict from this layer
     b.matmul(s.xn, s.att, lw.wo, T);
     b.add(s.x, s.xn, size_t(T) * c.dim);
 
@@ -174,8 +155,7 @@ std::vector<float> Model::forward(const std::vector<int32_t>& tokens, KVCache& c
     b.add(s.x, s.xn, size_t(T) * c.dim);
   }
   cache.advance(T);
-  if (prefill) strategy.after_prefill(cache);
-  else strategy.on_decode_step(cache, decode_obs);
+  if (kv) kv->end_call(cache);
 
   // Only the last token's logits are needed to choose the next token.
   b.rmsnorm(s.xn, s.x + size_t(T - 1) * c.dim, w_.output_norm, 1, c.dim, c.rms_eps);

@@ -6,7 +6,7 @@
 
 #include "backend.h"
 #include "kv/kv_cache.h"
-#include "kv/strategy.h"
+#include "kv/observer.h"
 #include "model/config.h"
 
 namespace kvlm {
@@ -33,6 +33,10 @@ struct Weights {
 
   // Returns every buffer held so far to the backend (a partly loaded set too).
   void release(Backend& backend);
+  // Bytes held on the backend: each matrix at its own dtype (tied storage once), norms f32.
+  size_t bytes() const;
+  // What bytes() will be for `c` with matrices stored as `matrices` (plans before loading).
+  static size_t planned_bytes(const ModelConfig& c, DType matrices);
 };
 
 class Model {
@@ -47,25 +51,24 @@ class Model {
   Backend& backend() { return backend_; }
   std::unique_ptr<KVCache> make_cache(int max_tokens);
 
-  // Runs `tokens` (T >= 1) after everything already in `cache`: prefill when T > 1, one
-  // decode step when T == 1. Returns the logits of the last token.
+  // Runs `tokens` (T >= 1) after everything already in `cache` and returns the logits of
+  // the last token. `kv`, when given, sees every layer right after its attention (the KV
+  // strategy's observations and evictions); without it the cache keeps every token.
   std::vector<float> forward(const std::vector<int32_t>& tokens, KVCache& cache,
-                             KVStrategy& strategy);
+                             KVObserver* kv = nullptr);
 
-  // Seconds spent computing strategy observations (scores, norms) since construction.
-  double scoring_seconds() const { return scoring_seconds_; }
+  size_t weight_bytes() const { return w_.bytes(); }
+  // What one decode step reads of them: every matrix once, but of an untied token
+  // embedding only the token's row.
+  size_t weight_bytes_read_per_token() const;
+  // Activation buffers of a call of T tokens (the scratch forward() grows to).
+  static size_t activation_bytes(const ModelConfig& c, int T);
 
  private:
   struct Scratch;
   Scratch& scratch(int T);
-  // Per query head rows of attention_scores over layer's cache, copied to the host.
-  std::vector<std::vector<float>> attention_scores(const KVCache& cache, int layer,
-                                                   const float* q, int T, int first_row,
-                                                   int n_rows, bool average);
   // Dynamic NTK RoPE: frequencies for a call whose positions end at seq_len - 1.
   void update_rope_frequencies(int seq_len);
-  Observation observe_prefill(const KVCache& cache, int layer, const float* q, int T,
-                              const Needs& needs);
 
   Backend& backend_;
   ModelConfig config_;
@@ -73,7 +76,6 @@ class Model {
   float* inv_freq_ = nullptr;  // backend copy of rope_inv_frequencies(config_, rope_seq_len_)
   int rope_seq_len_ = -1;      // what inv_freq_ was computed for (Dynamic scaling only)
   std::unique_ptr<Scratch> scratch_;
-  double scoring_seconds_ = 0;
 };
 
 }  // namespace kvlm

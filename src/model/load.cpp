@@ -5,6 +5,7 @@
 #include <stdexcept>
 
 #include "model/dequant.h"
+#include "model/gguf_tokenizer.h"
 #include "model/hf_config.h"
 #include "model/random_model.h"
 

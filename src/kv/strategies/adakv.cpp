@@ -9,7 +9,7 @@
 //   Decode: nothing.
 // Paper: Ada-KV: Optimizing KV Cache Eviction by Adaptive Budget Allocation for Efficient
 // LLM Inference (arXiv 2407.11550).
-// kvlm's choices (shared/methods/adakv.md, detail-window-methods.md 4, 13):
+// kvlm's choices (the reasons, and the worked examples the tests check: adakv.md):
 //  - The caps sum to exactly H*B: floor the real-valued blend, then hand the remaining
 //    slots one each to the largest fractional parts (within 1e-6 is a tie -> lower head).
 //    faithful=1: the official round_half_even((1 - alpha) * c + int(alpha * B)), whose
@@ -29,17 +29,15 @@
 
 #include "kv/strategies/strategies.h"
 #include "kv/window_scores.h"
+#include "util/text_format.h"
 
 namespace kvlm {
 
 namespace {
 
 // The official experiments' settings (FFY0/AdaKV LongBench scripts).
-constexpr int kDefaultBudget = 128;
-constexpr int kDefaultWindow = 32;
-constexpr int kDefaultKernel = 7;
-constexpr Pool kDefaultPool = Pool::Max;
-constexpr GroupReduce kDefaultGqa = GroupReduce::Mean;
+constexpr int kDefaultBudget = kWindowMethodsBudget;
+constexpr VotingParams kDefaultVoting = kSnapKVVoting;
 constexpr double kDefaultAlpha = 0.2;  // the author advises >= 0.05; 0 was unstable
 constexpr int kDefaultBeta = 20;
 
@@ -112,11 +110,7 @@ class AdaKVStrategy final : public KVStrategy {
            ",beta=" + std::to_string(beta_) + ",faithful=" + (faithful_ ? "1" : "0");
   }
 
-  Needs needs() const override {
-    Needs n;
-    n.window = voting_.window;
-    return n;
-  }
+  Needs needs() const override { return {.window = voting_.window}; }
 
   void on_prefill_layer(KVCache& cache, const Observation& obs) override {
     const int n_heads = cache.n_kv_heads();
@@ -156,28 +150,27 @@ class AdaKVStrategy final : public KVStrategy {
 }  // namespace
 
 MethodInfo adakv_method_info() {
-  return {"adakv",
+  MethodInfo info = {"adakv",
           "snapkv's window scores; the heads of a layer share its budget by global top-k "
           "(ragged heads)",
-          {{"budget", std::to_string(kDefaultBudget) + " (or ratio=r; average per head)"},
-           {"window", std::to_string(kDefaultWindow)},
-           {"kernel", std::to_string(kDefaultKernel)},
-           {"pool", "max (or avg)"},
-           {"gqa", "mean (or max)"},
-           {"alpha", format_number(kDefaultAlpha)},
-           {"pyramid", "0 (1 = Ada-Pyramid: pyramidkv's layer budgets)"},
-           {"beta", std::to_string(kDefaultBeta) + " (pyramid=1 only)"},
-           {"faithful", "0 (1 = the official rounding and pyramid arithmetic)"}},
+          voting_param_rows(kDefaultVoting, true, "; average per head"),
           "Ada-KV: Optimizing KV Cache Eviction by Adaptive Budget Allocation for Efficient LLM "
-          "Inference (arXiv 2407.11550)"};
+          "Inference (arXiv 2407.11550)",
+          {.budgeted = true, .observes = true}};
+  info.params.insert(info.params.end(),
+                     {{"alpha", format_number(kDefaultAlpha)},
+                      {"pyramid", "0 (1 = Ada-Pyramid: pyramidkv's layer budgets)"},
+                      {"beta", std::to_string(kDefaultBeta) + " (pyramid=1 only)"},
+                      {"faithful", "0 (1 = the official rounding and pyramid arithmetic)"}});
+  return info;
 }
 
 std::unique_ptr<KVStrategy> make_adakv(const Params& params) {
-  params.reject_unknown("adakv", {"budget", "ratio", "window", "kernel", "pool", "gqa", "alpha",
-                                  "pyramid", "beta", "faithful"});
+  std::vector<std::string> keys = voting_param_keys(true);
+  keys.insert(keys.end(), {"alpha", "pyramid", "beta", "faithful"});
+  params.reject_unknown("adakv", keys);
   const Budget budget = read_budget(params, kDefaultBudget);
-  const VotingParams voting = read_voting_params(
-      "adakv", params, {kDefaultWindow, kDefaultKernel, kDefaultPool, kDefaultGqa});
+  const VotingParams voting = read_voting_params("adakv", params, kDefaultVoting);
   check_window_below_budget("adakv", budget, voting.window);
   const double alpha = params.get_double("alpha", kDefaultAlpha, 0.0, 1.0);
   const bool pyramid = params.get_choice("pyramid", {"0", "1"}) == "1";

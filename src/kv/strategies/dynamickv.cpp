@@ -12,7 +12,7 @@
 //   base*L prefix tokens per KV head over the L layers. Decode: nothing.
 // Paper: DynamicKV: Task-Aware Adaptive KV Cache Compression for Long Context LLMs
 // (arXiv 2412.14838).
-// kvlm's choices (shared/methods/dynamickv.md, detail-window-methods.md 5, 13):
+// kvlm's choices (the reasons, and the worked examples the tests check: dynamickv.md):
 //  - Z_j = min(Z_j, rows layer j still holds) in every mode: the official code can hand a
 //    layer more than it holds and then duplicates window rows (a bug, not the method).
 //    A clamped layer's excess is not handed on, so the total can end below base*L.
@@ -48,16 +48,15 @@
 
 #include "kv/strategies/strategies.h"
 #include "kv/window_scores.h"
+#include "util/text_format.h"
 
 namespace kvlm {
 
 namespace {
 
 // The official run scripts' settings (Llama-3: average pooling; Mistral/Qwen2: pool=max).
-constexpr int kDefaultBudget = 128;
-constexpr int kDefaultWindow = 8;
-constexpr int kDefaultKernel = 7;
-constexpr Pool kDefaultPool = Pool::Avg;
+constexpr int kDefaultBudget = kWindowMethodsBudget;
+constexpr VotingParams kDefaultVoting = {8, kSnapKVVoting.kernel, Pool::Avg, GroupReduce::Mean};
 constexpr double kDefaultRmax = 10;  // candidates per layer = rmax * (budget - window)
 constexpr int kDefaultEvery = 4;     // rebalance every 4 layers (hard-coded officially)
 
@@ -72,11 +71,7 @@ class DynamicKVStrategy final : public KVStrategy {
            ",faithful=" + (faithful_ ? "1" : "0");
   }
 
-  Needs needs() const override {
-    Needs n;
-    n.window = voting_.window;
-    return n;
-  }
+  Needs needs() const override { return {.window = voting_.window}; }
 
   void on_prefill_layer(KVCache& cache, const Observation& obs) override {
     if (obs.layer == 0) {  // a new prefill call: scores of an earlier call are stale
@@ -179,26 +174,26 @@ class DynamicKVStrategy final : public KVStrategy {
 }  // namespace
 
 MethodInfo dynamickv_method_info() {
-  return {"dynamickv",
+  MethodInfo info = {"dynamickv",
           "snapkv's window scores; per-layer budgets from a global top-k, rebalanced every "
           "few layers during prefill",
-          {{"budget", std::to_string(kDefaultBudget) + " (or ratio=r; average per layer and head)"},
-           {"window", std::to_string(kDefaultWindow)},
-           {"kernel", std::to_string(kDefaultKernel)},
-           {"pool", "avg (or max)"},
-           {"rmax", format_number(kDefaultRmax)},
-           {"every", std::to_string(kDefaultEvery)},
-           {"faithful", "0 (1 = no rebalance after the last layer when L % every != 0)"}},
+          voting_param_rows(kDefaultVoting, false, "; average per layer and head"),
           "DynamicKV: Task-Aware Adaptive KV Cache Compression for Long Context LLMs "
-          "(arXiv 2412.14838)"};
+          "(arXiv 2412.14838)",
+          {.budgeted = true, .observes = true}};
+  info.params.insert(info.params.end(),
+                     {{"rmax", format_number(kDefaultRmax)},
+                      {"every", std::to_string(kDefaultEvery)},
+                      {"faithful", "0 (1 = no rebalance after the last layer when L % every != 0)"}});
+  return info;
 }
 
 std::unique_ptr<KVStrategy> make_dynamickv(const Params& params) {
-  params.reject_unknown("dynamickv",
-                        {"budget", "ratio", "window", "kernel", "pool", "rmax", "every", "faithful"});
+  std::vector<std::string> keys = voting_param_keys(false);
+  keys.insert(keys.end(), {"rmax", "every", "faithful"});
+  params.reject_unknown("dynamickv", keys);
   const Budget budget = read_budget(params, kDefaultBudget, 2);
-  const VotingParams voting = read_voting_params(
-      "dynamickv", params, {kDefaultWindow, kDefaultKernel, kDefaultPool, GroupReduce::Mean});
+  const VotingParams voting = read_voting_params("dynamickv", params, kDefaultVoting);
   check_window_below_budget("dynamickv", budget, voting.window);
   const double rmax = params.get_double("rmax", kDefaultRmax, 1.0, 1e6);
   const int every = params.get_int("every", kDefaultEvery, 1);

@@ -9,7 +9,7 @@ class FullStrategy final : public KVStrategy {
 };
 
 MethodInfo full_method_info() {
-  return {"full", "keep every token (no compression)", {}, ""};
+  return {"full", "keep every token (no compression)", {}, "", {}};
 }
 
 std::unique_ptr<KVStrategy> make_full(const Params& params) {

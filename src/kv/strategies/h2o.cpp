@@ -9,7 +9,7 @@
 //   exceeds budget + slack rows, the same rule cuts it back to budget.
 // Paper: H2O: Heavy-Hitter Oracle for Efficient Generative Inference of Large Language
 // Models (arXiv 2306.14048).
-// kvlm's choices:
+// kvlm's choices (the reasons, and the worked examples the tests check: h2o.md):
 //  - heavy is a share of the budget: heavy slots = ceil(heavy * budget), the rest is the
 //    recent window (budget 3, heavy=0.5 -> 2 heavy + 1 recent).
 //  - obs=window sums the window queries' attention (mean x window) so prefill scores are
@@ -17,12 +17,12 @@
 //  - A new prompt on a fresh cache resets all scores; a continued prefill (next chat turn)
 //    adds the new queries' attention to the scores the kept slots already have.
 #include <cmath>
-#include <sstream>
 #include <stdexcept>
 
 #include "kv/eviction.h"
 #include "kv/scoring.h"
 #include "kv/strategies/strategies.h"
+#include "util/text_format.h"
 
 namespace kvlm {
 
@@ -33,12 +33,6 @@ constexpr double kDefaultHeavy = 0.5;  // the paper splits the cache evenly: hea
 constexpr int kDefaultWindow = 32;     // obs=window: the SnapKV-family observation window
 constexpr int kDefaultSlack = 0;
 
-std::string format(double x) {
-  std::ostringstream s;
-  s << x;
-  return s.str();
-}
-
 class H2OStrategy final : public KVStrategy {
  public:
   H2OStrategy(Budget budget, double heavy, bool full_obs, int window, int slack)
@@ -46,7 +40,7 @@ class H2OStrategy final : public KVStrategy {
         slack_(slack) {}
 
   std::string name() const override {
-    return "h2o:" + spec_budget_.spec() + ",heavy=" + format(heavy_) +
+    return "h2o:" + spec_budget_.spec() + ",heavy=" + format_number(heavy_) +
            (full_obs_ ? ",obs=full" : ",obs=window,window=" + std::to_string(window_)) +
            ",slack=" + std::to_string(slack_);
   }
@@ -59,11 +53,13 @@ class H2OStrategy final : public KVStrategy {
     return n;
   }
 
+  // A fresh prompt fixes the budget for the conversation and starts the scores over.
+  void begin_sequence(const KVCache&, int prompt_tokens) override {
+    budget_ = std::max(1, spec_budget_.resolve(prompt_tokens));
+    scores_.clear();
+  }
+
   void on_prefill_layer(KVCache& cache, const Observation& obs) override {
-    if (obs.n_tokens == obs.n_new || budget_ == 0) {
-      start(obs.n_tokens);
-      scores_.clear_layer(cache, obs.layer);
-    }
     const auto& rows = full_obs_ ? obs.query_attention_sum : obs.window_attention;
     const float scale = full_obs_ ? 1.0f : float(obs.window);
     for (int h = 0; h < cache.n_kv_heads(); h++) {
@@ -73,11 +69,6 @@ class H2OStrategy final : public KVStrategy {
   }
 
   void on_decode_step(KVCache& cache, const DecodeObservation& obs) override {
-    // A one-token prompt has no prefill call.
-    if (cache.tokens_seen() == 1 || budget_ == 0) {
-      start(cache.tokens_seen());
-      for (int l = 0; l < cache.n_layers(); l++) scores_.clear_layer(cache, l);
-    }
     if (int(obs.attention.size()) != cache.n_layers())
       throw std::logic_error("h2o: decode step without attention for every layer");
     for (int l = 0; l < cache.n_layers(); l++)
@@ -88,8 +79,6 @@ class H2OStrategy final : public KVStrategy {
   }
 
  private:
-  // A fresh prompt fixes the budget for the conversation.
-  void start(int n_tokens) { budget_ = std::max(1, spec_budget_.resolve(n_tokens)); }
   int recent() const { return budget_ - int(std::ceil(heavy_ * budget_ - 1e-9)); }
 
   // Adds scale x (mean over the GQA group of `per_query_head`) to the head's scores.
@@ -127,12 +116,13 @@ MethodInfo h2o_method_info() {
   return {"h2o",
           "heavy hitters (most attention received so far) + recent window, maintained while decoding",
           {{"budget", std::to_string(kDefaultBudget) + " (or ratio=r)"},
-           {"heavy", format(kDefaultHeavy)},
+           {"heavy", format_number(kDefaultHeavy)},
            {"obs", "full (or window)"},
            {"window", std::to_string(kDefaultWindow) + " (obs=window only)"},
            {"slack", std::to_string(kDefaultSlack)}},
           "H2O: Heavy-Hitter Oracle for Efficient Generative Inference of Large Language Models "
-          "(arXiv 2306.14048)"};
+          "(arXiv 2306.14048)",
+          {.budgeted = true, .observes = true, .evicts_while_decoding = true}};
 }
 
 std::unique_ptr<KVStrategy> make_h2o(const Params& params) {

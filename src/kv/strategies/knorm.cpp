@@ -7,7 +7,7 @@
 //   budget.
 // Paper: A Simple and Effective L2 Norm-Based Strategy for KV Cache Compression
 // (arXiv 2406.11430); official code github.com/alessiodevoto/l2compress.
-// kvlm's choices:
+// kvlm's choices (the reasons, and the worked examples the tests check: knorm.md):
 //  - skip_layers=2: the official README and scripts use skip_layers=[0, 1].
 //  - Norms of the cached keys, i.e. after RoPE, as the official code does (torch.norm of
 //    the Hugging Face cache's keys, which are stored rotated). RoPE rotates coordinate
@@ -55,11 +55,13 @@ class KNormStrategy final : public KVStrategy {
     return n;
   }
 
+  // A fresh prompt fixes the budget for the conversation and forgets every norm.
+  void begin_sequence(const KVCache&, int prompt_tokens) override {
+    budget_ = std::max(1, spec_budget_.resolve(prompt_tokens));
+    norms_.clear();
+  }
+
   void on_prefill_layer(KVCache& cache, const Observation& obs) override {
-    if (obs.n_tokens == obs.n_new || budget_ == 0) {
-      start(obs.n_tokens);
-      norms_.clear_layer(cache, obs.layer);
-    }
     if (obs.layer < skip_layers_) return;
     if (int(obs.key_norms.size()) != cache.n_kv_heads())
       throw std::logic_error("knorm: prefill without key norms for layer " +
@@ -75,11 +77,6 @@ class KNormStrategy final : public KVStrategy {
   }
 
   void on_decode_step(KVCache& cache, const DecodeObservation&) override {
-    // A one-token prompt has no prefill call.
-    if (cache.tokens_seen() == 1 || budget_ == 0) {
-      start(cache.tokens_seen());
-      for (int l = 0; l < cache.n_layers(); l++) norms_.clear_layer(cache, l);
-    }
     for (int l = skip_layers_; l < cache.n_layers(); l++)
       for (int h = 0; h < cache.n_kv_heads(); h++)
         if (over_budget(cache.length(l, h), budget_, slack_))
@@ -87,9 +84,6 @@ class KNormStrategy final : public KVStrategy {
   }
 
  private:
-  // A fresh prompt fixes the budget for the conversation.
-  void start(int n_tokens) { budget_ = std::max(1, spec_budget_.resolve(n_tokens)); }
-
   // Keeps `budget_` slots: the newest `protect`, then unknown-norm slots (newest first),
   // then the smallest known norms.
   void cut(KVCache& cache, int layer, int head, const std::vector<float>& norm) {
@@ -127,7 +121,8 @@ MethodInfo knorm_method_info() {
            {"protect", std::to_string(kDefaultProtect)},
            {"slack", std::to_string(kDefaultSlack)}},
           "A Simple and Effective L2 Norm-Based Strategy for KV Cache Compression "
-          "(arXiv 2406.11430)"};
+          "(arXiv 2406.11430)",
+          {.budgeted = true, .observes = true, .evicts_while_decoding = true}};
 }
 
 std::unique_ptr<KVStrategy> make_knorm(const Params& params) {

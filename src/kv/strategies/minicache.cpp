@@ -2,10 +2,10 @@
 // are paired (start, start+1), (start+2, start+3), ... For each pair and KV head, a token
 // both layers hold is split into one shared direction (slerp of the two unit vectors,
 // weight t toward the upper layer) and one magnitude per layer; keys and values are
-// merged separately. The KVCache stores the pair's directions once and restores each
-// layer's states (direction * magnitude) for attention, so the memory saving is real.
+// merged separately. The cache's MergedLayers store the pair's directions once and restore
+// each layer's states (direction * magnitude) for attention, so the memory saving is real.
 //
-// Choices (the spec in shared/methods/minicache.md says "check" for the threshold rule):
+// Choices (the reasons, and the worked examples the tests check: minicache.md):
 // - Retention. The paper keeps unmerged the tokens whose angular distance between the two
 //   layers is largest, with a threshold gamma on the distance range (0.05 in its
 //   experiments, the best trade-off in its gamma ablation). Its official repository
@@ -33,6 +33,7 @@
 #include <stdexcept>
 #include <unordered_map>
 
+#include "kv/merged_layers.h"
 #include "kv/strategies/strategies.h"
 
 namespace kvlm {
@@ -82,7 +83,7 @@ class MiniCacheStrategy final : public KVStrategy {
     for (int lower = start; lower + 1 < cache.n_layers(); lower += 2, pairs++)
       for (int h = 0; h < cache.n_kv_heads(); h++) {
         kept += merge_head(cache, lower, lower + 1, h);
-        merged += cache.merged_length(lower, h);
+        merged += cache.shared_length(lower, h);
       }
     std::ostringstream s;
     const double per_head = double(pairs * cache.n_kv_heads());
@@ -97,10 +98,10 @@ class MiniCacheStrategy final : public KVStrategy {
     const std::vector<int32_t>& lower_positions = cache.positions(lower, head);
     const std::vector<int32_t>& upper_positions = cache.positions(upper, head);
     std::unordered_map<int32_t, int32_t> upper_slot;
-    for (int slot = cache.merged_length(upper, head); slot < int(upper_positions.size()); slot++)
+    for (int slot = cache.shared_length(upper, head); slot < int(upper_positions.size()); slot++)
       upper_slot[upper_positions[slot]] = slot;
     std::vector<int32_t> lower_slots, upper_slots;
-    for (int slot = cache.merged_length(lower, head); slot < int(lower_positions.size()); slot++) {
+    for (int slot = cache.shared_length(lower, head); slot < int(lower_positions.size()); slot++) {
       auto it = upper_slot.find(lower_positions[slot]);
       if (it == upper_slot.end()) continue;
       lower_slots.push_back(slot);
@@ -108,8 +109,9 @@ class MiniCacheStrategy final : public KVStrategy {
     }
     if (lower_slots.empty()) return 0;
 
-    const KVCache::PairAngles angles =
-        cache.pair_angles(lower, upper, head, lower_slots, upper_slots);
+    MergedLayers& merged_layers = cache.merged_layers();
+    const MergedLayers::PairAngles angles =
+        merged_layers.pair_angles(cache, lower, upper, head, lower_slots, upper_slots);
     const int n = int(lower_slots.size());
     std::vector<float> angle(n);
     std::vector<int> mergeable;
@@ -117,7 +119,7 @@ class MiniCacheStrategy final : public KVStrategy {
       angle[i] = std::max(angles.keys[i], angles.values[i]);
       if (angles.keys[i] >= 0 && angles.values[i] >= 0) mergeable.push_back(i);
     }
-    const int total = cache.merged_length(lower, head) + int(mergeable.size());
+    const int total = cache.shared_length(lower, head) + int(mergeable.size());
     const int n_retain =
         std::min(int(mergeable.size()), int(std::ceil(retain_ * total - 1e-9)));
     std::stable_sort(mergeable.begin(), mergeable.end(),
@@ -131,7 +133,7 @@ class MiniCacheStrategy final : public KVStrategy {
         merge_lower.push_back(lower_slots[i]);
         merge_upper.push_back(upper_slots[i]);
       }
-    cache.merge(lower, upper, head, merge_lower, merge_upper, float(t_));
+    merged_layers.merge(cache, lower, upper, head, merge_lower, merge_upper, float(t_));
     return n - int(merge_lower.size());
   }
 
@@ -149,7 +151,8 @@ MethodInfo minicache_method_info() {
           "merge the KV of adjacent deep layers: shared slerp directions + per-layer magnitudes",
           {{"start", "n_layers/2"}, {"t", "0.6"}, {"retain", "0.05"}, {"merge_every", "0"}},
           "MiniCache: KV Cache Compression in Depth Dimension for Large Language Models "
-          "(arXiv 2405.14366)"};
+          "(arXiv 2405.14366)",
+          {.merges_layers = true}};
 }
 
 std::unique_ptr<KVStrategy> make_minicache(const Params& params) {

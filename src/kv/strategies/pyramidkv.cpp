@@ -7,7 +7,7 @@
 //   prefix slots (snapkv's scores) plus the window. Decode: nothing.
 // Paper: PyramidKV: Dynamic KV Cache Compression based on Pyramidal Information Funneling
 // (arXiv 2406.02069).
-// kvlm's choices (shared/methods/snapkv-pyramidkv.md, detail-window-methods.md 3, 13):
+// kvlm's choices (the reasons, and the worked examples the tests check: pyramidkv.md):
 //  - Scoring, GQA reduction (mean default, one set per KV head; no per-query-head mode
 //    because kvlm stores one set per KV head), window, ties and ratio= as snapkv.
 //  - Default window 32 like the other methods (the official runs use 8: window=8).
@@ -25,11 +25,8 @@ namespace kvlm {
 namespace {
 
 // KVCache-Factory's defaults, except the window (see above).
-constexpr int kDefaultBudget = 128;
-constexpr int kDefaultWindow = 32;
-constexpr int kDefaultKernel = 7;
-constexpr Pool kDefaultPool = Pool::Max;
-constexpr GroupReduce kDefaultGqa = GroupReduce::Mean;
+constexpr int kDefaultBudget = kWindowMethodsBudget;
+constexpr VotingParams kDefaultVoting = kSnapKVVoting;
 constexpr int kDefaultBeta = 20;
 
 class PyramidKVStrategy final : public KVStrategy {
@@ -42,11 +39,7 @@ class PyramidKVStrategy final : public KVStrategy {
            ",beta=" + std::to_string(beta_) + ",faithful=" + (faithful_ ? "1" : "0");
   }
 
-  Needs needs() const override {
-    Needs n;
-    n.window = voting_.window;
-    return n;
-  }
+  Needs needs() const override { return {.window = voting_.window}; }
 
   void on_prefill_layer(KVCache& cache, const Observation& obs) override {
     const std::vector<int> layer_budgets = pyramid_prefix_budgets(
@@ -66,25 +59,23 @@ class PyramidKVStrategy final : public KVStrategy {
 }  // namespace
 
 MethodInfo pyramidkv_method_info() {
-  return {"pyramidkv",
+  MethodInfo info = {"pyramidkv",
           "snapkv's window voting with per-layer budgets shrinking linearly up the layers",
-          {{"budget", std::to_string(kDefaultBudget) + " (or ratio=r; average per layer)"},
-           {"window", std::to_string(kDefaultWindow)},
-           {"kernel", std::to_string(kDefaultKernel)},
-           {"pool", "max (or avg)"},
-           {"gqa", "mean (or max)"},
-           {"beta", std::to_string(kDefaultBeta)},
-           {"faithful", "0 (1 = KVCache-Factory's arithmetic)"}},
+          voting_param_rows(kDefaultVoting, true, "; average per layer"),
           "PyramidKV: Dynamic KV Cache Compression based on Pyramidal Information Funneling "
-          "(arXiv 2406.02069)"};
+          "(arXiv 2406.02069)",
+          {.budgeted = true, .observes = true}};
+  info.params.push_back({"beta", std::to_string(kDefaultBeta)});
+  info.params.push_back({"faithful", "0 (1 = KVCache-Factory's arithmetic)"});
+  return info;
 }
 
 std::unique_ptr<KVStrategy> make_pyramidkv(const Params& params) {
-  params.reject_unknown("pyramidkv",
-                        {"budget", "ratio", "window", "kernel", "pool", "gqa", "beta", "faithful"});
+  std::vector<std::string> keys = voting_param_keys(true);
+  keys.insert(keys.end(), {"beta", "faithful"});
+  params.reject_unknown("pyramidkv", keys);
   const Budget budget = read_budget(params, kDefaultBudget);
-  const VotingParams voting = read_voting_params(
-      "pyramidkv", params, {kDefaultWindow, kDefaultKernel, kDefaultPool, kDefaultGqa});
+  const VotingParams voting = read_voting_params("pyramidkv", params, kDefaultVoting);
   check_window_below_budget("pyramidkv", budget, voting.window);
   const int beta = params.get_int("beta", kDefaultBeta, 1);
   const bool faithful = params.get_choice("faithful", {"0", "1"}) == "1";

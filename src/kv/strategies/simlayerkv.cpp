@@ -10,7 +10,8 @@
 //   when a head exceeds sinks + recent + slack rows).
 // Paper: SimLayerKV: A Simple Framework for Layer-Level KV Cache Reduction
 // (arXiv 2410.13846); official code github.com/sail-sg/SimLayerKV (LongBench/).
-// kvlm's choices (from the official code):
+// kvlm's choices, from the official code (the reasons, and the worked examples the tests
+// check: simlayerkv.md):
 //  - delta=0.9, its threshold for LLaMA3-8B (LLaMA2 0.65, Mistral 0.8, Qwen 0.85); kvlm's
 //    models are LLaMA-3-style (GQA), so the LLaMA3 value is the default.
 //  - probe=32: its prefill detection averages the last 32 queries. (Its active default is
@@ -26,14 +27,14 @@
 //    decoding, as the spec asks, and a layer stays lazy for the rest of the conversation
 //    (its middle tokens are gone). A chat turn's prefill can find more lazy layers.
 //  - detect=decode asks for decode attention only until the step that detects (the
-//    forward pass reads needs() on every call), so later steps cost nothing extra.
+//    observer reads needs() on every call), so later steps cost nothing extra.
 #include <algorithm>
 #include <cmath>
-#include <sstream>
 #include <stdexcept>
 
 #include "kv/eviction.h"
 #include "kv/strategies/strategies.h"
+#include "util/text_format.h"
 
 namespace kvlm {
 
@@ -45,33 +46,16 @@ constexpr int kDefaultRecent = 1024;
 constexpr int kDefaultProbe = 32;
 constexpr int kDefaultSlack = 0;
 
-std::string format(double x) {
-  std::ostringstream s;
-  s << x;
-  return s.str();
-}
-
-// Recent window: a token count, or a share of the prompt (0 < r <= 1) when written with a
-// decimal point or exponent.
-struct Recent {
-  int tokens = 0;
-  double ratio = 0;
-  int resolve(int n_tokens) const {
-    return ratio > 0 ? std::max(1, int(std::ceil(ratio * n_tokens - 1e-9))) : tokens;
-  }
-  std::string spec() const { return ratio > 0 ? format(ratio) : std::to_string(tokens); }
-};
-
 class SimLayerKVStrategy final : public KVStrategy {
  public:
-  SimLayerKVStrategy(double delta, int sinks, Recent recent, int probe, bool detect_at_decode,
+  SimLayerKVStrategy(double delta, int sinks, Budget recent, int probe, bool detect_at_decode,
                      int slack)
       : delta_(delta), sinks_(sinks), spec_recent_(recent), probe_(probe),
         detect_at_decode_(detect_at_decode), slack_(slack) {}
 
   std::string name() const override {
-    return "simlayerkv:delta=" + format(delta_) + ",sinks=" + std::to_string(sinks_) +
-           ",recent=" + spec_recent_.spec() +
+    return "simlayerkv:delta=" + format_number(delta_) + ",sinks=" + std::to_string(sinks_) +
+           ",recent=" + spec_recent_.value() +
            (detect_at_decode_ ? ",detect=decode" : ",probe=" + std::to_string(probe_) + ",detect=prefill") +
            ",slack=" + std::to_string(slack_);
   }
@@ -79,31 +63,24 @@ class SimLayerKVStrategy final : public KVStrategy {
   Needs needs() const override {
     Needs n;
     if (!detect_at_decode_) n.window = probe_;
-    // Before the first prompt too, so the registry counts this method as an observer.
-    else n.decode_attention = detect_pending_ || lazy_.empty();
+    else n.decode_attention = detect_pending_ || lazy_.empty();  // not detected yet
     return n;
   }
 
+  // A fresh prompt: no layer is lazy yet, and the recent window is fixed for it.
+  void begin_sequence(const KVCache& cache, int prompt_tokens) override {
+    lazy_.assign(cache.n_layers(), false);
+    recent_ = spec_recent_.resolve(prompt_tokens);
+    detect_pending_ = detect_at_decode_;
+  }
+
   void on_prefill_layer(KVCache& cache, const Observation& obs) override {
-    if (obs.n_tokens == obs.n_new || lazy_.empty()) {  // a fresh prompt: the layer starts over
-      lazy_.resize(cache.n_layers());
-      lazy_[obs.layer] = false;
-      recent_ = spec_recent_.resolve(obs.n_tokens);
-    }
     if (detect_at_decode_) detect_pending_ = true;
     else if (lazy_mass(obs.window_attention) > delta_) lazy_[obs.layer] = true;
     if (lazy_[obs.layer]) cut_layer(cache, obs.layer, 0);
   }
 
   void on_decode_step(KVCache& cache, const DecodeObservation& obs) override {
-    // A one-token prompt has no prefill call.
-    if (cache.tokens_seen() == 1 || lazy_.empty()) {
-      lazy_.assign(cache.n_layers(), false);
-      recent_ = spec_recent_.resolve(cache.tokens_seen());
-      detect_pending_ = detect_at_decode_;
-    }
-    // A new conversation opened by a one-token prompt finds out only now that it must
-    // detect; the attention it asks for arrives with the next step.
     if (detect_pending_ && int(obs.attention.size()) == cache.n_layers()) {
       for (int l = 0; l < cache.n_layers(); l++)
         if (!lazy_[l] && lazy_mass(obs.attention[l]) > delta_) {
@@ -148,7 +125,7 @@ class SimLayerKVStrategy final : public KVStrategy {
 
   double delta_;
   int sinks_;
-  Recent spec_recent_;
+  Budget spec_recent_;  // a count, or a share of the prompt
   int probe_;
   bool detect_at_decode_;
   int slack_;
@@ -162,25 +139,21 @@ class SimLayerKVStrategy final : public KVStrategy {
 MethodInfo simlayerkv_method_info() {
   return {"simlayerkv",
           "detect lazy layers (attention on sinks + recent > delta) and keep only sinks + recent there",
-          {{"delta", format(kDefaultDelta)},
+          {{"delta", format_number(kDefaultDelta)},
            {"sinks", std::to_string(kDefaultSinks)},
            {"recent", std::to_string(kDefaultRecent) + " (or a share of the prompt, e.g. 0.25)"},
            {"probe", std::to_string(kDefaultProbe)},
            {"detect", "prefill (or decode)"},
            {"slack", std::to_string(kDefaultSlack)}},
-          "SimLayerKV: A Simple Framework for Layer-Level KV Cache Reduction (arXiv 2410.13846)"};
+          "SimLayerKV: A Simple Framework for Layer-Level KV Cache Reduction (arXiv 2410.13846)",
+          {.observes = true, .evicts_while_decoding = true}};
 }
 
 std::unique_ptr<KVStrategy> make_simlayerkv(const Params& params) {
   params.reject_unknown("simlayerkv", {"delta", "sinks", "recent", "probe", "detect", "slack"});
   const double delta = params.get_double("delta", kDefaultDelta, 0.0, 1.0);
   const int sinks = params.get_int("sinks", kDefaultSinks, 0);
-  Recent recent;
-  auto it = params.values.find("recent");
-  if (it != params.values.end() && it->second.find_first_of(".eE") != std::string::npos)
-    recent.ratio = params.get_double("recent", 0, 1e-6, 1.0);
-  else
-    recent.tokens = params.get_int("recent", kDefaultRecent, 1);
+  const Budget recent = read_count_or_share(params, "recent", kDefaultRecent);
   const int probe = params.get_int("probe", kDefaultProbe, 1);
   const bool detect_at_decode = params.get_choice("detect", {"prefill", "decode"}) == "decode";
   if (detect_at_decode && params.values.count("probe"))

@@ -5,7 +5,7 @@
 //   top budget - window prefix slots plus the window. Every head keeps the same count.
 //   Decode: nothing (each head grows by one row per token).
 // Paper: SnapKV: LLM Knows What You are Looking for Before Generation (arXiv 2404.14469).
-// kvlm's choices (shared/methods/snapkv-pyramidkv.md, detail-window-methods.md 1-2):
+// kvlm's choices (the reasons, and the worked examples the tests check: snapkv.md):
 //  - window attention is the MEAN over the window queries (the paper sums; same ranking);
 //    fp32 throughout.
 //  - GQA: scores are reduced over the group (gqa=mean default, or max) before pooling, and
@@ -24,11 +24,8 @@ namespace kvlm {
 namespace {
 
 // The paper's LongBench runs: window 32, kernel 7, max pooling.
-constexpr int kDefaultBudget = 128;
-constexpr int kDefaultWindow = 32;
-constexpr int kDefaultKernel = 7;
-constexpr Pool kDefaultPool = Pool::Max;
-constexpr GroupReduce kDefaultGqa = GroupReduce::Mean;
+constexpr int kDefaultBudget = kWindowMethodsBudget;
+constexpr VotingParams kDefaultVoting = kSnapKVVoting;
 
 class SnapKVStrategy final : public KVStrategy {
  public:
@@ -38,11 +35,7 @@ class SnapKVStrategy final : public KVStrategy {
     return "snapkv:" + budget_.spec() + "," + voting_spec(voting_, true);
   }
 
-  Needs needs() const override {
-    Needs n;
-    n.window = voting_.window;
-    return n;
-  }
+  Needs needs() const override { return {.window = voting_.window}; }
 
   void on_prefill_layer(KVCache& cache, const Observation& obs) override {
     const int prefix_budget = budget_.resolve(obs.n_tokens) - obs.window;
@@ -60,19 +53,15 @@ class SnapKVStrategy final : public KVStrategy {
 MethodInfo snapkv_method_info() {
   return {"snapkv",
           "the last window's attention votes for prefix tokens (pooled); top budget per head",
-          {{"budget", std::to_string(kDefaultBudget) + " (or ratio=r)"},
-           {"window", std::to_string(kDefaultWindow)},
-           {"kernel", std::to_string(kDefaultKernel)},
-           {"pool", "max (or avg)"},
-           {"gqa", "mean (or max)"}},
-          "SnapKV: LLM Knows What You are Looking for Before Generation (arXiv 2404.14469)"};
+          voting_param_rows(kDefaultVoting, true, ""),
+          "SnapKV: LLM Knows What You are Looking for Before Generation (arXiv 2404.14469)",
+          {.budgeted = true, .observes = true}};
 }
 
 std::unique_ptr<KVStrategy> make_snapkv(const Params& params) {
-  params.reject_unknown("snapkv", {"budget", "ratio", "window", "kernel", "pool", "gqa"});
+  params.reject_unknown("snapkv", voting_param_keys(true));
   const Budget budget = read_budget(params, kDefaultBudget);
-  const VotingParams voting = read_voting_params(
-      "snapkv", params, {kDefaultWindow, kDefaultKernel, kDefaultPool, kDefaultGqa});
+  const VotingParams voting = read_voting_params("snapkv", params, kDefaultVoting);
   check_window_below_budget("snapkv", budget, voting.window);
   return std::make_unique<SnapKVStrategy>(budget, voting);
 }

@@ -22,16 +22,20 @@ class Params {
   std::string get_choice(const std::string& key, const std::vector<std::string>& choices) const;
 };
 
-// Tokens per KV head (window and sinks included): a fixed count (budget=N) or a share of
-// the tokens seen (ratio=r -> ceil(r * n)).
+// A number of tokens (per KV head, window and sinks included): a fixed count, or a share
+// of the tokens seen (r -> ceil(r * n)).
 struct Budget {
   int tokens = 0;
   double ratio = 0;
   int resolve(int n_tokens) const;
-  std::string spec() const;  // "budget=128" or "ratio=0.1"
+  std::string spec() const;   // as budget= or ratio=: "budget=128" or "ratio=0.1"
+  std::string value() const;  // the number alone: "128" or "0.1"
 };
 // Reads budget= or ratio= (not both); `fallback_tokens` when neither is given.
 Budget read_budget(const Params& p, int fallback_tokens, int min_tokens = 1);
+// Reads one parameter that is a count, or a share when written with a decimal point or
+// an exponent (recent=1024, recent=0.25).
+Budget read_count_or_share(const Params& p, const std::string& key, int fallback_tokens);
 
 // Each method file defines these two; registry.cpp lists them.
 #define KVLM_METHOD(id)                        \

@@ -4,7 +4,7 @@
 //   Prefill (per layer, per KV head): keep [0, sinks) U the last budget - sinks slots.
 //   Decode: when a head exceeds budget + slack rows, cut it back to the same shape.
 // Paper: Efficient Streaming Language Models with Attention Sinks (arXiv 2309.17453).
-// kvlm's choices:
+// kvlm's choices (the reasons, and the worked examples the tests check: streaming.md):
 //  - Positions stay the original ones (keys are cached after RoPE and never re-rotated).
 //    The paper renumbers positions inside its rolling cache; we keep them like every
 //    other method, so the methods differ only in what they keep.
@@ -35,23 +35,22 @@ class StreamingStrategy final : public KVStrategy {
            ",slack=" + std::to_string(slack_);
   }
 
+  // A fresh prompt fixes the budget for the conversation.
+  void begin_sequence(const KVCache&, int prompt_tokens) override {
+    budget_ = std::max(1, spec_budget_.resolve(prompt_tokens));
+  }
+
   void on_prefill_layer(KVCache& cache, const Observation& obs) override {
-    if (obs.n_tokens == obs.n_new || budget_ == 0) start(obs.n_tokens);
     for (int h = 0; h < cache.n_kv_heads(); h++) cut(cache, obs.layer, h);
   }
 
   void on_decode_step(KVCache& cache, const DecodeObservation&) override {
-    // A one-token prompt has no prefill call.
-    if (cache.tokens_seen() == 1 || budget_ == 0) start(cache.tokens_seen());
     for (int l = 0; l < cache.n_layers(); l++)
       for (int h = 0; h < cache.n_kv_heads(); h++)
         if (over_budget(cache.length(l, h), budget_, slack_)) cut(cache, l, h);
   }
 
  private:
-  // A fresh prompt fixes the budget for the conversation.
-  void start(int n_tokens) { budget_ = std::max(1, spec_budget_.resolve(n_tokens)); }
-
   void cut(KVCache& cache, int layer, int head) const {
     const int len = cache.length(layer, head);
     if (len <= budget_) return;
@@ -72,7 +71,8 @@ MethodInfo streaming_method_info() {
           {{"budget", std::to_string(kDefaultBudget) + " (or ratio=r)"},
            {"sinks", std::to_string(kDefaultSinks)},
            {"slack", std::to_string(kDefaultSlack)}},
-          "Efficient Streaming Language Models with Attention Sinks (arXiv 2309.17453)"};
+          "Efficient Streaming Language Models with Attention Sinks (arXiv 2309.17453)",
+          {.budgeted = true, .evicts_while_decoding = true}};
 }
 
 std::unique_ptr<KVStrategy> make_streaming(const Params& params) {

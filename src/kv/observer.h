@@ -1,0 +1,56 @@
+// KVObserver: what stands between the forward pass and a KV strategy.
+//
+// The forward pass calls it three times per call: begin_call before the first layer,
+// after_attention once per layer (the layer's keys are in the cache and its queries
+// attended), end_call after the last layer. The observer computes on the backend only what
+// the strategy's needs() asks for, hands it over as Observations, and keeps the time that
+// took (bench reports it as the scoring share of prefill).
+//
+// Call kinds: a call of more than one token is a prefill (a prompt, or the next chat turn
+// over what the cache holds); a one-token call is a decode step. A call on an empty cache
+// starts a new sequence: the strategy hears begin_sequence first.
+#pragma once
+#include <vector>
+
+#include "backend.h"
+#include "kv/kv_cache.h"
+#include "kv/strategy.h"
+
+namespace kvlm {
+
+class KVObserver {
+ public:
+  // n_heads, head_dim: the model's query heads (the cache knows its KV heads).
+  KVObserver(Backend& backend, KVStrategy& strategy, int n_heads, int head_dim);
+
+  KVStrategy& strategy() { return strategy_; }
+  // Seconds spent computing observations since construction.
+  double seconds() const { return seconds_; }
+
+  void begin_call(KVCache& cache, int n_new);
+  // q: this call's rotated queries on the backend, [n_new][n_heads * head_dim]; view: the
+  // layer's cache as attention just read it (so nothing is gathered twice).
+  void after_attention(KVCache& cache, int layer, const float* q,
+                       const std::vector<KVHeadView>& view);
+  // After every layer appended and the cache advanced past the call.
+  void end_call(KVCache& cache);
+
+ private:
+  // Per query head, the softmax attention of query rows [first_row, first_row + n_rows) of
+  // this call over the slots of its KV head, summed (or averaged), copied to the host.
+  std::vector<std::vector<float>> attention_rows(const std::vector<KVHeadView>& view,
+                                                 const float* q, int first_row, int n_rows,
+                                                 bool average);
+  std::vector<std::vector<float>> key_norms(const std::vector<KVHeadView>& view);
+
+  Backend& backend_;
+  KVStrategy& strategy_;
+  int n_heads_, head_dim_;
+  double seconds_ = 0;
+  // The call in progress:
+  int n_new_ = 0;
+  Needs needs_;
+  DecodeObservation decode_;
+};
+
+}  // namespace kvlm

@@ -1,0 +1,62 @@
+// The memory plan adds up what each owner reports, so the plan made before loading must
+// agree with what the loaded model, its activations and the cache really hold.
+#include <gtest/gtest.h>
+
+#include <numeric>
+
+#include "device.h"
+#include "kernels/cpu/cpu_backend.h"
+#include "memory_plan.h"
+#include "model/load.h"
+
+namespace kvlm {
+namespace {
+
+TEST(MemoryPlan, PlannedWeightsAreTheLoadedWeights) {
+  CpuBackend backend(2);
+  ModelFile file("random:smollm2-135m");
+  auto model = file.load(backend);
+  const ModelConfig& c = file.config();
+  EXPECT_EQ(Weights::planned_bytes(c, DType::F32), model->weight_bytes());
+  // 134,515,008 parameters (the model card), all float32 on the cpu.
+  EXPECT_EQ(model->weight_bytes(), size_t(134515008) * 4);
+  // A tied embedding is read as the output matrix: every byte once per token.
+  EXPECT_EQ(model->weight_bytes_read_per_token(), model->weight_bytes());
+  EXPECT_EQ(Weights::planned_bytes(c, DType::F16),
+            size_t(134515008 - (2 * 30 + 1) * 576) * 2 + size_t(2 * 30 + 1) * 576 * 4);
+}
+
+TEST(MemoryPlan, KVBytesPerTokenIsWhatAFullCacheHolds) {
+  CpuBackend backend(1);
+  const int layers = 3, heads = 2, head_dim = 8, T = 5;
+  KVCache cache(backend, layers, heads, head_dim, 16);
+  std::vector<float> rows(size_t(T) * heads * head_dim, 1.0f);
+  std::vector<int32_t> positions(T);
+  std::iota(positions.begin(), positions.end(), 0);
+  for (int l = 0; l < layers; l++) cache.append(l, rows.data(), rows.data(), positions.data(), T);
+  cache.advance(T);
+  EXPECT_EQ(cache.stats().bytes_held, T * KVCache::bytes_per_token(layers, heads, head_dim));
+  EXPECT_EQ(cache.stats().bytes_full, cache.stats().bytes_held);
+}
+
+TEST(MemoryPlan, LinesAreTheOwnersNumbersAndAddUp) {
+  const ModelConfig c = ModelFile("random:smollm2-135m").config();
+  const int ctx = 1000;
+  const MemoryPlan cpu = plan_memory(c, ctx, resolve_device("cpu", ""));
+  ASSERT_EQ(cpu.items.size(), 3u) << "the cpu keeps no scratch of its own";
+  EXPECT_EQ(cpu.items[0].bytes, double(Weights::planned_bytes(c, DType::F32)));
+  EXPECT_EQ(cpu.items[1].bytes,
+            double(ctx * KVCache::bytes_per_token(c.n_layers, c.n_kv_heads, c.head_dim)));
+  EXPECT_EQ(cpu.items[2].bytes, double(Model::activation_bytes(c, ctx)));
+  // x, xn, q, att, k, v, gate, up per token, plus the last token's logits.
+  EXPECT_EQ(Model::activation_bytes(c, 1),
+            (2 * 576 + 2 * 576 + 2 * 192 + 2 * 1536 + 49152) * sizeof(float));
+  EXPECT_DOUBLE_EQ(cpu.total(), cpu.items[0].bytes + cpu.items[1].bytes + cpu.items[2].bytes);
+
+  const MemoryPlan cuda = plan_memory(c, ctx, resolve_device("cuda", ""));
+  EXPECT_EQ(cuda.items[0].bytes, double(Weights::planned_bytes(c, DType::F16)));
+  EXPECT_EQ(cuda.items.size(), cuda_built() ? 4u : 3u) << "a CUDA build plans its scratch";
+}
+
+}  // namespace
+}  // namespace kvlm
