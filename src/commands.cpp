@@ -11,6 +11,8 @@
 
 #include "device.h"
 #include "eval/bench.h"
+#include "eval/kept.h"
+#include "eval/svg.h"
 #include "memory_plan.h"
 #include "util/output_file.h"
 #include "util/text_format.h"
@@ -80,7 +82,13 @@ std::string render_kept(const Tokenizer& tok, const std::vector<int32_t>& prompt
 int run_command(const RuntimeOptions& rt, const RunOptions& o) {
   std::string text = o.prompt_file.empty() ? o.prompt : read_file(o.prompt_file);
   check_output_path(o.json_path, "--json");
-  Session session(rt);
+  check_output_path(o.kept_svg, "--kept-svg");
+  const std::vector<KVSpec> specs = o.kv_list.empty() ? std::vector<KVSpec>{KVSpec::parse(rt.kv)}
+                                                      : o.kv_list;
+  for (const KVSpec& spec : specs) make_strategy(spec);  // fail before loading
+  RuntimeOptions first = rt;
+  first.kv = specs.front().text();
+  Session session(first);
   const Tokenizer& tok = session.tokenizer();
   std::vector<int32_t> ids;
   if (o.chat) {
@@ -100,37 +108,58 @@ int run_command(const RuntimeOptions& rt, const RunOptions& o) {
     throw std::invalid_argument("--show-kept " + std::to_string(o.show_kept) + ": the model has " +
                                 std::to_string(session.file().config().n_layers) + " layers (0.." +
                                 std::to_string(session.file().config().n_layers - 1) + ")");
-  auto show_kept = [&] {
-    if (o.show_kept < 0) return;
-    const bool color = isatty(STDERR_FILENO) && !std::getenv("NO_COLOR");
-    std::string text = render_kept(tok, ids, session.cache(), o.show_kept, color);
-    std::fwrite(text.data(), 1, text.size(), stderr);
-  };
-  Sampler sampler(o.sampling);
-  GenerationStats st = session.generate(ids, o.n_predict, sampler, [](const std::string& piece) {
-    std::fwrite(piece.data(), 1, piece.size(), stdout);
+
+  std::vector<KeptPanel> panels;
+  nlohmann::json runs = nlohmann::json::array();
+  for (size_t i = 0; i < specs.size(); i++) {
+    if (i > 0) session.set_strategy(specs[i]);
+    if (specs.size() > 1) std::printf("%s--- %s\n", i ? "\n" : "", specs[i].text().c_str());
+    auto after_prefill = [&] {
+      if (o.show_kept >= 0) {
+        const bool color = isatty(STDERR_FILENO) && !std::getenv("NO_COLOR");
+        const std::string kept = render_kept(tok, ids, session.cache(), o.show_kept, color);
+        std::fwrite(kept.data(), 1, kept.size(), stderr);
+      }
+      if (!o.kept_svg.empty())
+        panels.push_back(capture_kept(specs[i].text(), session.cache(), session.strategy(),
+                                      int(ids.size())));
+    };
+    Sampler sampler(o.sampling);
+    GenerationStats st = session.generate(ids, o.n_predict, sampler, [](const std::string& piece) {
+      std::fwrite(piece.data(), 1, piece.size(), stdout);
+      std::fflush(stdout);
+    }, nullptr, after_prefill);
+    std::fputs("\n", stdout);
     std::fflush(stdout);
-  }, nullptr, show_kept);
-  std::fputs("\n", stdout);
-  KVStats kv = session.cache().stats();
-  if (o.stats) {
-    std::fprintf(stderr, "prompt %d tokens in %.2f s (%.1f tok/s); generated %d tokens in %.2f s (%.2f tok/s)%s\n",
-                 st.prompt_tokens, st.prefill_seconds, st.prefill_tokens_per_second(),
-                 st.generated_tokens, st.decode_seconds, st.decode_tokens_per_second(),
-                 st.context_full ? "; stopped: context full" : "");
-    std::fputs(kv_stats_text(session.cache(), session.strategy()).c_str(), stderr);
+    KVStats kv = session.cache().stats();
+    if (o.stats) {
+      std::fprintf(stderr, "prompt %d tokens in %.2f s (%.1f tok/s); generated %d tokens in %.2f s (%.2f tok/s)%s\n",
+                   st.prompt_tokens, st.prefill_seconds, st.prefill_tokens_per_second(),
+                   st.generated_tokens, st.decode_seconds, st.decode_tokens_per_second(),
+                   st.context_full ? "; stopped: context full" : "");
+      std::fputs(kv_stats_text(session.cache(), session.strategy()).c_str(), stderr);
+    }
+    runs.push_back({{"prompt_tokens", st.prompt_tokens},
+                    {"generated_tokens", st.generated_tokens},
+                    {"prefill_seconds", st.prefill_seconds},
+                    {"decode_seconds", st.decode_seconds},
+                    {"stopped_at_end_token", st.hit_end},
+                    {"kv_method", session.strategy().name()},
+                    {"kv_report", session.strategy().report()},
+                    {"kv_bytes_held", kv.bytes_held},
+                    {"kv_bytes_full", kv.bytes_full},
+                    {"kv_lengths", kv.lengths}});
   }
+  // One method: its object, as always; several: {"runs": [one object per method]}.
   if (!o.json_path.empty())
-    write_output(o.json_path, nlohmann::json{{"prompt_tokens", st.prompt_tokens},
-                             {"generated_tokens", st.generated_tokens},
-                             {"prefill_seconds", st.prefill_seconds},
-                             {"decode_seconds", st.decode_seconds},
-                             {"stopped_at_end_token", st.hit_end},
-                             {"kv_method", session.strategy().name()},
-                             {"kv_report", session.strategy().report()},
-                             {"kv_bytes_held", kv.bytes_held},
-                             {"kv_bytes_full", kv.bytes_full},
-                             {"kv_lengths", kv.lengths}}.dump(2) + "\n", "--json");
+    write_output(o.json_path, (specs.size() == 1 ? runs[0] : nlohmann::json{{"runs", runs}}).dump(2) + "\n",
+                 "--json");
+  if (!o.kept_svg.empty())
+    write_output(o.kept_svg,
+                 kept_map_svg("What each method kept of a " + std::to_string(ids.size()) +
+                                  "-token prompt (" + session.file().path() + ")",
+                              token_texts(tok, ids), panels, KeptMarks{}),
+                 "--kept-svg");
   return 0;
 }
 

@@ -16,6 +16,8 @@ struct RunOptions {
   int show_kept = -1;  // >= 0: after prefill, show the prompt tokens this layer kept
   std::string system;
   std::string json_path;
+  std::string kept_svg;          // draw what each method kept of the prompt (eval/svg.h)
+  std::vector<KVSpec> kv_list;   // several methods in turn; empty: --kv alone
   SamplingParams sampling;
 };
 

@@ -36,7 +36,7 @@ void add_runtime_flags(CLI::App* cmd, RuntimeOptions& rt, DeviceFlags& dev, bool
   cmd->add_option("-t,--threads", rt.threads, "CPU threads (default: all cores)")
       ->check(CLI::Range(1, 1024));
   cmd->add_flag("-v,--verbose", rt.verbose, "more detail");
-  cmd->add_flag("-q,--quiet", rt.quiet, "no banner");
+  cmd->add_flag("-q,--quiet", rt.quiet, "no banner, no progress lines");
 }
 
 void add_template_flag(CLI::App* cmd, RuntimeOptions& rt) {
@@ -88,10 +88,18 @@ CLI::App* add_eval_command(CLI::App& app, const std::string& name, const std::st
   CLI::Option* json = cmd->add_option("--json", e.json_path, "write the settings, cells and every answer as JSON to this file");
   cmd->add_option("--svg", e.svg_path, name == "sweep" ? "write a line chart (accuracy vs budget) as SVG"
                                                         : "write the heatmap (context x depth) as SVG");
-  cmd->add_option("--replot", e.replot_path,
+  CLI::Option* replot = cmd->add_option("--replot", e.replot_path,
                   "show the results of an earlier run from its --json file (the table, --csv, --svg) "
                   "without loading the model or running anything")
       ->excludes(json);
+  CLI::Option* kept = cmd->add_option(
+      "--kept-svg", e.kept_svg,
+      "draw which tokens every layer and KV head kept of one prompt, one panel per method, with "
+      "the question and the planted key marked, as an SVG image")->excludes(replot);
+  cmd->add_option("--kept-prompt", e.kept_prompt,
+                  "the prompt --kept-svg draws: 0 = the first of the run (prompts go by context, "
+                  "then trial, then depth)")
+      ->default_val(e.kept_prompt)->check(CLI::Range(0, 1 << 30))->needs(kept);
   if (name != "passkey") {
     cmd->add_option("--haystack", e.haystack, "filler text file of your own (default: built-in essay generator)");
     cmd->add_option("--needles", e.needles, "needles of multikey/multivalue/multiquery, chain length of vartrack")
@@ -128,6 +136,14 @@ int main(int argc, char** argv) {
                       "(by a majority of its KV heads) highlighted")
       ->check(CLI::Range(0, 1 << 20));
   run_cmd->add_option("--json", run.json_path, "write statistics as JSON to this file");
+  std::string run_kv_list;
+  run_cmd->add_option("--kv-list", run_kv_list,
+                      "several KV methods, comma-separated (e.g. full,snapkv:budget=128,"
+                      "streaming:budget=128): the prompt runs with each in turn")
+      ->excludes(run_cmd->get_option("--kv"));
+  run_cmd->add_option("--kept-svg", run.kept_svg,
+                      "draw which prompt tokens every layer and KV head kept after prefill, one "
+                      "panel per method, as an SVG image");
 
   ChatOptions chat;
   CLI::App* chat_cmd = app.add_subcommand("chat", "interactive chat in the terminal");
@@ -190,11 +206,14 @@ int main(int argc, char** argv) {
 
   try {
     if (!*methods_cmd) rt.device = resolve_device(dev.device, dev.dtype);
+    // Loading and long prefills show a status line on a terminal (not in pipes or logs).
+    rt.progress = (*run_cmd || *chat_cmd) && !rt.quiet;
     if (*run_cmd) {
       if (run.prompt.empty() && run.prompt_file.empty()) {
         std::fprintf(stderr, "kvlm run: give a prompt with -p TEXT or -f FILE\n");
         return 2;
       }
+      if (!run_kv_list.empty()) run.kv_list = parse_kv_list(run_kv_list);
       return run_command(rt, run);
     }
     if (*chat_cmd) {

@@ -10,11 +10,17 @@
 
 #include "device.h"
 #include "memory_plan.h"
+#include "util/status_line.h"
 #include "util/text_format.h"
 
 namespace kvlm {
 
 namespace {
+// Work shorter than this shows no status line; prompts shorter than kProgressTokens are
+// prefilled without one.
+constexpr double kStatusDelaySeconds = 0.5;
+constexpr int kProgressTokens = 256;
+
 double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
@@ -58,7 +64,8 @@ size_t resident_bytes() {
   return pages_resident * size_t(sysconf(_SC_PAGESIZE));
 }
 
-Session::Session(const RuntimeOptions& options) : template_name_(options.chat_template) {
+Session::Session(const RuntimeOptions& options)
+    : progress_(options.progress), template_name_(options.chat_template) {
   std::string path = options.model_path.empty() ? default_model_path() : options.model_path;
   if (options.model_path.empty() && !std::ifstream(path))
     throw std::runtime_error(path + ": the default model is not here; fetch it with `make model` "
@@ -72,7 +79,10 @@ Session::Session(const RuntimeOptions& options) : template_name_(options.chat_te
   int ctx = options.ctx_size > 0 ? options.ctx_size : c.context_length;
   const MemoryPlan plan = plan_memory(c, ctx, options.device);
   try {
-    model_ = file_->load(*backend_);
+    StatusLine loading(progress_, kStatusDelaySeconds);
+    model_ = file_->load(*backend_, [&](double done) {
+      loading.update("loading " + path + ": " + std::to_string(int(100 * done)) + "%");
+    });
   } catch (const OutOfMemory& e) {
     throw OutOfMemory("the weights (" + format_bytes(plan.items[0].bytes) + ") do not fit: " +
                       e.what());
@@ -115,6 +125,22 @@ void Session::reset() {
 }
 
 std::vector<float> Session::feed(const std::vector<int32_t>& ids) {
+  if (!progress_ || int(ids.size()) < kProgressTokens) return feed_with(ids, observer_.get());
+  // A long prefill says how far it is: layers done, speed, time left.
+  StatusLine line(true, kStatusDelaySeconds);
+  const int layers = file_->config().n_layers;
+  observer_->on_layer_done([&](int layer) {
+    const double done = double(layer + 1) / layers, seconds = line.elapsed();
+    char text[160];
+    std::snprintf(text, sizeof text, "prefill %zu tokens: layer %d/%d, %.0f tok/s, about %.0f s left",
+                  ids.size(), layer + 1, layers, done * ids.size() / seconds,
+                  seconds / done - seconds);
+    line.update(text);
+  });
+  struct StopReporting {
+    KVObserver& observer;
+    ~StopReporting() { observer.on_layer_done({}); }
+  } stop{*observer_};
   return feed_with(ids, observer_.get());
 }
 

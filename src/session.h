@@ -27,6 +27,7 @@ struct RuntimeOptions {
   std::string chat_template;  // --template name; "" = the model's own
   bool quiet = false;
   bool verbose = false;
+  bool progress = false;   // status lines on a terminal while loading and long prefills run
 };
 
 struct GenerationStats {
@@ -86,6 +87,7 @@ class Session {
  private:
   std::vector<float> feed_with(const std::vector<int32_t>& ids, KVObserver* observer);
 
+  bool progress_;
   std::string template_name_;
   std::unique_ptr<ModelFile> file_;
   std::unique_ptr<Backend> backend_;

@@ -97,6 +97,45 @@ TEST(Cli, StatsAndShowKeptShowWhatTheMethodKept) {
   EXPECT_NE(r.err.find("smaller"), std::string::npos);
 }
 
+// --kv-list runs the prompt with each method in turn; --kept-svg draws them side by side.
+TEST(Cli, RunWithSeveralMethodsAnswersEachAndDrawsWhatTheyKept) {
+  KVLM_REQUIRE_MODEL();
+  const fs::path dir = fs::temp_directory_path() / ("kvlm_kept_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  const std::string svg = (dir / "kept.svg").string(), json = (dir / "runs.json").string();
+  std::string prompt;
+  for (int i = 0; i < 6; i++) prompt += "The river runs past the old mill and under the bridge. ";
+  Result r = kvlm("run " + model_flag() + " --temp 0 -n 2 --kv-list full,snapkv:budget=24,window=8 "
+                  "--kept-svg " + svg + " --json " + json + " -p " + quote(prompt));
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out.rfind("--- full\n", 0), 0u) << r.out;
+  EXPECT_NE(r.out.find("\n--- snapkv:budget=24,window=8\n"), std::string::npos) << r.out;
+  const nlohmann::json j = nlohmann::json::parse(slurp(json));
+  ASSERT_EQ(j["runs"].size(), 2u);
+  EXPECT_EQ(j["runs"][1]["kv_lengths"][0][0], 24 + 2) << "24 kept + the 2 tokens generated";
+  const std::string drawing = slurp(svg);
+  size_t panels = 0;
+  for (size_t at = drawing.find("<g class=\"panel\""); at != std::string::npos;
+       at = drawing.find("<g class=\"panel\"", at + 1))
+    panels++;
+  EXPECT_EQ(panels, 2u);
+  EXPECT_NE(drawing.find("data-method=\"snapkv:budget=24,window=8\""), std::string::npos);
+  fs::remove_all(dir);
+  expect_error(kvlm("run " + model_flag() + " --kv full --kv-list full -p x"), 2, "--kv-list");
+}
+
+// Progress lines are for terminals: a long prefill into a pipe writes none.
+TEST(Cli, NoProgressLinesWhenStderrIsNotATerminal) {
+  KVLM_REQUIRE_MODEL();
+  std::string prompt;
+  for (int i = 0; i < 24; i++) prompt += "The river runs past the old mill and under the bridge. ";
+  Result r = kvlm("run " + model_flag() + " --temp 0 -n 1 --stats -p " + quote(prompt));
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.err.find("prompt 2"), std::string::npos) << "a prompt of over 256 tokens:\n" << r.err;
+  EXPECT_EQ(r.err.find('\r'), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("prefill "), std::string::npos) << r.err;
+}
+
 TEST(Cli, BadModelFilesGiveOneLineErrors) {
   fs::path dir = fs::temp_directory_path() / "kvlm_cli_models";
   fs::create_directories(dir);

@@ -14,6 +14,7 @@
 #include "util/output_file.h"
 #include "eval/report.h"
 #include "eval/runner.h"
+#include "eval/kept.h"
 #include "eval/svg.h"
 #include "model/json_file.h"
 #include "util/parse_number.h"
@@ -255,6 +256,12 @@ int eval_command(EvalCommand command, RuntimeOptions rt, const EvalOptions& o) {
   check_output_path(o.csv_path, "--csv");
   check_output_path(o.json_path, "--json");
   check_output_path(o.svg_path, "--svg");
+  check_output_path(o.kept_svg, "--kept-svg");
+  KeptCapture kept{o.kept_prompt, {}, {}};
+  if (!o.kept_svg.empty() && o.kept_prompt >= prompt_count(grid))
+    throw std::invalid_argument("--kept-prompt " + std::to_string(o.kept_prompt) + ": the run has " +
+                                std::to_string(prompt_count(grid)) + " prompts (0.." +
+                                std::to_string(prompt_count(grid) - 1) + ")");
   const std::vector<Sentence> haystack = read_haystack(o.haystack);
 
   rt.quiet = true;  // the progress line says what runs
@@ -274,7 +281,8 @@ int eval_command(EvalCommand command, RuntimeOptions rt, const EvalOptions& o) {
   const std::string title = describe(command, o, task, grid, rt, chat);
   std::fprintf(stderr, "%s: %s; model %s\n", name.c_str(), title.c_str(), session.file().path().c_str());
 
-  const std::vector<TrialRecord> records = run_grid(session, builder, grid, name, false);
+  const std::vector<TrialRecord> records =
+      run_grid(session, builder, grid, name, false, o.kept_svg.empty() ? nullptr : &kept);
   const std::vector<Cell> cells = summarise(records, grid, command != EvalCommand::Sweep);
   show_results(command, title, cells, grid, o);
   if (!o.json_path.empty()) {
@@ -288,6 +296,16 @@ int eval_command(EvalCommand command, RuntimeOptions rt, const EvalOptions& o) {
         {"kv", specs}, {"haystack", o.haystack.empty() ? "built-in" : o.haystack},
         {"cells", cells_json(cells, grid)}, {"trials_detail", trials_json(records, grid)}};
     write_output(o.json_path, doc.dump(2) + "\n", "--json");
+  }
+  if (!o.kept_svg.empty()) {
+    const Prompt& p = kept.drawn;
+    const Tokenizer& tok = session.tokenizer();
+    KeptMarks marks{p.question_start, token_ranges(tok, p.ids, p.text, p.needles)};
+    char which[128];
+    std::snprintf(which, sizeof which, "; prompt %d: %zu tokens, key at depth %.2f", o.kept_prompt,
+                  p.ids.size(), p.depth);
+    write_output(o.kept_svg, kept_map_svg(title + which, token_texts(tok, p.ids), kept.panels, marks),
+                 "--kept-svg");
   }
   return 0;
 }

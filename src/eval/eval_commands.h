@@ -24,6 +24,8 @@ struct EvalOptions {
   std::string budgets;      // sweep, e.g. 64,128,ratio=0.1
   std::string csv_path, json_path, svg_path;
   std::string replot_path;  // an earlier --json file to show again instead of running
+  std::string kept_svg;     // draw what every method kept of one prompt
+  int kept_prompt = 0;      // which prompt of the run (run_grid's order)
 };
 
 enum class EvalCommand { Passkey, Needle, Sweep };

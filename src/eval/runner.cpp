@@ -1,5 +1,6 @@
 #include "eval/runner.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <stdexcept>
@@ -23,7 +24,8 @@ std::string query_mode_name(QueryMode mode) {
   return mode == QueryMode::Aware ? "aware" : "agnostic";
 }
 
-TrialOutcome run_trial(Session& session, const Prompt& prompt, QueryMode mode, int max_tokens) {
+TrialOutcome run_trial(Session& session, const Prompt& prompt, QueryMode mode, int max_tokens,
+                       const std::function<void()>& after_prefill) {
   TrialOutcome r;
   r.prompt_tokens = int(prompt.ids.size());
   session.reset();
@@ -36,6 +38,7 @@ TrialOutcome run_trial(Session& session, const Prompt& prompt, QueryMode mode, i
     logits = session.feed_uncompressed({prompt.ids.begin() + prompt.question_start, prompt.ids.end()});
   }
   r.prefill_seconds = since(t);
+  if (after_prefill) after_prefill();
   const KVStats kv = session.cache().stats();
   r.kv_bytes_held = kv.bytes_held;
   r.kv_bytes_full = kv.bytes_full;
@@ -58,8 +61,13 @@ TrialOutcome run_trial(Session& session, const Prompt& prompt, QueryMode mode, i
   return r;
 }
 
+int prompt_count(const EvalGrid& grid) {
+  return int(grid.ctx_list.size()) * grid.trials * std::max<int>(1, int(grid.depths.size()));
+}
+
 std::vector<TrialRecord> run_grid(Session& session, const PromptBuilder& builder,
-                                  const EvalGrid& grid, const std::string& label, bool quiet) {
+                                  const EvalGrid& grid, const std::string& label, bool quiet,
+                                  KeptCapture* kept) {
   struct Planned {
     int ctx;
     int trial;
@@ -75,6 +83,13 @@ std::vector<TrialRecord> run_grid(Session& session, const PromptBuilder& builder
       for (double depth : grid.depths) planned.push_back({ctx, trial, builder.build(ctx, depth, trial)});
     }
   }
+  if (kept) {
+    if (kept->prompt >= prompt_count(grid))
+      throw std::invalid_argument("--kept-prompt " + std::to_string(kept->prompt) + ": the run has " +
+                                  std::to_string(planned.size()) + " prompts (0.." +
+                                  std::to_string(planned.size() - 1) + ")");
+    kept->drawn = planned[kept->prompt].prompt;
+  }
   double work_per_method = 0;
   for (const Planned& p : planned) work_per_method += double(p.prompt.ids.size());
 
@@ -83,14 +98,21 @@ std::vector<TrialRecord> run_grid(Session& session, const PromptBuilder& builder
   std::vector<TrialRecord> records;
   for (size_t m = 0; m < grid.methods.size(); m++) {
     session.set_strategy(KVSpec::parse(grid.methods[m].spec));
-    for (const Planned& p : planned) {
+    for (size_t i = 0; i < planned.size(); i++) {
+      const Planned& p = planned[i];
       char where[96];
       std::snprintf(where, sizeof where, " | ctx %d, depth %.2f, trial %d/%d", p.ctx,
                     p.prompt.depth, p.trial + 1, grid.trials);
       progress.start(grid.methods[m].method +
                      (grid.methods[m].budget.empty() ? "" : ":" + grid.methods[m].budget) + where);
       TrialRecord r{int(m), p.ctx, p.prompt.depth, p.trial, p.prompt.expected, {}};
-      r.outcome = run_trial(session, p.prompt, grid.mode, builder.answer_tokens());
+      std::function<void()> capture;
+      if (kept && int(i) == kept->prompt)
+        capture = [&] {
+          kept->panels.push_back(capture_kept(grid.methods[m].spec, session.cache(),
+                                              session.strategy(), int(p.prompt.ids.size())));
+        };
+      r.outcome = run_trial(session, p.prompt, grid.mode, builder.answer_tokens(), capture);
       progress.finish(double(p.prompt.ids.size()), r.outcome.score.recall);
       records.push_back(std::move(r));
     }

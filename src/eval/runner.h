@@ -4,6 +4,9 @@
 #include <string>
 #include <vector>
 
+#include <functional>
+
+#include "eval/kept.h"
 #include "eval/progress.h"
 #include "eval/tasks.h"
 #include "session.h"
@@ -27,8 +30,10 @@ struct TrialOutcome {
 };
 
 // One prompt through the session's current method: the answer is greedy, at most
-// max_tokens long, and ends at an end-of-generation token or a blank line.
-TrialOutcome run_trial(Session& session, const Prompt& prompt, QueryMode mode, int max_tokens);
+// max_tokens long, and ends at an end-of-generation token or a blank line. after_prefill
+// (optional) sees the cache once the whole prompt is in.
+TrialOutcome run_trial(Session& session, const Prompt& prompt, QueryMode mode, int max_tokens,
+                       const std::function<void()>& after_prefill = {});
 
 // One KV method of a grid, with the labels a report shows for it.
 struct MethodRun {
@@ -55,9 +60,23 @@ struct TrialRecord {
   TrialOutcome outcome;
 };
 
+// Prompts run_grid builds: contexts x trials x depths (one seeded depth per trial when
+// the grid lists none).
+int prompt_count(const EvalGrid& grid);
+
+// What every method kept of one prompt of a grid, for a kept map.
+struct KeptCapture {
+  int prompt = 0;                 // index in run_grid's order (context, trial, depth)
+  Prompt drawn;                   // filled by run_grid: that prompt
+  std::vector<KeptPanel> panels;  // filled by run_grid: one per method
+};
+
 // Every prompt is built once and shared by all methods. Method-major order, so a method's
-// cells finish together; the progress line follows along.
+// cells finish together; the progress line follows along. `kept` (optional) captures
+// what each method kept of one prompt; a prompt index past the grid's is an
+// std::invalid_argument before anything runs.
 std::vector<TrialRecord> run_grid(Session& session, const PromptBuilder& builder,
-                                  const EvalGrid& grid, const std::string& label, bool quiet);
+                                  const EvalGrid& grid, const std::string& label, bool quiet,
+                                  KeptCapture* kept = nullptr);
 
 }  // namespace kvlm

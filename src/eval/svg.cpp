@@ -2,6 +2,10 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <iterator>
+#include <tuple>
+
+#include "util/text_format.h"
 
 namespace kvlm {
 
@@ -193,6 +197,167 @@ std::string line_chart_svg(const std::vector<Cell>& cells, const EvalGrid& grid,
                  "font-size=\"11\" fill=\"#555\"");
   if (any_cannot) body += text(16, height - 10, kCannotNote + 2, "font-size=\"11\"");  // no "* "
   return document(width, height, body);
+}
+
+namespace {
+
+// Runs of consecutive positions in an ascending list: (first, length).
+std::vector<std::pair<int32_t, int>> runs(const std::vector<int32_t>& positions) {
+  std::vector<std::pair<int32_t, int>> out;
+  for (int32_t p : positions) {
+    if (!out.empty() && out.back().first + out.back().second == p) out.back().second++;
+    else out.push_back({p, 1});
+  }
+  return out;
+}
+
+// A tick step of 1, 2 or 5 times a power of ten giving at most about 10 ticks.
+int tick_step(int n) {
+  for (int power = 1;; power *= 10)
+    for (int m : {1, 2, 5})
+      if (n / (power * m) <= 10) return power * m;
+}
+
+}  // namespace
+
+std::string kept_map_svg(const std::string& title, const std::vector<std::string>& tokens,
+                         const std::vector<KeptPanel>& panels, const KeptMarks& marks) {
+  const int n = std::max<int>(1, int(tokens.size()));
+  const bool spelled = n <= 96;  // short prompts get their text along the axis
+  const double left = 118, plot_w = 1000, row_h = 2, layer_gap = 1, header_h = 34;
+  const double top = 64;
+  auto x_of = [&](double position) { return left + position * plot_w / n; };
+  const char* kKept = "#2b6cb0";
+  const char* kMerged = "#f28e2b";
+  const char* kEvicted = "#e4e4e4";
+  const char* kNote = "#8e44ad";
+
+  std::string body = text(16, 24, title, "font-size=\"15\" font-weight=\"bold\"");
+  // Legend.
+  double lx = left;
+  for (auto [colour, what] : {std::pair{kKept, "kept"}, {kMerged, "merged (shared with its pair layer)"},
+                              {kEvicted, "evicted"}, {kNote, "layer note (e.g. lazy)"},
+                              {"#f6d55c", "needle / key"}, {"#d62728", "question starts"}}) {
+    body += "<rect x=\"" + fmt("%.1f", lx) + "\" y=\"36\" width=\"12\" height=\"12\" fill=\"" +
+            colour + "\"/>\n";
+    body += text(lx + 16, 46, what, "font-size=\"12\"");
+    lx += 28 + 6.6 * std::string(what).size();
+  }
+
+  double y = top;
+  for (const KeptPanel& p : panels) {
+    const int layers = int(p.kept.size());
+    const int heads = layers ? int(p.kept[0].size()) : 0;
+    const double rows_h = layers * (heads * row_h + layer_gap);
+    // "12 of 30 layers lazy" for each note the strategy gave.
+    std::vector<std::pair<std::string, int>> notes;
+    for (const std::string& note : p.layer_notes) {
+      if (note.empty()) continue;
+      auto it = std::find_if(notes.begin(), notes.end(), [&](const auto& n) { return n.first == note; });
+      if (it == notes.end()) notes.push_back({note, 1});
+      else it->second++;
+    }
+    char held[160];
+    std::snprintf(held, sizeof held, "   KV held %s of %s (%.1f%%)",
+                  format_bytes(double(p.bytes_held)).c_str(), format_bytes(double(p.bytes_full)).c_str(),
+                  p.bytes_full ? 100.0 * double(p.bytes_held) / double(p.bytes_full) : 100.0);
+    std::string summary = held;
+    for (const auto& [note, count] : notes)
+      summary += "; " + std::to_string(count) + " of " + std::to_string(layers) + " layers " + note;
+    body += "<text x=\"" + fmt("%.1f", left) + "\" y=\"" + fmt("%.1f", y + 16) +
+            "\"><tspan font-weight=\"bold\">" + escaped(p.label) + "</tspan><tspan font-size=\"12\" "
+            "fill=\"#444\" xml:space=\"preserve\">" + escaped(summary) + "</tspan></text>\n";
+    const double y0 = y + header_h - 10;
+    body += "<g class=\"panel\" data-method=\"" + escaped(p.label) + "\">\n";
+    for (int l = 0; l < layers; l++) {
+      const double ly = y0 + l * (heads * row_h + layer_gap);
+      if (l % 5 == 0)
+        body += text(left - 14, ly + heads * row_h, "L" + std::to_string(l),
+                     "text-anchor=\"end\" font-size=\"9\"");
+      if (!p.layer_notes[l].empty())
+        body += "<rect x=\"" + fmt("%.1f", left - 10) + "\" y=\"" + fmt("%.1f", ly) +
+                "\" width=\"7\" height=\"" + fmt("%.1f", heads * row_h) + "\" fill=\"" + kNote +
+                "\"><title>layer " + std::to_string(l) + ": " + escaped(p.layer_notes[l]) +
+                "</title></rect>\n";
+      for (int h = 0; h < heads; h++) {
+        const std::vector<int32_t>& kept = p.kept[l][h];
+        const std::vector<int32_t>& merged = p.merged[l][h];
+        std::vector<int32_t> own;
+        std::set_difference(kept.begin(), kept.end(), merged.begin(), merged.end(),
+                            std::back_inserter(own));
+        const double ry = ly + h * row_h;
+        // One path per colour and row, a closed box per run; data-own / data-merged list
+        // the runs as first:length, which is what a test (or a curious reader) counts.
+        std::string own_runs, merged_runs, paths;
+        for (auto [cells, colour, listed] :
+             {std::tuple<const std::vector<int32_t>*, const char*, std::string*>{&own, kKept, &own_runs},
+              {&merged, kMerged, &merged_runs}}) {
+          std::string d;
+          double at = left;
+          for (auto [first, length] : runs(*cells)) {
+            if (!listed->empty()) *listed += ' ';
+            *listed += std::to_string(first) + ':' + std::to_string(length);
+            const std::string w = fmt("%.2f", length * plot_w / n);
+            d += 'm' + fmt("%.2f", x_of(first) - at) + " 0h" + w + 'v' + fmt("%g", row_h) + "h-" + w + 'z';
+            at = x_of(first);
+          }
+          if (!d.empty())
+            paths += "<path fill=\"" + std::string(colour) + "\" d=\"M" + fmt("%.1f", left) + " " +
+                     fmt("%.1f", ry) + d + "\"/>";
+        }
+        body += "<g data-layer=\"" + std::to_string(l) + "\" data-head=\"" + std::to_string(h) +
+                "\" data-kept=\"" + std::to_string(kept.size()) + "\" data-own=\"" + own_runs +
+                "\" data-merged=\"" + merged_runs + "\">";
+        body += "<rect x=\"" + fmt("%.1f", left) + "\" y=\"" + fmt("%.1f", ry) + "\" width=\"" +
+                fmt("%.1f", plot_w) + "\" height=\"" + fmt("%.1f", row_h) + "\" fill=\"" + kEvicted + "\"/>";
+        body += paths;
+        body += "</g>\n";
+      }
+    }
+    body += "</g>\n";
+    // Marks over the rows: translucent needle bands, the question's first token.
+    for (auto [begin, end] : marks.needles)
+      body += "<rect x=\"" + fmt("%.2f", x_of(begin)) + "\" y=\"" + fmt("%.1f", y0 - 3) +
+              "\" width=\"" + fmt("%.2f", std::max(1.5, (end - begin) * plot_w / n)) + "\" height=\"" +
+              fmt("%.1f", rows_h + 6) + "\" fill=\"#f6d55c\" fill-opacity=\"0.45\"><title>needle: tokens " +
+              std::to_string(begin) + "-" + std::to_string(end - 1) + "</title></rect>\n";
+    if (marks.question_start >= 0)
+      body += "<line x1=\"" + fmt("%.2f", x_of(marks.question_start)) + "\" x2=\"" +
+              fmt("%.2f", x_of(marks.question_start)) + "\" y1=\"" + fmt("%.1f", y0 - 3) +
+              "\" y2=\"" + fmt("%.1f", y0 + rows_h + 3) +
+              "\" stroke=\"#d62728\" stroke-width=\"1.5\" stroke-dasharray=\"3 2\"/>\n";
+    y = y0 + rows_h + 14;
+  }
+
+  // The prompt axis: ticks, and a hover strip that names every token (groups of tokens on
+  // long prompts, so the file stays small).
+  body += "<line x1=\"" + fmt("%.1f", left) + "\" x2=\"" + fmt("%.1f", left + plot_w) + "\" y1=\"" +
+          fmt("%.1f", y) + "\" y2=\"" + fmt("%.1f", y) + "\" stroke=\"black\"/>\n";
+  const int step = tick_step(n);
+  for (int t = 0; t < n; t += step) {
+    body += "<line x1=\"" + fmt("%.2f", x_of(t)) + "\" x2=\"" + fmt("%.2f", x_of(t)) + "\" y1=\"" +
+            fmt("%.1f", y) + "\" y2=\"" + fmt("%.1f", y + 5) + "\" stroke=\"black\"/>\n";
+    if (!spelled) body += text(x_of(t), y + 18, std::to_string(t), "text-anchor=\"middle\" font-size=\"11\"");
+  }
+  const int group = std::max(1, (n + 1023) / 1024);
+  for (int t = 0; t < int(tokens.size()); t += group) {
+    std::string words;
+    for (int k = t; k < std::min<int>(t + group, int(tokens.size())); k++) words += tokens[k];
+    body += "<rect x=\"" + fmt("%.2f", x_of(t)) + "\" y=\"" + fmt("%.1f", y) + "\" width=\"" +
+            fmt("%.2f", group * plot_w / n) + "\" height=\"24\" fill=\"white\" fill-opacity=\"0\"><title>" +
+            (group == 1 ? "token " + std::to_string(t) : "tokens " + std::to_string(t) + "-" +
+                                                                std::to_string(t + group - 1)) +
+            ": " + escaped(words) + "</title></rect>\n";
+    if (spelled)
+      body += text(x_of(t + 0.5), y + 10, tokens[t],
+                   "font-size=\"10\" transform=\"rotate(60 " + fmt("%.2f", x_of(t + 0.5)) + " " +
+                       fmt("%.1f", y + 10) + ")\"");
+  }
+  const double axis_h = spelled ? 90 : 40;
+  body += text(left + plot_w / 2, y + axis_h - 8,
+               "prompt position (" + std::to_string(tokens.size()) + " tokens; hover for the text)",
+               "text-anchor=\"middle\"");
+  return document(width_for(title, left + plot_w + 20), int(y + axis_h), body);
 }
 
 }  // namespace kvlm

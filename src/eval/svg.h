@@ -1,9 +1,11 @@
-// Self-contained SVG images of evaluation results, written by the binary itself: the
-// needle heatmap (context x depth) and the sweep's line chart (accuracy vs budget).
+// Self-contained SVG images written by the binary itself: the needle heatmap (context x
+// depth), the sweep's line chart (accuracy vs budget) and kept maps (which prompt tokens
+// every layer and KV head kept, one panel per method).
 #pragma once
 #include <string>
 #include <vector>
 
+#include "eval/kept.h"
 #include "eval/report.h"
 
 namespace kvlm {
@@ -14,5 +16,14 @@ std::string heatmap_svg(const std::vector<Cell>& cells, const std::string& title
 // without a budget is a dashed level line.
 std::string line_chart_svg(const std::vector<Cell>& cells, const EvalGrid& grid,
                            const std::string& title);
+// x = prompt position (hover shows the token), y = layer, a thin row per KV head within
+// it; a cell is kept (blue), merged into a shared layer pair (orange) or evicted (grey).
+// One panel per method with its KV bytes held; layer notes (SimLayerKV's lazy layers)
+// marked at the left; the question's start and the needles marked on every panel.
+// Every row is <g data-layer data-head data-kept data-own data-merged>: the runs of
+// consecutive kept tokens as "first:length" lists, one path per colour drawing them, so a
+// reader or a test can count the cells.
+std::string kept_map_svg(const std::string& title, const std::vector<std::string>& tokens,
+                         const std::vector<KeptPanel>& panels, const KeptMarks& marks);
 
 }  // namespace kvlm

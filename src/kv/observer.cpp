@@ -34,6 +34,7 @@ void KVObserver::begin_call(KVCache& cache, int n_new) {
 
 void KVObserver::after_attention(KVCache& cache, int layer, const float* q,
                                  const std::vector<KVHeadView>& view) {
+  if (layer_done_) layer_done_(layer);
   if (n_new_ == 1) {
     if (!needs_.decode_attention) return;
     Stopwatch timed(seconds_);

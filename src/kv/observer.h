@@ -10,6 +10,7 @@
 // over what the cache holds); a one-token call is a decode step. A call on an empty cache
 // starts a new sequence: the strategy hears begin_sequence first.
 #pragma once
+#include <functional>
 #include <vector>
 
 #include "backend.h"
@@ -24,6 +25,9 @@ class KVObserver {
   KVObserver(Backend& backend, KVStrategy& strategy, int n_heads, int head_dim);
 
   KVStrategy& strategy() { return strategy_; }
+  // Called with each layer's index as its attention finishes (a progress line uses it);
+  // empty for none.
+  void on_layer_done(std::function<void(int layer)> f) { layer_done_ = std::move(f); }
   // Seconds spent computing observations since construction.
   double seconds() const { return seconds_; }
 
@@ -51,6 +55,7 @@ class KVObserver {
   int n_new_ = 0;
   Needs needs_;
   DecodeObservation decode_;
+  std::function<void(int)> layer_done_;
 };
 
 }  // namespace kvlm

@@ -89,6 +89,12 @@ class Composite final : public KVStrategy {
     for (const auto& p : parts_) s += p->report();
     return s;
   }
+  std::string layer_note(int layer) const override {
+    std::string s;
+    for (const auto& p : parts_)
+      if (std::string note = p->layer_note(layer); !note.empty()) s += (s.empty() ? "" : ", ") + note;
+    return s;
+  }
 
  private:
   std::vector<std::unique_ptr<KVStrategy>> parts_;

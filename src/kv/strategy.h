@@ -68,6 +68,8 @@ class KVStrategy {
   virtual void on_decode_step(KVCache&, const DecodeObservation&) {}
   // Extra lines for --stats and /stats (e.g. which layers SimLayerKV found lazy).
   virtual std::string report() const { return ""; }
+  // A word on one layer for kept maps (SimLayerKV: "lazy"); "" for nothing to say.
+  virtual std::string layer_note(int /*layer*/) const { return ""; }
 };
 
 // What the registry and the evaluations need to know of a method without running it.

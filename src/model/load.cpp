@@ -186,7 +186,8 @@ uint64_t Checkpoint::parameter_count() const {
   return n;
 }
 
-std::unique_ptr<Model> Checkpoint::load(Backend& backend) const {
+std::unique_ptr<Model> Checkpoint::load(Backend& backend,
+                                        const std::function<void(double)>& progress) const {
   if (is_random()) return load_random_model(config_, backend);
   const ModelConfig& c = config_;
   const TensorNames& names = is_directory() ? kHfNames : kGgufNames;
@@ -232,6 +233,7 @@ std::unique_ptr<Model> Checkpoint::load(Backend& backend) const {
       matrix(p + names.gate, ffn, dim, lw.w_gate);
       matrix(p + names.up, ffn, dim, lw.w_up);
       matrix(p + names.down, dim, ffn, lw.w_down);
+      if (progress) progress(double(l + 1) / c.n_layers);
     }
     return std::make_unique<Model>(backend, c, std::move(w));
   } catch (...) {

@@ -3,6 +3,7 @@
 // backend second. A Checkpoint is the weights and configuration alone; a ModelFile adds
 // the tokenizer and chat template that run, chat and the evaluations need.
 #pragma once
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -39,8 +40,10 @@ class Checkpoint {
   uint64_t parameter_count() const;
 
   // Dequantises every weight to float32 and hands it to the backend, which keeps weight
-  // matrices in its own weight type (float32 on the CPU, --dtype on CUDA).
-  std::unique_ptr<Model> load(Backend& backend) const;
+  // matrices in its own weight type (float32 on the CPU, --dtype on CUDA). `progress`
+  // (optional) hears the share of the layers loaded so far.
+  std::unique_ptr<Model> load(Backend& backend,
+                              const std::function<void(double)>& progress = {}) const;
 
  protected:
   const gguf::File* gguf() const { return gguf_.get(); }  // nullptr for a directory

@@ -93,6 +93,10 @@ class SimLayerKVStrategy final : public KVStrategy {
       if (lazy_[l]) cut_layer(cache, l, slack_);
   }
 
+  std::string layer_note(int layer) const override {
+    return layer < int(lazy_.size()) && lazy_[layer] ? "lazy" : "";
+  }
+
   std::string report() const override {
     if (lazy_.empty()) return "";
     std::string layers;
