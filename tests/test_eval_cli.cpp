@@ -54,17 +54,17 @@ TEST(EvalCli, KeptSvgDrawsTheChosenPromptWithItsKeyMarked) {
   KVLM_REQUIRE_MODEL();
   fs::path dir = output_dir("kept");
   const std::string svg_path = (dir / "kept.svg").string();
-  const std::string args = "passkey " + model_flag() + " --ctx 512 --trials 2 --depths 0.5 ";
-  expect_error(kvlm(args + "--kept-prompt 2 --kept-svg " + svg_path), 2,
+  const std::string args = "passkey " + model_flag() + " --ctx 512 --depths 0.5 ";
+  expect_error(kvlm(args + "--trials 2 --kept-prompt 2 --kept-svg " + svg_path), 2,
                "--kept-prompt 2: the run has 2 prompts (0..1)");
   EXPECT_FALSE(fs::exists(svg_path));
-  Result r = kvlm(args + "--kv snapkv:budget=64,window=8 --kept-prompt 1 --kept-svg " + svg_path);
+  Result r = kvlm(args + "--trials 1 --kv snapkv:budget=64,window=8 --kept-svg " + svg_path);
   ASSERT_EQ(r.status, 0) << r.err;
   const std::string svg = slurp(svg_path);
   EXPECT_EQ(count(svg, "<g class=\"panel\""), 1u);
   EXPECT_EQ(count(svg, "<title>needle: tokens"), 1u) << "the pass key is marked";
   EXPECT_EQ(count(svg, "stroke=\"#d62728\""), 1u) << "so is the question's start";
-  EXPECT_NE(svg.find("prompt 1: "), std::string::npos);
+  EXPECT_NE(svg.find("prompt 0: "), std::string::npos);
   EXPECT_EQ(count(svg, "data-kept=\"64\""), 30u * 3u) << "every layer and KV head keeps 64";
   fs::remove_all(dir);
 }

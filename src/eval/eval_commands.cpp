@@ -259,9 +259,7 @@ int eval_command(EvalCommand command, RuntimeOptions rt, const EvalOptions& o) {
   check_output_path(o.kept_svg, "--kept-svg");
   KeptCapture kept{o.kept_prompt, {}, {}};
   if (!o.kept_svg.empty() && o.kept_prompt >= prompt_count(grid))
-    throw std::invalid_argument("--kept-prompt " + std::to_string(o.kept_prompt) + ": the run has " +
-                                std::to_string(prompt_count(grid)) + " prompts (0.." +
-                                std::to_string(prompt_count(grid) - 1) + ")");
+    throw std::invalid_argument(prompt_index_error(o.kept_prompt, grid));
   const std::vector<Sentence> haystack = read_haystack(o.haystack);
 
   rt.quiet = true;  // the progress line says what runs

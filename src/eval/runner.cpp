@@ -65,6 +65,12 @@ int prompt_count(const EvalGrid& grid) {
   return int(grid.ctx_list.size()) * grid.trials * std::max<int>(1, int(grid.depths.size()));
 }
 
+std::string prompt_index_error(int index, const EvalGrid& grid) {
+  const int n = prompt_count(grid);
+  return "--kept-prompt " + std::to_string(index) + ": the run has " + std::to_string(n) +
+         (n == 1 ? " prompt (0)" : " prompts (0.." + std::to_string(n - 1) + ")");
+}
+
 std::vector<TrialRecord> run_grid(Session& session, const PromptBuilder& builder,
                                   const EvalGrid& grid, const std::string& label, bool quiet,
                                   KeptCapture* kept) {
@@ -85,9 +91,7 @@ std::vector<TrialRecord> run_grid(Session& session, const PromptBuilder& builder
   }
   if (kept) {
     if (kept->prompt >= prompt_count(grid))
-      throw std::invalid_argument("--kept-prompt " + std::to_string(kept->prompt) + ": the run has " +
-                                  std::to_string(planned.size()) + " prompts (0.." +
-                                  std::to_string(planned.size() - 1) + ")");
+      throw std::invalid_argument(prompt_index_error(kept->prompt, grid));
     kept->drawn = planned[kept->prompt].prompt;
   }
   double work_per_method = 0;

@@ -63,6 +63,8 @@ struct TrialRecord {
 // Prompts run_grid builds: contexts x trials x depths (one seeded depth per trial when
 // the grid lists none).
 int prompt_count(const EvalGrid& grid);
+// "--kept-prompt N: the run has 2 prompts (0..1)": what a prompt index past the grid says.
+std::string prompt_index_error(int index, const EvalGrid& grid);
 
 // What every method kept of one prompt of a grid, for a kept map.
 struct KeptCapture {
