@@ -26,6 +26,19 @@ TEST(MemoryPlan, PlannedWeightsAreTheLoadedWeights) {
             size_t(134515008 - (2 * 30 + 1) * 576) * 2 + size_t(2 * 30 + 1) * 576 * 4);
 }
 
+// An untied embedding table is read one row per token; the output matrix whole.
+TEST(MemoryPlan, UntiedEmbeddingsAreReadOneRowPerToken) {
+  CpuBackend backend(1);
+  ModelFile file("tests/data/hf/untied-linear");
+  auto model = file.load(backend);
+  const ModelConfig& c = file.config();
+  ASSERT_FALSE(c.tied_embeddings);
+  EXPECT_EQ(model->weight_bytes(), Weights::planned_bytes(c, DType::F32));
+  const size_t table = size_t(c.vocab_size) * c.dim * sizeof(float);
+  EXPECT_EQ(model->weight_bytes_read_per_token(),
+            model->weight_bytes() - table + size_t(c.dim) * sizeof(float));
+}
+
 TEST(MemoryPlan, KVBytesPerTokenIsWhatAFullCacheHolds) {
   CpuBackend backend(1);
   const int layers = 3, heads = 2, head_dim = 8, T = 5;
