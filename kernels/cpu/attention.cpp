@@ -33,15 +33,21 @@ inline void axpy(float* out, float a, const float* x, int n) {
 
 // Per-thread state for one task: the query rows of a GQA group x token block.
 struct QueryBlock {
+  QueryBlock(int group, int head_dim)
+      : q(size_t(group) * kQueryBlock * head_dim), visible(size_t(group) * kQueryBlock),
+        acc(q.size()), max(visible.size()), sum(visible.size()),
+        k_t(size_t(head_dim) * kKeyBlock), p(kKeyBlock) {}
   int rows = 0;
   std::vector<float> q;       // [rows][head_dim], pre-scaled by 1/sqrt(head_dim)
   std::vector<int> visible;   // [rows] keys each row may see
   std::vector<float> acc;     // [rows][head_dim] unnormalised output
   std::vector<float> max, sum;
+  std::vector<float> k_t, p;  // a key block transposed, and its scores
 };
 
-void attend_block(QueryBlock& b, const KVHeadView& cache, int head_dim, std::vector<float>& k_t,
-                  std::vector<float>& p) {
+void attend_block(QueryBlock& b, const KVHeadView& cache, int head_dim) {
+  std::vector<float>& k_t = b.k_t;
+  std::vector<float>& p = b.p;
   std::fill(b.acc.begin(), b.acc.begin() + size_t(b.rows) * head_dim, 0.0f);
   std::fill(b.max.begin(), b.max.begin() + b.rows, -INFINITY);
   std::fill(b.sum.begin(), b.sum.begin() + b.rows, 0.0f);
@@ -89,40 +95,31 @@ void CpuBackend::attention(float* out, const float* q, const std::vector<KVHeadV
   const int n_blocks = (T + kQueryBlock - 1) / kQueryBlock;
   const float scale = 1.0f / std::sqrt(float(head_dim));
 
-#pragma omp parallel
-  {
-    QueryBlock b;
-    const size_t max_rows = size_t(group) * kQueryBlock;
-    b.q.resize(max_rows * head_dim);
-    b.acc.resize(max_rows * head_dim);
-    b.visible.resize(max_rows);
-    b.max.resize(max_rows);
-    b.sum.resize(max_rows);
-    std::vector<float> k_t(size_t(head_dim) * kKeyBlock), p(kKeyBlock);
+  std::vector<QueryBlock> scratch(threads(), QueryBlock(group, head_dim));
 
-    // Later token blocks see more keys; handing them out first balances the threads.
-#pragma omp for collapse(2) schedule(dynamic, 1)
-    for (int blk = n_blocks - 1; blk >= 0; blk--)
-      for (int h = 0; h < n_kv; h++) {
-        const KVHeadView& cache = kv[h];
-        const int t0 = blk * kQueryBlock, nt = std::min(kQueryBlock, T - t0);
-        b.rows = group * nt;
-        for (int g = 0; g < group; g++)
-          for (int t = 0; t < nt; t++) {
-            const int r = g * nt + t;
-            const float* src = q + (size_t(t0 + t) * n_heads + h * group + g) * head_dim;
-            for (int d = 0; d < head_dim; d++) b.q[size_t(r) * head_dim + d] = src[d] * scale;
-            b.visible[r] = cache.len - T + t0 + t + 1;  // the new tokens are the last T rows
-          }
-        attend_block(b, cache, head_dim, k_t, p);
-        for (int g = 0; g < group; g++)
-          for (int t = 0; t < nt; t++) {
-            const int r = g * nt + t;
-            float* dst = out + (size_t(t0 + t) * n_heads + h * group + g) * head_dim;
-            for (int d = 0; d < head_dim; d++) dst[d] = b.acc[size_t(r) * head_dim + d] / b.sum[r];
-          }
+  // A task is one (token block, KV head). Later token blocks see more keys; handing them
+  // out first balances the threads.
+  pool_.run(n_blocks * n_kv, [&](int task, int thread) {
+    const int blk = n_blocks - 1 - task / n_kv, h = task % n_kv;
+    QueryBlock& b = scratch[thread];
+    const KVHeadView& cache = kv[h];
+    const int t0 = blk * kQueryBlock, nt = std::min(kQueryBlock, T - t0);
+    b.rows = group * nt;
+    for (int g = 0; g < group; g++)
+      for (int t = 0; t < nt; t++) {
+        const int r = g * nt + t;
+        const float* src = q + (size_t(t0 + t) * n_heads + h * group + g) * head_dim;
+        for (int d = 0; d < head_dim; d++) b.q[size_t(r) * head_dim + d] = src[d] * scale;
+        b.visible[r] = cache.len - T + t0 + t + 1;  // the new tokens are the last T rows
       }
-  }
+    attend_block(b, cache, head_dim);
+    for (int g = 0; g < group; g++)
+      for (int t = 0; t < nt; t++) {
+        const int r = g * nt + t;
+        float* dst = out + (size_t(t0 + t) * n_heads + h * group + g) * head_dim;
+        for (int d = 0; d < head_dim; d++) dst[d] = b.acc[size_t(r) * head_dim + d] / b.sum[r];
+      }
+  });
 }
 
 }  // namespace kvlm

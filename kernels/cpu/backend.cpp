@@ -1,23 +1,17 @@
 // CpuBackend: memory is ordinary host memory; the ops live in the files beside this one.
-#include <omp.h>
 #include <sys/mman.h>
 
 #include <cstdlib>
 #include <cstring>
-#include <thread>
 
 #include "kernels/cpu/cpu_backend.h"
 
 namespace kvlm {
 
-CpuBackend::CpuBackend(int n_threads)
-    : n_threads_(n_threads > 0 ? n_threads : static_cast<int>(std::thread::hardware_concurrency())) {
-  if (n_threads_ <= 0) n_threads_ = 1;
-  omp_set_num_threads(n_threads_);
-}
+CpuBackend::CpuBackend(int n_threads) : pool_(n_threads) {}
 
 std::string CpuBackend::name() const {
-  return "cpu (" + std::to_string(n_threads_) + " threads)";
+  return "cpu (" + std::to_string(threads()) + " threads)";
 }
 
 namespace {

@@ -1,8 +1,10 @@
-// The CPU backend: plain C++ kernels, OpenMP threads across cores, loops written so the
-// compiler vectorises them. It is the reference the CUDA kernels are tested against.
+// The CPU backend: plain C++ kernels, a thread pool across cores (util/thread_pool.h says
+// why not OpenMP), loops written so the compiler vectorises them. It is the reference the
+// CUDA kernels are tested against.
 #pragma once
 #include "backend.h"
 #include "merge_backend.h"
+#include "util/thread_pool.h"
 
 namespace kvlm {
 
@@ -11,7 +13,9 @@ class CpuBackend final : public Backend, public MergeBackend {
   // n_threads <= 0 means all cores.
   explicit CpuBackend(int n_threads = 0);
   std::string name() const override;
-  int threads() const { return n_threads_; }
+  int threads() const { return pool_.threads(); }
+  // Parallel operations issued so far: synchronisation points, for tests and benchmarks.
+  uint64_t parallel_operations() const { return pool_.operations(); }
 
   float* alloc(size_t n_floats) override;
   void release(float* p) override;
@@ -45,7 +49,7 @@ class CpuBackend final : public Backend, public MergeBackend {
   double read_bandwidth(size_t bytes) override;
 
  private:
-  int n_threads_;
+  ThreadPool pool_;
 };
 
 }  // namespace kvlm

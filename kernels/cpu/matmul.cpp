@@ -66,15 +66,15 @@ void CpuBackend::matmul(float* out, const float* x, const WeightMatrix& weights,
   const float* w = static_cast<const float*>(weights.data);
   const int n_in = weights.cols, n_out = weights.rows;
   if (T == 1) {
-#pragma omp parallel for schedule(static)
-    for (int o = 0; o < n_out; o++) out[o] = dot(x, w + size_t(o) * n_in, n_in);
+    pool_.parallel_for(n_out, 16, [&](int64_t begin, int64_t end) {
+      for (int64_t o = begin; o < end; o++) out[o] = dot(x, w + size_t(o) * n_in, n_in);
+    });
     return;
   }
   // Blocks of 32 rows of w stay in L2 while all token tiles stream past them.
   constexpr int kRowBlock = 32;
   int n_blocks = (n_out + kRowBlock - 1) / kRowBlock;
-#pragma omp parallel for schedule(dynamic, 1)
-  for (int b = 0; b < n_blocks; b++) {
+  pool_.run(n_blocks, [&](int b, int) {
     int o_begin = b * kRowBlock, o_end = std::min(n_out, o_begin + kRowBlock);
     for (int t0 = 0; t0 < T; t0 += 4) {
       int nt = std::min(4, T - t0);
@@ -82,7 +82,7 @@ void CpuBackend::matmul(float* out, const float* x, const WeightMatrix& weights,
       for (; o0 + 4 <= o_end && nt == 4; o0 += 4) tile<4, 4>(out, x, w, t0, o0, n_in, n_out);
       edge(out, x, w, t0, nt, o0, o_end - o0, n_in, n_out);
     }
-  }
+  });
 }
 
 }  // namespace kvlm

@@ -14,6 +14,9 @@ namespace {
 // slerp by O(angle^2) there, far below float noise.
 constexpr float kMinSin = 1e-3f;
 
+// Fewer tokens than this are merged before another thread could start on them.
+constexpr int64_t kRowsPerTask = 256;
+
 struct PairDots {
   float norm_a, norm_b, dot;
 };
@@ -69,42 +72,45 @@ void slerp_direction(float* e, const float* x, const float* y, const PairDots& p
 
 void CpuBackend::pair_angles(float* out, const float* a, const int32_t* a_rows, const float* b,
                              const int32_t* b_rows, int n, int head_dim) {
-#pragma omp parallel for schedule(static) if (n > 256)
-  for (int i = 0; i < n; i++) {
-    const PairDots p = pair_dots(a + size_t(a_rows[i]) * head_dim,
-                                 b + size_t(b_rows[i]) * head_dim, head_dim);
-    out[i] = p.norm_a == 0 || p.norm_b == 0 ? -1.0f : angle(p);
-  }
+  pool_.parallel_for(n, kRowsPerTask, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; i++) {
+      const PairDots p = pair_dots(a + size_t(a_rows[i]) * head_dim,
+                                   b + size_t(b_rows[i]) * head_dim, head_dim);
+      out[i] = p.norm_a == 0 || p.norm_b == 0 ? -1.0f : angle(p);
+    }
+  });
 }
 
 void CpuBackend::merge_pair(float* dir, float* mag_a, float* mag_b, const float* a,
                             const int32_t* a_rows, const float* b, const int32_t* b_rows, int n,
                             int head_dim, float t) {
-#pragma omp parallel for schedule(static) if (n > 256)
-  for (int i = 0; i < n; i++) {
-    const float* x = a + size_t(a_rows[i]) * head_dim;
-    const float* y = b + size_t(b_rows[i]) * head_dim;
-    float* e = dir + size_t(i) * head_dim;
-    const PairDots p = pair_dots(x, y, head_dim);
-    mag_a[i] = p.norm_a;
-    mag_b[i] = p.norm_b;
-    if (p.norm_a > 0 && p.norm_b > 0) slerp_direction(e, x, y, p, head_dim, t);
-    else if (p.norm_a > 0) scale(e, 1 / p.norm_a, x, head_dim);
-    else if (p.norm_b > 0) scale(e, 1 / p.norm_b, y, head_dim);
-    else std::fill(e, e + head_dim, 0.0f);
-  }
+  pool_.parallel_for(n, kRowsPerTask, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; i++) {
+      const float* x = a + size_t(a_rows[i]) * head_dim;
+      const float* y = b + size_t(b_rows[i]) * head_dim;
+      float* e = dir + size_t(i) * head_dim;
+      const PairDots p = pair_dots(x, y, head_dim);
+      mag_a[i] = p.norm_a;
+      mag_b[i] = p.norm_b;
+      if (p.norm_a > 0 && p.norm_b > 0) slerp_direction(e, x, y, p, head_dim, t);
+      else if (p.norm_a > 0) scale(e, 1 / p.norm_a, x, head_dim);
+      else if (p.norm_b > 0) scale(e, 1 / p.norm_b, y, head_dim);
+      else std::fill(e, e + head_dim, 0.0f);
+    }
+  });
 }
 
 void CpuBackend::restore_rows(float* out, const float* dir, const float* mag, int n,
                               int head_dim) {
-#pragma omp parallel for schedule(static) if (size_t(n) * head_dim > 65536)
-  for (int i = 0; i < n; i++) {
-    const float m = mag[i];
-    const float* e = dir + size_t(i) * head_dim;
-    float* o = out + size_t(i) * head_dim;
+  pool_.parallel_for(n, 65536 / head_dim, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; i++) {
+      const float m = mag[i];
+      const float* e = dir + size_t(i) * head_dim;
+      float* o = out + size_t(i) * head_dim;
 #pragma omp simd
-    for (int c = 0; c < head_dim; c++) o[c] = e[c] * m;
-  }
+      for (int c = 0; c < head_dim; c++) o[c] = e[c] * m;
+    }
+  });
 }
 
 }  // namespace kvlm

@@ -9,6 +9,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "util/thread_pool.h"
+
 namespace kvlm {
 namespace {
 
@@ -52,8 +54,11 @@ template <class BlockFn>
 void for_each_block(const uint8_t* src, float* dst, size_t n_blocks, size_t block_bytes,
                     size_t block_elems, BlockFn block_fn) {
   const auto n = static_cast<int64_t>(n_blocks);
-#pragma omp parallel for schedule(static) if (n >= kParallelThreshold)
-  for (int64_t b = 0; b < n; ++b) block_fn(src + b * block_bytes, dst + b * block_elems);
+  auto convert = [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end; ++b) block_fn(src + b * block_bytes, dst + b * block_elems);
+  };
+  if (n < kParallelThreshold) return convert(0, n);
+  ThreadPool(0).parallel_for(n, kParallelThreshold / 4, convert);
 }
 
 // Rounds `kept` (the high bits of a value) to nearest, ties to even, given the `n_dropped`

@@ -3,6 +3,8 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "util/thread_pool.h"
+
 namespace kvlm {
 
 namespace {
@@ -43,13 +45,14 @@ uint64_t mix(uint64_t x) {
 std::vector<float> random_matrix(uint64_t tensor, size_t n, float spread) {
   std::vector<float> w(n);
   const float scale = spread / std::sqrt(4.0f / 12.0f) / 65536.0f;
-#pragma omp parallel for schedule(static)
-  for (size_t i = 0; i < n; i++) {
-    const uint64_t bits = mix(kSeed ^ mix(tensor * 0x100000001b3ull + i));
-    const float sum = float(bits & 0xffff) + float((bits >> 16) & 0xffff) +
-                      float((bits >> 32) & 0xffff) + float(bits >> 48);
-    w[i] = (sum - 2.0f * 65535.0f) * scale;
-  }
+  ThreadPool(0).parallel_for(int64_t(n), 1 << 16, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; i++) {
+      const uint64_t bits = mix(kSeed ^ mix(tensor * 0x100000001b3ull + i));
+      const float sum = float(bits & 0xffff) + float((bits >> 16) & 0xffff) +
+                        float((bits >> 32) & 0xffff) + float(bits >> 48);
+      w[i] = (sum - 2.0f * 65535.0f) * scale;
+    }
+  });
   return w;
 }
 
