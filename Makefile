@@ -1,6 +1,7 @@
-# kvlm build.  make            -> ./kvlm
-#              make test       -> build and run the GoogleTest suite (fetches the default model;
-#                                 the CUDA cases skip with a message when no GPU is visible)
+# kvlm build.  make            -> ./kvlm (a missing package stops it first, naming `make deps`)
+#              make test       -> install missing packages, build and run the GoogleTest suite
+#                                 (fetches the default model; the CUDA cases skip with a
+#                                 message when no GPU is visible)
 #              make test-gpu   -> only the CUDA cases; a missing GPU fails them
 #              make run        -> install what is missing, fetch the default model, chat with it
 #              make bench      -> speed and KV memory of every method on the default model (4K)
@@ -33,8 +34,11 @@ ifneq ($(CUDA),1)
   BUILD := $(BUILD)-cpu
 endif
 
-CXXFLAGS := -std=c++20 $(OPT) -Wall -Wextra -fopenmp -MMD -MP -Isrc -I. 
-LDFLAGS  := $(LDOPT) -fopenmp
+# Threads come from kvlm's own pool (src/util/thread_pool.h); OpenMP only marks SIMD loops.
+# -Wno-psabi: GCC notes that 64-byte vectors (kernels/cpu/simd.h) pass differently without
+# AVX-512; they never cross a translation unit, so the note is noise on AVX2 machines.
+CXXFLAGS := -std=c++20 $(OPT) -Wall -Wextra -Wno-psabi -fopenmp-simd -MMD -MP -Isrc -I.
+LDFLAGS  := $(LDOPT)
 LDLIBS   := -lsentencepiece -lpthread
 
 LIB_SRC  := $(wildcard src/model/*.cpp src/kv/*.cpp src/kv/strategies/*.cpp src/eval/*.cpp \
@@ -53,6 +57,23 @@ ifneq ($(CU_SRC),)
                -lineinfo -Xcompiler -Wall,-Wextra -MMD -MP
 endif
 
+# Libraries come from Debian. Each header the build needs, with the package that provides
+# it: a header the compiler cannot find means a missing package, whatever installed the rest.
+BUILD_HEADERS := CLI/CLI.hpp=libcli11-dev nlohmann/json.hpp=nlohmann-json3-dev \
+                 sentencepiece_processor.h=libsentencepiece-dev
+TEST_HEADERS  := gtest/gtest.h=libgtest-dev gmock/gmock.h=libgmock-dev
+HASH := \#
+has_include_checks = $(foreach p,$(1),$(HASH)if !__has_include(<$(firstword $(subst =, ,$(p)))>)\n$(HASH)error $(lastword $(subst =, ,$(p)))\n$(HASH)endif\n)
+# The packages of $(1) whose headers are missing, found by one compiler run.
+missing_packages = $(strip $(shell printf '$(call has_include_checks,$(1))' | \
+                     $(CXX) -fsyntax-only -x c++ - 2>&1 | sed -n 's/.*error: .error //p'))
+
+# Every compile waits for a dependency check. The README's commands (`make test`, `make run`)
+# install what is missing; any other build names the fix in one line and compiles nothing.
+INSTALL_GOALS := test test-gpu run bench
+DEPS_GATE := $(if $(filter $(INSTALL_GOALS),$(MAKECMDGOALS)),deps,check-deps)
+CHECKED_HEADERS := $(BUILD_HEADERS) $(if $(filter test test-gpu %kvlm_tests,$(MAKECMDGOALS)),$(TEST_HEADERS))
+
 .PHONY: all run test test-gpu bench deps model clean
 all: kvlm
 
@@ -65,11 +86,11 @@ $(BUILD)/kvlm: $(BUILD)/src/main.o $(LIB_OBJ) $(CU_OBJ)
 $(BUILD)/kvlm_tests: $(TEST_OBJ) $(LIB_OBJ) $(CU_OBJ)
 	$(CXX) $(LDFLAGS) -o $@ $^ -lgtest -lgtest_main $(LDLIBS)
 
-$(BUILD)/%.o: %.cpp
+$(BUILD)/%.o: %.cpp | $(DEPS_GATE)
 	@mkdir -p $(dir $@)
 	$(CXX) $(CXXFLAGS) -c -o $@ $<
 
-$(BUILD)/%.o: %.cu
+$(BUILD)/%.o: %.cu | $(DEPS_GATE)
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -c -o $@ $<
 
@@ -95,22 +116,28 @@ run: deps model kvlm
 	./kvlm chat --model $(MODEL)
 
 model: $(MODEL)
-$(MODEL):
+$(MODEL): | $(filter deps,$(DEPS_GATE))
 	weights/get-default.sh
 
-# Libraries come from Debian; tools count as present when they run, wherever they came from.
-DEB_LIBS  := libcli11-dev nlohmann-json3-dev libgtest-dev libgmock-dev libsentencepiece-dev
+.PHONY: check-deps
+check-deps:
+	@command -v $(CXX) >/dev/null || { echo "kvlm: no C++ compiler ($(CXX)); run: make deps" >&2; exit 1; }
+	@missing="$(call missing_packages,$(CHECKED_HEADERS))"; [ -z "$$missing" ] || { \
+	  echo "kvlm: missing Debian packages: $$missing; run: make deps (as root), or: sudo apt-get install -y $$missing" >&2; \
+	  exit 1; }
+
+# Tools count as present when they run, wherever they came from.
 deps:
 	@missing=""; \
-	for p in $(DEB_LIBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	command -v g++ >/dev/null || missing="$$missing g++"; \
+	if command -v $(CXX) >/dev/null; then missing="$(call missing_packages,$(BUILD_HEADERS) $(TEST_HEADERS))"; \
+	else missing="g++ $(foreach p,$(BUILD_HEADERS) $(TEST_HEADERS),$(lastword $(subst =, ,$(p))))"; fi; \
 	command -v python3 >/dev/null || missing="$$missing python3"; \
 	python3 -m pip --version >/dev/null 2>&1 || missing="$$missing python3-pip"; \
 	if [ -z "$$missing" ]; then echo "deps: all present"; \
 	elif [ "$$(id -u)" = 0 ]; then \
-	  echo "deps: installing$$missing"; \
+	  echo "deps: installing $$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
-	else echo "deps: missing$$missing; run: sudo apt-get install -y$$missing" >&2; exit 1; fi
+	else echo "deps: missing $$missing; run: sudo apt-get install -y $$missing" >&2; exit 1; fi
 
 clean:
 	rm -rf build kvlm
