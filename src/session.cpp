@@ -112,16 +112,38 @@ ChatTemplate Session::chat_template() const {
 }
 
 void Session::set_strategy(const KVSpec& spec) {
-  std::unique_ptr<KVStrategy> strategy = make_strategy(spec);
-  const ModelConfig& c = file_->config();
-  observer_ = std::make_unique<KVObserver>(*backend_, *strategy, c.n_heads, c.head_dim);
-  strategy_ = std::move(strategy);
+  use_strategy(make_strategy(spec));
   reset();
 }
 
+void Session::use_strategy(std::unique_ptr<KVStrategy> strategy) {
+  const ModelConfig& c = file_->config();
+  observer_ = std::make_unique<KVObserver>(*backend_, *strategy, c.n_heads, c.head_dim);
+  strategy_ = std::move(strategy);
+}
+
 void Session::reset() {
+  commit();
   cache_->clear();
   history_.clear();
+}
+
+void Session::checkpoint() {
+  cache_->checkpoint();
+  marked_strategy_ = strategy_->clone();
+  marked_history_ = history_.size();
+}
+
+void Session::rollback() {
+  if (!marked_strategy_) return;
+  cache_->rollback();
+  use_strategy(std::move(marked_strategy_));
+  history_.resize(marked_history_);
+}
+
+void Session::commit() {
+  cache_->commit();
+  marked_strategy_.reset();
 }
 
 std::vector<float> Session::feed(const std::vector<int32_t>& ids) {

@@ -66,6 +66,15 @@ class Session {
   void set_strategy(const KVSpec& spec);  // throws std::invalid_argument; keeps the old one
   void reset();                                // forget the conversation
 
+  // A chat turn that can be taken back. checkpoint() marks the conversation as it is now
+  // (the cache, the strategy's state, the history); rollback() returns to the mark, as if
+  // nothing happened since (after Ctrl-C or an error, also halfway through a forward
+  // pass); commit() keeps what came after. The cache saves only what an eviction or merge
+  // rewrites (KVCache::checkpoint); the strategy is copied whole (its scores are small).
+  void checkpoint();
+  void rollback();
+  void commit();
+
   // Runs ids through the model after what the cache holds; returns the last logits.
   // Throws std::runtime_error if the context would overflow.
   std::vector<float> feed(const std::vector<int32_t>& ids);
@@ -86,6 +95,8 @@ class Session {
 
  private:
   std::vector<float> feed_with(const std::vector<int32_t>& ids, KVObserver* observer);
+  // Makes `strategy` the one the forward pass runs, with a fresh observer.
+  void use_strategy(std::unique_ptr<KVStrategy> strategy);
 
   bool progress_;
   std::string template_name_;
@@ -96,6 +107,9 @@ class Session {
   std::unique_ptr<KVStrategy> strategy_;
   std::unique_ptr<KVObserver> observer_;  // runs strategy_ inside the forward pass
   std::vector<int32_t> history_;  // every token fed so far (for the repetition penalty)
+  // The checkpoint's copy of the strategy and length of the history; null: none.
+  std::unique_ptr<KVStrategy> marked_strategy_;
+  size_t marked_history_ = 0;
 };
 
 // Multi-line summary of the cache: method, bytes held vs full, kept lengths per layer
