@@ -128,7 +128,7 @@ int run_command(const RuntimeOptions& rt, const RunOptions& o) {
     GenerationStats st = session.generate(ids, o.n_predict, sampler, [](const std::string& piece) {
       std::fwrite(piece.data(), 1, piece.size(), stdout);
       std::fflush(stdout);
-    }, nullptr, after_prefill);
+    }, after_prefill);
     std::fputs("\n", stdout);
     std::fflush(stdout);
     KVStats kv = session.cache().stats();

@@ -6,6 +6,7 @@
 #include "commands.h"
 #include "eval/bench.h"
 #include "eval/eval_commands.h"
+#include "util/interrupt.h"
 
 using namespace kvlm;
 
@@ -204,6 +205,7 @@ int main(int argc, char** argv) {
     return app.exit(e) == 0 ? 0 : 2;  // CLI11 prints the error and a pointer to --help
   }
 
+  catch_interrupts();  // Ctrl-C stops work where it can be left cleanly (util/interrupt.h)
   try {
     if (!*methods_cmd) rt.device = resolve_device(dev.device, dev.dtype);
     // Loading and long prefills show a status line on a terminal (not in pipes or logs).
@@ -231,6 +233,9 @@ int main(int argc, char** argv) {
       Session session(rt);
       return run_bench(session, bench);
     }
+  } catch (const Interrupted& e) {
+    std::fprintf(stderr, "kvlm: %s\n", e.what());
+    return kInterruptedExitStatus;
   } catch (const std::invalid_argument& e) {
     std::fprintf(stderr, "kvlm: %s\n", e.what());
     return 2;

@@ -185,7 +185,6 @@ std::vector<float> Session::feed_with(const std::vector<int32_t>& ids, KVObserve
 GenerationStats Session::generate(const std::vector<int32_t>& prompt, int n_predict,
                                   Sampler& sampler,
                                   const std::function<void(const std::string&)>& on_text,
-                                  const std::atomic<bool>* interrupt,
                                   const std::function<void()>& after_prefill) {
   GenerationStats st;
   st.prompt_tokens = int(prompt.size());
@@ -197,10 +196,6 @@ GenerationStats Session::generate(const std::vector<int32_t>& prompt, int n_pred
   StreamDecoder text(tokenizer());
   start = std::chrono::steady_clock::now();
   for (int i = 0; i < n_predict; i++) {
-    if (interrupt && interrupt->load()) {
-      st.interrupted = true;
-      break;
-    }
     int32_t next = sampler.sample(logits, history_);
     if (tokenizer().is_end_of_generation(next)) {
       st.hit_end = true;

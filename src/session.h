@@ -1,7 +1,6 @@
 // Session: a loaded model with its backend, KV cache and strategy, and the generation
 // loop that run, chat and the evaluations share.
 #pragma once
-#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
@@ -36,7 +35,6 @@ struct GenerationStats {
   int generated_tokens = 0;
   double decode_seconds = 0;
   bool hit_end = false;        // stopped at an end-of-generation token
-  bool interrupted = false;
   bool context_full = false;   // stopped because the cache reached --ctx-size
   double prefill_tokens_per_second() const { return prefill_seconds > 0 ? prompt_tokens / prefill_seconds : 0; }
   double decode_tokens_per_second() const { return decode_seconds > 0 ? generated_tokens / decode_seconds : 0; }
@@ -84,13 +82,12 @@ class Session {
   std::vector<float> feed_uncompressed(const std::vector<int32_t>& ids);
 
   // Feeds the prompt, then samples up to n_predict tokens (fewer at an end-of-generation
-  // token, a full context, or when *interrupt becomes true). Each piece of finished UTF-8
-  // text goes to on_text as soon as it exists. Generated tokens are fed back, so the cache
-  // ends holding the whole exchange except the end token.
+  // token or a full context). Each piece of finished UTF-8 text goes to on_text as soon as
+  // it exists. Generated tokens are fed back, so the cache ends holding the whole exchange
+  // except the end token. Ctrl-C throws Interrupted (util/interrupt.h).
   // after_prefill (optional) runs once the prompt is in the cache, before decoding.
   GenerationStats generate(const std::vector<int32_t>& prompt, int n_predict, Sampler& sampler,
                            const std::function<void(const std::string&)>& on_text,
-                           const std::atomic<bool>* interrupt = nullptr,
                            const std::function<void()>& after_prefill = nullptr);
 
  private:

@@ -3,6 +3,7 @@
 // and taking a turn back.
 #include <gtest/gtest.h>
 
+#include <csignal>
 #include <numeric>
 #include <stdexcept>
 #include <string>
@@ -11,6 +12,7 @@
 #include "cache_contents.h"
 #include "sample.h"
 #include "session.h"
+#include "util/interrupt.h"
 
 namespace kvlm {
 namespace {
@@ -215,6 +217,27 @@ TEST(Session, RollbackMakesATurnNeverHappen) {
     });
     expect_same(taken_back, without);
   }
+}
+
+// Ctrl-C once the second turn's prompt is in (and compressed): the first decode step throws.
+TEST(Session, RollbackAfterCtrlCMakesATurnNeverHappen) {
+  struct sigaction previous {};
+  sigaction(SIGINT, nullptr, &previous);
+  catch_interrupts();
+  for (const char* kv : {"snapkv:budget=16,window=4", "minicache:start=0"}) {
+    SCOPED_TRACE(kv);
+    Session& s = tiny_session(kv);
+    const AfterTurn without = converse(s, [](Session&, Sampler&) {});
+    const AfterTurn interrupted = converse(s, [](Session& s, Sampler& sampler) {
+      s.checkpoint();
+      EXPECT_THROW(s.generate(tokens(12, 300), 4, sampler, [](const std::string&) {},
+                              [] { std::raise(SIGINT); }),
+                   Interrupted);
+      s.rollback();
+    });
+    expect_same(interrupted, without);
+  }
+  sigaction(SIGINT, &previous, nullptr);
 }
 
 TEST(Session, CommitKeepsTheTurn) {
