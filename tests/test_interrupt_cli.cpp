@@ -1,7 +1,10 @@
 // Ctrl-C end to end, with a real SIGINT: run stops in its prefill and writes nothing, chat
-// drops the turn and answers the next one as if it had never been asked. Prompts are long enough that their prefill
+// drops the turn and answers the next one as if it had never been asked, and the
+// evaluations keep the prompts that finished. Prompts are long enough that their prefill
 // lasts seconds, and the signal goes once stderr shows the work has begun.
 #include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
 
 #include "cli_fixture.h"
 #include "util/interrupt.h"
@@ -86,6 +89,31 @@ TEST(CtrlC, ChatDropsTheInterruptedTurnsAndGoesOnAsIfTheyNeverHappened) {
   ASSERT_GT(out.size(), first_answer + last_answer.size()) << "turn 3's partial answer shows";
   EXPECT_EQ(out.substr(out.size() - last_answer.size()), last_answer)
       << "turn 4 answers as if turns 2 and 3 never happened";
+}
+
+TEST(CtrlC, NeedleKeepsTheFinishedPromptsInItsJson) {
+  KVLM_REQUIRE_MODEL();
+  const fs::path dir = fresh_dir("needle");
+  Background needle("needle " + model_flag() + " --ctx-list 256,1k --depths 0.5 --trials 1" +
+                    " --json " + (dir / "n.json").string() + " --csv " + (dir / "n.csv").string() +
+                    " --svg " + (dir / "n.svg").string());
+  ASSERT_TRUE(needle.wait_until([&] { return needle.count_in_err("1/2 prompts") > 0; }))
+      << needle.err();
+  needle.signal(SIGINT);  // during the 1k prompt
+  EXPECT_EQ(needle.finish(), kInterruptedExitStatus) << needle.err();
+  EXPECT_NE(needle.err().find("needle: interrupted (Ctrl-C) after 1 of 2 prompts; " +
+                              (dir / "n.json").string() + " holds the finished ones\n"),
+            std::string::npos) << needle.err();
+  EXPECT_EQ(needle.out(), "") << "no table of part of the grid";
+  const nlohmann::json j = nlohmann::json::parse(slurp(dir / "n.json"));
+  EXPECT_EQ(j["interrupted"], true);
+  EXPECT_EQ(j["prompts_planned"], 2);
+  ASSERT_EQ(j["trials_detail"].size(), 1u);
+  EXPECT_EQ(j["trials_detail"][0]["ctx"], 256);
+  EXPECT_EQ(j["cells"].size(), 1u);
+  for (const fs::directory_entry& e : fs::directory_iterator(dir))
+    EXPECT_EQ(e.path().filename(), "n.json") << "no CSV, SVG or .partial";
+  fs::remove_all(dir);
 }
 
 }  // namespace
