@@ -6,6 +6,7 @@
 #include <iostream>
 
 #include "util/interrupt.h"
+#include "util/terminal_text.h"
 #include "util/text_format.h"
 
 namespace kvlm {
@@ -52,12 +53,19 @@ int chat_repl(Session& session, const ChatOptions& options) {
       std::string line;
       bool more = true;
       while (more && std::getline(std::cin, line)) {
+        if (!line.empty() && line.back() == '\r') line.pop_back();  // CRLF line ends
         more = !line.empty() && line.back() == '\\';
         message += more ? line.substr(0, line.size() - 1) + "\n" : line;
       }
       if (!std::cin && message.empty()) break;  // EOF
     }
     if (message.empty()) continue;
+    if (RepairedText repaired = replace_invalid_utf8(message); repaired.replaced > 0) {
+      std::fprintf(stderr, "note: %d invalid UTF-8 sequence%s or NUL byte%s replaced with U+FFFD "
+                   "(the first at byte %zu)\n", repaired.replaced, repaired.replaced > 1 ? "s" : "",
+                   repaired.replaced > 1 ? "s" : "", repaired.first_offset);
+      message = std::move(repaired.text);
+    }
 
     if (message[0] == '/') {
       std::string cmd = message.substr(0, message.find(' '));
@@ -88,6 +96,11 @@ int chat_repl(Session& session, const ChatOptions& options) {
     const std::string text = conversation.empty() ? tmpl.render(turn, true)
                                                   : tmpl.next_turn(conversation, message);
     std::vector<int32_t> ids = encode_chat(session.tokenizer(), text, conversation.empty());
+    if (int(ids.size()) > session.ctx_size()) {
+      std::fprintf(stderr, "error: the message is %zu tokens in the chat template, more than the "
+                   "whole context of %d (--ctx-size)\n", ids.size(), session.ctx_size());
+      continue;
+    }
     // Ctrl-C or an error drops the whole turn: the cache, the strategy's state and the
     // sampler go back to the mark, so the next turn runs as if this one never happened.
     session.checkpoint();
@@ -97,7 +110,8 @@ int chat_repl(Session& session, const ChatOptions& options) {
     try {
       st = session.generate(ids, n_predict, sampler, [&answer](const std::string& piece) {
         answer += piece;
-        std::fwrite(piece.data(), 1, piece.size(), stdout);
+        const std::string shown = visible_controls(piece);  // the model cannot drive the terminal
+        std::fwrite(shown.data(), 1, shown.size(), stdout);
         std::fflush(stdout);
       });
     } catch (const std::exception& e) {  // Ctrl-C, a full context, no memory: the chat goes on

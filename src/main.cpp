@@ -120,6 +120,9 @@ int main(int argc, char** argv) {
 
   RunOptions run;
   CLI::App* run_cmd = app.add_subcommand("run", "generate text for one prompt, streamed to stdout");
+  run_cmd->footer("On a terminal, control characters in the answer are shown (^[ for ESC), not "
+                  "obeyed; a pipe or file gets the exact text. Ctrl-C exits with status 130 and "
+                  "writes no output file.");
   add_runtime_flags(run_cmd, rt, dev);
   add_sampling_flags(run_cmd, run.sampling);
   add_template_flag(run_cmd, rt);
@@ -148,6 +151,9 @@ int main(int argc, char** argv) {
 
   ChatOptions chat;
   CLI::App* chat_cmd = app.add_subcommand("chat", "interactive chat in the terminal");
+  chat_cmd->footer("Input bytes that are not UTF-8, and NUL bytes, become U+FFFD (with a note). "
+                   "Control characters in answers are shown (^[ for ESC), not obeyed. Ctrl-C "
+                   "drops the turn in progress; the conversation goes on as before it.");
   add_runtime_flags(chat_cmd, rt, dev);
   add_sampling_flags(chat_cmd, chat.sampling);
   add_template_flag(chat_cmd, rt);
