@@ -1,30 +1,20 @@
 #include "chat.h"
-#include "util/text_format.h"
 
 #include <unistd.h>
 
-#include <atomic>
-#include <csignal>
 #include <cstdio>
 #include <iostream>
+
+#include "util/interrupt.h"
+#include "util/terminal_text.h"
+#include "util/text_format.h"
 
 namespace kvlm {
 
 namespace {
 
-// Ctrl-C while an answer streams stops that answer; at the prompt it only explains.
-std::atomic<bool> g_generating{false};
-std::atomic<bool> g_interrupt{false};
-
-void on_sigint(int) {
-  if (g_generating.load()) {
-    g_interrupt.store(true);
-  } else {
-    const char msg[] = "\n(Ctrl-D or /quit leaves the chat)\n> ";
-    ssize_t ignored = write(STDERR_FILENO, msg, sizeof msg - 1);
-    (void)ignored;
-  }
-}
+// Ctrl-C at the prompt only explains; during a turn it drops the turn.
+const char kCtrlCAtThePrompt[] = "\n(Ctrl-D or /quit leaves the chat)\n> ";
 
 void print_stats(Session& s) {
   std::fputs(kv_stats_text(s.cache(), s.strategy()).c_str(), stderr);
@@ -38,7 +28,8 @@ const char* kHelp =
     "  /reset       forget the conversation (empties the cache)\n"
     "  /kv SPEC     switch KV method (e.g. /kv full) and reset\n"
     "  /quit        leave (Ctrl-D too)\n"
-    "end a line with \\ to continue the message on the next line; Ctrl-C stops an answer\n";
+    "end a line with \\ to continue the message on the next line; Ctrl-C drops the turn in\n"
+    "progress (your message and the answer so far): the conversation is as before it\n";
 
 }  // namespace
 
@@ -49,26 +40,32 @@ int chat_repl(Session& session, const ChatOptions& options) {
   std::vector<ChatMessage> conversation;
   const int n_predict = options.n_predict < 0 ? 1 << 30 : options.n_predict;
 
-  struct sigaction sa {};
-  sa.sa_handler = on_sigint;
-  sa.sa_flags = SA_RESTART;
-  sigaction(SIGINT, &sa, nullptr);
   const bool interactive = isatty(STDIN_FILENO);
   if (interactive)
     std::fprintf(stderr, "chat with %s (template %s). /help for commands.\n",
                  session.file().config().name.c_str(), tmpl.name().c_str());
 
-  std::string line;
   while (true) {
-    if (interactive) std::fprintf(stderr, "> ");
     std::string message;
-    bool more = true;
-    while (more && std::getline(std::cin, line)) {
-      more = !line.empty() && line.back() == '\\';
-      message += more ? line.substr(0, line.size() - 1) + "\n" : line;
+    {
+      const WaitingForInput waiting(kCtrlCAtThePrompt);
+      if (interactive) std::fprintf(stderr, "> ");
+      std::string line;
+      bool more = true;
+      while (more && std::getline(std::cin, line)) {
+        if (!line.empty() && line.back() == '\r') line.pop_back();  // CRLF line ends
+        more = !line.empty() && line.back() == '\\';
+        message += more ? line.substr(0, line.size() - 1) + "\n" : line;
+      }
+      if (!std::cin && message.empty()) break;  // EOF
     }
-    if (!std::cin && message.empty()) break;  // EOF
     if (message.empty()) continue;
+    if (RepairedText repaired = replace_invalid_utf8(message); repaired.replaced > 0) {
+      std::fprintf(stderr, "note: %d invalid UTF-8 sequence%s or NUL byte%s replaced with U+FFFD "
+                   "(the first at byte %zu)\n", repaired.replaced, repaired.replaced > 1 ? "s" : "",
+                   repaired.replaced > 1 ? "s" : "", repaired.first_offset);
+      message = std::move(repaired.text);
+    }
 
     if (message[0] == '/') {
       std::string cmd = message.substr(0, message.find(' '));
@@ -99,22 +96,37 @@ int chat_repl(Session& session, const ChatOptions& options) {
     const std::string text = conversation.empty() ? tmpl.render(turn, true)
                                                   : tmpl.next_turn(conversation, message);
     std::vector<int32_t> ids = encode_chat(session.tokenizer(), text, conversation.empty());
-    g_interrupt = false;
-    g_generating = true;
+    if (int(ids.size()) > session.ctx_size()) {
+      std::fprintf(stderr, "error: the message is %zu tokens in the chat template, more than the "
+                   "whole context of %d (--ctx-size)\n", ids.size(), session.ctx_size());
+      continue;
+    }
+    // Ctrl-C or an error drops the whole turn: the cache, the strategy's state and the
+    // sampler go back to the mark, so the next turn runs as if this one never happened.
+    session.checkpoint();
+    const Sampler sampler_at_mark = sampler;
     GenerationStats st;
     std::string answer;
     try {
       st = session.generate(ids, n_predict, sampler, [&answer](const std::string& piece) {
         answer += piece;
-        std::fwrite(piece.data(), 1, piece.size(), stdout);
+        const std::string shown = visible_controls(piece);  // the model cannot drive the terminal
+        std::fwrite(shown.data(), 1, shown.size(), stdout);
         std::fflush(stdout);
-      }, &g_interrupt);
-    } catch (const std::exception& e) {  // e.g. the context is full: the chat goes on
-      g_generating = false;
-      std::fprintf(stderr, "\nerror: %s\n", e.what());
+      });
+    } catch (const std::exception& e) {  // Ctrl-C, a full context, no memory: the chat goes on
+      session.rollback();
+      sampler = sampler_at_mark;
+      if (!answer.empty()) std::fputs("\n", stdout);    // ends the answer shown so far
+      else if (isatty(STDERR_FILENO)) std::fputs("\n", stderr);  // leaves the ^C echo
+      std::fflush(stdout);
+      if (dynamic_cast<const Interrupted*>(&e))
+        std::fprintf(stderr, "(interrupted: the turn is dropped, the conversation is as before it)\n");
+      else
+        std::fprintf(stderr, "error: %s (the turn is dropped)\n", e.what());
       continue;
     }
-    g_generating = false;
+    session.commit();
     conversation.insert(conversation.end(), turn.begin(), turn.end());
     conversation.push_back({"assistant", answer});
     std::fputs("\n", stdout);
@@ -124,7 +136,7 @@ int chat_repl(Session& session, const ChatOptions& options) {
                  st.generated_tokens, st.decode_tokens_per_second(), st.prompt_tokens,
                  st.prefill_tokens_per_second(), format_bytes(kv.bytes_held).c_str(),
                  format_bytes(kv.bytes_full).c_str(),
-                 st.interrupted ? " | interrupted" : st.context_full ? " | context full" : "");
+                 st.context_full ? " | context full" : "");
   }
   if (interactive) std::fputs("\n", stderr);
   return 0;

@@ -15,6 +15,7 @@
 #include "eval/svg.h"
 #include "memory_plan.h"
 #include "util/output_file.h"
+#include "util/terminal_text.h"
 #include "util/text_format.h"
 
 namespace kvlm {
@@ -126,9 +127,11 @@ int run_command(const RuntimeOptions& rt, const RunOptions& o) {
     };
     Sampler sampler(o.sampling);
     GenerationStats st = session.generate(ids, o.n_predict, sampler, [](const std::string& piece) {
-      std::fwrite(piece.data(), 1, piece.size(), stdout);
+      // A terminal gets control characters shown, not obeyed; a pipe or file the exact text.
+      const std::string shown = isatty(STDOUT_FILENO) ? visible_controls(piece) : piece;
+      std::fwrite(shown.data(), 1, shown.size(), stdout);
       std::fflush(stdout);
-    }, nullptr, after_prefill);
+    }, after_prefill);
     std::fputs("\n", stdout);
     std::fflush(stdout);
     KVStats kv = session.cache().stats();

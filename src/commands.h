@@ -26,6 +26,7 @@ struct RunOptions {
 std::string render_kept(const Tokenizer& tok, const std::vector<int32_t>& prompt,
                         const KVCache& cache, int layer, bool color);
 
+// Files (--json, --kept-svg) are written once everything ran: Ctrl-C (Interrupted) leaves none.
 int run_command(const RuntimeOptions& rt, const RunOptions& o);
 int info_command(const RuntimeOptions& rt);
 int methods_command();

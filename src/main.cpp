@@ -6,6 +6,7 @@
 #include "commands.h"
 #include "eval/bench.h"
 #include "eval/eval_commands.h"
+#include "util/interrupt.h"
 
 using namespace kvlm;
 
@@ -119,6 +120,9 @@ int main(int argc, char** argv) {
 
   RunOptions run;
   CLI::App* run_cmd = app.add_subcommand("run", "generate text for one prompt, streamed to stdout");
+  run_cmd->footer("On a terminal, control characters in the answer are shown (^[ for ESC), not "
+                  "obeyed; a pipe or file gets the exact text. Ctrl-C exits with status 130 and "
+                  "writes no output file.");
   add_runtime_flags(run_cmd, rt, dev);
   add_sampling_flags(run_cmd, run.sampling);
   add_template_flag(run_cmd, rt);
@@ -147,6 +151,9 @@ int main(int argc, char** argv) {
 
   ChatOptions chat;
   CLI::App* chat_cmd = app.add_subcommand("chat", "interactive chat in the terminal");
+  chat_cmd->footer("Input bytes that are not UTF-8, and NUL bytes, become U+FFFD (with a note). "
+                   "Control characters in answers are shown (^[ for ESC), not obeyed. Ctrl-C "
+                   "drops the turn in progress; the conversation goes on as before it.");
   add_runtime_flags(chat_cmd, rt, dev);
   add_sampling_flags(chat_cmd, chat.sampling);
   add_template_flag(chat_cmd, rt);
@@ -204,6 +211,7 @@ int main(int argc, char** argv) {
     return app.exit(e) == 0 ? 0 : 2;  // CLI11 prints the error and a pointer to --help
   }
 
+  catch_interrupts();  // Ctrl-C stops work where it can be left cleanly (util/interrupt.h)
   try {
     if (!*methods_cmd) rt.device = resolve_device(dev.device, dev.dtype);
     // Loading and long prefills show a status line on a terminal (not in pipes or logs).
@@ -231,6 +239,9 @@ int main(int argc, char** argv) {
       Session session(rt);
       return run_bench(session, bench);
     }
+  } catch (const Interrupted& e) {
+    std::fprintf(stderr, "kvlm: %s\n", e.what());
+    return kInterruptedExitStatus;
   } catch (const std::invalid_argument& e) {
     std::fprintf(stderr, "kvlm: %s\n", e.what());
     return 2;

@@ -112,16 +112,38 @@ ChatTemplate Session::chat_template() const {
 }
 
 void Session::set_strategy(const KVSpec& spec) {
-  std::unique_ptr<KVStrategy> strategy = make_strategy(spec);
-  const ModelConfig& c = file_->config();
-  observer_ = std::make_unique<KVObserver>(*backend_, *strategy, c.n_heads, c.head_dim);
-  strategy_ = std::move(strategy);
+  use_strategy(make_strategy(spec));
   reset();
 }
 
+void Session::use_strategy(std::unique_ptr<KVStrategy> strategy) {
+  const ModelConfig& c = file_->config();
+  observer_ = std::make_unique<KVObserver>(*backend_, *strategy, c.n_heads, c.head_dim);
+  strategy_ = std::move(strategy);
+}
+
 void Session::reset() {
+  commit();
   cache_->clear();
   history_.clear();
+}
+
+void Session::checkpoint() {
+  cache_->checkpoint();
+  marked_strategy_ = strategy_->clone();
+  marked_history_ = history_.size();
+}
+
+void Session::rollback() {
+  if (!marked_strategy_) return;
+  cache_->rollback();
+  use_strategy(std::move(marked_strategy_));
+  history_.resize(marked_history_);
+}
+
+void Session::commit() {
+  cache_->commit();
+  marked_strategy_.reset();
 }
 
 std::vector<float> Session::feed(const std::vector<int32_t>& ids) {
@@ -163,7 +185,6 @@ std::vector<float> Session::feed_with(const std::vector<int32_t>& ids, KVObserve
 GenerationStats Session::generate(const std::vector<int32_t>& prompt, int n_predict,
                                   Sampler& sampler,
                                   const std::function<void(const std::string&)>& on_text,
-                                  const std::atomic<bool>* interrupt,
                                   const std::function<void()>& after_prefill) {
   GenerationStats st;
   st.prompt_tokens = int(prompt.size());
@@ -175,10 +196,6 @@ GenerationStats Session::generate(const std::vector<int32_t>& prompt, int n_pred
   StreamDecoder text(tokenizer());
   start = std::chrono::steady_clock::now();
   for (int i = 0; i < n_predict; i++) {
-    if (interrupt && interrupt->load()) {
-      st.interrupted = true;
-      break;
-    }
     int32_t next = sampler.sample(logits, history_);
     if (tokenizer().is_end_of_generation(next)) {
       st.hit_end = true;

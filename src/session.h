@@ -1,7 +1,6 @@
 // Session: a loaded model with its backend, KV cache and strategy, and the generation
 // loop that run, chat and the evaluations share.
 #pragma once
-#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
@@ -36,7 +35,6 @@ struct GenerationStats {
   int generated_tokens = 0;
   double decode_seconds = 0;
   bool hit_end = false;        // stopped at an end-of-generation token
-  bool interrupted = false;
   bool context_full = false;   // stopped because the cache reached --ctx-size
   double prefill_tokens_per_second() const { return prefill_seconds > 0 ? prompt_tokens / prefill_seconds : 0; }
   double decode_tokens_per_second() const { return decode_seconds > 0 ? generated_tokens / decode_seconds : 0; }
@@ -66,6 +64,15 @@ class Session {
   void set_strategy(const KVSpec& spec);  // throws std::invalid_argument; keeps the old one
   void reset();                                // forget the conversation
 
+  // A chat turn that can be taken back. checkpoint() marks the conversation as it is now
+  // (the cache, the strategy's state, the history); rollback() returns to the mark, as if
+  // nothing happened since (after Ctrl-C or an error, also halfway through a forward
+  // pass); commit() keeps what came after. The cache saves only what an eviction or merge
+  // rewrites (KVCache::checkpoint); the strategy is copied whole (its scores are small).
+  void checkpoint();
+  void rollback();
+  void commit();
+
   // Runs ids through the model after what the cache holds; returns the last logits.
   // Throws std::runtime_error if the context would overflow.
   std::vector<float> feed(const std::vector<int32_t>& ids);
@@ -75,17 +82,18 @@ class Session {
   std::vector<float> feed_uncompressed(const std::vector<int32_t>& ids);
 
   // Feeds the prompt, then samples up to n_predict tokens (fewer at an end-of-generation
-  // token, a full context, or when *interrupt becomes true). Each piece of finished UTF-8
-  // text goes to on_text as soon as it exists. Generated tokens are fed back, so the cache
-  // ends holding the whole exchange except the end token.
+  // token or a full context). Each piece of finished UTF-8 text goes to on_text as soon as
+  // it exists. Generated tokens are fed back, so the cache ends holding the whole exchange
+  // except the end token. Ctrl-C throws Interrupted (util/interrupt.h).
   // after_prefill (optional) runs once the prompt is in the cache, before decoding.
   GenerationStats generate(const std::vector<int32_t>& prompt, int n_predict, Sampler& sampler,
                            const std::function<void(const std::string&)>& on_text,
-                           const std::atomic<bool>* interrupt = nullptr,
                            const std::function<void()>& after_prefill = nullptr);
 
  private:
   std::vector<float> feed_with(const std::vector<int32_t>& ids, KVObserver* observer);
+  // Makes `strategy` the one the forward pass runs, with a fresh observer.
+  void use_strategy(std::unique_ptr<KVStrategy> strategy);
 
   bool progress_;
   std::string template_name_;
@@ -96,6 +104,9 @@ class Session {
   std::unique_ptr<KVStrategy> strategy_;
   std::unique_ptr<KVObserver> observer_;  // runs strategy_ inside the forward pass
   std::vector<int32_t> history_;  // every token fed so far (for the repetition penalty)
+  // The checkpoint's copy of the strategy and length of the history; null: none.
+  std::unique_ptr<KVStrategy> marked_strategy_;
+  size_t marked_history_ = 0;
 };
 
 // Multi-line summary of the cache: method, bytes held vs full, kept lengths per layer

@@ -1,10 +1,11 @@
-// KVCache: ragged per-head storage, positions, compaction, byte accounting, and the
-// full strategy leaving it untouched.
+// KVCache: ragged per-head storage, positions, compaction, byte accounting, undo to a
+// checkpoint, and the full strategy leaving it untouched.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstring>
 
+#include "cache_contents.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "kv/kv_cache.h"
 #include "kv/strategy.h"
@@ -138,6 +139,34 @@ TEST(KVCache, FullStrategyLeavesCacheBitIdentical) {
   full->on_decode_step(cache, DecodeObservation{});
   EXPECT_EQ(cache.stats().lengths, (std::vector<std::vector<int>>(kLayers, std::vector<int>(kHeads, 7))));
   EXPECT_EQ(std::memcmp(before.data(), cache.view(1)[1].keys, before.size() * sizeof(float)), 0);
+}
+
+// A forward pass that Ctrl-C stopped halfway: some layers appended, some heads compacted.
+TEST(KVCache, RollbackUndoesPartialAppendsAndEvictions) {
+  CpuBackend b(1);
+  KVCache cache(b, kLayers, kHeads, kDim, 1000);
+  append_tokens(cache, 70);  // past one chunk of rows, so capacities move too
+  cache.compact(1, 0, {0, 5, 69});
+  const test::CacheContents before = test::contents(cache);
+
+  cache.checkpoint();
+  std::vector<int32_t> pos(100);
+  for (int t = 0; t < 100; t++) pos[t] = 70 + t;
+  cache.append(0, rows(70, 100, 0).data(), rows(70, 100, 0.5f).data(), pos.data(), 100);
+  cache.compact(0, 2, {1, 2, 150});  // an old row evicted, a new one kept
+  cache.compact(0, 2, {0, 2});       // the copy saved before the first change must stay
+  cache.rollback();
+  EXPECT_TRUE(test::contents(cache) == before);
+
+  // The cache works on from there, and a commit keeps what it commits.
+  cache.checkpoint();
+  append_tokens(cache, 3);
+  cache.compact(1, 1, {0, 72});
+  cache.commit();
+  cache.rollback();  // no checkpoint: nothing to undo
+  EXPECT_EQ(cache.tokens_seen(), 73);
+  EXPECT_EQ(cache.positions(1, 1), (std::vector<int32_t>{0, 72}));
+  EXPECT_EQ(cache.positions(0, 2).back(), 72);
 }
 
 }  // namespace

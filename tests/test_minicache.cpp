@@ -10,6 +10,7 @@
 #include <random>
 #include <stdexcept>
 
+#include "cache_contents.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "kv/kv_cache.h"
 #include "kv/merged_layers.h"
@@ -442,6 +443,25 @@ TEST(MiniCacheCache, ClearForgetsMergesAndTheCacheWorksAgain) {
   strategy->after_prefill(f.cache);
   EXPECT_EQ(f.cache.shared_length(3, 1), 20);
   expect_restored(f, 3, 0.6);
+}
+
+// A chat turn whose merge is taken back: the shared storage, the pairing and the rows
+// the merge moved all return.
+TEST(MiniCacheCache, RollbackUndoesMergesAndPairing) {
+  for (bool merged_before : {false, true}) {
+    Filled f;
+    f.append(kPrompt);
+    auto strategy = make_strategy("minicache:start=2,retain=0.1");
+    if (merged_before) strategy->after_prefill(f.cache);
+    const test::CacheContents before = test::contents(f.cache);
+    f.cache.checkpoint();
+    f.append(30);
+    strategy->after_prefill(f.cache);
+    ASSERT_GT(f.cache.shared_length(2, 1), before.shared[2][1]);
+    f.cache.rollback();
+    EXPECT_TRUE(test::contents(f.cache) == before) << "merged before: " << merged_before;
+    EXPECT_EQ(f.cache.merged_layers().partner(2), merged_before ? 3 : -1);
+  }
 }
 
 TEST(MiniCacheCache, CompactKeepsMergedSlotsAndEvictsRows) {

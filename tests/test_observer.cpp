@@ -27,7 +27,7 @@ struct Event {
 };
 
 // A strategy that asks for whatever the test sets and records every call.
-class RecordingStrategy final : public KVStrategy {
+class RecordingStrategy final : public CopyableStrategy<RecordingStrategy> {
  public:
   Needs wants;
   std::vector<Event> events;

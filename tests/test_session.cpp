@@ -1,14 +1,18 @@
 // Session (session.h) over a small random-weight model: feeding and its limits, switching
-// strategies, compressed versus uncompressed feeding, generation up to a full context, reset.
+// strategies, compressed versus uncompressed feeding, generation up to a full context, reset,
+// and taking a turn back.
 #include <gtest/gtest.h>
 
+#include <csignal>
 #include <numeric>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "cache_contents.h"
 #include "sample.h"
 #include "session.h"
+#include "util/interrupt.h"
 
 namespace kvlm {
 namespace {
@@ -146,6 +150,106 @@ TEST(Session, ResetEmptiesCacheAndHistory) {
     for (int len : layer) EXPECT_EQ(len, 0);
   s.feed(tokens(2));  // and it works again
   EXPECT_EQ(s.cache().tokens_seen(), 2);
+}
+
+// What a chat turn leaves behind: the cache whole, the history, the strategy's report, the
+// logits of the next message, and the cache after it (what the strategy's own state, e.g.
+// h2o's scores, made it keep).
+struct AfterTurn {
+  test::CacheContents cache;
+  std::vector<int32_t> history;
+  std::string report;
+  std::vector<float> next_logits;
+  test::CacheContents next_cache;
+};
+
+// Every method, so that every kind of change is taken back: evictions at prefill and while
+// decoding, merged layers, scores and detections kept between calls.
+const char* const kEveryKindOfMethod[] = {
+    "full", "streaming:budget=16", "h2o:budget=16", "snapkv:budget=16,window=4",
+    "pyramidkv:budget=16,window=4", "adakv:budget=16,window=4", "dynamickv:budget=16,window=4",
+    "knorm:budget=16", "simlayerkv", "minicache:start=0", "h2o:budget=16+streaming:budget=16"};
+
+// Each method runs two conversations: a two-layer model (tests/data/hf) keeps that quick.
+Session& tiny_session(const std::string& kv) {
+  static Session s([] {
+    RuntimeOptions rt = options();
+    rt.model_path = "tests/data/hf/llama3-gqa";
+    return rt;
+  }());
+  s.set_strategy(KVSpec::parse(kv));
+  return s;
+}
+
+// The first turn (20 tokens and 3 generated), then `middle` (which may take a second turn
+// back), then the next message's logits.
+template <class Middle>
+AfterTurn converse(Session& s, Middle middle) {
+  SamplingParams greedy;
+  greedy.temperature = 0;
+  Sampler sampler(greedy);
+  s.reset();
+  s.generate(tokens(20), 3, sampler, [](const std::string&) {});
+  middle(s, sampler);
+  AfterTurn after{test::contents(s.cache()), s.history(), s.strategy().report(), {}, {}};
+  after.next_logits = s.feed(tokens(6, 400));
+  after.next_cache = test::contents(s.cache());
+  return after;
+}
+
+void expect_same(const AfterTurn& a, const AfterTurn& b) {
+  EXPECT_TRUE(a.cache == b.cache) << "the cache differs";
+  EXPECT_EQ(a.history, b.history);
+  EXPECT_EQ(a.report, b.report);
+  EXPECT_EQ(a.next_logits, b.next_logits);
+  EXPECT_TRUE(a.next_cache == b.next_cache) << "the strategy kept other tokens of the next message";
+}
+
+TEST(Session, RollbackMakesATurnNeverHappen) {
+  for (const char* kv : kEveryKindOfMethod) {
+    SCOPED_TRACE(kv);
+    Session& s = tiny_session(kv);
+    const AfterTurn without = converse(s, [](Session&, Sampler&) {});
+    const AfterTurn taken_back = converse(s, [](Session& s, Sampler& sampler) {
+      s.checkpoint();
+      s.generate(tokens(12, 300), 4, sampler, [](const std::string&) {});
+      s.rollback();
+    });
+    expect_same(taken_back, without);
+  }
+}
+
+// Ctrl-C once the second turn's prompt is in (and compressed): the first decode step throws.
+TEST(Session, RollbackAfterCtrlCMakesATurnNeverHappen) {
+  struct sigaction previous {};
+  sigaction(SIGINT, nullptr, &previous);
+  catch_interrupts();
+  for (const char* kv : {"snapkv:budget=16,window=4", "minicache:start=0"}) {
+    SCOPED_TRACE(kv);
+    Session& s = tiny_session(kv);
+    const AfterTurn without = converse(s, [](Session&, Sampler&) {});
+    const AfterTurn interrupted = converse(s, [](Session& s, Sampler& sampler) {
+      s.checkpoint();
+      EXPECT_THROW(s.generate(tokens(12, 300), 4, sampler, [](const std::string&) {},
+                              [] { std::raise(SIGINT); }),
+                   Interrupted);
+      s.rollback();
+    });
+    expect_same(interrupted, without);
+  }
+  sigaction(SIGINT, &previous, nullptr);
+}
+
+TEST(Session, CommitKeepsTheTurn) {
+  Session& s = tiny_session("streaming:budget=16");
+  const AfterTurn one_call = converse(s, [](Session& s, Sampler&) { s.feed(tokens(12, 300)); });
+  const AfterTurn committed = converse(s, [](Session& s, Sampler&) {
+    s.checkpoint();
+    s.feed(tokens(12, 300));
+    s.commit();
+    s.rollback();  // nothing left to take back
+  });
+  expect_same(committed, one_call);
 }
 
 // A bad --kv fails fast: the model path does not exist, so reaching the loader would throw

@@ -11,6 +11,7 @@
 #include <stdexcept>
 
 #include "session.h"
+#include "util/interrupt.h"
 #include "util/output_file.h"
 #include "eval/report.h"
 #include "eval/runner.h"
@@ -279,10 +280,20 @@ int eval_command(EvalCommand command, RuntimeOptions rt, const EvalOptions& o) {
   const std::string title = describe(command, o, task, grid, rt, chat);
   std::fprintf(stderr, "%s: %s; model %s\n", name.c_str(), title.c_str(), session.file().path().c_str());
 
-  const std::vector<TrialRecord> records =
+  const GridRun run =
       run_grid(session, builder, grid, name, false, o.kept_svg.empty() ? nullptr : &kept);
+  const std::vector<TrialRecord>& records = run.records;
   const std::vector<Cell> cells = summarise(records, grid, command != EvalCommand::Sweep);
-  show_results(command, title, cells, grid, o);
+  // Interrupted: the finished prompts go to --json, marked; a table, CSV or SVG of part of
+  // the grid would pass for the whole, so none is made.
+  if (run.interrupted) {
+    std::string line = name + ": interrupted (Ctrl-C) after " + std::to_string(records.size()) +
+                       " of " + std::to_string(run.planned) + " prompts";
+    if (!o.json_path.empty()) line += "; " + o.json_path + " holds the finished ones";
+    std::fprintf(stderr, "%s\n", line.c_str());
+  } else {
+    show_results(command, title, cells, grid, o);
+  }
   if (!o.json_path.empty()) {
     nlohmann::json specs = nlohmann::json::array();
     for (const MethodRun& m : grid.methods) specs.push_back(m.spec);
@@ -292,9 +303,11 @@ int eval_command(EvalCommand command, RuntimeOptions rt, const EvalOptions& o) {
         {"query_mode", query_mode_name(grid.mode)}, {"chat_template", chat}, {"seed", o.seed},
         {"trials", grid.trials}, {"ctx", grid.ctx_list}, {"depths", grid.depths},
         {"kv", specs}, {"haystack", o.haystack.empty() ? "built-in" : o.haystack},
-        {"cells", cells_json(cells, grid)}, {"trials_detail", trials_json(records, grid)}};
+        {"cells", cells_json(cells, grid)}, {"trials_detail", trials_json(records, grid)},
+        {"interrupted", run.interrupted}, {"prompts_planned", run.planned}};
     write_output(o.json_path, doc.dump(2) + "\n", "--json");
   }
+  if (run.interrupted) return kInterruptedExitStatus;
   if (!o.kept_svg.empty()) {
     const Prompt& p = kept.drawn;
     const Tokenizer& tok = session.tokenizer();

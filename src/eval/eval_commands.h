@@ -30,6 +30,9 @@ struct EvalOptions {
 
 enum class EvalCommand { Passkey, Needle, Sweep };
 
+// Runs the grid and shows it (table, --csv, --svg, --json). Ctrl-C stops it between
+// layers: --json then holds the prompts that finished, marked "interrupted", nothing else
+// is written, and it returns kInterruptedExitStatus.
 int eval_command(EvalCommand command, RuntimeOptions rt, const EvalOptions& options);
 
 // Parsers of the flag values, exposed for the tests. Throw std::invalid_argument naming

@@ -36,7 +36,7 @@ void Progress::finish(double work, double right) {
   done_work_ += work;
   right_ += right;
   done_items_++;
-  show(false);
+  show(done_items_ == 1);  // a log too sees the first result and a first ETA at once
 }
 
 void Progress::show(bool force) {

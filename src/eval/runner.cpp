@@ -6,6 +6,7 @@
 #include <stdexcept>
 
 #include "eval/rng.h"
+#include "util/interrupt.h"
 
 namespace kvlm {
 
@@ -71,9 +72,8 @@ std::string prompt_index_error(int index, const EvalGrid& grid) {
          (n == 1 ? " prompt (0)" : " prompts (0.." + std::to_string(n - 1) + ")");
 }
 
-std::vector<TrialRecord> run_grid(Session& session, const PromptBuilder& builder,
-                                  const EvalGrid& grid, const std::string& label, bool quiet,
-                                  KeptCapture* kept) {
+GridRun run_grid(Session& session, const PromptBuilder& builder, const EvalGrid& grid,
+                 const std::string& label, bool quiet, KeptCapture* kept) {
   struct Planned {
     int ctx;
     int trial;
@@ -97,31 +97,35 @@ std::vector<TrialRecord> run_grid(Session& session, const PromptBuilder& builder
   double work_per_method = 0;
   for (const Planned& p : planned) work_per_method += double(p.prompt.ids.size());
 
-  Progress progress(label, work_per_method * grid.methods.size(),
-                    int(planned.size() * grid.methods.size()), !quiet);
-  std::vector<TrialRecord> records;
-  for (size_t m = 0; m < grid.methods.size(); m++) {
-    session.set_strategy(KVSpec::parse(grid.methods[m].spec));
-    for (size_t i = 0; i < planned.size(); i++) {
-      const Planned& p = planned[i];
-      char where[96];
-      std::snprintf(where, sizeof where, " | ctx %d, depth %.2f, trial %d/%d", p.ctx,
-                    p.prompt.depth, p.trial + 1, grid.trials);
-      progress.start(grid.methods[m].method +
-                     (grid.methods[m].budget.empty() ? "" : ":" + grid.methods[m].budget) + where);
-      TrialRecord r{int(m), p.ctx, p.prompt.depth, p.trial, p.prompt.expected, {}};
-      std::function<void()> capture;
-      if (kept && int(i) == kept->prompt)
-        capture = [&] {
-          kept->panels.push_back(capture_kept(grid.methods[m].spec, session.cache(),
-                                              session.strategy(), int(p.prompt.ids.size())));
-        };
-      r.outcome = run_trial(session, p.prompt, grid.mode, builder.answer_tokens(), capture);
-      progress.finish(double(p.prompt.ids.size()), r.outcome.score.recall);
-      records.push_back(std::move(r));
+  GridRun run;
+  run.planned = int(planned.size() * grid.methods.size());
+  Progress progress(label, work_per_method * grid.methods.size(), run.planned, !quiet);
+  try {
+    for (size_t m = 0; m < grid.methods.size(); m++) {
+      session.set_strategy(KVSpec::parse(grid.methods[m].spec));
+      for (size_t i = 0; i < planned.size(); i++) {
+        const Planned& p = planned[i];
+        char where[96];
+        std::snprintf(where, sizeof where, " | ctx %d, depth %.2f, trial %d/%d", p.ctx,
+                      p.prompt.depth, p.trial + 1, grid.trials);
+        progress.start(grid.methods[m].method +
+                       (grid.methods[m].budget.empty() ? "" : ":" + grid.methods[m].budget) + where);
+        TrialRecord r{int(m), p.ctx, p.prompt.depth, p.trial, p.prompt.expected, {}};
+        std::function<void()> capture;
+        if (kept && int(i) == kept->prompt)
+          capture = [&] {
+            kept->panels.push_back(capture_kept(grid.methods[m].spec, session.cache(),
+                                                session.strategy(), int(p.prompt.ids.size())));
+          };
+        r.outcome = run_trial(session, p.prompt, grid.mode, builder.answer_tokens(), capture);
+        progress.finish(double(p.prompt.ids.size()), r.outcome.score.recall);
+        run.records.push_back(std::move(r));
+      }
     }
+  } catch (const Interrupted&) {  // the prompt in progress is dropped; the finished ones stand
+    run.interrupted = true;
   }
-  return records;
+  return run;
 }
 
 }  // namespace kvlm

@@ -73,12 +73,17 @@ struct KeptCapture {
   std::vector<KeptPanel> panels;  // filled by run_grid: one per method
 };
 
+struct GridRun {
+  std::vector<TrialRecord> records;  // every prompt that finished, in run order
+  int planned = 0;                   // prompts the grid holds, over all methods
+  bool interrupted = false;          // Ctrl-C stopped it: records hold what finished before
+};
+
 // Every prompt is built once and shared by all methods. Method-major order, so a method's
 // cells finish together; the progress line follows along. `kept` (optional) captures
 // what each method kept of one prompt; a prompt index past the grid's is an
 // std::invalid_argument before anything runs.
-std::vector<TrialRecord> run_grid(Session& session, const PromptBuilder& builder,
-                                  const EvalGrid& grid, const std::string& label, bool quiet,
-                                  KeptCapture* kept = nullptr);
+GridRun run_grid(Session& session, const PromptBuilder& builder, const EvalGrid& grid,
+                 const std::string& label, bool quiet, KeptCapture* kept = nullptr);
 
 }  // namespace kvlm

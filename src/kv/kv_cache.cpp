@@ -4,8 +4,6 @@
 #include <stdexcept>
 #include <string>
 
-#include "kv/merged_layers.h"
-
 namespace kvlm {
 
 namespace {
@@ -80,6 +78,7 @@ void KVCache::keep_rows(HeadStore& s, const std::vector<int32_t>& keep, bool shr
 }
 
 void KVCache::compact(int layer, int head, const std::vector<int32_t>& keep_indices) {
+  save_marked(layer, head);
   HeadStore& s = store(layer, head);
   for (int i = 0; i < s.shared; i++)
     if (i >= int(keep_indices.size()) || keep_indices[i] != i)
@@ -93,6 +92,7 @@ void KVCache::compact(int layer, int head, const std::vector<int32_t>& keep_indi
 }
 
 void KVCache::clear() {
+  commit();
   for (HeadStore& s : heads_) {
     reallocate(s, 0);
     s.shared = 0;
@@ -100,6 +100,62 @@ void KVCache::clear() {
   }
   merged_.reset();
   tokens_seen_ = 0;
+}
+
+void KVCache::checkpoint() {
+  commit();
+  Checkpoint c;
+  c.tokens_seen = tokens_seen_;
+  for (const HeadStore& s : heads_) c.heads.push_back({s.len, s.capacity, std::nullopt});
+  if (merged_) c.merged = merged_->mark();
+  checkpoint_ = std::move(c);
+}
+
+void KVCache::save_marked(int layer, int head) {
+  if (!checkpoint_) return;
+  HeadMark& mark = checkpoint_->heads[size_t(layer) * n_kv_heads_ + head];
+  if (mark.saved) return;
+  // Until now the head only grew: its first mark.len rows and their positions (after any
+  // shared slots, which only a change saved here can alter) are what it held at the mark.
+  const HeadStore& s = store(layer, head);
+  HeadStore copy;
+  reallocate(copy, mark.capacity);
+  if (mark.len > 0) {
+    backend_.copy_rows(copy.keys, head_dim_, s.keys, head_dim_, mark.len, head_dim_);
+    backend_.copy_rows(copy.values, head_dim_, s.values, head_dim_, mark.len, head_dim_);
+  }
+  copy.len = mark.len;
+  copy.shared = s.shared;
+  copy.positions.assign(s.positions.begin(), s.positions.begin() + s.shared + mark.len);
+  mark.saved = std::move(copy);
+}
+
+void KVCache::rollback() {
+  if (!checkpoint_) return;
+  Checkpoint c = std::move(*checkpoint_);
+  checkpoint_.reset();
+  for (size_t i = 0; i < heads_.size(); i++) {
+    HeadStore& s = heads_[i];
+    const HeadMark& mark = c.heads[i];
+    if (mark.saved) {
+      reallocate(s, 0);
+      s = *mark.saved;  // takes over the copy's storage
+      continue;
+    }
+    s.len = mark.len;  // rows appended after the mark go
+    s.positions.resize(size_t(s.shared) + s.len);
+    if (s.capacity != mark.capacity) reallocate(s, mark.capacity);
+  }
+  if (c.merged) merged_->rollback(*c.merged);
+  else merged_.reset();
+  tokens_seen_ = c.tokens_seen;
+}
+
+void KVCache::commit() {
+  if (!checkpoint_) return;
+  for (HeadMark& mark : checkpoint_->heads)
+    if (mark.saved) reallocate(*mark.saved, 0);
+  checkpoint_.reset();
 }
 
 MergedLayers& KVCache::merged_layers() {
@@ -113,6 +169,7 @@ KVHeadView KVCache::rows(int layer, int head) const {
 }
 
 void KVCache::move_rows_to_shared(int layer, int head, const std::vector<int32_t>& rows) {
+  save_marked(layer, head);
   HeadStore& s = store(layer, head);
   std::vector<int32_t> moved_positions, keep;
   for (int r = 0, i = 0; r < s.len; r++) {

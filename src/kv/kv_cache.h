@@ -13,13 +13,14 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "backend.h"
+#include "kv/merged_layers.h"
 
 namespace kvlm {
 
-class MergedLayers;
 
 struct KVStats {
   int tokens_seen = 0;                   // tokens ever appended (the next token's position)
@@ -60,8 +61,19 @@ class KVCache {
   // returns storage that is no longer needed to the backend. Shared slots cannot be
   // evicted: keep_indices must begin with 0..shared_length-1, else std::invalid_argument.
   void compact(int layer, int head, const std::vector<int32_t>& keep_indices);
-  // Drops every token and all shared storage.
+  // Drops every token and all shared storage (and the checkpoint).
   void clear();
+
+  // ---- undo (a chat turn that Ctrl-C or an error stops leaves no trace) -----------------
+  // checkpoint() marks the cache as it is now; rollback() returns it to the mark, exactly
+  // (rows, positions, shared storage, capacities); commit() keeps what came after. Both
+  // end the checkpoint. Until then appends cost nothing more (rollback truncates them),
+  // and the first eviction or merge that touches a head saves a copy of what it held at
+  // the mark: a turn that only appended copies nothing, a turn that compressed copies
+  // only the heads it rewrote, once each.
+  void checkpoint();
+  void rollback();
+  void commit();
 
   int length(int layer, int head) const {
     const HeadStore& s = store(layer, head);
@@ -106,12 +118,26 @@ class KVCache {
   // Keeps rows `keep` (ascending) of s, returning freed storage when it is worth it.
   void keep_rows(HeadStore& s, const std::vector<int32_t>& keep, bool shrink_to_fit);
   size_t row_bytes() const { return size_t(head_dim_) * sizeof(float); }
+  // Under a checkpoint, saves the marked state of a head before its first change.
+  void save_marked(int layer, int head);
+
+  // A head at the checkpoint: its size, and its saved state once something rewrote it.
+  struct HeadMark {
+    int len = 0, capacity = 0;
+    std::optional<HeadStore> saved;  // a copy of the head (its own storage) at the mark
+  };
+  struct Checkpoint {
+    int tokens_seen = 0;
+    std::vector<HeadMark> heads;                // as heads_
+    std::optional<MergedLayers::Mark> merged;  // nullopt: no shared storage at the mark
+  };
 
   Backend& backend_;
   int n_layers_, n_kv_heads_, head_dim_, max_tokens_;
   int tokens_seen_ = 0;
   std::vector<HeadStore> heads_;
   std::unique_ptr<MergedLayers> merged_;  // null until a method merges layers
+  std::optional<Checkpoint> checkpoint_;
 };
 
 }  // namespace kvlm

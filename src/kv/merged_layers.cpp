@@ -150,6 +150,18 @@ size_t MergedLayers::bytes_held() const {
   return bytes;
 }
 
+MergedLayers::Mark MergedLayers::mark() const {
+  Mark m{{}, partner_};
+  for (const SharedStore& sh : shared_) m.lengths.push_back(sh.len);
+  return m;
+}
+
+void MergedLayers::rollback(const Mark& mark) {
+  for (size_t i = 0; i < shared_.size(); i++)
+    if (shared_[i].len != mark.lengths[i]) resize_shared(shared_[i], mark.lengths[i]);
+  partner_ = mark.partner;
+}
+
 size_t MergedLayers::bytes_scratch() const {
   return 2 * size_t(scratch_rows_) * head_dim_ * sizeof(float);
 }

@@ -52,6 +52,15 @@ class MergedLayers {
   size_t bytes_held() const;     // directions once per pair, magnitudes once per layer
   size_t bytes_scratch() const;  // the restore buffer
 
+  // KVCache::checkpoint: merges only append to the shared storage and pair layers, so the
+  // lengths and pairs at the mark are all rollback() needs.
+  struct Mark {
+    std::vector<int> lengths;  // [lower layer][head] tokens in the shared storage
+    std::vector<int> partner;  // [layer]
+  };
+  Mark mark() const;
+  void rollback(const Mark& mark);
+
  private:
   // What a pair of layers shares for one head: m merged tokens.
   struct SharedStore {

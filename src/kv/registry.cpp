@@ -89,6 +89,11 @@ class Composite final : public KVStrategy {
     for (const auto& p : parts_) s += p->report();
     return s;
   }
+  std::unique_ptr<KVStrategy> clone() const override {
+    std::vector<std::unique_ptr<KVStrategy>> parts;
+    for (const auto& p : parts_) parts.push_back(p->clone());
+    return std::make_unique<Composite>(std::move(parts));
+  }
   std::string layer_note(int layer) const override {
     std::string s;
     for (const auto& p : parts_)

@@ -66,10 +66,22 @@ class KVStrategy {
   virtual void after_prefill(KVCache&) {}
   // After each decoded token (n_new == 1) went through every layer.
   virtual void on_decode_step(KVCache&, const DecodeObservation&) {}
+  // An independent copy, parameters and state alike: chat keeps one from before a turn so
+  // that an interrupted turn can be taken back (Session::checkpoint).
+  virtual std::unique_ptr<KVStrategy> clone() const = 0;
   // Extra lines for --stats and /stats (e.g. which layers SimLayerKV found lazy).
   virtual std::string report() const { return ""; }
   // A word on one layer for kept maps (SimLayerKV: "lazy"); "" for nothing to say.
   virtual std::string layer_note(int /*layer*/) const { return ""; }
+};
+
+// The base of a strategy whose state is all in copyable members: clone() is a copy.
+template <class Derived>
+class CopyableStrategy : public KVStrategy {
+ public:
+  std::unique_ptr<KVStrategy> clone() const final {
+    return std::make_unique<Derived>(static_cast<const Derived&>(*this));
+  }
 };
 
 // What the registry and the evaluations need to know of a method without running it.

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <numeric>
 
+#include "util/interrupt.h"
+
 namespace kvlm {
 
 // Activations for T tokens, grown when a longer call comes in. layout() is the one list of
@@ -131,6 +133,7 @@ std::vector<float> Model::forward(const std::vector<int32_t>& tokens, KVCache& c
 
   b.embedding(s.x, w_.token_embedding, tokens.data(), T);
   for (int l = 0; l < c.n_layers; l++) {
+    throw_if_interrupted();  // Ctrl-C stops a long prefill here; the caller undoes the cache
     const LayerWeights& lw = w_.layers[l];
     // Attention: the new tokens join the cache first, then attend to it (causally).
     b.rmsnorm(s.xn, s.x, lw.attn_norm, T, c.dim, c.rms_eps);

@@ -54,6 +54,8 @@ class Model {
   // Runs `tokens` (T >= 1) after everything already in `cache` and returns the logits of
   // the last token. `kv`, when given, sees every layer right after its attention (the KV
   // strategy's observations and evictions); without it the cache keeps every token.
+  // Ctrl-C (util/interrupt.h) throws Interrupted between layers, leaving `cache` with some
+  // layers appended and others not: only KVCache::rollback() or clear() make it whole.
   std::vector<float> forward(const std::vector<int32_t>& tokens, KVCache& cache,
                              KVObserver* kv = nullptr);
 

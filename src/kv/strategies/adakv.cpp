@@ -93,7 +93,7 @@ std::vector<int> official_caps(const std::vector<int>& counts, const std::vector
   return caps;
 }
 
-class AdaKVStrategy final : public KVStrategy {
+class AdaKVStrategy final : public CopyableStrategy<AdaKVStrategy> {
  public:
   AdaKVStrategy(Budget budget, VotingParams voting, double alpha, bool pyramid, int beta,
                 bool faithful)

@@ -60,7 +60,7 @@ constexpr VotingParams kDefaultVoting = {8, kSnapKVVoting.kernel, Pool::Avg, Gro
 constexpr double kDefaultRmax = 10;  // candidates per layer = rmax * (budget - window)
 constexpr int kDefaultEvery = 4;     // rebalance every 4 layers (hard-coded officially)
 
-class DynamicKVStrategy final : public KVStrategy {
+class DynamicKVStrategy final : public CopyableStrategy<DynamicKVStrategy> {
  public:
   DynamicKVStrategy(Budget budget, VotingParams voting, double rmax, int every, bool faithful)
       : budget_(budget), voting_(voting), rmax_(rmax), every_(every), faithful_(faithful) {}

@@ -3,7 +3,7 @@
 
 namespace kvlm {
 
-class FullStrategy final : public KVStrategy {
+class FullStrategy final : public CopyableStrategy<FullStrategy> {
  public:
   std::string name() const override { return "full"; }
 };

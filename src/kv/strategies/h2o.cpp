@@ -33,7 +33,7 @@ constexpr double kDefaultHeavy = 0.5;  // the paper splits the cache evenly: hea
 constexpr int kDefaultWindow = 32;     // obs=window: the SnapKV-family observation window
 constexpr int kDefaultSlack = 0;
 
-class H2OStrategy final : public KVStrategy {
+class H2OStrategy final : public CopyableStrategy<H2OStrategy> {
  public:
   H2OStrategy(Budget budget, double heavy, bool full_obs, int window, int slack)
       : spec_budget_(budget), heavy_(heavy), full_obs_(full_obs), window_(window),

@@ -39,7 +39,7 @@ constexpr int kDefaultSlack = 0;
 // The norm of a slot decoded since the last prefill.
 constexpr float kUnknownNorm = std::numeric_limits<float>::quiet_NaN();
 
-class KNormStrategy final : public KVStrategy {
+class KNormStrategy final : public CopyableStrategy<KNormStrategy> {
  public:
   KNormStrategy(Budget budget, int skip_layers, int protect, int slack)
       : spec_budget_(budget), skip_layers_(skip_layers), protect_(protect), slack_(slack) {}

@@ -40,7 +40,7 @@ namespace kvlm {
 
 namespace {
 
-class MiniCacheStrategy final : public KVStrategy {
+class MiniCacheStrategy final : public CopyableStrategy<MiniCacheStrategy> {
  public:
   MiniCacheStrategy(int start, double t, double retain, int merge_every)
       : start_(start), t_(t), retain_(retain), merge_every_(merge_every) {}

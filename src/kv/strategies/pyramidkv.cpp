@@ -29,7 +29,7 @@ constexpr int kDefaultBudget = kWindowMethodsBudget;
 constexpr VotingParams kDefaultVoting = kSnapKVVoting;
 constexpr int kDefaultBeta = 20;
 
-class PyramidKVStrategy final : public KVStrategy {
+class PyramidKVStrategy final : public CopyableStrategy<PyramidKVStrategy> {
  public:
   PyramidKVStrategy(Budget budget, VotingParams voting, int beta, bool faithful)
       : budget_(budget), voting_(voting), beta_(beta), faithful_(faithful) {}

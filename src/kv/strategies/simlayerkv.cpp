@@ -46,7 +46,7 @@ constexpr int kDefaultRecent = 1024;
 constexpr int kDefaultProbe = 32;
 constexpr int kDefaultSlack = 0;
 
-class SimLayerKVStrategy final : public KVStrategy {
+class SimLayerKVStrategy final : public CopyableStrategy<SimLayerKVStrategy> {
  public:
   SimLayerKVStrategy(double delta, int sinks, Budget recent, int probe, bool detect_at_decode,
                      int slack)

@@ -27,7 +27,7 @@ namespace {
 constexpr int kDefaultBudget = kWindowMethodsBudget;
 constexpr VotingParams kDefaultVoting = kSnapKVVoting;
 
-class SnapKVStrategy final : public KVStrategy {
+class SnapKVStrategy final : public CopyableStrategy<SnapKVStrategy> {
  public:
   SnapKVStrategy(Budget budget, VotingParams voting) : budget_(budget), voting_(voting) {}
 

@@ -25,7 +25,7 @@ constexpr int kDefaultBudget = 128;
 constexpr int kDefaultSinks = 4;  // the paper's 4 initial tokens
 constexpr int kDefaultSlack = 0;
 
-class StreamingStrategy final : public KVStrategy {
+class StreamingStrategy final : public CopyableStrategy<StreamingStrategy> {
  public:
   StreamingStrategy(Budget budget, int sinks, int slack)
       : spec_budget_(budget), sinks_(sinks), slack_(slack) {}

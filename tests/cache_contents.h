@@ -1,0 +1,45 @@
+// Everything a KVCache shows from outside, copied to the host, so that two states can be
+// compared whole (a rollback must give back exactly the cache it started from).
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "kv/kv_cache.h"
+
+namespace kvlm::test {
+
+struct CacheContents {
+  int tokens_seen = 0;
+  size_t bytes_held = 0, bytes_allocated = 0;
+  // [layer][head]
+  std::vector<std::vector<std::vector<int32_t>>> positions;
+  std::vector<std::vector<int>> shared;
+  std::vector<std::vector<std::vector<float>>> keys, values;  // every slot, as view() shows it
+  bool operator==(const CacheContents&) const = default;
+};
+
+// The cache must live on the CPU backend (its views are host memory).
+inline CacheContents contents(const KVCache& cache) {
+  CacheContents c;
+  const KVStats st = cache.stats();
+  c.tokens_seen = st.tokens_seen;
+  c.bytes_held = st.bytes_held;
+  c.bytes_allocated = st.bytes_allocated;
+  for (int l = 0; l < cache.n_layers(); l++) {
+    c.positions.emplace_back();
+    c.shared.emplace_back();
+    c.keys.emplace_back();
+    c.values.emplace_back();
+    const std::vector<KVHeadView> view = cache.view(l);
+    for (int h = 0; h < cache.n_kv_heads(); h++) {
+      c.positions[l].push_back(cache.positions(l, h));
+      c.shared[l].push_back(cache.shared_length(l, h));
+      const size_t n = size_t(view[h].len) * cache.head_dim();
+      c.keys[l].emplace_back(view[h].keys, view[h].keys + n);
+      c.values[l].emplace_back(view[h].values, view[h].values + n);
+    }
+  }
+  return c;
+}
+
+}  // namespace kvlm::test
