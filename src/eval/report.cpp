@@ -258,6 +258,22 @@ std::vector<Cell> cells_from_json(const nlohmann::json& cells, EvalGrid& grid) {
   return out;
 }
 
+SavedReport report_from_json(const nlohmann::json& doc, const std::string& command,
+                             const std::string& source) {
+  SavedReport report;
+  try {
+    const std::string made_by = doc.at("command").get<std::string>();
+    if (made_by != command)
+      throw std::invalid_argument(source + ": written by kvlm " + made_by + ", not kvlm " + command);
+    report.title = doc.at("title").get<std::string>();
+    report.cells = cells_from_json(doc.at("cells"), report.grid);
+  } catch (const nlohmann::json::exception& e) {
+    throw std::runtime_error(source + ": not a kvlm " + command + " --json file (" + e.what() + ")");
+  }
+  if (report.cells.empty()) throw std::runtime_error(source + ": the file has no cells");
+  return report;
+}
+
 nlohmann::json trials_json(const std::vector<TrialRecord>& records, const EvalGrid& grid) {
   nlohmann::json out = nlohmann::json::array();
   for (const TrialRecord& r : records) {
