@@ -131,7 +131,11 @@ void exercise_tokenizer(const Tokenizer& tok) {
       "\t\n";
   const int n = tok.vocab_size();
   for (bool special : {false, true}) {
-    const std::vector<int32_t> ids = tok.encode(kText, true, special);
+    // A model that loads may still refuse a text with an error: libsentencepiece does when
+    // a control piece spells a character the text needs (a "<s>" renamed to the space
+    // piece). That is a message, not a crash; what the ids must satisfy is checked below.
+    std::vector<int32_t> ids;
+    if (!accepted([&] { ids = tok.encode(kText, true, special); })) continue;
     for (int32_t id : ids) check(id >= 0 && id < n, "encode gave id " + std::to_string(id));
     tok.decode(ids);
     StreamDecoder stream(tok);
