@@ -6,6 +6,10 @@
 #              make run        -> install what is missing, fetch the default model, chat with it
 #              make bench      -> speed and KV memory of every method on the default model (4K)
 #              make deps       -> Debian packages (apt-get as root, else the command to run)
+#              make fuzz       -> build the libFuzzer harnesses (clang) and run each FUZZ_SECONDS
+#                                 (default 60); a crash fails and names its input file
+#              make fuzz-build -> only build them: build/fuzz/fuzz_<target>, seeds in
+#                                 build/fuzz/corpus/<target>
 #              DEBUG=1         -> -O1 -g with AddressSanitizer + UBSan (separate build dir)
 #              CUDA=0          -> do not compile the CUDA backend even when nvcc is present
 
@@ -45,7 +49,8 @@ LIB_SRC  := $(wildcard src/model/*.cpp src/kv/*.cpp src/kv/strategies/*.cpp src/
                        src/util/*.cpp src/*.cpp tokenizer/*.cpp kernels/cpu/*.cpp)
 LIB_SRC  := $(filter-out src/main.cpp,$(LIB_SRC))
 LIB_OBJ  := $(LIB_SRC:%.cpp=$(BUILD)/%.o)
-TEST_SRC := $(wildcard tests/*.cpp)
+# The fuzz harnesses and their seeds run in the test binary too (test_fuzz_regressions.cpp).
+TEST_SRC := $(wildcard tests/*.cpp) tests/fuzz/targets.cpp tests/fuzz/seeds.cpp
 TEST_OBJ := $(TEST_SRC:%.cpp=$(BUILD)/%.o)
 
 CU_SRC := $(if $(filter 1,$(CUDA)),$(wildcard kernels/cuda/*.cu))
@@ -74,7 +79,7 @@ INSTALL_GOALS := test test-gpu run bench
 DEPS_GATE := $(if $(filter $(INSTALL_GOALS),$(MAKECMDGOALS)),deps,check-deps)
 CHECKED_HEADERS := $(BUILD_HEADERS) $(if $(filter test test-gpu %kvlm_tests,$(MAKECMDGOALS)),$(TEST_HEADERS))
 
-.PHONY: all run test test-gpu bench deps model clean
+.PHONY: all run test test-gpu bench deps model clean fuzz fuzz-build fuzz-deps
 all: kvlm
 
 kvlm: $(BUILD)/kvlm
@@ -119,12 +124,85 @@ model: $(MODEL)
 $(MODEL): | $(filter deps,$(DEPS_GATE))
 	weights/get-default.sh
 
+# Fuzzing: clang's libFuzzer with AddressSanitizer + UBSan, one binary per harness of
+# tests/fuzz/targets.h. Only the readers the harnesses reach are compiled; they go into an
+# archive so each binary links what it uses. Inputs found to crash are written to
+# build/fuzz/crashes/<target>/; new interesting inputs grow build/fuzz/corpus/<target>/.
+FUZZ_CXX      ?= clang++
+FUZZ_SECONDS  ?= 60
+FUZZ_BUILD    := build/fuzz
+FUZZ_TARGETS  := gguf safetensors safetensors_index hf_config tokenizer_json gguf_tokenizer \
+                 spm_model tokenize chat_template kv_spec replot
+FUZZ_FLAGS    := -std=c++20 -O1 -g -fno-omit-frame-pointer \
+                 -fsanitize=address,undefined -fno-sanitize-recover=undefined -MMD -MP -Isrc -I.
+FUZZ_LIB_SRC  := $(addprefix src/model/,gguf.cpp mapped_file.cpp safetensors.cpp json_file.cpp \
+                                        hf_config.cpp config.cpp gguf_tokenizer.cpp dequant.cpp) \
+                 $(wildcard tokenizer/*.cpp src/kv/strategies/*.cpp src/util/*.cpp) \
+                 $(addprefix src/kv/,spec.cpp registry.cpp eviction.cpp scoring.cpp \
+                                     window_scores.cpp kv_cache.cpp merged_layers.cpp) \
+                 src/chat_template.cpp src/eval/report.cpp src/eval/svg.cpp tests/fuzz/targets.cpp
+FUZZ_LIB_OBJ  := $(FUZZ_LIB_SRC:%.cpp=$(FUZZ_BUILD)/%.o)
+FUZZ_SEED_OBJ := $(addprefix $(FUZZ_BUILD)/tests/,fuzz/make_seeds.o fuzz/seeds.o gguf_writer.o \
+                                                  safetensors_writer.o)
+FUZZ_MAIN_OBJ := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/main_%.o)
+FUZZ_BINS     := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)
+
+$(FUZZ_BUILD)/%.o: %.cpp | fuzz-deps $(DEPS_GATE)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CXX) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+
+$(FUZZ_BUILD)/libkvlm_fuzz.a: $(FUZZ_LIB_OBJ)
+	rm -f $@ && ar rcs $@ $^
+
+# A static pattern: as a plain one it would match any name, e.g. main_x.d.o.
+$(FUZZ_MAIN_OBJ): $(FUZZ_BUILD)/main_%.o: tests/fuzz/fuzz_main.cpp | fuzz-deps $(DEPS_GATE)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CXX) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -DKVLM_FUZZ_TARGET=$* -c -o $@ $<
+
+$(FUZZ_BINS): $(FUZZ_BUILD)/fuzz_%: $(FUZZ_BUILD)/main_%.o $(FUZZ_BUILD)/libkvlm_fuzz.a
+	$(FUZZ_CXX) -fsanitize=fuzzer,address,undefined -o $@ $^ -lsentencepiece
+
+# The seed writer uses the test writers, whose temporary files come from GoogleTest.
+$(FUZZ_BUILD)/make_seeds: $(FUZZ_SEED_OBJ) $(FUZZ_BUILD)/libkvlm_fuzz.a
+	$(FUZZ_CXX) -fsanitize=address,undefined -o $@ $^ -lgtest -lsentencepiece -lpthread
+
+fuzz-build: $(FUZZ_BINS) $(FUZZ_BUILD)/make_seeds
+	$(FUZZ_BUILD)/make_seeds $(FUZZ_BUILD)/corpus
+
+# Each target in turn; make_seeds --list gives each one's longest useful input. Fails at
+# the end when any target crashed, after printing its log's report and the input's path.
+fuzz: fuzz-build
+	@mkdir -p $(FUZZ_BUILD)/logs && rm -f $(FUZZ_BUILD)/logs/failed; \
+	$(FUZZ_BUILD)/make_seeds --list | while read -r target max_len; do \
+	  mkdir -p $(FUZZ_BUILD)/crashes/$$target; \
+	  log=$(FUZZ_BUILD)/logs/$$target.log; \
+	  if $(FUZZ_BUILD)/fuzz_$$target $(FUZZ_BUILD)/corpus/$$target -max_total_time=$(FUZZ_SECONDS) \
+	       -max_len=$$max_len -timeout=10 -malloc_limit_mb=512 -print_final_stats=1 \
+	       -artifact_prefix=$(FUZZ_BUILD)/crashes/$$target/ >$$log 2>&1; then \
+	    awk -v t=$$target '/number_of_executed_units/ {n=$$2} /average_exec_per_sec/ {r=$$2} \
+	      END {printf "fuzz %-18s %10d runs, %6d/s, $(FUZZ_SECONDS) s\n", t, n, r}' $$log; \
+	  else \
+	    echo "fuzz $$target: FAILED (log $$log)"; \
+	    grep -a -E -A12 'ERROR:|terminate called|fuzz check failed' $$log | head -40; \
+	    grep -a 'Test unit written to' $$log; echo $$target >>$(FUZZ_BUILD)/logs/failed; \
+	  fi; \
+	done; \
+	if [ -s $(FUZZ_BUILD)/logs/failed ]; then rm -f $(FUZZ_BUILD)/logs/failed; exit 1; fi
+
 .PHONY: check-deps
 check-deps:
 	@command -v $(CXX) >/dev/null || { echo "kvlm: no C++ compiler ($(CXX)); run: make deps" >&2; exit 1; }
 	@missing="$(call missing_packages,$(CHECKED_HEADERS))"; [ -z "$$missing" ] || { \
 	  echo "kvlm: missing Debian packages: $$missing; run: make deps (as root), or: sudo apt-get install -y $$missing" >&2; \
 	  exit 1; }
+
+# Installs the packages named in $$missing with apt-get as root; otherwise prints the
+# command to run and fails.
+install_missing = if [ -z "$$missing" ]; then echo "$@: all present"; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	  echo "$@: installing $$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	else echo "$@: missing $$missing; run: sudo apt-get install -y $$missing" >&2; exit 1; fi
 
 # Tools count as present when they run, wherever they came from.
 deps:
@@ -133,13 +211,19 @@ deps:
 	else missing="g++ $(foreach p,$(BUILD_HEADERS) $(TEST_HEADERS),$(lastword $(subst =, ,$(p))))"; fi; \
 	command -v python3 >/dev/null || missing="$$missing python3"; \
 	python3 -m pip --version >/dev/null 2>&1 || missing="$$missing python3-pip"; \
-	if [ -z "$$missing" ]; then echo "deps: all present"; \
-	elif [ "$$(id -u)" = 0 ]; then \
-	  echo "deps: installing $$missing"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
-	else echo "deps: missing $$missing; run: sudo apt-get install -y $$missing" >&2; exit 1; fi
+	$(install_missing)
+
+# make fuzz also needs clang and its libFuzzer runtime (libclang-rt-dev); only fuzzing
+# installs them, so `make run` does not pull in a second compiler.
+fuzz-deps:
+	@missing=""; \
+	command -v $(FUZZ_CXX) >/dev/null || missing="clang libclang-rt-dev"; \
+	[ -n "$$missing" ] || [ -f "$$($(FUZZ_CXX) -print-runtime-dir)/libclang_rt.fuzzer-$$(uname -m).a" ] || \
+	  missing="libclang-rt-dev"; \
+	$(install_missing)
 
 clean:
 	rm -rf build kvlm
 
 -include $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(CU_OBJ:.o=.d) $(BUILD)/src/main.d
+-include $(FUZZ_LIB_OBJ:.o=.d) $(FUZZ_SEED_OBJ:.o=.d) $(FUZZ_MAIN_OBJ:.o=.d)

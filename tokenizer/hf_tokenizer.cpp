@@ -14,6 +14,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "model/json_file.h"
 #include "tokenizer/bpe.h"
 #include "tokenizer/spm.h"
 #include "tokenizer/tokenizer.h"
@@ -37,14 +38,9 @@ std::string read_bytes(const fs::path& path) {
   return bytes.str();
 }
 
-json read_json(const fs::path& path) {
-  const std::string text = read_bytes(path);
-  try {
-    return json::parse(text);
-  } catch (const json::exception& e) {
-    throw std::runtime_error(path.string() + ": not valid JSON (" + e.what() + ")");
-  }
-}
+// Through parse_json's depth limit: the reading below copies and prints values
+// recursively, so a value nested thousands deep would overflow the stack.
+json read_json(const fs::path& path) { return parse_json(read_bytes(path), path.string()); }
 
 // An optional file: null when it is not there.
 json read_json_if_present(const fs::path& path) {
@@ -69,6 +65,16 @@ std::string excerpt(const json& value) {
   return text.size() > 200 ? text.substr(0, 200) + "..." : text;
 }
 
+// A token id as the files write it. nlohmann would convert a fractional number, and one
+// beyond int64 has no conversion at all (undefined behaviour), so only integers pass; the
+// rest fail as any mistyped value does.
+int64_t id_value(const json& value) {
+  if (!value.is_number_integer())
+    throw json::type_error::create(
+        302, "a token id must be an integer, but is " + excerpt(value), &value);
+  return value.get<int64_t>();
+}
+
 // tokenizer_config.json writes a token as "<s>" or as {"content": "<s>", ...}.
 std::optional<std::string> token_text(const json& config, const char* key) {
   if (!config.is_object() || !config.contains(key)) return std::nullopt;
@@ -85,7 +91,7 @@ std::vector<int32_t> id_list(const json& config, const char* key, size_t n_token
   if (!config.is_object() || !config.contains(key) || config[key].is_null()) return ids;
   const json& value = config[key];
   for (const json& id : value.is_array() ? value : json::array({value})) {
-    const auto n = id.get<int64_t>();
+    const int64_t n = id_value(id);
     if (n < 0 || static_cast<size_t>(n) >= n_tokens) {
       throw std::runtime_error(std::string(key) + " " + std::to_string(n) + " is out of range (" +
                                std::to_string(n_tokens) + " tokens)");
@@ -133,8 +139,10 @@ struct SideFiles {
     });
     for (const auto& [name, file] : {std::pair{"generation_config.json", &generation_config},
                                      std::pair{"config.json", &config}}) {
+      // A named reference: clang before 16 cannot capture a structured binding.
+      const json& doc = *file;
       const std::vector<int32_t> ids =
-          with_context(dir / name, [&] { return id_list(*file, "eos_token_id", texts.size()); });
+          with_context(dir / name, [&] { return id_list(doc, "eos_token_id", texts.size()); });
       if (setup.eos_id < 0 && !ids.empty()) setup.eos_id = ids.front();
       setup.end_ids.insert(setup.end_ids.end(), ids.begin(), ids.end());
     }
@@ -249,13 +257,13 @@ void read_tokens(const json& doc, BpeVocab& vocab) {
   };
   std::vector<Entry> entries;
   for (const auto& [text, id] : doc.at("model").at("vocab").items()) {
-    entries.push_back({id.get<int64_t>(), text, TokenType::Normal});
+    entries.push_back({id_value(id), text, TokenType::Normal});
   }
   for (const json& token : doc.value("added_tokens", json::array())) {
     // Special added tokens are control tokens (matched in text only when asked); the
     // others are whole words the authors added, matched always.
     entries.push_back(
-        {token.at("id").get<int64_t>(), token.at("content").get<std::string>(),
+        {id_value(token.at("id")), token.at("content").get<std::string>(),
          token.value("special", false) ? TokenType::Control : TokenType::UserDefined});
   }
   int64_t n_tokens = 0;

@@ -38,7 +38,15 @@ char byte_of_piece(const std::string& piece) {
 
 SpmTokenizer::SpmTokenizer(const std::string& model_proto, const TokenizerSetup& setup)
     : processor_(std::make_unique<sentencepiece::SentencePieceProcessor>()) {
-  if (const auto status = processor_->LoadFromSerializedProto(model_proto); !status.ok()) {
+  // Most bad models come back as a status, but some throw from inside the library (its
+  // trie builder refuses an empty piece with a Darts::Details::Exception).
+  sentencepiece::util::Status status;
+  try {
+    status = processor_->LoadFromSerializedProto(model_proto);
+  } catch (const std::exception& e) {
+    throw std::runtime_error(std::string("sentencepiece cannot load the model: ") + e.what());
+  }
+  if (!status.ok()) {
     throw std::runtime_error("sentencepiece cannot load the model: " +
                              std::string(status.message()));
   }

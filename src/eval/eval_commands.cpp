@@ -230,20 +230,8 @@ int replot(EvalCommand command, const EvalOptions& o) {
   } catch (const std::runtime_error& e) {
     throw std::runtime_error(std::string("--replot ") + e.what());
   }
-  EvalGrid grid;
-  std::vector<Cell> cells;
-  std::string title;
-  try {
-    const std::string made_by = doc.at("command").get<std::string>();
-    if (made_by != name)
-      throw std::invalid_argument(flag + ": written by kvlm " + made_by + ", not kvlm " + name);
-    title = doc.at("title").get<std::string>();
-    cells = cells_from_json(doc.at("cells"), grid);
-  } catch (const nlohmann::json::exception& e) {
-    throw std::runtime_error(flag + ": not a kvlm " + name + " --json file (" + e.what() + ")");
-  }
-  if (cells.empty()) throw std::runtime_error(flag + ": the file has no cells");
-  show_results(command, title, cells, grid, o);
+  const SavedReport report = report_from_json(doc, name, flag);
+  show_results(command, report.title, report.cells, report.grid, o);
   return 0;
 }
 

@@ -1,6 +1,7 @@
 #include "eval/report.h"
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -233,6 +234,22 @@ nlohmann::json cells_json(const std::vector<Cell>& cells, const EvalGrid& grid) 
   return out;
 }
 
+namespace {
+
+// A count such as ctx or trials. nlohmann's get<int>() converts a fraction or a value
+// beyond int unchecked (undefined behaviour for a large fraction), so the type and range
+// are checked first, failing as a mistyped field does.
+int count_of(const nlohmann::json& cell, const char* key) {
+  const nlohmann::json& v = cell.at(key);
+  if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() > INT_MAX)
+    throw nlohmann::json::type_error::create(
+        302, std::string(key) + " must be an integer in [0, " + std::to_string(INT_MAX) +
+                 "], but is " + v.dump(), &v);
+  return v.get<int>();
+}
+
+}  // namespace
+
 std::vector<Cell> cells_from_json(const nlohmann::json& cells, EvalGrid& grid) {
   std::vector<Cell> out;
   for (const nlohmann::json& j : cells) {
@@ -243,9 +260,9 @@ std::vector<Cell> cells_from_json(const nlohmann::json& cells, EvalGrid& grid) {
     if (it == grid.methods.end()) it = grid.methods.insert(grid.methods.end(), run);
     Cell c;
     c.method = int(it - grid.methods.begin());
-    c.ctx = j.at("ctx").get<int>();
+    c.ctx = count_of(j, "ctx");
     c.depth = j.at("depth").is_null() ? -1 : j.at("depth").get<double>();
-    c.trials = j.at("trials").get<int>();
+    c.trials = count_of(j, "trials");
     c.accuracy = j.at("accuracy").get<double>();
     c.strict = j.at("strict").get<double>();
     c.kv_bytes_held = j.at("kv_bytes_held").get<double>();
@@ -256,6 +273,22 @@ std::vector<Cell> cells_from_json(const nlohmann::json& cells, EvalGrid& grid) {
     out.push_back(c);
   }
   return out;
+}
+
+SavedReport report_from_json(const nlohmann::json& doc, const std::string& command,
+                             const std::string& source) {
+  SavedReport report;
+  try {
+    const std::string made_by = doc.at("command").get<std::string>();
+    if (made_by != command)
+      throw std::invalid_argument(source + ": written by kvlm " + made_by + ", not kvlm " + command);
+    report.title = doc.at("title").get<std::string>();
+    report.cells = cells_from_json(doc.at("cells"), report.grid);
+  } catch (const nlohmann::json::exception& e) {
+    throw std::runtime_error(source + ": not a kvlm " + command + " --json file (" + e.what() + ")");
+  }
+  if (report.cells.empty()) throw std::runtime_error(source + ": the file has no cells");
+  return report;
 }
 
 nlohmann::json trials_json(const std::vector<TrialRecord>& records, const EvalGrid& grid) {

@@ -43,6 +43,18 @@ nlohmann::json cells_json(const std::vector<Cell>& cells, const EvalGrid& grid);
 // The inverse of cells_json: the cells, and the grid's methods in the order they ran.
 // Throws nlohmann::json::exception on a missing or mistyped field.
 std::vector<Cell> cells_from_json(const nlohmann::json& cells, EvalGrid& grid);
+
+// What --replot shows again: an earlier run's --json document, as kvlm `command` wrote it.
+struct SavedReport {
+  std::string title;
+  EvalGrid grid;  // the methods, in the order they ran
+  std::vector<Cell> cells;
+};
+// Throws std::invalid_argument when another command wrote `doc`, and std::runtime_error
+// ("<source>: ...") when it is not such a document or has no cells.
+SavedReport report_from_json(const nlohmann::json& doc, const std::string& command,
+                             const std::string& source);
+
 nlohmann::json trials_json(const std::vector<TrialRecord>& records, const EvalGrid& grid);
 
 }  // namespace kvlm

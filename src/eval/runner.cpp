@@ -21,10 +21,6 @@ QueryMode parse_query_mode(const std::string& name) {
   throw std::invalid_argument("--query-mode " + name + ": give aware or agnostic");
 }
 
-std::string query_mode_name(QueryMode mode) {
-  return mode == QueryMode::Aware ? "aware" : "agnostic";
-}
-
 TrialOutcome run_trial(Session& session, const Prompt& prompt, QueryMode mode, int max_tokens,
                        const std::function<void()>& after_prefill) {
   TrialOutcome r;

@@ -17,7 +17,9 @@ namespace kvlm {
 // appended afterwards to the compressed context (agnostic, the harder reading).
 enum class QueryMode { Aware, Agnostic };
 QueryMode parse_query_mode(const std::string& name);  // throws std::invalid_argument
-std::string query_mode_name(QueryMode mode);
+inline std::string query_mode_name(QueryMode mode) {
+  return mode == QueryMode::Aware ? "aware" : "agnostic";
+}
 
 struct TrialOutcome {
   Score score;
