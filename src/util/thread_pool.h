@@ -78,12 +78,15 @@ class ThreadPool {
   // The operation being run. `next_` packs its generation (high 32 bits) with the index of
   // the next task to hand out (low 32 bits), so a worker that wakes late cannot take a
   // task of a newer operation believing it belongs to the one it saw.
-  std::atomic<uint64_t> next_{0};
+  // Fields written at different moments live on different cache lines, so that threads
+  // polling one do not slow down the threads writing another.
+  alignas(64) std::atomic<uint64_t> next_{0};
   std::atomic<TaskFn> fn_{nullptr};
   std::atomic<void*> ctx_{nullptr};
   std::atomic<int> n_tasks_{0};
-  std::atomic<int> done_{0};            // tasks of the current operation finished
-  std::atomic<uint32_t> published_{0};  // generation of the latest operation; sleepers wait on it
+  alignas(64) std::atomic<int> done_{0};  // tasks of the current operation finished
+  // Generation of the latest operation; idle workers poll it, then sleep on it.
+  alignas(64) std::atomic<uint32_t> published_{0};
   std::atomic<bool> stop_{false};
   std::atomic<uint64_t> operations_{0};
 };

@@ -6,6 +6,7 @@
 #
 #   tests/bench/contention.sh BEFORE_KVLM AFTER_KVLM [PAIRS] [PROMPT_LEN] [GEN]
 #
+# LOADS="0 1 2" (the default) lists the numbers of busy processes to try.
 # Also reports CPU seconds per run (user + system), which is where spinning threads show.
 set -euo pipefail
 
@@ -42,7 +43,8 @@ PY
 median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 
 echo "model $model, prompt $prompt_len tokens, $gen decoded, $pairs pairs per cell, $(nproc) cores" >&2
-for load in 0 1 2; do
+loads=${LOADS:-0 1 2}
+for load in $loads; do
   stop_busy
   for ((i = 0; i < load; i++)); do bash -c 'while :; do :; done' & busy+=($!); done
   : > "$work/b0" ; : > "$work/b1"
@@ -63,12 +65,13 @@ printf '| busy processes | prefill tok/s: %s | prefill: %s | decode tok/s: %s | 
   "$(basename "${bins[0]}")" "$(basename "${bins[1]}")" "$(basename "${bins[0]}")" "$(basename "${bins[1]}")" \
   "$(basename "${bins[0]}")" "$(basename "${bins[1]}")"
 echo "|---:|---:|---:|---:|---:|---:|---:|"
-read -r p0a d0a _ < "$work/m0_0"; read -r p0b d0b _ < "$work/m0_1"
-for load in 0 1 2; do
+first=${loads%% *}
+read -r p0a d0a _ < "$work/m${first}_0"; read -r p0b d0b _ < "$work/m${first}_1"
+for load in $loads; do
   read -r pa da ca < "$work/m${load}_0"; read -r pb db cb < "$work/m${load}_1"
   awk -v l="$load" -v pa="$pa" -v pb="$pb" -v da="$da" -v db="$db" -v ca="$ca" -v cb="$cb" \
       -v p0a="$p0a" -v p0b="$p0b" -v d0a="$d0a" -v d0b="$d0b" 'BEGIN {
     printf "| %d | %.0f (%.0f%%) | %.0f (%.0f%%) | %.1f (%.0f%%) | %.1f (%.0f%%) | %.1f | %.1f |\n",
       l, pa, 100 * pa / p0a, pb, 100 * pb / p0b, da, 100 * da / d0a, db, 100 * db / d0b, ca, cb }'
 done
-echo "(percent: of the same binary's speed alone)"
+echo "(percent: of the same binary's speed with $first busy processes beside it)"
