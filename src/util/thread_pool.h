@@ -3,10 +3,11 @@
 // A parallel operation is a list of tasks handed out one at a time from a shared counter,
 // and the calling thread takes tasks too. The operation is finished when every task is
 // finished, not when every thread has checked in. That difference is the point of this
-// class: a decode step runs about 250 parallel operations, and with fork/join threads
-// (OpenMP) each one is a barrier at which all threads wait for the slowest. When another
-// process holds a core, the thread it displaced stalls every barrier for a scheduler time
-// slice, and decode drops from ~50 to under 1 token/s. Here a descheduled worker simply
+// class: a decode step of the default model runs 241 parallel operations, and with
+// fork/join threads (OpenMP) each one is a barrier at which all threads wait for the
+// slowest. When another process holds a core, the thread it displaced stalls every barrier
+// for a scheduler time slice: with two busy processes beside it, OpenMP decode fell to 9%
+// of its speed alone, the pool's to 35% (README, "On a busy machine"). Here a descheduled worker simply
 // misses the operations that run while it is away; the threads that are running do its
 // share. Only a task already taken by a thread that is then descheduled must be waited
 // for, so kernels split their work into several tasks per thread.
