@@ -31,6 +31,7 @@ class CudaBackend final : public Backend, public MergeBackend {
   CudaBackend(const CudaBackend&) = delete;
   CudaBackend& operator=(const CudaBackend&) = delete;
   std::string name() const override;
+  const DeviceOpCounts& op_counts() const { return counts_; }
 
   float* alloc(size_t n_floats) override;
   void release(float* p) override;
@@ -108,6 +109,7 @@ class CudaBackend final : public Backend, public MergeBackend {
   std::string device_name_;
   int multiprocessors_ = 1;
   bool sync_each_op_ = false;
+  DeviceOpCounts counts_;
   cudaStream_t stream_ = nullptr;
   cudaMemPool_t pool_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
