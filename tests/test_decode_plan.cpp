@@ -189,7 +189,7 @@ TEST(DecodePlan, CudaDecodeStepWithinThePerLayerBounds) {
   auto backend = make_backend("cuda", "f16", 0);
   const ModelConfig c = layout_of("llama3-8b", 4);
   auto model = load_random_model(c, *backend);
-  const int L = c.n_layers, kv = c.n_kv_heads;
+  const uint64_t L = c.n_layers, kv = c.n_kv_heads;
   for (const std::string spec : {"full", "h2o:budget=24"}) {
     SCOPED_TRACE(spec);
     const bool observes = spec != "full";

@@ -149,13 +149,13 @@ std::vector<float> Model::forward(const std::vector<int32_t>& tokens, KVCache& c
     b.attention(s.att, s.q, view, T, c.n_heads, c.head_dim);
     if (kv) kv->after_attention(cache, l, s.q, view);  // may evict from this layer
     b.matmul(s.xn, s.att, lw.wo, T);
-    b.add_rmsnorm(s.xn, s.x, s.xn, lw.ffn_norm, T, c.dim, c.rms_eps);
+    b.add_rmsnorm(s.xn, s.x, s.xn, lw.ffn_norm, T, c.dim, c.rms_eps);  // residual, FFN norm
 
     // Feed-forward: down(silu(gate(x)) * up(x)).
     b.matmul(s.gate_up, s.xn, lw.w_gate_up, T);
     b.swiglu(s.ffn, s.gate_up, T, c.ffn_dim);
     b.matmul(s.xn, s.ffn, lw.w_down, T);
-    if (l + 1 < c.n_layers)
+    if (l + 1 < c.n_layers)  // residual, and the next layer's attention norm
       b.add_rmsnorm(s.xn, s.x, s.xn, w_.layers[l + 1].attn_norm, T, c.dim, c.rms_eps);
   }
   cache.advance(T);
