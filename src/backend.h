@@ -4,7 +4,8 @@
 //
 // Buffers are float arrays in the backend's own memory (host for the CPU, device for the
 // GPU), made with alloc() and released with release(). Small integer inputs (token ids,
-// positions) are host arrays; a device backend copies them itself.
+// row lists) are host arrays; a device backend copies them itself. Positions are passed by
+// value (the first one; a call's tokens are consecutive), so RoPE copies nothing.
 //
 // Ops that only one KV method needs live in interfaces of their own that a backend also
 // implements (merge_backend.h: cross-layer merging), so this list stays the forward pass's.
@@ -73,14 +74,21 @@ class Backend {
   // With float16/bfloat16 weights a backend may round x to the weight type first when
   // T > 1 (the CUDA backend does, to use tensor cores); T == 1 reads x as it is.
   virtual void matmul(float* out, const float* x, const WeightMatrix& w, int T) = 0;
-  // Rotary embedding in the rotate-half layout: in every head, the pair (x[i], x[i + rope_dim/2])
-  // turns by positions[t] * inv_freq[i].                       x [T][n_heads * head_dim]
-  virtual void rope(float* x, const int32_t* positions, const float* inv_freq, int T,
-                    int n_heads, int head_dim, int rope_dim) = 0;
-  // out = silu(gate) * up, elementwise                         (the SwiGLU activation)
-  virtual void swiglu(float* out, const float* gate, const float* up, size_t n) = 0;
-  // x += y
-  virtual void add(float* x, const float* y, size_t n) = 0;
+  // x += y, then out = rmsnorm(x): a residual add and the norm that follows it, in one
+  // pass over x. out may be y (each row of y is read before that row of out is written).
+  //                                                            x, y, out [T][dim]
+  virtual void add_rmsnorm(float* out, float* x, const float* y, const float* weight, int T,
+                           int dim, float eps) = 0;
+  // Rotary embedding of one layer's fused projection qkv [T][q_dim + 2 * kv_dim] (each row:
+  // n_heads query heads, n_kv_heads key heads, then the values), in the rotate-half layout:
+  // in every head the pair (x[i], x[i + rope_dim/2]) turns by (first_position + t) *
+  // inv_freq[i]. The rotated queries go to q_out [T][q_dim] (contiguous, as attention()
+  // reads them); the keys turn in place; the values are left alone.
+  virtual void rope_qk(float* q_out, float* qkv, int first_position, const float* inv_freq,
+                       int T, int n_heads, int n_kv_heads, int head_dim, int rope_dim) = 0;
+  // out[t][i] = silu(gate_up[t][i]) * gate_up[t][ffn_dim + i]  (the SwiGLU activation of
+  // the fused gate/up projection)                  gate_up [T][2 * ffn_dim], out [T][ffn_dim]
+  virtual void swiglu(float* out, const float* gate_up, int T, int ffn_dim) = 0;
   // Causal attention of T new query tokens over a ragged cache whose last T rows (per head)
   // are those same tokens: query t sees rows [0, len - T + t]. Query head h reads KV head
   // h / (n_heads / kv.size()), so GQA needs no copies.      q, out [T][n_heads * head_dim]

@@ -33,11 +33,9 @@ std::vector<float> token_rows(int n_kv_heads, int first, int T, float tag) {
 
 void append_layer(KVCache& cache, int layer, int T) {
   const int first = cache.tokens_seen();
-  std::vector<int32_t> pos(T);
-  std::iota(pos.begin(), pos.end(), first);
   const int n = cache.n_kv_heads();
   cache.append(layer, token_rows(n, first, T, 0.0f).data(), token_rows(n, first, T, 0.5f).data(),
-               pos.data(), T);
+               n * kDim, first, T);
 }
 
 // One prefill call as the forward pass and the observer make it: a new sequence on an
@@ -374,13 +372,13 @@ TEST(KNorm, RopePreservesTheNormRanking) {
     }
   std::vector<float> inv_freq(kHeadDim / 2);
   for (int i = 0; i < kHeadDim / 2; i++) inv_freq[i] = std::pow(10000.0f, -2.0f * i / kHeadDim);
-  std::vector<int32_t> pos = range(0, kL);
-  std::vector<float> rotated = keys;
-  b.rope(rotated.data(), pos.data(), inv_freq.data(), kL, kHeads, kHeadDim, kHeadDim);
+  // Rotated as queries (no key heads in the row), which turn exactly as keys do.
+  std::vector<float> rotated(keys.size());
+  b.rope_qk(rotated.data(), keys.data(), 0, inv_freq.data(), kL, kHeads, 0, kHeadDim, kHeadDim);
   ASSERT_NE(rotated, keys);
 
   KVCache cache(b, 1, kHeads, kHeadDim, 64);
-  cache.append(0, rotated.data(), rotated.data(), pos.data(), kL);
+  cache.append(0, rotated.data(), rotated.data(), kHeads * kHeadDim, 0, kL);
   Observation obs;
   obs.n_new = obs.n_tokens = kL;
   for (const KVHeadView& v : cache.view(0)) {  // as the forward pass observes them

@@ -3,6 +3,7 @@
 // same cases (it joins the list when it exists and a GPU is visible).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <memory>
 #include <random>
@@ -149,47 +150,103 @@ TEST_P(Kernels, RmsnormMatchesNaive) {
   expect_close(out.host(), want, 1e-5f, "rmsnorm");
 }
 
-TEST_P(Kernels, RopeRotatesHalvesByPosition) {
+TEST_P(Kernels, AddRmsnormAddsTheResidualThenNorms) {
   Backend& b = *backend;
+  const int T = 3, dim = 576;
+  auto x = random_vector(T * dim, 3, 5.0f), y = random_vector(T * dim, 9, 2.0f),
+       w = random_vector(dim, 4);
+  std::vector<float> sum(T * dim), want(T * dim);
+  for (int t = 0; t < T; t++) {
+    double ss = 0;
+    for (int i = 0; i < dim; i++) {
+      sum[t * dim + i] = x[t * dim + i] + y[t * dim + i];
+      ss += double(sum[t * dim + i]) * sum[t * dim + i];
+    }
+    double scale = 1.0 / std::sqrt(ss / dim + 1e-5);
+    for (int i = 0; i < dim; i++) want[t * dim + i] = float(sum[t * dim + i] * scale * w[i]);
+  }
+  {
+    Buf bx(b, x), by(b, y), bw(b, w), out(b, want.size());
+    b.add_rmsnorm(out.ptr, bx.ptr, by.ptr, bw.ptr, T, dim, 1e-5f);
+    expect_close(bx.host(), sum, 1e-6f, "add_rmsnorm: x += y");
+    expect_close(out.host(), want, 1e-5f, "add_rmsnorm");
+  }
+  // The forward pass writes the norm over the y it adds.
+  Buf bx(b, x), by(b, y), bw(b, w);
+  b.add_rmsnorm(by.ptr, bx.ptr, by.ptr, bw.ptr, T, dim, 1e-5f);
+  expect_close(by.host(), want, 1e-5f, "add_rmsnorm with out = y");
+}
+
+// A toy by hand: head_dim 4, pairs (0, 2) and (1, 3) turning at 90 and 0 degrees per
+// position; one query head and one key head at position 1.
+TEST_P(Kernels, RopeQkToyTurnsTheFirstPairAQuarter) {
+  Backend& b = *backend;
+  const float quarter = float(M_PI / 2);
+  // Row: query (1, 2, 3, 4), key (5, 6, 7, 8), value (9, 10, 11, 12).
+  std::vector<float> qkv = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
+  Buf bqkv(b, qkv), bf(b, std::vector<float>{quarter, 0.0f}), q(b, 4);
+  b.rope_qk(q.ptr, bqkv.ptr, 1, bf.ptr, 1, 1, 1, 4, 4);
+  // (a, b) turned a quarter is (-b, a): pair (1, 3) -> (-3, 1); pair (2, 4) stays.
+  expect_close(q.host(), {-3, 2, 1, 4}, 1e-6f, "query");
+  expect_close(bqkv.host(), {1, 2, 3, 4, -7, 6, 5, 8, 9, 10, 11, 12}, 1e-6f,
+               "key turned in place; query input and values untouched");
+}
+
+TEST_P(Kernels, RopeQkMatchesNaive) {
+  Backend& b = *backend;
+  const int T = 3, n_heads = 4, n_kv = 2;
   for (int head_dim : {64, 128}) {
-    const int T = 3, heads = 2;
-    auto x = random_vector(size_t(T) * heads * head_dim, 5);
-    std::vector<int32_t> pos = {0, 7, 40000};
-    std::vector<float> inv_freq(head_dim / 2);
-    for (int i = 0; i < head_dim / 2; i++) inv_freq[i] = std::pow(10000.0f, -2.0f * i / head_dim);
-    std::vector<float> want = x;
-    for (int t = 0; t < T; t++)
-      for (int h = 0; h < heads; h++)
-        for (int i = 0; i < head_dim / 2; i++) {
-          float* v = &want[(t * heads + h) * head_dim];
-          double a = double(pos[t]) * inv_freq[i];
-          float x0 = v[i], x1 = v[i + head_dim / 2];
-          v[i] = float(x0 * std::cos(a) - x1 * std::sin(a));
-          v[i + head_dim / 2] = float(x0 * std::sin(a) + x1 * std::cos(a));
+    for (int rope_dim : {head_dim, head_dim / 2}) {
+      for (int first : {0, 39998}) {  // positions past 40000 need the angle in double
+        SCOPED_TRACE("head_dim " + std::to_string(head_dim) + ", rope_dim " +
+                     std::to_string(rope_dim) + ", first position " + std::to_string(first));
+        const int half = rope_dim / 2, q_dim = n_heads * head_dim;
+        const int row = (n_heads + 2 * n_kv) * head_dim;
+        auto qkv = random_vector(size_t(T) * row, 5);
+        std::vector<float> inv_freq(half);
+        for (int i = 0; i < half; i++) inv_freq[i] = std::pow(10000.0f, -2.0f * i / rope_dim);
+        std::vector<float> want_qkv = qkv, want_q(size_t(T) * q_dim);
+        for (int t = 0; t < T; t++) {
+          for (int h = 0; h < n_heads + n_kv; h++)  // queries, then keys
+            for (int i = 0; i < half; i++) {
+              float* v = &want_qkv[size_t(t) * row + h * head_dim];
+              double a = double(first + t) * inv_freq[i];
+              float x0 = v[i], x1 = v[i + half];
+              v[i] = float(x0 * std::cos(a) - x1 * std::sin(a));
+              v[i + half] = float(x0 * std::sin(a) + x1 * std::cos(a));
+            }
+          std::copy_n(&want_qkv[size_t(t) * row], q_dim, &want_q[size_t(t) * q_dim]);
+          std::copy_n(&qkv[size_t(t) * row], q_dim, &want_qkv[size_t(t) * row]);  // read only
         }
-    Buf bx(b, x), bf(b, inv_freq);
-    b.rope(bx.ptr, pos.data(), bf.ptr, T, heads, head_dim, head_dim);
-    std::vector<float> got = bx.host();
-    expect_close(got, want, 1e-5f, "rope");
-    // Position 0 is the identity.
-    for (int i = 0; i < heads * head_dim; i++) EXPECT_EQ(got[i], x[i]);
+        Buf bqkv(b, qkv), bf(b, inv_freq), q(b, want_q.size());
+        b.rope_qk(q.ptr, bqkv.ptr, first, bf.ptr, T, n_heads, n_kv, head_dim, rope_dim);
+        std::vector<float> got_q = q.host();
+        expect_close(got_q, want_q, 1e-5f, "queries");
+        expect_close(bqkv.host(), want_qkv, 1e-5f, "keys (queries and values unchanged)");
+        if (first == 0)  // position 0 is the identity
+          for (int i = 0; i < q_dim; i++) ASSERT_EQ(got_q[i], qkv[i]);
+      }
+    }
   }
 }
 
-TEST_P(Kernels, SwigluAndAdd) {
+TEST_P(Kernels, SwigluOfTheFusedGateUp) {
   Backend& b = *backend;
-  const size_t n = 10000;
-  auto gate = random_vector(n, 6, 3.0f), up = random_vector(n, 7);
-  std::vector<float> want(n), sum(n);
-  for (size_t i = 0; i < n; i++) {
-    want[i] = float(gate[i] / (1.0 + std::exp(-double(gate[i]))) * up[i]);
-    sum[i] = gate[i] + up[i];
-  }
-  Buf bg(b, gate), bu(b, up), out(b, n);
-  b.swiglu(out.ptr, bg.ptr, bu.ptr, n);
+  const int T = 3, ffn = 5000;
+  auto gate_up = random_vector(size_t(T) * 2 * ffn, 6, 3.0f);
+  std::vector<float> want(size_t(T) * ffn);
+  for (int t = 0; t < T; t++)
+    for (int i = 0; i < ffn; i++) {
+      const double g = gate_up[size_t(t) * 2 * ffn + i], u = gate_up[size_t(t) * 2 * ffn + ffn + i];
+      want[size_t(t) * ffn + i] = float(g / (1.0 + std::exp(-g)) * u);
+    }
+  Buf bg(b, gate_up), out(b, want.size());
+  b.swiglu(out.ptr, bg.ptr, T, ffn);
   expect_close(out.host(), want, 1e-5f, "swiglu");
-  b.add(bg.ptr, bu.ptr, n);
-  expect_close(bg.host(), sum, 1e-6f, "add");
+  // By hand: silu(0) = 0, silu(x) ~ x for large x.
+  Buf toy(b, std::vector<float>{0, 30, 7, 2}), toy_out(b, 2);
+  b.swiglu(toy_out.ptr, toy.ptr, 1, 2);
+  expect_close(toy_out.host(), {0, 60}, 1e-6f, "swiglu toy");
 }
 
 TEST_P(Kernels, EmbeddingCopiesRows) {

@@ -28,9 +28,8 @@ std::vector<float> rows(int first_token, int T, float tag) {
 
 void append_tokens(KVCache& cache, int T) {
   const int first = cache.tokens_seen();
-  std::vector<int32_t> pos(T);
-  for (int t = 0; t < T; t++) pos[t] = first + t;
-  for (int l = 0; l < kLayers; l++) cache.append(l, rows(first, T, 0).data(), rows(first, T, 0.5f).data(), pos.data(), T);
+  for (int l = 0; l < kLayers; l++)
+    cache.append(l, rows(first, T, 0).data(), rows(first, T, 0.5f).data(), kHeads * kDim, first, T);
   cache.advance(T);
 }
 
@@ -106,8 +105,7 @@ TEST(KVCache, AttentionOverCompactedHeadEqualsFreshCache) {
   KVCache compacted(b, 1, kHeads, kDim, 100), fresh(b, 1, kHeads, kDim, 100);
   std::vector<float> k = rows(0, 6, 0), v = rows(0, 6, 0.5f);
   for (float& x : k) x = std::sin(x);  // keep the scores in a sensible range
-  std::vector<int32_t> pos = {0, 1, 2, 3, 4, 5};
-  compacted.append(0, k.data(), v.data(), pos.data(), 6);
+  compacted.append(0, k.data(), v.data(), kHeads * kDim, 0, 6);
   const std::vector<int32_t> keep = {1, 4, 5};
   for (int h = 0; h < kHeads; h++) compacted.compact(0, h, keep);
   std::vector<float> k_kept, v_kept;
@@ -115,7 +113,7 @@ TEST(KVCache, AttentionOverCompactedHeadEqualsFreshCache) {
     k_kept.insert(k_kept.end(), k.begin() + r * kHeads * kDim, k.begin() + (r + 1) * kHeads * kDim);
     v_kept.insert(v_kept.end(), v.begin() + r * kHeads * kDim, v.begin() + (r + 1) * kHeads * kDim);
   }
-  fresh.append(0, k_kept.data(), v_kept.data(), keep.data(), 3);
+  fresh.append(0, k_kept.data(), v_kept.data(), kHeads * kDim, 0, 3);  // positions unread
   std::vector<float> q(kHeads * kDim, 0.3f), out_a(q.size()), out_b(q.size());
   b.attention(out_a.data(), q.data(), compacted.view(0), 1, kHeads, kDim);
   b.attention(out_b.data(), q.data(), fresh.view(0), 1, kHeads, kDim);
@@ -150,9 +148,7 @@ TEST(KVCache, RollbackUndoesPartialAppendsAndEvictions) {
   const test::CacheContents before = test::contents(cache);
 
   cache.checkpoint();
-  std::vector<int32_t> pos(100);
-  for (int t = 0; t < 100; t++) pos[t] = 70 + t;
-  cache.append(0, rows(70, 100, 0).data(), rows(70, 100, 0.5f).data(), pos.data(), 100);
+  cache.append(0, rows(70, 100, 0).data(), rows(70, 100, 0.5f).data(), kHeads * kDim, 70, 100);
   cache.compact(0, 2, {1, 2, 150});  // an old row evicted, a new one kept
   cache.compact(0, 2, {0, 2});       // the copy saved before the first change must stay
   cache.rollback();

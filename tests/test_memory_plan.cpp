@@ -44,9 +44,7 @@ TEST(MemoryPlan, KVBytesPerTokenIsWhatAFullCacheHolds) {
   const int layers = 3, heads = 2, head_dim = 8, T = 5;
   KVCache cache(backend, layers, heads, head_dim, 16);
   std::vector<float> rows(size_t(T) * heads * head_dim, 1.0f);
-  std::vector<int32_t> positions(T);
-  std::iota(positions.begin(), positions.end(), 0);
-  for (int l = 0; l < layers; l++) cache.append(l, rows.data(), rows.data(), positions.data(), T);
+  for (int l = 0; l < layers; l++) cache.append(l, rows.data(), rows.data(), heads * head_dim, 0, T);
   cache.advance(T);
   EXPECT_EQ(cache.stats().bytes_held, T * KVCache::bytes_per_token(layers, heads, head_dim));
   EXPECT_EQ(cache.stats().bytes_full, cache.stats().bytes_held);
@@ -61,9 +59,10 @@ TEST(MemoryPlan, LinesAreTheOwnersNumbersAndAddUp) {
   EXPECT_EQ(cpu.items[1].bytes,
             double(ctx * KVCache::bytes_per_token(c.n_layers, c.n_kv_heads, c.head_dim)));
   EXPECT_EQ(cpu.items[2].bytes, double(Model::activation_bytes(c, ctx)));
-  // x, xn, q, att, k, v, gate, up per token, plus the last token's logits.
+  // x, xn, qkv (q + k + v), q, att, gate_up, its swiglu per token, plus the last token's
+  // logits.
   EXPECT_EQ(Model::activation_bytes(c, 1),
-            (2 * 576 + 2 * 576 + 2 * 192 + 2 * 1536 + 49152) * sizeof(float));
+            (2 * 576 + (576 + 2 * 192) + 2 * 576 + 2 * 1536 + 1536 + 49152) * sizeof(float));
   EXPECT_DOUBLE_EQ(cpu.total(), cpu.items[0].bytes + cpu.items[1].bytes + cpu.items[2].bytes);
 
   const MemoryPlan cuda = plan_memory(c, ctx, resolve_device("cuda", ""));

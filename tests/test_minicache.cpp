@@ -137,10 +137,9 @@ TEST(MiniCacheToy, ThreeRetainedRestoresExactly) {
   KVCache cache(b, 2, 1, 3, 16);
   const std::vector<float> lower = {0.8f, 0.6f, 0, 3, 0, 0};  // token 0: toy 1, token 1: toy 3
   const std::vector<float> upper = {0.6f, 0.8f, 0, 0, 0, 2};
-  const int32_t positions[] = {0, 1};
   Buf lo(b, lower), up(b, upper);
-  cache.append(0, lo.ptr, lo.ptr, positions, 2);
-  cache.append(1, up.ptr, up.ptr, positions, 2);
+  cache.append(0, lo.ptr, lo.ptr, 3, 0, 2);
+  cache.append(1, up.ptr, up.ptr, 3, 0, 2);
   cache.advance(2);
   make_strategy("minicache:start=0,retain=0.5")->after_prefill(cache);
   ASSERT_EQ(cache.shared_length(0, 0), 1);
@@ -261,8 +260,6 @@ struct Filled {
     std::normal_distribution<float> normal(0.0f, 1.0f);
     std::uniform_real_distribution<float> scale(0.05f, 1.5f);
     const int first = cache.tokens_seen();
-    std::vector<int32_t> positions(T);
-    std::iota(positions.begin(), positions.end(), first);
     for (auto* states : {&keys, &values})
       for (int t = 0; t < T; t++)
         for (int h = 0; h < kHeads; h++) {
@@ -277,7 +274,7 @@ struct Filled {
       const size_t offset = size_t(first) * kHeads * kDim;
       Buf k(backend, std::vector<float>(keys[l].begin() + offset, keys[l].end()));
       Buf v(backend, std::vector<float>(values[l].begin() + offset, values[l].end()));
-      cache.append(l, k.ptr, v.ptr, positions.data(), T);
+      cache.append(l, k.ptr, v.ptr, kHeads * kDim, first, T);
     }
     cache.advance(T);
   }
@@ -407,10 +404,8 @@ TEST(MiniCacheCache, NewTokensComeLastAndAttendLikeAnExplicitlyRestoredCache) {
         std::copy(k.begin(), k.end(), keys.begin() + (size_t(slot) * kHeads + h) * kDim);
         std::copy(v.begin(), v.end(), values.begin() + (size_t(slot) * kHeads + h) * kDim);
       }
-    std::vector<int32_t> positions(kPrompt + T);
-    std::iota(positions.begin(), positions.end(), 0);
     Buf bk(f.backend, keys), bv(f.backend, values);
-    plain.append(0, bk.ptr, bv.ptr, positions.data(), kPrompt + T);
+    plain.append(0, bk.ptr, bv.ptr, kHeads * kDim, 0, kPrompt + T);
 
     auto q = random_vector(size_t(T) * n_heads * kDim, 99, 2.0f);
     Buf bq(f.backend, q), merged_out(f.backend, q.size()), plain_out(f.backend, q.size());
@@ -567,9 +562,9 @@ TEST(MiniCacheStrategy, ZeroStatesStayUnmergedAndMergeEveryZeroNeverMergesDecode
     for (int c = 0; c < kDim; c++) lower[size_t(p) * kHeads * kDim + c] = float(p + c);
   std::vector<float> upper_values = lower;
   std::fill_n(upper_values.begin() + (2 * kHeads + 1) * kDim, kDim, 0.0f);
-  const int32_t positions[] = {0, 1, 2, 3, 4};
   Buf lo(b, lower), up(b, upper_values);
-  for (int l = 0; l < kLayers; l++) cache.append(l, lo.ptr, l == 3 ? up.ptr : lo.ptr, positions, 5);
+  for (int l = 0; l < kLayers; l++)
+    cache.append(l, lo.ptr, l == 3 ? up.ptr : lo.ptr, kHeads * kDim, 0, 5);
   cache.advance(5);
   auto strategy = make_strategy("minicache:retain=0");  // start = 4 / 2 = 2
   strategy->after_prefill(cache);
@@ -579,8 +574,7 @@ TEST(MiniCacheStrategy, ZeroStatesStayUnmergedAndMergeEveryZeroNeverMergesDecode
   EXPECT_EQ(cache.view(3)[1].values[4 * kDim], 0.0f);  // a row: restored exactly
 
   for (int step = 0; step < 5; step++) {  // merge_every = 0: decoded tokens stay rows
-    const int32_t next = 5 + step;
-    for (int l = 0; l < kLayers; l++) cache.append(l, lo.ptr, lo.ptr, &next, 1);
+    for (int l = 0; l < kLayers; l++) cache.append(l, lo.ptr, lo.ptr, kHeads * kDim, 5 + step, 1);
     cache.advance(1);
     strategy->on_decode_step(cache, DecodeObservation{});
   }

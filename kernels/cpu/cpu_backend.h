@@ -28,10 +28,11 @@ class CpuBackend final : public Backend, public MergeBackend {
   void rmsnorm(float* out, const float* x, const float* weight, int T, int dim,
                float eps) override;
   void matmul(float* out, const float* x, const WeightMatrix& w, int T) override;
-  void rope(float* x, const int32_t* positions, const float* inv_freq, int T, int n_heads,
-            int head_dim, int rope_dim) override;
-  void swiglu(float* out, const float* gate, const float* up, size_t n) override;
-  void add(float* x, const float* y, size_t n) override;
+  void add_rmsnorm(float* out, float* x, const float* y, const float* weight, int T, int dim,
+                   float eps) override;
+  void rope_qk(float* q_out, float* qkv, int first_position, const float* inv_freq, int T,
+               int n_heads, int n_kv_heads, int head_dim, int rope_dim) override;
+  void swiglu(float* out, const float* gate_up, int T, int ffn_dim) override;
   void attention(float* out, const float* q, const std::vector<KVHeadView>& kv, int T,
                  int n_heads, int head_dim) override;
   void attention_scores(float* out, int stride, const float* q, const std::vector<KVHeadView>& kv,

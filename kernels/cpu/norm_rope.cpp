@@ -1,41 +1,74 @@
-// RMSNorm and rotary position embedding.
+// RMSNorm (alone, and after the residual add it follows) and rotary position embedding.
 #include <cmath>
 
 #include "kernels/cpu/cpu_backend.h"
 
 namespace kvlm {
 
+namespace {
+
+// out = x / sqrt(mean(x^2) + eps) * weight, over one row.
+void rmsnorm_row(float* out, const float* x, const float* weight, int dim, float eps) {
+  // The sum of squares is accumulated in double: a 4096-wide row of large activations
+  // loses digits in float, and this is one pass per row.
+  double sum_sq = 0;
+  for (int i = 0; i < dim; i++) sum_sq += double(x[i]) * x[i];
+  const float scale = 1.0f / std::sqrt(float(sum_sq / dim) + eps);
+  for (int i = 0; i < dim; i++) out[i] = x[i] * scale * weight[i];
+}
+
+// Turns the pair (head[i], head[i + half]) of each of n_heads heads by (cos, sin).
+void rotate_heads(float* out, const float* in, int n_heads, int head_dim, int i, int half,
+                  float c, float s) {
+  for (int h = 0; h < n_heads; h++) {
+    const float a = in[size_t(h) * head_dim + i], b = in[size_t(h) * head_dim + i + half];
+    out[size_t(h) * head_dim + i] = a * c - b * s;
+    out[size_t(h) * head_dim + i + half] = a * s + b * c;
+  }
+}
+
+}  // namespace
+
 void CpuBackend::rmsnorm(float* out, const float* x, const float* weight, int T, int dim,
                          float eps) {
   pool_.parallel_for(T, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; t++)
+      rmsnorm_row(out + size_t(t) * dim, x + size_t(t) * dim, weight, dim, eps);
+  });
+}
+
+void CpuBackend::add_rmsnorm(float* out, float* x, const float* y, const float* weight, int T,
+                             int dim, float eps) {
+  pool_.parallel_for(T, 1, [&](int64_t begin, int64_t end) {
     for (int64_t t = begin; t < end; t++) {
-      const float* xt = x + size_t(t) * dim;
-      float* ot = out + size_t(t) * dim;
-      // The sum of squares is accumulated in double: a 4096-wide row of large activations
-      // loses digits in float, and this is one pass per row.
-      double sum_sq = 0;
-      for (int i = 0; i < dim; i++) sum_sq += double(xt[i]) * xt[i];
-      float scale = 1.0f / std::sqrt(float(sum_sq / dim) + eps);
-      for (int i = 0; i < dim; i++) ot[i] = xt[i] * scale * weight[i];
+      float* xt = x + size_t(t) * dim;
+      const float* yt = y + size_t(t) * dim;
+#pragma omp simd
+      for (int i = 0; i < dim; i++) xt[i] += yt[i];
+      rmsnorm_row(out + size_t(t) * dim, xt, weight, dim, eps);
     }
   });
 }
 
-void CpuBackend::rope(float* x, const int32_t* positions, const float* inv_freq, int T,
-                      int n_heads, int head_dim, int rope_dim) {
-  int half = rope_dim / 2;
+void CpuBackend::rope_qk(float* q_out, float* qkv, int first_position, const float* inv_freq,
+                         int T, int n_heads, int n_kv_heads, int head_dim, int rope_dim) {
+  const int half = rope_dim / 2;
+  const size_t q_dim = size_t(n_heads) * head_dim, qkv_dim = q_dim + 2 * size_t(n_kv_heads) * head_dim;
   pool_.parallel_for(T, 1, [&](int64_t begin, int64_t end) {
     for (int64_t t = begin; t < end; t++) {
+      const float* q_in = qkv + size_t(t) * qkv_dim;
+      float* q = q_out + size_t(t) * q_dim;
+      float* k = qkv + size_t(t) * qkv_dim + q_dim;
+      // Dimensions past rope_dim are not rotated, but the queries still move to q_out.
+      for (int h = 0; h < n_heads; h++)
+        for (int i = rope_dim; i < head_dim; i++)
+          q[size_t(h) * head_dim + i] = q_in[size_t(h) * head_dim + i];
       for (int i = 0; i < half; i++) {
         // The angle in double: positions reach 10^5 and float would lose the fraction.
-        double angle = double(positions[t]) * inv_freq[i];
-        float c = float(std::cos(angle)), s = float(std::sin(angle));
-        for (int h = 0; h < n_heads; h++) {
-          float* head = x + (size_t(t) * n_heads + h) * head_dim;
-          float a = head[i], b = head[i + half];
-          head[i] = a * c - b * s;
-          head[i + half] = a * s + b * c;
-        }
+        const double angle = double(first_position + t) * inv_freq[i];
+        const float c = float(std::cos(angle)), s = float(std::sin(angle));
+        rotate_heads(q, q_in, n_heads, head_dim, i, half, c, s);
+        rotate_heads(k, k, n_kv_heads, head_dim, i, half, c, s);
       }
     }
   });

@@ -66,6 +66,12 @@ size_t cuda_scratch_bytes(int tokens, int widest_input, int n_heads, int head_di
          + 2 * size_t(n_heads) * T * sizeof(float); // row_lse_ and partials_
 }
 
+DeviceOpCounts cuda_op_counts(const Backend& backend) {
+  const auto* cuda = dynamic_cast<const CudaBackend*>(&backend);
+  if (!cuda) throw std::invalid_argument("cuda_op_counts: " + backend.name() + " is not a CUDA backend");
+  return cuda->op_counts();
+}
+
 std::unique_ptr<Backend> make_cuda_backend(DType weights) {
   return std::make_unique<CudaBackend>(weights);
 }
@@ -116,11 +122,13 @@ std::string CudaBackend::name() const {
 
 void* CudaBackend::device_alloc(size_t bytes, const char* what) {
   bytes = std::max<size_t>(bytes, 256);  // a valid, distinct pointer even for empty buffers
+  counts_.allocations++;
   void* p = nullptr;
   cudaError_t e = cudaMallocAsync(&p, bytes, stream_);
   if (e == cudaErrorMemoryAllocation) {
     cudaGetLastError();
     // The pool may still hold freed memory it has not returned: return it and try again.
+    counts_.syncs++;
     cuda_check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize");
     cuda_check(cudaMemPoolTrimTo(pool_, 0), "cudaMemPoolTrimTo");
     e = cudaMallocAsync(&p, bytes, stream_);
@@ -140,7 +148,9 @@ void* CudaBackend::device_alloc(size_t bytes, const char* what) {
 // by an earlier kernel is sticky and the next checked call reports it; what else can fail
 // here (the runtime already shutting down at exit) is not worth a crash.
 void CudaBackend::device_free(void* p) {
-  if (p && cudaFreeAsync(p, stream_) != cudaSuccess) cudaGetLastError();
+  if (!p) return;
+  counts_.frees++;
+  if (cudaFreeAsync(p, stream_) != cudaSuccess) cudaGetLastError();
 }
 
 void* CudaBackend::scratch(Scratch& s, size_t bytes, const char* what) {
@@ -158,13 +168,23 @@ const void* CudaBackend::stage_bytes(const void* host, size_t bytes) {
   if (bytes == 0) return nullptr;
   StagingSlot& slot = staging_[next_slot_];
   next_slot_ = (next_slot_ + 1) % kStagingSlots;
-  if (slot.in_use) cuda_check(cudaEventSynchronize(slot.copied), "staging a host array");
+  counts_.stagings++;
+  if (slot.in_use) {  // the host slot is free again once its last copy has run
+    const cudaError_t copied = cudaEventQuery(slot.copied);
+    if (copied == cudaErrorNotReady) {
+      counts_.syncs++;
+      cuda_check(cudaEventSynchronize(slot.copied), "staging a host array");
+    } else {
+      cuda_check(copied, "staging a host array");
+    }
+  }
   if (slot.bytes < bytes) {
     const size_t grown = std::max({bytes, 2 * slot.bytes, size_t(4096)});
     if (slot.host) cuda_check(cudaFreeHost(slot.host), "cudaFreeHost");
     device_free(slot.device);
     slot.host = slot.device = nullptr;
     slot.bytes = 0;
+    counts_.allocations++;
     cuda_check(cudaMallocHost(&slot.host, grown), "cudaMallocHost (staging)");
     slot.device = device_alloc(grown, "a staging buffer");
     slot.bytes = grown;
@@ -180,8 +200,12 @@ const void* CudaBackend::stage_bytes(const void* host, size_t bytes) {
 }
 
 void CudaBackend::launched(const char* op) {
+  counts_.launches++;
   cuda_check(cudaGetLastError(), op);
-  if (sync_each_op_) cuda_check(cudaStreamSynchronize(stream_), op);
+  if (sync_each_op_) {
+    counts_.syncs++;
+    cuda_check(cudaStreamSynchronize(stream_), op);
+  }
 }
 
 int CudaBackend::blocks_for(size_t n, int threads) const {
@@ -198,11 +222,14 @@ void CudaBackend::release(float* p) { device_free(p); }
 void CudaBackend::upload(float* dst, const float* host_src, size_t n) {
   // From pageable memory the copy returns once the source has been read, so the caller
   // may free host_src right away.
+  counts_.uploads++;
   cuda_check(cudaMemcpyAsync(dst, host_src, n * sizeof(float), cudaMemcpyHostToDevice, stream_),
              "upload");
 }
 
 void CudaBackend::download(float* host_dst, const float* src, size_t n) {
+  counts_.downloads++;
+  counts_.syncs++;
   cuda_check(cudaMemcpyAsync(host_dst, src, n * sizeof(float), cudaMemcpyDeviceToHost, stream_),
              "download");
   cuda_check(cudaStreamSynchronize(stream_),

@@ -31,6 +31,7 @@ class CudaBackend final : public Backend, public MergeBackend {
   CudaBackend(const CudaBackend&) = delete;
   CudaBackend& operator=(const CudaBackend&) = delete;
   std::string name() const override;
+  const DeviceOpCounts& op_counts() const { return counts_; }
 
   float* alloc(size_t n_floats) override;
   void release(float* p) override;
@@ -43,10 +44,11 @@ class CudaBackend final : public Backend, public MergeBackend {
   void rmsnorm(float* out, const float* x, const float* weight, int T, int dim,
                float eps) override;
   void matmul(float* out, const float* x, const WeightMatrix& w, int T) override;
-  void rope(float* x, const int32_t* positions, const float* inv_freq, int T, int n_heads,
-            int head_dim, int rope_dim) override;
-  void swiglu(float* out, const float* gate, const float* up, size_t n) override;
-  void add(float* x, const float* y, size_t n) override;
+  void add_rmsnorm(float* out, float* x, const float* y, const float* weight, int T, int dim,
+                   float eps) override;
+  void rope_qk(float* q_out, float* qkv, int first_position, const float* inv_freq, int T,
+               int n_heads, int n_kv_heads, int head_dim, int rope_dim) override;
+  void swiglu(float* out, const float* gate_up, int T, int ffn_dim) override;
   void attention(float* out, const float* q, const std::vector<KVHeadView>& kv, int T,
                  int n_heads, int head_dim) override;
   void attention_scores(float* out, int stride, const float* q, const std::vector<KVHeadView>& kv,
@@ -107,6 +109,7 @@ class CudaBackend final : public Backend, public MergeBackend {
   std::string device_name_;
   int multiprocessors_ = 1;
   bool sync_each_op_ = false;
+  DeviceOpCounts counts_;
   cudaStream_t stream_ = nullptr;
   cudaMemPool_t pool_ = nullptr;
   cublasHandle_t cublas_ = nullptr;

@@ -3,6 +3,7 @@
 // in builds with KVLM_CUDA (nvcc found and CUDA != 0).
 #pragma once
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -25,6 +26,20 @@ CudaDeviceInfo cuda_device_info();
 // has `tokens` tokens: the cuBLAS workspace, the upload chunk and the per-call scratch.
 size_t cuda_scratch_bytes(int tokens, int widest_input, int n_heads, int head_dim,
                           DType weights);
+
+// What a CUDA backend has issued since it was made, counted where it happens: how many
+// operations a forward pass costs, for tests that bound them and for speed work.
+struct DeviceOpCounts {
+  uint64_t launches = 0;     // kernels, cuBLAS calls and device-to-device copies on the stream
+  uint64_t stagings = 0;     // small host arrays copied through the pinned staging ring
+  uint64_t uploads = 0;      // upload(): host floats to a device buffer
+  uint64_t downloads = 0;    // download(): device floats to the host (each waits for the stream)
+  uint64_t syncs = 0;        // host waits on the GPU: every download, a reused staging slot, ...
+  uint64_t allocations = 0;  // device (and pinned host) allocations
+  uint64_t frees = 0;
+};
+// The counts of `backend`; throws std::invalid_argument when it is not a CUDA backend.
+DeviceOpCounts cuda_op_counts(const Backend& backend);
 
 // A backend on device 0 storing weight matrices as `weights`. Throws std::runtime_error
 // naming the CUDA error when the device cannot be set up.

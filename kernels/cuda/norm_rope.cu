@@ -1,4 +1,4 @@
-// RMSNorm and rotary position embedding.
+// RMSNorm (alone, and after the residual add it follows) and rotary position embedding.
 #include "kernels/cuda/cuda_backend.cuh"
 
 namespace kvlm {
@@ -7,34 +7,42 @@ namespace {
 
 constexpr int kNormThreads = 256;
 
-// One block per row.
-__global__ void rmsnorm_kernel(float* out, const float* x, const float* weight, int dim,
+// One block per row; with `y`, x += y first (each thread adds the elements it then reads).
+__global__ void rmsnorm_kernel(float* out, float* x, const float* y, const float* weight, int dim,
                                float eps) {
   __shared__ float partial[kNormThreads / 32];
-  const float* xt = x + size_t(blockIdx.x) * dim;
+  float* xt = x + size_t(blockIdx.x) * dim;
   float* ot = out + size_t(blockIdx.x) * dim;
   float sum_sq = 0;
-  for (int i = threadIdx.x; i < dim; i += blockDim.x) sum_sq += xt[i] * xt[i];
+  for (int i = threadIdx.x; i < dim; i += blockDim.x) {
+    if (y) xt[i] += y[size_t(blockIdx.x) * dim + i];
+    sum_sq += xt[i] * xt[i];
+  }
   const float scale = rsqrtf(block_sum(sum_sq, partial) / dim + eps);
   for (int i = threadIdx.x; i < dim; i += blockDim.x) ot[i] = xt[i] * scale * weight[i];
 }
 
-// One thread per (token, rotated pair), turning that pair in every head: the angle is
-// computed once, in double (positions reach 10^5 and float would lose its fraction).
-__global__ void rope_kernel(float* x, const int32_t* positions, const float* inv_freq, int T,
-                            int n_heads, int head_dim, int half) {
+// One thread per (token, query or key head, rotated pair). The angle is computed in double
+// (positions reach 10^5 and float would lose its fraction). Query heads are written to
+// q_out, with their unrotated tail (dimensions past rope_dim) copied along.
+__global__ void rope_qk_kernel(float* q_out, float* qkv, int first_position,
+                               const float* inv_freq, int T, int n_heads, int n_kv_heads,
+                               int head_dim, int half) {
+  const int heads = n_heads + n_kv_heads;
   const size_t idx = blockIdx.x * size_t(blockDim.x) + threadIdx.x;
-  if (idx >= size_t(T) * half) return;
-  const int t = int(idx / half), i = int(idx % half);
+  if (idx >= size_t(T) * heads * half) return;
+  const int i = int(idx % half), h = int(idx / half % heads), t = int(idx / half / heads);
+  const size_t qkv_dim = size_t(heads + n_kv_heads) * head_dim;
+  const float* in = qkv + t * qkv_dim + size_t(h) * head_dim;
+  float* out = h < n_heads ? q_out + (size_t(t) * n_heads + h) * head_dim
+                           : qkv + t * qkv_dim + size_t(h) * head_dim;
   double s, c;
-  sincos(double(positions[t]) * inv_freq[i], &s, &c);
-  const float cf = float(c), sf = float(s);
-  for (int h = 0; h < n_heads; h++) {
-    float* head = x + (size_t(t) * n_heads + h) * head_dim;
-    const float a = head[i], b = head[i + half];
-    head[i] = a * cf - b * sf;
-    head[i + half] = a * sf + b * cf;
-  }
+  sincos(double(first_position + t) * inv_freq[i], &s, &c);
+  const float cf = float(c), sf = float(s), a = in[i], b = in[i + half];
+  out[i] = a * cf - b * sf;
+  out[i + half] = a * sf + b * cf;
+  if (h < n_heads)
+    for (int j = 2 * half + i; j < head_dim; j += half) out[j] = in[j];
 }
 
 }  // namespace
@@ -42,19 +50,27 @@ __global__ void rope_kernel(float* x, const int32_t* positions, const float* inv
 void CudaBackend::rmsnorm(float* out, const float* x, const float* weight, int T, int dim,
                           float eps) {
   if (T == 0) return;
-  rmsnorm_kernel<<<T, kNormThreads, 0, stream_>>>(out, x, weight, dim, eps);
+  // x is only written when a y is added.
+  rmsnorm_kernel<<<T, kNormThreads, 0, stream_>>>(out, const_cast<float*>(x), nullptr, weight,
+                                                  dim, eps);
   launched("rmsnorm");
 }
 
-void CudaBackend::rope(float* x, const int32_t* positions, const float* inv_freq, int T,
-                       int n_heads, int head_dim, int rope_dim) {
+void CudaBackend::add_rmsnorm(float* out, float* x, const float* y, const float* weight, int T,
+                              int dim, float eps) {
+  if (T == 0) return;
+  rmsnorm_kernel<<<T, kNormThreads, 0, stream_>>>(out, x, y, weight, dim, eps);
+  launched("add_rmsnorm");
+}
+
+void CudaBackend::rope_qk(float* q_out, float* qkv, int first_position, const float* inv_freq,
+                          int T, int n_heads, int n_kv_heads, int head_dim, int rope_dim) {
   const int half = rope_dim / 2;
-  const size_t n = size_t(T) * half;
+  const size_t n = size_t(T) * (n_heads + n_kv_heads) * half;
   if (n == 0) return;
-  const int32_t* device_positions = stage(positions, T);
-  rope_kernel<<<int((n + 255) / 256), 256, 0, stream_>>>(x, device_positions, inv_freq, T,
-                                                         n_heads, head_dim, half);
-  launched("rope");
+  rope_qk_kernel<<<int((n + 255) / 256), 256, 0, stream_>>>(
+      q_out, qkv, first_position, inv_freq, T, n_heads, n_kv_heads, head_dim, half);
+  launched("rope_qk");
 }
 
 }  // namespace kvlm

@@ -43,9 +43,8 @@ void KVCache::reallocate(HeadStore& s, int capacity) {
   s.len = keep;
 }
 
-void KVCache::append(int layer, const float* keys, const float* values, const int32_t* positions,
-                     int T) {
-  const int kv_dim = n_kv_heads_ * head_dim_;
+void KVCache::append(int layer, const float* keys, const float* values, int row_stride,
+                     int first_position, int T) {
   for (int h = 0; h < n_kv_heads_; h++) {
     HeadStore& s = store(layer, h);
     if (s.shared + s.len + T > max_tokens_)
@@ -54,11 +53,11 @@ void KVCache::append(int layer, const float* keys, const float* values, const in
                                std::to_string(max_tokens_) + " (raise --ctx-size)");
     if (s.len + T > s.capacity)
       reallocate(s, std::min(max_tokens_, round_up_rows(std::max(s.len + T, s.capacity * 3 / 2))));
-    backend_.copy_rows(s.keys + size_t(s.len) * head_dim_, head_dim_, keys + h * head_dim_, kv_dim,
-                       T, head_dim_);
+    backend_.copy_rows(s.keys + size_t(s.len) * head_dim_, head_dim_, keys + h * head_dim_,
+                       row_stride, T, head_dim_);
     backend_.copy_rows(s.values + size_t(s.len) * head_dim_, head_dim_, values + h * head_dim_,
-                       kv_dim, T, head_dim_);
-    s.positions.insert(s.positions.end(), positions, positions + T);
+                       row_stride, T, head_dim_);
+    for (int t = 0; t < T; t++) s.positions.push_back(first_position + t);
     s.len += T;
   }
 }

@@ -51,9 +51,12 @@ class KVCache {
   int max_tokens() const { return max_tokens_; }
   int tokens_seen() const { return tokens_seen_; }
 
-  // Appends T new tokens to every head of `layer`. keys/values are backend buffers of
-  // [T][n_kv_heads * head_dim]; positions[T] are host values.
-  void append(int layer, const float* keys, const float* values, const int32_t* positions, int T);
+  // Appends T new tokens, at positions first_position .. first_position + T - 1, to every
+  // head of `layer`. keys/values are backend buffers: row t of head h starts at
+  // keys + t * row_stride + h * head_dim (row_stride >= n_kv_heads * head_dim, so they may
+  // be columns of a wider buffer such as the fused QKV projection).
+  void append(int layer, const float* keys, const float* values, int row_stride,
+              int first_position, int T);
   // Called once per forward pass, after every layer appended its T tokens.
   void advance(int T) { tokens_seen_ += T; }
 

@@ -25,6 +25,21 @@ class Stopwatch {
 KVObserver::KVObserver(Backend& backend, KVStrategy& strategy, int n_heads, int head_dim)
     : backend_(backend), strategy_(strategy), n_heads_(n_heads), head_dim_(head_dim) {}
 
+KVObserver::~KVObserver() {
+  if (scratch_) backend_.release(scratch_);
+}
+
+float* KVObserver::device_scratch(size_t n_floats) {
+  if (n_floats > scratch_floats_) {
+    if (scratch_) backend_.release(scratch_);
+    scratch_ = nullptr;  // not left dangling should the alloc below throw
+    scratch_floats_ = std::max(n_floats, 2 * scratch_floats_);
+    scratch_ = backend_.alloc(scratch_floats_);
+  }
+  host_.resize(n_floats);
+  return scratch_;
+}
+
 void KVObserver::begin_call(KVCache& cache, int n_new) {
   n_new_ = n_new;
   decode_ = {};
@@ -67,26 +82,33 @@ std::vector<std::vector<float>> KVObserver::attention_rows(const std::vector<KVH
   const int group = n_heads_ / int(view.size());
   int stride = 0;
   for (const KVHeadView& h : view) stride = std::max(stride, h.len);
-  float* out = backend_.alloc(size_t(n_heads_) * stride);
+  float* out = device_scratch(size_t(n_heads_) * stride);
   backend_.attention_scores(out, stride, q, view, n_new_, first_row, n_rows, n_heads_, head_dim_,
                             average);
+  backend_.download(host_.data(), out, host_.size());
   std::vector<std::vector<float>> rows(n_heads_);
   for (int h = 0; h < n_heads_; h++) {
-    rows[h].resize(view[h / group].len);
-    backend_.download(rows[h].data(), out + size_t(h) * stride, rows[h].size());
+    const float* row = host_.data() + size_t(h) * stride;
+    rows[h].assign(row, row + view[h / group].len);
   }
-  backend_.release(out);
   return rows;
 }
 
 std::vector<std::vector<float>> KVObserver::key_norms(const std::vector<KVHeadView>& view) {
-  std::vector<std::vector<float>> norms;
+  size_t total = 0;
+  for (const KVHeadView& h : view) total += h.len;
+  float* out = device_scratch(total);
+  size_t offset = 0;
   for (const KVHeadView& h : view) {
-    float* out = backend_.alloc(std::max(h.len, 1));
-    backend_.key_norms(out, h.keys, h.len, head_dim_);
-    norms.emplace_back(h.len);
-    backend_.download(norms.back().data(), out, h.len);
-    backend_.release(out);
+    backend_.key_norms(out + offset, h.keys, h.len, head_dim_);
+    offset += h.len;
+  }
+  backend_.download(host_.data(), out, total);
+  std::vector<std::vector<float>> norms;
+  offset = 0;
+  for (const KVHeadView& h : view) {
+    norms.emplace_back(host_.begin() + offset, host_.begin() + offset + h.len);
+    offset += h.len;
   }
   return norms;
 }

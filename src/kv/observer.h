@@ -23,6 +23,9 @@ class KVObserver {
  public:
   // n_heads, head_dim: the model's query heads (the cache knows its KV heads).
   KVObserver(Backend& backend, KVStrategy& strategy, int n_heads, int head_dim);
+  ~KVObserver();
+  KVObserver(const KVObserver&) = delete;
+  KVObserver& operator=(const KVObserver&) = delete;
 
   KVStrategy& strategy() { return strategy_; }
   // Called with each layer's index as its attention finishes (a progress line uses it);
@@ -41,11 +44,16 @@ class KVObserver {
 
  private:
   // Per query head, the softmax attention of query rows [first_row, first_row + n_rows) of
-  // this call over the slots of its KV head, summed (or averaged), copied to the host.
+  // this call over the slots of its KV head, summed (or averaged), copied to the host in
+  // one download.
   std::vector<std::vector<float>> attention_rows(const std::vector<KVHeadView>& view,
                                                  const float* q, int first_row, int n_rows,
                                                  bool average);
+  // Per KV head, the norm of every key, copied to the host in one download.
   std::vector<std::vector<float>> key_norms(const std::vector<KVHeadView>& view);
+  // The backend buffer both write into, grown by doubling, so steady steps allocate nothing;
+  // host_ is its host copy.
+  float* device_scratch(size_t n_floats);
 
   Backend& backend_;
   KVStrategy& strategy_;
@@ -56,6 +64,9 @@ class KVObserver {
   Needs needs_;
   DecodeObservation decode_;
   std::function<void(int)> layer_done_;
+  float* scratch_ = nullptr;
+  size_t scratch_floats_ = 0;
+  std::vector<float> host_;
 };
 
 }  // namespace kvlm

@@ -1,7 +1,6 @@
 #include "model/llama.h"
 
 #include <algorithm>
-#include <numeric>
 
 #include "util/interrupt.h"
 
@@ -12,24 +11,27 @@ namespace kvlm {
 struct Model::Scratch {
   Backend& b;
   int capacity = 0;
-  float *x = nullptr, *xn = nullptr, *q = nullptr, *k = nullptr, *v = nullptr, *att = nullptr,
-        *gate = nullptr, *up = nullptr, *logits = nullptr;
+  float *x = nullptr, *xn = nullptr, *qkv = nullptr, *q = nullptr, *att = nullptr,
+        *gate_up = nullptr, *ffn = nullptr, *logits = nullptr;
 
   struct Buffer {
     float* Scratch::*member;
     size_t per_token, fixed;  // floats: per_token * T + fixed
   };
   static std::vector<Buffer> layout(const ModelConfig& c) {
-    return {{&Scratch::x, size_t(c.dim), 0},         {&Scratch::xn, size_t(c.dim), 0},
-            {&Scratch::q, size_t(c.q_dim()), 0},     {&Scratch::att, size_t(c.q_dim()), 0},
-            {&Scratch::k, size_t(c.kv_dim()), 0},    {&Scratch::v, size_t(c.kv_dim()), 0},
-            {&Scratch::gate, size_t(c.ffn_dim), 0},  {&Scratch::up, size_t(c.ffn_dim), 0},
+    return {{&Scratch::x, size_t(c.dim), 0},
+            {&Scratch::xn, size_t(c.dim), 0},
+            {&Scratch::qkv, size_t(c.q_dim() + 2 * c.kv_dim()), 0},
+            {&Scratch::q, size_t(c.q_dim()), 0},
+            {&Scratch::att, size_t(c.q_dim()), 0},
+            {&Scratch::gate_up, 2 * size_t(c.ffn_dim), 0},
+            {&Scratch::ffn, size_t(c.ffn_dim), 0},
             {&Scratch::logits, 0, size_t(c.vocab_size)}};  // the last token's only
   }
 
   explicit Scratch(Backend& backend) : b(backend) {}
   ~Scratch() {
-    for (float* p : {x, xn, q, k, v, att, gate, up, logits})
+    for (float* p : {x, xn, qkv, q, att, gate_up, ffn, logits})
       if (p) b.release(p);
   }
 };
@@ -76,7 +78,7 @@ void Weights::release(Backend& b) {
   for (LayerWeights& l : layers) {
     for (float* p : {l.attn_norm, l.ffn_norm})
       if (p) b.release(p);
-    for (const WeightMatrix* m : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down})
+    for (const WeightMatrix* m : {&l.wqkv, &l.wo, &l.w_gate_up, &l.w_down})
       if (m->data) b.release_matrix(*m);
   }
   layers.clear();
@@ -89,7 +91,7 @@ void Weights::release(Backend& b) {
 size_t Weights::bytes() const {
   size_t total = token_embedding.bytes() + (output.data != token_embedding.data ? output.bytes() : 0);
   for (const LayerWeights& l : layers)
-    for (const WeightMatrix* m : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down})
+    for (const WeightMatrix* m : {&l.wqkv, &l.wo, &l.w_gate_up, &l.w_down})
       total += m->bytes();
   if (!layers.empty()) total += (2 * layers.size() + 1) * size_t(token_embedding.cols) * sizeof(float);
   return total;
@@ -126,42 +128,43 @@ std::vector<float> Model::forward(const std::vector<int32_t>& tokens, KVCache& c
   const int T = int(tokens.size());
   Backend& b = backend_;
   Scratch& s = scratch(T);
-  std::vector<int32_t> positions(T);
-  std::iota(positions.begin(), positions.end(), cache.tokens_seen());
-  if (c.rope_scaling == RopeScaling::Dynamic) update_rope_frequencies(positions.back() + 1);
+  const int first_position = cache.tokens_seen();
+  const int qkv_dim = c.q_dim() + 2 * c.kv_dim();
+  if (c.rope_scaling == RopeScaling::Dynamic) update_rope_frequencies(first_position + T);
   if (kv) kv->begin_call(cache, T);
 
+  // s.x is the residual stream; s.xn its normed copy, which every sub-block reads and
+  // whose output the next add_rmsnorm adds back into s.x.
   b.embedding(s.x, w_.token_embedding, tokens.data(), T);
+  b.rmsnorm(s.xn, s.x, w_.layers[0].attn_norm, T, c.dim, c.rms_eps);
   for (int l = 0; l < c.n_layers; l++) {
     throw_if_interrupted();  // Ctrl-C stops a long prefill here; the caller undoes the cache
     const LayerWeights& lw = w_.layers[l];
     // Attention: the new tokens join the cache first, then attend to it (causally).
-    b.rmsnorm(s.xn, s.x, lw.attn_norm, T, c.dim, c.rms_eps);
-    b.matmul(s.q, s.xn, lw.wq, T);
-    b.matmul(s.k, s.xn, lw.wk, T);
-    b.matmul(s.v, s.xn, lw.wv, T);
-    b.rope(s.q, positions.data(), inv_freq_, T, c.n_heads, c.head_dim, c.rope_dim);
-    b.rope(s.k, positions.data(), inv_freq_, T, c.n_kv_heads, c.head_dim, c.rope_dim);
-    cache.append(l, s.k, s.v, positions.data(), T);
+    b.matmul(s.qkv, s.xn, lw.wqkv, T);
+    b.rope_qk(s.q, s.qkv, first_position, inv_freq_, T, c.n_heads, c.n_kv_heads, c.head_dim,
+              c.rope_dim);
+    cache.append(l, s.qkv + c.q_dim(), s.qkv + c.q_dim() + c.kv_dim(), qkv_dim, first_position, T);
     const std::vector<KVHeadView> view = cache.view(l);
     b.attention(s.att, s.q, view, T, c.n_heads, c.head_dim);
     if (kv) kv->after_attention(cache, l, s.q, view);  // may evict from this layer
     b.matmul(s.xn, s.att, lw.wo, T);
-    b.add(s.x, s.xn, size_t(T) * c.dim);
+    b.add_rmsnorm(s.xn, s.x, s.xn, lw.ffn_norm, T, c.dim, c.rms_eps);  // residual, FFN norm
 
     // Feed-forward: down(silu(gate(x)) * up(x)).
-    b.rmsnorm(s.xn, s.x, lw.ffn_norm, T, c.dim, c.rms_eps);
-    b.matmul(s.gate, s.xn, lw.w_gate, T);
-    b.matmul(s.up, s.xn, lw.w_up, T);
-    b.swiglu(s.gate, s.gate, s.up, size_t(T) * c.ffn_dim);
-    b.matmul(s.xn, s.gate, lw.w_down, T);
-    b.add(s.x, s.xn, size_t(T) * c.dim);
+    b.matmul(s.gate_up, s.xn, lw.w_gate_up, T);
+    b.swiglu(s.ffn, s.gate_up, T, c.ffn_dim);
+    b.matmul(s.xn, s.ffn, lw.w_down, T);
+    if (l + 1 < c.n_layers)  // residual, and the next layer's attention norm
+      b.add_rmsnorm(s.xn, s.x, s.xn, w_.layers[l + 1].attn_norm, T, c.dim, c.rms_eps);
   }
   cache.advance(T);
   if (kv) kv->end_call(cache);
 
-  // Only the last token's logits are needed to choose the next token.
-  b.rmsnorm(s.xn, s.x + size_t(T - 1) * c.dim, w_.output_norm, 1, c.dim, c.rms_eps);
+  // Only the last token's logits are needed to choose the next token, so only its row
+  // takes the last residual add and the final norm.
+  const size_t last = size_t(T - 1) * c.dim;
+  b.add_rmsnorm(s.xn, s.x + last, s.xn + last, w_.output_norm, 1, c.dim, c.rms_eps);
   b.matmul(s.logits, s.xn, w_.output, 1);
   std::vector<float> logits(c.vocab_size);
   b.download(logits.data(), s.logits, logits.size());

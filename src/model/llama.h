@@ -12,16 +12,15 @@
 namespace kvlm {
 
 // Backend buffers of one block, PyTorch layout ([out][in]); Q/K rows in rotate-half order.
-// Norm weights are float32 buffers; matrices are in the backend's weight dtype.
+// Norm weights are float32 buffers; matrices are in the backend's weight dtype. Projections
+// that read the same input are stored as one matrix (their rows stacked), so each is one
+// matmul: the loaders concatenate the checkpoint's wq, wk, wv and w_gate, w_up.
 struct LayerWeights {
   float* attn_norm = nullptr;  // [dim]
-  WeightMatrix wq;             // [n_heads * head_dim][dim]
-  WeightMatrix wk;             // [n_kv_heads * head_dim][dim]
-  WeightMatrix wv;             // [n_kv_heads * head_dim][dim]
-  WeightMatrix wo;             // [dim][n_heads * head_dim]
+  WeightMatrix wqkv;           // [q_dim + 2 * kv_dim][dim]: the rows of wq, then wk, then wv
+  WeightMatrix wo;             // [dim][q_dim]
   float* ffn_norm = nullptr;   // [dim]
-  WeightMatrix w_gate;         // [ffn_dim][dim]
-  WeightMatrix w_up;           // [ffn_dim][dim]
+  WeightMatrix w_gate_up;      // [2 * ffn_dim][dim]: the rows of w_gate, then w_up
   WeightMatrix w_down;         // [dim][ffn_dim]
 };
 

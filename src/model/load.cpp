@@ -211,9 +211,26 @@ std::unique_ptr<Model> Checkpoint::load(Backend& backend,
     dst = backend.alloc(host.size());
     backend.upload(dst, host.data(), host.size());
   };
-  auto matrix = [&](const std::string& name, uint64_t rows, uint64_t cols, WeightMatrix& dst,
-                    int rope_heads = 0) {
-    dst = backend.upload_matrix(fetch(name, {rows, cols}, rope_heads).data(), int(rows), int(cols));
+  auto matrix = [&](const std::string& name, uint64_t rows, uint64_t cols, WeightMatrix& dst) {
+    dst = backend.upload_matrix(fetch(name, {rows, cols}).data(), int(rows), int(cols));
+  };
+  // Tensors of `cols` inputs stacked row-wise into one matrix; host memory peaks at the
+  // stack plus one tensor.
+  struct Part {
+    std::string name;
+    uint64_t rows;
+    int rope_heads = 0;
+  };
+  auto stacked = [&](const std::vector<Part>& parts, uint64_t cols, WeightMatrix& dst) {
+    uint64_t rows = 0;
+    for (const Part& part : parts) rows += part.rows;
+    std::vector<float> host;
+    host.reserve(rows * cols);
+    for (const Part& part : parts) {
+      const std::vector<float> t = fetch(part.name, {part.rows, cols}, part.rope_heads);
+      host.insert(host.end(), t.begin(), t.end());
+    }
+    dst = backend.upload_matrix(host.data(), int(rows), int(cols));
   };
   const uint64_t dim = c.dim, q = c.q_dim(), kv = c.kv_dim(), ffn = c.ffn_dim;
   try {
@@ -225,13 +242,11 @@ std::unique_ptr<Model> Checkpoint::load(Backend& backend,
       const std::string p = names.layer + std::to_string(l) + ".";
       LayerWeights& lw = w.layers.emplace_back();
       vector(p + names.attn_norm, lw.attn_norm);
-      matrix(p + names.wq, q, dim, lw.wq, c.n_heads);
-      matrix(p + names.wk, kv, dim, lw.wk, c.n_kv_heads);
-      matrix(p + names.wv, kv, dim, lw.wv);
+      stacked({{p + names.wq, q, c.n_heads}, {p + names.wk, kv, c.n_kv_heads}, {p + names.wv, kv}},
+              dim, lw.wqkv);
       matrix(p + names.wo, dim, q, lw.wo);
       vector(p + names.ffn_norm, lw.ffn_norm);
-      matrix(p + names.gate, ffn, dim, lw.w_gate);
-      matrix(p + names.up, ffn, dim, lw.w_up);
+      stacked({{p + names.gate, ffn}, {p + names.up, ffn}}, dim, lw.w_gate_up);
       matrix(p + names.down, dim, ffn, lw.w_down);
       if (progress) progress(double(l + 1) / c.n_layers);
     }

@@ -1,6 +1,7 @@
 #include "model/random_model.h"
 
 #include <cmath>
+#include <initializer_list>
 #include <stdexcept>
 
 #include "util/thread_pool.h"
@@ -142,9 +143,16 @@ uint64_t random_model_parameters(const ModelConfig& c) {
 std::unique_ptr<Model> load_random_model(const ModelConfig& c, Backend& backend) {
   Weights w;
   uint64_t tensor = 0;
-  auto matrix = [&](int rows, int cols, WeightMatrix& dst) {
-    dst = backend.upload_matrix(random_matrix(tensor++, size_t(rows) * cols, kWeightSpread).data(),
-                                rows, cols);
+  // Tensors of `cols` inputs stacked row-wise into one matrix (one seed per tensor, so
+  // fusing projections does not change the weights).
+  auto matrix = [&](std::initializer_list<int> rows, int cols, WeightMatrix& dst) {
+    std::vector<float> host;
+    for (int r : rows) {
+      std::vector<float> t = random_matrix(tensor++, size_t(r) * cols, kWeightSpread);
+      if (host.empty()) host = std::move(t);  // a single tensor is not copied
+      else host.insert(host.end(), t.begin(), t.end());
+    }
+    dst = backend.upload_matrix(host.data(), int(host.size() / cols), cols);
   };
   auto ones = [&](float*& dst) {
     const std::vector<float> host(c.dim, 1.0f);
@@ -152,21 +160,18 @@ std::unique_ptr<Model> load_random_model(const ModelConfig& c, Backend& backend)
     backend.upload(dst, host.data(), host.size());
   };
   try {
-    matrix(c.vocab_size, c.dim, w.token_embedding);
+    matrix({c.vocab_size}, c.dim, w.token_embedding);
     ones(w.output_norm);
     if (c.tied_embeddings) w.output = w.token_embedding;
-    else matrix(c.vocab_size, c.dim, w.output);
+    else matrix({c.vocab_size}, c.dim, w.output);
     for (int l = 0; l < c.n_layers; l++) {
       LayerWeights& lw = w.layers.emplace_back();
       ones(lw.attn_norm);
       ones(lw.ffn_norm);
-      matrix(c.q_dim(), c.dim, lw.wq);
-      matrix(c.kv_dim(), c.dim, lw.wk);
-      matrix(c.kv_dim(), c.dim, lw.wv);
-      matrix(c.dim, c.q_dim(), lw.wo);
-      matrix(c.ffn_dim, c.dim, lw.w_gate);
-      matrix(c.ffn_dim, c.dim, lw.w_up);
-      matrix(c.dim, c.ffn_dim, lw.w_down);
+      matrix({c.q_dim(), c.kv_dim(), c.kv_dim()}, c.dim, lw.wqkv);
+      matrix({c.dim}, c.q_dim(), lw.wo);
+      matrix({c.ffn_dim, c.ffn_dim}, c.dim, lw.w_gate_up);
+      matrix({c.dim}, c.ffn_dim, lw.w_down);
     }
     return std::make_unique<Model>(backend, c, std::move(w));
   } catch (...) {

@@ -1,0 +1,125 @@
+// CountingBackend: a Backend that forwards every call to another backend and counts it by
+// name, so a test can see what one forward pass issues (how many ops, host <-> backend
+// copies, allocations) without a GPU. The merge ops (merge_backend.h) are forwarded too
+// when the wrapped backend has them, so MiniCache runs through it.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <set>
+#include <string>
+
+#include "backend.h"
+#include "merge_backend.h"
+
+namespace kvlm::test {
+
+class CountingBackend final : public Backend, public MergeBackend {
+ public:
+  explicit CountingBackend(Backend& inner)
+      : inner_(inner), inner_merge_(dynamic_cast<MergeBackend*>(&inner)) {}
+
+  // Calls per op name since construction or the last reset(): the ops of backend.h and
+  // merge_backend.h by their own names, and "alloc", "release", "upload", "download",
+  // "upload_matrix", "release_matrix".
+  const std::map<std::string, int64_t>& counts() const { return counts_; }
+  int64_t count(const std::string& name) const {
+    auto it = counts_.find(name);
+    return it == counts_.end() ? 0 : it->second;
+  }
+  // Calls of the ops that compute (neither memory management nor host copies).
+  int64_t compute_ops() const {
+    int64_t n = 0;
+    for (const auto& [name, calls] : counts_)
+      if (!kMemoryCalls.contains(name)) n += calls;
+    return n;
+  }
+  void reset() { counts_.clear(); }
+
+  std::string name() const override { return "counting " + inner_.name(); }
+
+  float* alloc(size_t n_floats) override { return hit("alloc"), inner_.alloc(n_floats); }
+  void release(float* p) override { hit("release"), inner_.release(p); }
+  void upload(float* dst, const float* host_src, size_t n) override {
+    hit("upload"), inner_.upload(dst, host_src, n);
+  }
+  void download(float* host_dst, const float* src, size_t n) override {
+    hit("download"), inner_.download(host_dst, src, n);
+  }
+  WeightMatrix upload_matrix(const float* host, int rows, int cols) override {
+    return hit("upload_matrix"), inner_.upload_matrix(host, rows, cols);
+  }
+  void release_matrix(const WeightMatrix& w) override {
+    hit("release_matrix"), inner_.release_matrix(w);
+  }
+
+  void embedding(float* out, const WeightMatrix& table, const int32_t* ids, int T) override {
+    hit("embedding"), inner_.embedding(out, table, ids, T);
+  }
+  void rmsnorm(float* out, const float* x, const float* weight, int T, int dim,
+               float eps) override {
+    hit("rmsnorm"), inner_.rmsnorm(out, x, weight, T, dim, eps);
+  }
+  void add_rmsnorm(float* out, float* x, const float* y, const float* weight, int T, int dim,
+                   float eps) override {
+    hit("add_rmsnorm"), inner_.add_rmsnorm(out, x, y, weight, T, dim, eps);
+  }
+  void matmul(float* out, const float* x, const WeightMatrix& w, int T) override {
+    hit("matmul"), inner_.matmul(out, x, w, T);
+  }
+  void rope_qk(float* q_out, float* qkv, int first_position, const float* inv_freq, int T,
+               int n_heads, int n_kv_heads, int head_dim, int rope_dim) override {
+    hit("rope_qk"), inner_.rope_qk(q_out, qkv, first_position, inv_freq, T, n_heads, n_kv_heads,
+                                   head_dim, rope_dim);
+  }
+  void swiglu(float* out, const float* gate_up, int T, int ffn_dim) override {
+    hit("swiglu"), inner_.swiglu(out, gate_up, T, ffn_dim);
+  }
+  void attention(float* out, const float* q, const std::vector<KVHeadView>& kv, int T,
+                 int n_heads, int head_dim) override {
+    hit("attention"), inner_.attention(out, q, kv, T, n_heads, head_dim);
+  }
+  void attention_scores(float* out, int stride, const float* q, const std::vector<KVHeadView>& kv,
+                        int T, int first_row, int n_rows, int n_heads, int head_dim,
+                        bool average) override {
+    hit("attention_scores"), inner_.attention_scores(out, stride, q, kv, T, first_row, n_rows,
+                                                     n_heads, head_dim, average);
+  }
+  void key_norms(float* out, const float* keys, int len, int head_dim) override {
+    hit("key_norms"), inner_.key_norms(out, keys, len, head_dim);
+  }
+  void copy_rows(float* dst, int dst_stride, const float* src, int src_stride, int rows,
+                 int cols) override {
+    hit("copy_rows"), inner_.copy_rows(dst, dst_stride, src, src_stride, rows, cols);
+  }
+  void compact_rows(float* buf, const int32_t* keep, int n, int cols) override {
+    hit("compact_rows"), inner_.compact_rows(buf, keep, n, cols);
+  }
+  double read_bandwidth(size_t bytes) override {
+    return hit("read_bandwidth"), inner_.read_bandwidth(bytes);
+  }
+
+  void pair_angles(float* out, const float* a, const int32_t* a_rows, const float* b,
+                   const int32_t* b_rows, int n, int head_dim) override {
+    hit("pair_angles"), merge().pair_angles(out, a, a_rows, b, b_rows, n, head_dim);
+  }
+  void merge_pair(float* dir, float* mag_a, float* mag_b, const float* a, const int32_t* a_rows,
+                  const float* b, const int32_t* b_rows, int n, int head_dim, float t) override {
+    hit("merge_pair"), merge().merge_pair(dir, mag_a, mag_b, a, a_rows, b, b_rows, n, head_dim, t);
+  }
+  void restore_rows(float* out, const float* dir, const float* mag, int n, int head_dim) override {
+    hit("restore_rows"), merge().restore_rows(out, dir, mag, n, head_dim);
+  }
+
+ private:
+  inline static const std::set<std::string> kMemoryCalls = {
+      "alloc", "release", "upload", "download", "upload_matrix", "release_matrix"};
+
+  void hit(const char* name) { counts_[name]++; }
+  MergeBackend& merge() { return inner_merge_ ? *inner_merge_ : merge_ops(inner_); }
+
+  Backend& inner_;
+  MergeBackend* inner_merge_;
+  std::map<std::string, int64_t> counts_;
+};
+
+}  // namespace kvlm::test
