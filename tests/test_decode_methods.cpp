@@ -11,6 +11,7 @@
 #include <random>
 #include <stdexcept>
 
+#include "cache_contents.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "kv/kv_cache.h"
 #include "kv/strategy.h"
@@ -33,11 +34,9 @@ std::vector<float> token_rows(int n_kv_heads, int first, int T, float tag) {
 
 void append_layer(KVCache& cache, int layer, int T) {
   const int first = cache.tokens_seen();
-  std::vector<int32_t> pos(T);
-  std::iota(pos.begin(), pos.end(), first);
   const int n = cache.n_kv_heads();
   cache.append(layer, token_rows(n, first, T, 0.0f).data(), token_rows(n, first, T, 0.5f).data(),
-               pos.data(), T);
+               n * kDim, first, T);
 }
 
 // One prefill call as the forward pass and the observer make it: a new sequence on an
@@ -118,7 +117,7 @@ void expect_consistent(const KVCache& cache) {
       ASSERT_EQ(st.lengths[l][h], cache.length(l, h));
       ASSERT_GE(cache.length(l, h), 1) << "a head must never be emptied";
       for (size_t i = 1; i < pos.size(); i++) ASSERT_LT(pos[i - 1], pos[i]) << "order, no duplicates";
-      for (size_t i = 0; i < pos.size(); i++) ASSERT_EQ(view[h].keys[i * kDim], float(pos[i]));
+      for (size_t i = 0; i < pos.size(); i++) ASSERT_EQ(test::f32_rows(view[h].keys)[i * kDim], float(pos[i]));
       rows += pos.size();
     }
   }
@@ -380,12 +379,12 @@ TEST(KNorm, RopePreservesTheNormRanking) {
   ASSERT_NE(rotated, keys);
 
   KVCache cache(b, 1, kHeads, kHeadDim, 64);
-  cache.append(0, rotated.data(), rotated.data(), pos.data(), kL);
+  cache.append(0, rotated.data(), rotated.data(), kHeads * kHeadDim, 0, kL);
   Observation obs;
   obs.n_new = obs.n_tokens = kL;
   for (const KVHeadView& v : cache.view(0)) {  // as the forward pass observes them
     obs.key_norms.emplace_back(v.len);
-    b.key_norms(obs.key_norms.back().data(), v.keys, v.len, kHeadDim);
+    b.key_norms(obs.key_norms.back().data(), v, kHeadDim);
   }
   for (int h = 0; h < kHeads; h++)
     for (int t = 0; t < kL; t++)

@@ -22,10 +22,9 @@ constexpr int kLayers = 2, kHeads = 2, kDim = 2;
 // Appends T tokens to every layer and advances, as one forward call does. The row
 // contents do not matter here; SlotValues follows positions.
 void append_tokens(KVCache& cache, int T) {
-  std::vector<int32_t> pos(T);
-  std::iota(pos.begin(), pos.end(), cache.tokens_seen());
   const std::vector<float> rows(size_t(T) * kHeads * kDim, 1.0f);
-  for (int l = 0; l < kLayers; l++) cache.append(l, rows.data(), rows.data(), pos.data(), T);
+  for (int l = 0; l < kLayers; l++)
+    cache.append(l, rows.data(), rows.data(), kHeads * kDim, cache.tokens_seen(), T);
   cache.advance(T);
 }
 

@@ -21,12 +21,10 @@ constexpr int kLayers = 4, kHeads = 2, kDim = 4, kPrompt = 12;
 // A prompt of kPrompt tokens in every layer: row contents are the position (non-zero, so
 // MiniCache has directions to merge), with a per-layer tilt.
 void fill(KVCache& cache) {
-  std::vector<int32_t> pos(kPrompt);
-  std::iota(pos.begin(), pos.end(), 0);
   for (int l = 0; l < kLayers; l++) {
     std::vector<float> rows(size_t(kPrompt) * kHeads * kDim);
     for (size_t i = 0; i < rows.size(); i++) rows[i] = 1.0f + float(i % 7) + 0.01f * l;
-    cache.append(l, rows.data(), rows.data(), pos.data(), kPrompt);
+    cache.append(l, rows.data(), rows.data(), kHeads * kDim, 0, kPrompt);
   }
   cache.advance(kPrompt);
 }
@@ -109,11 +107,9 @@ TEST(KeptMap, MergedTokensAndLayerNotesAreDrawnApart) {
   KVCache lazy_cache(b, kLayers, kHeads, kDim, 64);
   auto simlayerkv = make_strategy("simlayerkv:delta=0.5,sinks=1,recent=2,probe=2");
   simlayerkv->begin_sequence(lazy_cache, kPrompt);
-  std::vector<int32_t> pos(kPrompt);
-  std::iota(pos.begin(), pos.end(), 0);
   const std::vector<float> rows_data(size_t(kPrompt) * kHeads * kDim, 1.0f);
   for (int l = 0; l < kLayers; l++) {
-    lazy_cache.append(l, rows_data.data(), rows_data.data(), pos.data(), kPrompt);
+    lazy_cache.append(l, rows_data.data(), rows_data.data(), kHeads * kDim, 0, kPrompt);
     Observation obs;
     obs.layer = l;
     obs.n_new = obs.n_tokens = kPrompt;

@@ -28,9 +28,8 @@ std::vector<float> rows(int first_token, int T, float tag) {
 
 void append_tokens(KVCache& cache, int T) {
   const int first = cache.tokens_seen();
-  std::vector<int32_t> pos(T);
-  for (int t = 0; t < T; t++) pos[t] = first + t;
-  for (int l = 0; l < kLayers; l++) cache.append(l, rows(first, T, 0).data(), rows(first, T, 0.5f).data(), pos.data(), T);
+  for (int l = 0; l < kLayers; l++)
+    cache.append(l, rows(first, T, 0).data(), rows(first, T, 0.5f).data(), kHeads * kDim, first, T);
   cache.advance(T);
 }
 
@@ -47,8 +46,8 @@ TEST(KVCache, AppendKeepsRowsPositionsAndBytes) {
   std::vector<KVHeadView> view = cache.view(1);
   ASSERT_EQ(view.size(), size_t(kHeads));
   EXPECT_EQ(view[2].len, 6);
-  EXPECT_EQ(view[2].keys[5 * kDim + 1], 5000.0f + 20 + 1);    // token 5, head 2, dim 1
-  EXPECT_EQ(view[2].values[5 * kDim + 1], 5000.5f + 20 + 1);
+  EXPECT_EQ(test::f32_rows(view[2].keys)[5 * kDim + 1], 5000.0f + 20 + 1);    // token 5, head 2, dim 1
+  EXPECT_EQ(test::f32_rows(view[2].values)[5 * kDim + 1], 5000.5f + 20 + 1);
   EXPECT_EQ(cache.positions(0, 1), (std::vector<int32_t>{0, 1, 2, 3, 4, 5}));
 }
 
@@ -64,7 +63,7 @@ TEST(KVCache, CompactKeepsOrderAndOriginalPositionsPerHead) {
   EXPECT_EQ(cache.positions(0, 1), (std::vector<int32_t>{0, 3, 4, 9}));
   const KVHeadView h = cache.view(0)[1];
   for (int r = 0; r < 4; r++)
-    EXPECT_EQ(h.keys[r * kDim], 1000.0f * cache.positions(0, 1)[r] + 10);
+    EXPECT_EQ(test::f32_rows(h.keys)[r * kDim], 1000.0f * cache.positions(0, 1)[r] + 10);
   KVStats st = cache.stats();
   EXPECT_EQ(st.lengths[0], (std::vector<int>{10, 4, 10}));
   EXPECT_EQ(st.bytes_held, size_t(2) * (10 + 4 + 10 + 10 + 10 + 0) * kDim * sizeof(float));
@@ -85,7 +84,7 @@ TEST(KVCache, CompactionReleasesStorage) {
     for (int h = 0; h < kHeads; h++) cache.compact(l, h, {0, 1, 2, 3999});
   const KVStats after = cache.stats();
   EXPECT_LT(after.bytes_allocated * 20, before) << "compaction must give the memory back";
-  EXPECT_EQ(cache.view(1)[2].keys[3 * kDim], 3999000.0f + 20);
+  EXPECT_EQ(test::f32_rows(cache.view(1)[2].keys)[3 * kDim], 3999000.0f + 20);
 }
 
 TEST(KVCache, RefusesToGrowPastTheContext) {
@@ -106,8 +105,7 @@ TEST(KVCache, AttentionOverCompactedHeadEqualsFreshCache) {
   KVCache compacted(b, 1, kHeads, kDim, 100), fresh(b, 1, kHeads, kDim, 100);
   std::vector<float> k = rows(0, 6, 0), v = rows(0, 6, 0.5f);
   for (float& x : k) x = std::sin(x);  // keep the scores in a sensible range
-  std::vector<int32_t> pos = {0, 1, 2, 3, 4, 5};
-  compacted.append(0, k.data(), v.data(), pos.data(), 6);
+  compacted.append(0, k.data(), v.data(), kHeads * kDim, 0, 6);
   const std::vector<int32_t> keep = {1, 4, 5};
   for (int h = 0; h < kHeads; h++) compacted.compact(0, h, keep);
   std::vector<float> k_kept, v_kept;
@@ -115,7 +113,7 @@ TEST(KVCache, AttentionOverCompactedHeadEqualsFreshCache) {
     k_kept.insert(k_kept.end(), k.begin() + r * kHeads * kDim, k.begin() + (r + 1) * kHeads * kDim);
     v_kept.insert(v_kept.end(), v.begin() + r * kHeads * kDim, v.begin() + (r + 1) * kHeads * kDim);
   }
-  fresh.append(0, k_kept.data(), v_kept.data(), keep.data(), 3);
+  fresh.append(0, k_kept.data(), v_kept.data(), kHeads * kDim, 0, 3);  // attention ignores positions
   std::vector<float> q(kHeads * kDim, 0.3f), out_a(q.size()), out_b(q.size());
   b.attention(out_a.data(), q.data(), compacted.view(0), 1, kHeads, kDim);
   b.attention(out_b.data(), q.data(), fresh.view(0), 1, kHeads, kDim);
@@ -150,9 +148,7 @@ TEST(KVCache, RollbackUndoesPartialAppendsAndEvictions) {
   const test::CacheContents before = test::contents(cache);
 
   cache.checkpoint();
-  std::vector<int32_t> pos(100);
-  for (int t = 0; t < 100; t++) pos[t] = 70 + t;
-  cache.append(0, rows(70, 100, 0).data(), rows(70, 100, 0.5f).data(), pos.data(), 100);
+  cache.append(0, rows(70, 100, 0).data(), rows(70, 100, 0.5f).data(), kHeads * kDim, 70, 100);
   cache.compact(0, 2, {1, 2, 150});  // an old row evicted, a new one kept
   cache.compact(0, 2, {0, 2});       // the copy saved before the first change must stay
   cache.rollback();

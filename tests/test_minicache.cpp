@@ -85,10 +85,10 @@ MergedPair merge_one(Backend& b, const std::vector<float>& x, const std::vector<
   const int32_t row = 0;
   Buf bx(b, x), by(b, y), angle(b, 1), dir(b, d), ma(b, 1), mb(b, 1), ra(b, d), rb(b, d);
   MergeBackend& ops = merge_ops(b);
-  ops.pair_angles(angle.ptr, bx.ptr, &row, by.ptr, &row, 1, d);
-  ops.merge_pair(dir.ptr, ma.ptr, mb.ptr, bx.ptr, &row, by.ptr, &row, 1, d, t);
-  ops.restore_rows(ra.ptr, dir.ptr, ma.ptr, 1, d);
-  ops.restore_rows(rb.ptr, dir.ptr, mb.ptr, 1, d);
+  ops.pair_angles(angle.ptr, DType::F32, bx.ptr, &row, by.ptr, &row, 1, d);
+  ops.merge_pair(dir.ptr, ma.ptr, mb.ptr, DType::F32, bx.ptr, &row, by.ptr, &row, 1, d, t);
+  ops.restore_rows(ra.ptr, DType::F32, dir.ptr, ma.ptr, 1, d);
+  ops.restore_rows(rb.ptr, DType::F32, dir.ptr, mb.ptr, 1, d);
   return {angle.host()[0], dir.host(), ra.host(), rb.host(), ma.host()[0], mb.host()[0]};
 }
 
@@ -137,10 +137,9 @@ TEST(MiniCacheToy, ThreeRetainedRestoresExactly) {
   KVCache cache(b, 2, 1, 3, 16);
   const std::vector<float> lower = {0.8f, 0.6f, 0, 3, 0, 0};  // token 0: toy 1, token 1: toy 3
   const std::vector<float> upper = {0.6f, 0.8f, 0, 0, 0, 2};
-  const int32_t positions[] = {0, 1};
   Buf lo(b, lower), up(b, upper);
-  cache.append(0, lo.ptr, lo.ptr, positions, 2);
-  cache.append(1, up.ptr, up.ptr, positions, 2);
+  cache.append(0, lo.ptr, lo.ptr, 3, 0, 2);
+  cache.append(1, up.ptr, up.ptr, 3, 0, 2);
   cache.advance(2);
   make_strategy("minicache:start=0,retain=0.5")->after_prefill(cache);
   ASSERT_EQ(cache.shared_length(0, 0), 1);
@@ -148,7 +147,8 @@ TEST(MiniCacheToy, ThreeRetainedRestoresExactly) {
   for (int layer : {0, 1}) {
     const KVHeadView v = cache.view(layer)[0];
     ASSERT_EQ(v.len, 2);
-    std::vector<float> keys(v.keys, v.keys + 6), values(v.values, v.values + 6);
+    std::vector<float> keys(test::f32_rows(v.keys), test::f32_rows(v.keys) + 6),
+        values(test::f32_rows(v.values), test::f32_rows(v.values) + 6);
     for (int c = 0; c < 2; c++)
       EXPECT_NEAR(keys[c], (std::vector<double>{0.686757, 0.726887})[c], k6);
     EXPECT_EQ(keys[2], 0.0f);
@@ -177,10 +177,10 @@ TEST_P(MiniCacheOps, GatheredPairsMatchTheReference) {
     Buf ba(b, a), bc(b, c), angle(b, n), dir(b, size_t(n) * d), ma(b, n), mc(b, n),
         out(b, size_t(n) * d);
     MergeBackend& ops = merge_ops(b);
-    ops.pair_angles(angle.ptr, ba.ptr, a_rows.data(), bc.ptr, c_rows.data(), n, d);
+    ops.pair_angles(angle.ptr, DType::F32, ba.ptr, a_rows.data(), bc.ptr, c_rows.data(), n, d);
     for (float t : {0.0f, 0.3f, 0.6f, 1.0f}) {
-      ops.merge_pair(dir.ptr, ma.ptr, mc.ptr, ba.ptr, a_rows.data(), bc.ptr, c_rows.data(), n, d, t);
-      ops.restore_rows(out.ptr, dir.ptr, mc.ptr, n, d);
+      ops.merge_pair(dir.ptr, ma.ptr, mc.ptr, DType::F32, ba.ptr, a_rows.data(), bc.ptr, c_rows.data(), n, d, t);
+      ops.restore_rows(out.ptr, DType::F32, dir.ptr, mc.ptr, n, d);
       auto angles = angle.host(), dirs = dir.host(), mags_a = ma.host(), mags_c = mc.host(),
            restored = out.host();
       for (int i = 0; i < n; i++) {
@@ -261,8 +261,6 @@ struct Filled {
     std::normal_distribution<float> normal(0.0f, 1.0f);
     std::uniform_real_distribution<float> scale(0.05f, 1.5f);
     const int first = cache.tokens_seen();
-    std::vector<int32_t> positions(T);
-    std::iota(positions.begin(), positions.end(), first);
     for (auto* states : {&keys, &values})
       for (int t = 0; t < T; t++)
         for (int h = 0; h < kHeads; h++) {
@@ -277,7 +275,7 @@ struct Filled {
       const size_t offset = size_t(first) * kHeads * kDim;
       Buf k(backend, std::vector<float>(keys[l].begin() + offset, keys[l].end()));
       Buf v(backend, std::vector<float>(values[l].begin() + offset, values[l].end()));
-      cache.append(l, k.ptr, v.ptr, positions.data(), T);
+      cache.append(l, k.ptr, v.ptr, kHeads * kDim, first, T);
     }
     cache.advance(T);
   }
@@ -311,8 +309,8 @@ void expect_restored(const Filled& f, int layer, double t) {
     ASSERT_EQ(view[h].len, int(positions.size()));
     for (int slot = 0; slot < view[h].len; slot++) {
       const int p = positions[slot];
-      const float* keys = view[h].keys + size_t(slot) * kDim;
-      const float* values = view[h].values + size_t(slot) * kDim;
+      const float* keys = test::f32_rows(view[h].keys) + size_t(slot) * kDim;
+      const float* values = test::f32_rows(view[h].values) + size_t(slot) * kDim;
       if (slot < f.cache.shared_length(layer, h)) {
         auto k = ref_restore(f.key(2, p, h), f.key(3, p, h), kDim, t, layer - 2);
         auto v = ref_restore(f.value(2, p, h), f.value(3, p, h), kDim, t, layer - 2);
@@ -361,7 +359,7 @@ TEST(MiniCacheCache, MergeRestoresRetainsAndFreesExactBytes) {
   // Plain layers stay zero-copy and untouched.
   const KVHeadView plain = f.cache.view(0)[1];
   EXPECT_EQ(plain.keys, f.cache.view(0)[1].keys);
-  for (int c = 0; c < kDim; c++) EXPECT_EQ(plain.keys[5 * kDim + c], f.key(0, 5, 1)[c]);
+  for (int c = 0; c < kDim; c++) EXPECT_EQ(test::f32_rows(plain.keys)[5 * kDim + c], f.key(0, 5, 1)[c]);
 
   // Held: per head, the pair gave up one layer's merged rows (K and V) and gained four
   // magnitudes (K and V, two layers) per merged token.
@@ -407,10 +405,8 @@ TEST(MiniCacheCache, NewTokensComeLastAndAttendLikeAnExplicitlyRestoredCache) {
         std::copy(k.begin(), k.end(), keys.begin() + (size_t(slot) * kHeads + h) * kDim);
         std::copy(v.begin(), v.end(), values.begin() + (size_t(slot) * kHeads + h) * kDim);
       }
-    std::vector<int32_t> positions(kPrompt + T);
-    std::iota(positions.begin(), positions.end(), 0);
     Buf bk(f.backend, keys), bv(f.backend, values);
-    plain.append(0, bk.ptr, bv.ptr, positions.data(), kPrompt + T);
+    plain.append(0, bk.ptr, bv.ptr, kHeads * kDim, 0, kPrompt + T);
 
     auto q = random_vector(size_t(T) * n_heads * kDim, 99, 2.0f);
     Buf bq(f.backend, q), merged_out(f.backend, q.size()), plain_out(f.backend, q.size());
@@ -567,20 +563,19 @@ TEST(MiniCacheStrategy, ZeroStatesStayUnmergedAndMergeEveryZeroNeverMergesDecode
     for (int c = 0; c < kDim; c++) lower[size_t(p) * kHeads * kDim + c] = float(p + c);
   std::vector<float> upper_values = lower;
   std::fill_n(upper_values.begin() + (2 * kHeads + 1) * kDim, kDim, 0.0f);
-  const int32_t positions[] = {0, 1, 2, 3, 4};
   Buf lo(b, lower), up(b, upper_values);
-  for (int l = 0; l < kLayers; l++) cache.append(l, lo.ptr, l == 3 ? up.ptr : lo.ptr, positions, 5);
+  for (int l = 0; l < kLayers; l++) cache.append(l, lo.ptr, l == 3 ? up.ptr : lo.ptr, kHeads * kDim, 0, 5);
   cache.advance(5);
   auto strategy = make_strategy("minicache:retain=0");  // start = 4 / 2 = 2
   strategy->after_prefill(cache);
   EXPECT_EQ(cache.shared_length(2, 0), 5);
   EXPECT_EQ(cache.shared_length(2, 1), 4);
   EXPECT_EQ(cache.positions(3, 1), (std::vector<int32_t>{0, 1, 3, 4, 2}));
-  EXPECT_EQ(cache.view(3)[1].values[4 * kDim], 0.0f);  // a row: restored exactly
+  EXPECT_EQ(test::f32_rows(cache.view(3)[1].values)[4 * kDim], 0.0f);  // a row: restored exactly
 
   for (int step = 0; step < 5; step++) {  // merge_every = 0: decoded tokens stay rows
     const int32_t next = 5 + step;
-    for (int l = 0; l < kLayers; l++) cache.append(l, lo.ptr, lo.ptr, &next, 1);
+    for (int l = 0; l < kLayers; l++) cache.append(l, lo.ptr, lo.ptr, kHeads * kDim, next, 1);
     cache.advance(1);
     strategy->on_decode_step(cache, DecodeObservation{});
   }

@@ -36,9 +36,7 @@ struct Harness {
     const int first = cache.tokens_seen();
     std::vector<float> rows(size_t(T) * cache.n_kv_heads() * kDim);
     for (size_t i = 0; i < rows.size(); i++) rows[i] = float(first) + 0.001f * float(i);
-    std::vector<int32_t> positions(T);
-    std::iota(positions.begin(), positions.end(), first);
-    cache.append(layer, rows.data(), rows.data(), positions.data(), T);
+    cache.append(layer, rows.data(), rows.data(), cache.n_kv_heads() * kDim, first, T);
   }
 
   Observation observe(int layer, int T, int window, Rows rows) const {
@@ -185,8 +183,7 @@ TEST(SnapKV, T1ScoresFromLogits) {
   // Key j = sqrt(d) * e_j, so q . k_j / sqrt(d) = q[j]: each query row is its logits.
   std::vector<float> keys(n * d, 0.0f);
   for (int j = 0; j < n; j++) keys[j * d + j] = std::sqrt(float(d));
-  std::vector<int32_t> positions = range(0, n);
-  cache.append(0, keys.data(), keys.data(), positions.data(), n);
+  cache.append(0, keys.data(), keys.data(), d, 0, n);
   std::vector<float> q(n * d, 0.0f);
   const float q4[] = {2.0f, 0.0f, 1.0f, 0.0f, 0.5f, 0.0f},
               q5[] = {1.0f, 0.0f, 0.0f, 2.0f, 0.0f, 1.0f};

@@ -83,7 +83,7 @@ std::vector<std::vector<float>> KVObserver::key_norms(const std::vector<KVHeadVi
   std::vector<std::vector<float>> norms;
   for (const KVHeadView& h : view) {
     float* out = backend_.alloc(std::max(h.len, 1));
-    backend_.key_norms(out, h.keys, h.len, head_dim_);
+    backend_.key_norms(out, h, head_dim_);
     norms.emplace_back(h.len);
     backend_.download(norms.back().data(), out, h.len);
     backend_.release(out);

@@ -115,9 +115,9 @@ Model::~Model() {
   backend_.release(inv_freq_);
 }
 
-std::unique_ptr<KVCache> Model::make_cache(int max_tokens) {
+std::unique_ptr<KVCache> Model::make_cache(int max_tokens, DType kv_dtype) {
   return std::make_unique<KVCache>(backend_, config_.n_layers, config_.n_kv_heads,
-                                   config_.head_dim, max_tokens);
+                                   config_.head_dim, max_tokens, kv_dtype);
 }
 
 std::vector<float> Model::forward(const std::vector<int32_t>& tokens, KVCache& cache,
@@ -142,7 +142,7 @@ std::vector<float> Model::forward(const std::vector<int32_t>& tokens, KVCache& c
     b.matmul(s.v, s.xn, lw.wv, T);
     b.rope(s.q, positions.data(), inv_freq_, T, c.n_heads, c.head_dim, c.rope_dim);
     b.rope(s.k, positions.data(), inv_freq_, T, c.n_kv_heads, c.head_dim, c.rope_dim);
-    cache.append(l, s.k, s.v, positions.data(), T);
+    cache.append(l, s.k, s.v, c.kv_dim(), cache.tokens_seen(), T);
     const std::vector<KVHeadView> view = cache.view(l);
     b.attention(s.att, s.q, view, T, c.n_heads, c.head_dim);
     if (kv) kv->after_attention(cache, l, s.q, view);  // may evict from this layer
