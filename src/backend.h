@@ -43,12 +43,55 @@ struct OutOfMemory : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// The live keys and values of one KV head: `len` rows of head_dim floats each.
+// The live keys and values of one KV head: `len` rows of head_dim values each, stored in
+// the cache's KV dtype (every head of a view has the same one). Kernels convert rows to
+// float32 as they read them; scores, sums and outputs are float32 whatever the dtype.
 struct KVHeadView {
-  const float* keys = nullptr;
-  const float* values = nullptr;
+  const void* keys = nullptr;
+  const void* values = nullptr;
   int len = 0;
+  DType dtype = DType::F32;
 };
+
+// Where append_kv writes one KV head's new rows (storage in the cache's KV dtype).
+struct KVAppendTarget {
+  void* keys = nullptr;
+  void* values = nullptr;
+};
+
+// The host-side checks of the ops over a cache view, shared by every backend so that
+// they reject the same calls with the same messages (std::invalid_argument naming `op`):
+// a device kernel given a group of 0 would divide by zero instead.
+inline void check_kv_view(const char* op, const std::vector<KVHeadView>& kv, int n_heads,
+                          int head_dim) {
+  const std::string where = std::string(op) + ": ";
+  if (kv.empty()) throw std::invalid_argument(where + "no KV heads");
+  if (n_heads <= 0 || n_heads % int(kv.size()) != 0)
+    throw std::invalid_argument(where + std::to_string(n_heads) + " query heads are not a multiple of " +
+                                std::to_string(kv.size()) + " KV heads");
+  if (head_dim <= 0) throw std::invalid_argument(where + "head dim " + std::to_string(head_dim));
+  for (const KVHeadView& h : kv) {
+    if (h.dtype != kv[0].dtype)
+      throw std::invalid_argument(where + "KV heads stored in both " + dtype_name(kv[0].dtype) +
+                                  " and " + dtype_name(h.dtype));
+    if (h.len < 0) throw std::invalid_argument(where + "a KV head of length " + std::to_string(h.len));
+  }
+}
+
+// attention_scores' own arguments: the rows lie in [0, T) and a row of out holds the
+// longest head.
+inline void check_score_rows(const char* op, const std::vector<KVHeadView>& kv, int stride, int T,
+                             int first_row, int n_rows) {
+  const std::string where = std::string(op) + ": ";
+  if (first_row < 0 || n_rows < 0 || first_row + n_rows > T)
+    throw std::invalid_argument(where + "rows [" + std::to_string(first_row) + ", " +
+                                std::to_string(first_row + n_rows) + ") are not within the " +
+                                std::to_string(T) + " new tokens");
+  for (const KVHeadView& h : kv)
+    if (h.len > stride)
+      throw std::invalid_argument(where + "stride " + std::to_string(stride) +
+                                  " is shorter than a KV head of " + std::to_string(h.len) + " slots");
+}
 
 class Backend {
  public:
@@ -92,6 +135,9 @@ class Backend {
   // Causal attention of T new query tokens over a ragged cache whose last T rows (per head)
   // are those same tokens: query t sees rows [0, len - T + t]. Query head h reads KV head
   // h / (n_heads / kv.size()), so GQA needs no copies.      q, out [T][n_heads * head_dim]
+  // A query row that sees no rows at all (a head emptied by a KV method) gets 0, not 0/0.
+  // Throws std::invalid_argument unless kv is non-empty, n_heads % kv.size() == 0,
+  // head_dim > 0 and every head has the same dtype.
   virtual void attention(float* out, const float* q, const std::vector<KVHeadView>& kv, int T,
                          int n_heads, int head_dim) = 0;
 
@@ -99,20 +145,27 @@ class Backend {
   // Softmax attention of the query rows [first_row, first_row + n_rows) of this call's T
   // new tokens over their visible slots (as in attention()), summed over those rows, or
   // averaged when `average`. out [n_heads][stride]: row h holds the kv[h / group].len
-  // slots of its KV head; stride >= the longest KV head.
+  // slots of its KV head; stride >= the longest KV head. With n_rows == 0 those slots are
+  // 0. Throws std::invalid_argument as attention() does, and for a short stride or rows
+  // outside [0, T).
   virtual void attention_scores(float* out, int stride, const float* q,
                                 const std::vector<KVHeadView>& kv, int T, int first_row,
                                 int n_rows, int n_heads, int head_dim, bool average) = 0;
-  // out[j] = ||keys[j]||_2 for j < len.
-  virtual void key_norms(float* out, const float* keys, int len, int head_dim) = 0;
+  // out[j] = ||head.keys[j]||_2 for j < head.len.
+  virtual void key_norms(float* out, const KVHeadView& head, int head_dim) = 0;
 
-  // ---- cache movement -------------------------------------------------------------------
-  // dst[r * dst_stride + c] = src[r * src_stride + c] for r < rows, c < cols
-  virtual void copy_rows(float* dst, int dst_stride, const float* src, int src_stride, int rows,
-                         int cols) = 0;
-  // Moves rows keep[0..n) of buf [*][cols] to rows 0..n, in order. keep is ascending, so
-  // every row moves towards the front and the move can happen in place.
-  virtual void compact_rows(float* buf, const int32_t* keep, int n, int cols) = 0;
+  // ---- cache movement (rows of any dtype, counted in bytes) -----------------------------
+  // Writes the T new rows of every KV head of one layer, rounded from float32 to `dtype`:
+  // row t of head h, keys[t * row_stride + h * head_dim + c] (c < head_dim), goes to row t
+  // of dst[h].keys; the same for values. dst.size() heads; keys, values are float32.
+  virtual void append_kv(const std::vector<KVAppendTarget>& dst, DType dtype, const float* keys,
+                         const float* values, int row_stride, int head_dim, int T) = 0;
+  // Row r (row_bytes bytes) of src, at src + r * src_stride bytes, to dst + r * dst_stride.
+  virtual void copy_rows(void* dst, size_t dst_stride, const void* src, size_t src_stride,
+                         int rows, size_t row_bytes) = 0;
+  // Moves rows keep[0..n) of buf (row_bytes bytes each) to rows 0..n, in order. keep is
+  // ascending, so every row moves towards the front and the move can happen in place.
+  virtual void compact_rows(void* buf, const int32_t* keep, int n, size_t row_bytes) = 0;
 
   // ---- measurement ----------------------------------------------------------------------
   // Bytes per second this backend reads from its own memory, streaming a fresh buffer of

@@ -207,8 +207,8 @@ int info_command(const RuntimeOptions& rt) {
   std::printf("\n");
   const int ctx = rt.ctx_size > 0 ? rt.ctx_size : c.context_length;
   const MemoryPlan plan = plan_memory(c, ctx, rt.device);
-  std::printf("memory      plan on %s at ctx %d (KV cache and activations f32):\n%s",
-              device_name(rt.device.device), ctx, plan.text().c_str());
+  std::printf("memory      plan on %s at ctx %d (KV cache %s, activations f32):\n%s",
+              device_name(rt.device.device), ctx, dtype_name(rt.device.kv), plan.text().c_str());
   if (rt.device.device == Device::Cuda) {
     size_t free_bytes = 0, total_bytes = 0;
     if (gpu_memory(free_bytes, total_bytes))

@@ -49,17 +49,26 @@ std::string gpu_name() {
 #endif
 }
 
-DeviceChoice resolve_device(const std::string& device, const std::string& dtype) {
+namespace {
+// The DType named `name` (f32, f16 or bf16) as the value of `flag`.
+DType parse_dtype(const std::string& flag, const std::string& name) {
+  if (name == "f32") return DType::F32;
+  if (name == "f16") return DType::F16;
+  if (name == "bf16") return DType::BF16;
+  throw std::invalid_argument(flag + " " + name + ": unknown (f32, f16 or bf16)");
+}
+}  // namespace
+
+DeviceChoice resolve_device(const std::string& device, const std::string& dtype,
+                            const std::string& kv_dtype) {
   DeviceChoice c;
   if (device.empty()) c.device = cuda_gpu_count() > 0 ? Device::Cuda : Device::Cpu;
   else if (device == "cpu") c.device = Device::Cpu;
   else if (device == "cuda") c.device = Device::Cuda;
   else throw std::invalid_argument("--device " + device + ": unknown (cpu or cuda)");
-  if (dtype.empty()) c.weights = c.device == Device::Cuda ? DType::F16 : DType::F32;
-  else if (dtype == "f32") c.weights = DType::F32;
-  else if (dtype == "f16") c.weights = DType::F16;
-  else if (dtype == "bf16") c.weights = DType::BF16;
-  else throw std::invalid_argument("--dtype " + dtype + ": unknown (f32, f16 or bf16)");
+  c.weights = dtype.empty() ? (c.device == Device::Cuda ? DType::F16 : DType::F32)
+                            : parse_dtype("--dtype", dtype);
+  c.kv = kv_dtype.empty() ? DType::F16 : parse_dtype("--kv-dtype", kv_dtype);
   if (c.device == Device::Cpu && c.weights != DType::F32)
     throw std::invalid_argument("--dtype " + dtype + ": the cpu backend keeps weights in f32");
   return c;

@@ -1,5 +1,5 @@
-// Where a model runs. --device and --dtype are resolved once, at the command line, into a
-// DeviceChoice; everything below (the backend, the memory plan, info) takes that value.
+// Where a model runs. --device, --dtype and --kv-dtype are resolved once, at the command
+// line, into a DeviceChoice; everything below (the backend, the memory plan, info) takes that value.
 #pragma once
 #include <cstddef>
 #include <memory>
@@ -16,6 +16,7 @@ const char* device_name(Device d);  // "cpu", "cuda"
 struct DeviceChoice {
   Device device = Device::Cpu;
   DType weights = DType::F32;  // the dtype weight matrices are stored in on the device
+  DType kv = DType::F32;       // the dtype the KV cache stores keys and values in
 };
 
 // True when this build compiled the CUDA backend (nvcc found, CUDA != 0).
@@ -25,9 +26,12 @@ int cuda_gpu_count();
 
 // device: "cpu", "cuda" or "" (cuda when a GPU is visible and built for, else cpu).
 // dtype: "f32", "f16", "bf16" or "" (the device's default: f32 on the cpu, f16 on cuda).
+// kv_dtype: the same names for the KV cache, "" for the device's default (f16 on both:
+// README, "KV dtype", says why on the cpu).
 // Throws std::invalid_argument for an unknown name or a dtype the device cannot store.
 // A cuda choice without a GPU is still a valid choice (info can plan for it).
-DeviceChoice resolve_device(const std::string& device, const std::string& dtype);
+DeviceChoice resolve_device(const std::string& device, const std::string& dtype,
+                            const std::string& kv_dtype = "");
 
 // Throws std::runtime_error when the choice is cuda and this build or machine has none.
 std::unique_ptr<Backend> make_backend(const DeviceChoice& choice, int threads);

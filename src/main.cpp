@@ -12,9 +12,10 @@ using namespace kvlm;
 
 namespace {
 
-// --device and --dtype as typed; main resolves them once into RuntimeOptions::device.
+// --device, --dtype and --kv-dtype as typed; main resolves them once into
+// RuntimeOptions::device.
 struct DeviceFlags {
-  std::string device, dtype;
+  std::string device, dtype, kv_dtype;
 };
 
 void add_runtime_flags(CLI::App* cmd, RuntimeOptions& rt, DeviceFlags& dev, bool with_kv = true) {
@@ -33,6 +34,9 @@ void add_runtime_flags(CLI::App* cmd, RuntimeOptions& rt, DeviceFlags& dev, bool
   cmd->add_option("--dtype", dev.dtype,
                   "weight matrices on the device: f16, bf16 or f32 (default: f16 on cuda; the "
                   "cpu keeps f32)")
+      ->check(CLI::IsMember({"f32", "f16", "bf16"}));
+  cmd->add_option("--kv-dtype", dev.kv_dtype,
+                  "KV cache rows: f16, bf16 or f32 (default: f16; attention reads them as f32)")
       ->check(CLI::IsMember({"f32", "f16", "bf16"}));
   cmd->add_option("-t,--threads", rt.threads, "CPU threads (default: all cores)")
       ->check(CLI::Range(1, 1024));
@@ -213,7 +217,7 @@ int main(int argc, char** argv) {
 
   catch_interrupts();  // Ctrl-C stops work where it can be left cleanly (util/interrupt.h)
   try {
-    if (!*methods_cmd) rt.device = resolve_device(dev.device, dev.dtype);
+    if (!*methods_cmd) rt.device = resolve_device(dev.device, dev.dtype, dev.kv_dtype);
     // Loading and long prefills show a status line on a terminal (not in pipes or logs).
     rt.progress = (*run_cmd || *chat_cmd) && !rt.quiet;
     if (*run_cmd) {

@@ -27,12 +27,13 @@ std::string MemoryPlan::text() const {
 }
 
 MemoryPlan plan_memory(const ModelConfig& c, int ctx, const DeviceChoice& device) {
-  const double kv_per_token = double(KVCache::bytes_per_token(c.n_layers, c.n_kv_heads, c.head_dim));
+  const double kv_per_token =
+      double(KVCache::bytes_per_token(c.n_layers, c.n_kv_heads, c.head_dim, device.kv));
   MemoryPlan plan;
   plan.items.push_back({"weights", double(Weights::planned_bytes(c, device.weights)),
                         std::string("matrices ") + dtype_name(device.weights) + ", norms f32"});
   plan.items.push_back({"KV cache", kv_per_token * ctx,
-                        "f32, " + format_bytes(kv_per_token) + " per token x " +
+                        dtype_name(device.kv) + (", " + format_bytes(kv_per_token)) + " per token x " +
                             std::to_string(ctx) + " tokens (full; compression holds less)"});
   plan.items.push_back({"activations", double(Model::activation_bytes(c, ctx)),
                         "f32, a prompt of " + std::to_string(ctx) + " tokens in one call"});

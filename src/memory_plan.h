@@ -21,7 +21,7 @@ struct MemoryPlan {
   std::string text() const;  // one aligned line per item, then the total
 };
 
-// Weights in the device's weight dtype (norms float32), a float32 KV cache of ctx tokens,
+// Weights in the device's weight dtype (norms float32), a KV cache of ctx tokens in its dtype,
 // the activations of a ctx-token prompt run in one call (the largest a session makes), and
 // the backend's own scratch for such a call.
 MemoryPlan plan_memory(const ModelConfig& c, int ctx, const DeviceChoice& device);

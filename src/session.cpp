@@ -97,7 +97,7 @@ Session::Session(const RuntimeOptions& options)
   if (options.ctx_size > c.context_length)
     std::fprintf(stderr, "warning: --ctx-size %d exceeds the trained context of %d tokens\n",
                  options.ctx_size, c.context_length);
-  cache_ = model_->make_cache(ctx);
+  cache_ = model_->make_cache(ctx, options.device.kv);
   set_strategy(kv);
   if (!options.quiet)
     std::fprintf(stderr, "kvlm: %s (%s, %.0fM params, %d layers) on %s, ctx %d, kv %s, loaded in %.1f s\n",

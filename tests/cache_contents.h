@@ -4,9 +4,23 @@
 #include <cstdint>
 #include <vector>
 
+#include "kernels/cpu/simd.h"
 #include "kv/kv_cache.h"
 
 namespace kvlm::test {
+
+// The rows of a float32 cache view on the CPU backend (host memory).
+inline const float* f32_rows(const void* rows) { return static_cast<const float*>(rows); }
+
+// n values of a CPU view's rows stored in `dtype`, widened to float32.
+inline std::vector<float> host_floats(const void* rows, DType dtype, size_t n) {
+  std::vector<float> out(n);
+  simd::with_storage_type(dtype, [&](auto type) {
+    const auto* values = static_cast<const decltype(type)*>(rows);
+    for (size_t i = 0; i < n; i++) out[i] = simd::to_float(values[i]);
+  });
+  return out;
+}
 
 struct CacheContents {
   int tokens_seen = 0;
@@ -35,8 +49,8 @@ inline CacheContents contents(const KVCache& cache) {
       c.positions[l].push_back(cache.positions(l, h));
       c.shared[l].push_back(cache.shared_length(l, h));
       const size_t n = size_t(view[h].len) * cache.head_dim();
-      c.keys[l].emplace_back(view[h].keys, view[h].keys + n);
-      c.values[l].emplace_back(view[h].values, view[h].values + n);
+      c.keys[l].push_back(host_floats(view[h].keys, view[h].dtype, n));
+      c.values[l].push_back(host_floats(view[h].values, view[h].dtype, n));
     }
   }
   return c;

@@ -84,30 +84,37 @@ class CountingBackend final : public Backend, public MergeBackend {
     hit("attention_scores"), inner_.attention_scores(out, stride, q, kv, T, first_row, n_rows,
                                                      n_heads, head_dim, average);
   }
-  void key_norms(float* out, const float* keys, int len, int head_dim) override {
-    hit("key_norms"), inner_.key_norms(out, keys, len, head_dim);
+  void key_norms(float* out, const KVHeadView& head, int head_dim) override {
+    hit("key_norms"), inner_.key_norms(out, head, head_dim);
   }
-  void copy_rows(float* dst, int dst_stride, const float* src, int src_stride, int rows,
-                 int cols) override {
-    hit("copy_rows"), inner_.copy_rows(dst, dst_stride, src, src_stride, rows, cols);
+  void append_kv(const std::vector<KVAppendTarget>& dst, DType dtype, const float* keys,
+                 const float* values, int row_stride, int head_dim, int T) override {
+    hit("append_kv"), inner_.append_kv(dst, dtype, keys, values, row_stride, head_dim, T);
   }
-  void compact_rows(float* buf, const int32_t* keep, int n, int cols) override {
-    hit("compact_rows"), inner_.compact_rows(buf, keep, n, cols);
+  void copy_rows(void* dst, size_t dst_stride, const void* src, size_t src_stride, int rows,
+                 size_t row_bytes) override {
+    hit("copy_rows"), inner_.copy_rows(dst, dst_stride, src, src_stride, rows, row_bytes);
+  }
+  void compact_rows(void* buf, const int32_t* keep, int n, size_t row_bytes) override {
+    hit("compact_rows"), inner_.compact_rows(buf, keep, n, row_bytes);
   }
   double read_bandwidth(size_t bytes) override {
     return hit("read_bandwidth"), inner_.read_bandwidth(bytes);
   }
 
-  void pair_angles(float* out, const float* a, const int32_t* a_rows, const float* b,
+  void pair_angles(float* out, DType dtype, const void* a, const int32_t* a_rows, const void* b,
                    const int32_t* b_rows, int n, int head_dim) override {
-    hit("pair_angles"), merge().pair_angles(out, a, a_rows, b, b_rows, n, head_dim);
+    hit("pair_angles"), merge().pair_angles(out, dtype, a, a_rows, b, b_rows, n, head_dim);
   }
-  void merge_pair(float* dir, float* mag_a, float* mag_b, const float* a, const int32_t* a_rows,
-                  const float* b, const int32_t* b_rows, int n, int head_dim, float t) override {
-    hit("merge_pair"), merge().merge_pair(dir, mag_a, mag_b, a, a_rows, b, b_rows, n, head_dim, t);
+  void merge_pair(void* dir, float* mag_a, float* mag_b, DType dtype, const void* a,
+                  const int32_t* a_rows, const void* b, const int32_t* b_rows, int n, int head_dim,
+                  float t) override {
+    hit("merge_pair"),
+        merge().merge_pair(dir, mag_a, mag_b, dtype, a, a_rows, b, b_rows, n, head_dim, t);
   }
-  void restore_rows(float* out, const float* dir, const float* mag, int n, int head_dim) override {
-    hit("restore_rows"), merge().restore_rows(out, dir, mag, n, head_dim);
+  void restore_rows(void* out, DType dtype, const void* dir, const float* mag, int n,
+                    int head_dim) override {
+    hit("restore_rows"), merge().restore_rows(out, dtype, dir, mag, n, head_dim);
   }
 
  private:

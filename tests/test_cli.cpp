@@ -205,11 +205,16 @@ TEST(Cli, DeviceAndDtypeAreCheckedBeforeLoading) {
 TEST(Cli, InfoPrintsTheMemoryPlanOfARandomModel) {
   Result r = kvlm("info --model random:llama2-7b --device cuda --dtype f16 -c 4096");
   ASSERT_EQ(r.status, 0) << r.err;
-  // 6.74e9 weights x 2 bytes = 12.6 GiB; the float32 KV cache holds 2 x 32 layers x 4096
-  // floats = 1 MiB per token, 4 GiB at 4096 tokens.
-  for (const char* s : {"6738.4M parameters", "plan on cuda at ctx 4096", "12.6 GiB",
-                        "1.0 MiB per token", "4.0 GiB", "total"})
+  // 6.74e9 weights x 2 bytes = 12.6 GiB; the f16 KV cache (the default) holds 2 x 32
+  // layers x 4096 values x 2 bytes = 0.5 MiB per token, 2 GiB at 4096 tokens; f32 twice that.
+  for (const char* s : {"6738.4M parameters", "plan on cuda at ctx 4096 (KV cache f16", "12.6 GiB",
+                        "f16, 512.0 KiB per token", "2.0 GiB", "total"})
     EXPECT_NE(r.out.find(s), std::string::npos) << s << " in\n" << r.out;
+  r = kvlm("info --model random:llama2-7b --device cuda --kv-dtype f32 -c 4096");
+  ASSERT_EQ(r.status, 0) << r.err;
+  for (const char* s : {"(KV cache f32", "f32, 1.0 MiB per token", "4.0 GiB"})
+    EXPECT_NE(r.out.find(s), std::string::npos) << s << " in\n" << r.out;
+  expect_error(kvlm("info --model random:llama2-7b --kv-dtype f8"), 2, "--kv-dtype");
 #ifdef KVLM_CUDA
   // Only a build with the CUDA backend knows its scratch sizes.
   EXPECT_NE(r.out.find("scratch"), std::string::npos) << r.out;
@@ -239,6 +244,11 @@ TEST(Cli, RunWritesStatsJson) {
   EXPECT_EQ(j["kv_method"], "full");
   EXPECT_EQ(j["kv_bytes_held"], j["kv_bytes_full"]);
   EXPECT_EQ(j["kv_lengths"].size(), 30u);
+  // Bytes are the stored rows': f16 by default, twice as many with --kv-dtype f32.
+  r = kvlm("run " + model_flag() + " --temp 0 -n 4 -p Hello --kv-dtype f32 --json " + out.string());
+  ASSERT_EQ(r.status, 0) << r.err;
+  const nlohmann::json f32 = nlohmann::json::parse(slurp(out));
+  EXPECT_EQ(f32["kv_bytes_held"].get<size_t>(), 2 * j["kv_bytes_held"].get<size_t>());
   fs::remove(out);
 }
 

@@ -11,6 +11,7 @@
 #include <random>
 #include <stdexcept>
 
+#include "cache_contents.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "kv/kv_cache.h"
 #include "kv/strategy.h"
@@ -116,7 +117,7 @@ void expect_consistent(const KVCache& cache) {
       ASSERT_EQ(st.lengths[l][h], cache.length(l, h));
       ASSERT_GE(cache.length(l, h), 1) << "a head must never be emptied";
       for (size_t i = 1; i < pos.size(); i++) ASSERT_LT(pos[i - 1], pos[i]) << "order, no duplicates";
-      for (size_t i = 0; i < pos.size(); i++) ASSERT_EQ(view[h].keys[i * kDim], float(pos[i]));
+      for (size_t i = 0; i < pos.size(); i++) ASSERT_EQ(test::f32_rows(view[h].keys)[i * kDim], float(pos[i]));
       rows += pos.size();
     }
   }
@@ -383,7 +384,7 @@ TEST(KNorm, RopePreservesTheNormRanking) {
   obs.n_new = obs.n_tokens = kL;
   for (const KVHeadView& v : cache.view(0)) {  // as the forward pass observes them
     obs.key_norms.emplace_back(v.len);
-    b.key_norms(obs.key_norms.back().data(), v.keys, v.len, kHeadDim);
+    b.key_norms(obs.key_norms.back().data(), v, kHeadDim);
   }
   for (int h = 0; h < kHeads; h++)
     for (int t = 0; t < kL; t++)

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <memory>
+#include <cstring>
 #include <random>
 
 #include "backend_fixture.h"
@@ -124,6 +125,16 @@ TEST(Backends, DeviceFlagsResolveOnceToAChoice) {
   EXPECT_THROW(resolve_device("cpu", "f16"), std::invalid_argument);
   EXPECT_THROW(resolve_device("cpu", "f8"), std::invalid_argument);
   EXPECT_THROW(resolve_device("tpu", ""), std::invalid_argument);
+  EXPECT_EQ(resolve_device("cuda", "").kv, DType::F16);
+  EXPECT_EQ(resolve_device("cpu", "").kv, DType::F16);
+  EXPECT_EQ(resolve_device("cpu", "", "f32").kv, DType::F32);
+  EXPECT_EQ(resolve_device("cuda", "", "bf16").kv, DType::BF16);
+  try {
+    resolve_device("cpu", "", "f8");
+    ADD_FAILURE() << "--kv-dtype f8 accepted";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_STREQ(e.what(), "--kv-dtype f8: unknown (f32, f16 or bf16)");
+  }
 }
 
 // The probe kvlm bench divides by: a real, finite rate. 64 MiB is past the CPU caches
@@ -271,7 +282,7 @@ std::vector<float> naive_attention(const std::vector<float>& q,
   std::vector<float> out(size_t(T) * n_heads * d, 0.0f);
   for (int t = 0; t < T; t++)
     for (int h = 0; h < n_heads; h++) {
-      int kv = h / group, visible = lens[kv] - T + t + 1;
+      int kv = h / group, visible = std::max(0, lens[kv] - T + t + 1);  // 0: out stays 0
       std::vector<double> p(visible);
       double mx = -1e300, sum = 0;
       for (int j = 0; j < visible; j++) {
@@ -404,7 +415,7 @@ TEST_P(Kernels, KeyNorms) {
   for (auto [d, len] : {std::pair{64, 33}, {80, 33}, {128, 1}, {128, 4097}, {64, 0}}) {
     auto k = random_vector(size_t(len) * d, 70);
     Buf bk(b, k), out(b, std::vector<float>(std::max(len, 1), -7.0f));
-    b.key_norms(out.ptr, bk.ptr, len, d);
+    b.key_norms(out.ptr, KVHeadView{bk.ptr, bk.ptr, len}, d);
     std::vector<float> got = out.host();
     for (int j = 0; j < len; j++) {
       double s = 0;
@@ -420,15 +431,16 @@ TEST_P(Kernels, KeyNorms) {
 TEST_P(Kernels, CopyAndCompactRows) {
   Backend& b = *backend;
   const int rows = 6, cols = 4;
+  const size_t row_bytes = cols * sizeof(float);
   auto src = random_vector(rows * 2 * cols, 40);
   Buf bs(b, src), dst(b, rows * cols);
-  b.copy_rows(dst.ptr, cols, bs.ptr + cols, 2 * cols, rows, cols);  // the odd half of each row
+  b.copy_rows(dst.ptr, row_bytes, bs.ptr + cols, 2 * row_bytes, rows, row_bytes);  // odd halves
   std::vector<float> got = dst.host();
   for (int r = 0; r < rows; r++)
     for (int c = 0; c < cols; c++) EXPECT_EQ(got[r * cols + c], src[r * 2 * cols + cols + c]);
 
   std::vector<int32_t> keep = {0, 2, 3, 5};
-  b.compact_rows(dst.ptr, keep.data(), int(keep.size()), cols);
+  b.compact_rows(dst.ptr, keep.data(), int(keep.size()), row_bytes);
   std::vector<float> compacted = dst.host();
   for (size_t r = 0; r < keep.size(); r++)
     for (int c = 0; c < cols; c++) EXPECT_EQ(compacted[r * cols + c], got[keep[r] * cols + c]);
@@ -445,12 +457,233 @@ TEST_P(Kernels, CompactManyRowsInPlace) {
   for (int r = 0; r < rows; r++)
     if (rng() % 3 != 0) keep.push_back(r);  // about two thirds, gaps of every length
   Buf buf(b, data);
-  b.compact_rows(buf.ptr, keep.data(), int(keep.size()), cols);
-  b.compact_rows(buf.ptr, keep.data(), 0, cols);  // nothing kept: nothing moves
+  b.compact_rows(buf.ptr, keep.data(), int(keep.size()), cols * sizeof(float));
+  b.compact_rows(buf.ptr, keep.data(), 0, cols * sizeof(float));  // nothing kept: nothing moves
   std::vector<float> got = buf.host();
   for (size_t r = 0; r < keep.size(); r++)
     for (int c = 0; c < cols; c++)
       ASSERT_EQ(got[r * cols + c], data[size_t(keep[r]) * cols + c]) << "row " << r;
+}
+
+// ---- KV rows stored in 16 bits ----------------------------------------------------------
+
+const DType kKVTypes[] = {DType::F32, DType::F16, DType::BF16};
+
+// The values rows hold once stored in `dtype` (f32: themselves).
+std::vector<float> stored(DType dtype, const std::vector<float>& v) {
+  return dtype == DType::F32 ? v : rounded_to(dtype, v);
+}
+
+// One KV head's keys and values in `dtype` on the backend, written by append_kv.
+struct KVRows {
+  Buf keys, values;
+  int len;
+  DType dtype;
+  KVRows(Backend& b, const std::vector<float>& k, const std::vector<float>& v, int d, DType t)
+      : keys(b, (k.size() * dtype_bytes(t) + 3) / 4), values(b, keys.n), len(int(k.size()) / d),
+        dtype(t) {
+    Buf bk(b, k), bv(b, v);
+    b.append_kv({{keys.ptr, values.ptr}}, t, bk.ptr, bv.ptr, d, d, len);
+  }
+  KVHeadView view() const { return {keys.ptr, values.ptr, len, dtype}; }
+};
+
+// append_kv writes every head's rows, from a strided source, rounded to nearest even (the
+// bytes equal ggml's conversion: an independent implementation).
+TEST_P(Kernels, AppendKvRoundsEveryHeadInOneCall) {
+  Backend& b = *backend;
+  const int n_heads = 3, d = 80, T = 5, row_stride = n_heads * d + 16;  // padding is skipped
+  const auto keys = random_vector(size_t(T) * row_stride, 42), values = random_vector(keys.size(), 43);
+  Buf bk(b, keys), bv(b, values);
+  for (DType t : kKVTypes) {
+    const size_t floats = (size_t(T) * d * dtype_bytes(t) + 3) / 4;
+    std::vector<std::unique_ptr<Buf>> dst;
+    std::vector<KVAppendTarget> targets;
+    for (int h = 0; h < n_heads; h++) {
+      dst.push_back(std::make_unique<Buf>(b, floats));
+      dst.push_back(std::make_unique<Buf>(b, floats));
+      targets.push_back({dst[2 * h]->ptr, dst[2 * h + 1]->ptr});
+    }
+    b.append_kv(targets, t, bk.ptr, bv.ptr, row_stride, d, T);
+    for (int h = 0; h < n_heads; h++)
+      for (int side = 0; side < 2; side++) {
+        const std::vector<float>& src = side ? values : keys;
+        std::vector<float> head;
+        for (int r = 0; r < T; r++)
+          head.insert(head.end(), src.begin() + r * row_stride + h * d,
+                      src.begin() + r * row_stride + (h + 1) * d);
+        const std::vector<float> got_words = dst[2 * h + side]->host();
+        std::vector<uint8_t> got(size_t(T) * d * dtype_bytes(t));
+        std::memcpy(got.data(), got_words.data(), got.size());
+        const std::vector<uint8_t> want =
+            t == DType::F32 ? test::quantize(gguf::TensorType::F32, head)
+                            : test::quantize(t == DType::F16 ? gguf::TensorType::F16
+                                                             : gguf::TensorType::BF16, head);
+        ASSERT_EQ(got, want) << dtype_name(t) << " head " << h << (side ? " values" : " keys");
+      }
+  }
+}
+
+// Attention over 16-bit rows. Against the reference over the same rounded rows the
+// tolerance is float32's (1e-4, as above): the kernels widen exactly and only sum
+// differently. Against the float32 rows it is the rounding of the stored rows: a value
+// moves by up to 2^-11 (f16) or 2^-8 (bf16) of itself, so the output (a weighted mean of
+// values) by about that much, and each score q.k by |q||k| times that; with these |q|, |k|
+// the outputs stay within 4x the unit roundoff (relative, plus the same absolute).
+TEST_P(Kernels, AttentionOverHalfPrecisionCache) {
+  Backend& b = *backend;
+  struct Case { int T, n_heads, d; std::vector<int> lens; };
+  for (DType t : {DType::F16, DType::BF16})
+    for (const Case& c : std::vector<Case>{{1, 9, 64, {31, 32, 33}},
+                                           {1, 8, 128, {4097, 33}},
+                                           {17, 2, 80, {20, 17}},
+                                           {33, 4, 128, {33, 300}}}) {
+      const int n_kv = int(c.lens.size());
+      std::vector<std::vector<float>> keys, values, keys16, values16;
+      std::vector<std::unique_ptr<KVRows>> rows;
+      std::vector<KVHeadView> view;
+      for (int h = 0; h < n_kv; h++) {
+        keys.push_back(random_vector(size_t(c.lens[h]) * c.d, 10 + h));
+        values.push_back(random_vector(size_t(c.lens[h]) * c.d, 20 + h));
+        keys16.push_back(stored(t, keys.back()));
+        values16.push_back(stored(t, values.back()));
+        rows.push_back(std::make_unique<KVRows>(b, keys.back(), values.back(), c.d, t));
+        view.push_back(rows.back()->view());
+      }
+      auto q = random_vector(size_t(c.T) * c.n_heads * c.d, 30, 0.5f);
+      Buf bq(b, q), out(b, q.size());
+      b.attention(out.ptr, bq.ptr, view, c.T, c.n_heads, c.d);
+      const std::string what = std::string("attention ") + dtype_name(t) + " T=" + std::to_string(c.T);
+      expect_close(out.host(), naive_attention(q, keys16, values16, c.lens, c.T, c.n_heads, c.d),
+                   1e-4f, what + " (rounded rows)");
+      const float unit = t == DType::F16 ? 0x1p-11f : 0x1p-8f;
+      expect_close(out.host(), naive_attention(q, keys, values, c.lens, c.T, c.n_heads, c.d),
+                   4 * unit, what + " (float32 rows)");
+    }
+}
+
+// attention_scores and key_norms read 16-bit keys as attention does: exact against the
+// rounded keys (float32 tolerances), and within the keys' rounding of the float32 result.
+TEST_P(Kernels, ObservationsOverHalfPrecisionKeys) {
+  Backend& b = *backend;
+  const int T = 6, n_heads = 4, d = 64, len = 40;
+  const auto k = random_vector(size_t(len) * d, 51), q = random_vector(size_t(T) * n_heads * d, 61, 0.5f);
+  Buf bq(b, q);
+  std::vector<float> reference_scores, reference_norms;
+  for (DType t : kKVTypes) {
+    const std::vector<float> k16 = stored(t, k);
+    KVRows rows(b, k, k, d, t);
+    Buf scores(b, size_t(n_heads) * len), norms(b, len);
+    b.attention_scores(scores.ptr, len, bq.ptr, {rows.view()}, T, 0, T, n_heads, d, true);
+    b.key_norms(norms.ptr, rows.view(), d);
+    const std::vector<float> got_scores = scores.host(), got_norms = norms.host();
+    for (int j = 0; j < len; j++) {
+      double s = 0;
+      for (int i = 0; i < d; i++) s += double(k16[j * d + i]) * k16[j * d + i];
+      ASSERT_NEAR(got_norms[j], std::sqrt(s), 1e-5 * std::sqrt(s)) << dtype_name(t) << " key " << j;
+    }
+    if (t == DType::F32) {
+      reference_scores = got_scores, reference_norms = got_norms;
+      continue;
+    }
+    const float unit = t == DType::F16 ? 0x1p-11f : 0x1p-8f;
+    expect_close(got_norms, reference_norms, 2 * unit, std::string("key_norms ") + dtype_name(t));
+    // A probability p moves by about p times the change of its score (|q||k| x unit).
+    for (size_t i = 0; i < got_scores.size(); i++)
+      ASSERT_NEAR(got_scores[i], reference_scores[i], 16 * unit * (reference_scores[i] + 1e-3f))
+          << dtype_name(t) << " score " << i;
+  }
+}
+
+// ---- edge cases both backends treat alike -------------------------------------------------
+
+// A query row that sees no keys, whole heads emptied by a KV method, gets 0 (backend.h),
+// on the decode and the prefill path, while the other heads attend as usual.
+TEST_P(Kernels, EmptyHeadAttendsToZero) {
+  Backend& b = *backend;
+  const int d = 64;
+  for (int T : {1, 3}) {
+    const int n_heads = 4, full_len = 5 + T;
+    const auto k = random_vector(size_t(full_len) * d, 7), v = random_vector(k.size(), 8);
+    Buf bk(b, k), bv(b, v), empty(b, 1);
+    const std::vector<KVHeadView> view = {{empty.ptr, empty.ptr, 0}, {bk.ptr, bv.ptr, full_len}};
+    const auto q = random_vector(size_t(T) * n_heads * d, 9);
+    Buf bq(b, q), out(b, std::vector<float>(q.size(), -7.0f));
+    b.attention(out.ptr, bq.ptr, view, T, n_heads, d);
+    const std::vector<float> got = out.host();
+    const std::vector<float> want =
+        naive_attention(q, {{}, k}, {{}, v}, {0, full_len}, T, n_heads, d);
+    for (int t = 0; t < T; t++)
+      for (int h = 0; h < n_heads; h++)
+        for (int i = 0; i < d; i++) {
+          const size_t at = (size_t(t) * n_heads + h) * d + i;
+          if (h < 2) ASSERT_EQ(got[at], 0.0f) << "T=" << T << " empty head " << h;
+          else ASSERT_NEAR(got[at], want[at], 1e-4f * (1 + std::fabs(want[at])));
+        }
+  }
+}
+
+// No rows asked for: every live slot scores 0 (slots past a head's length are not rows).
+TEST_P(Kernels, AttentionScoresOfNoRowsAreZero) {
+  Backend& b = *backend;
+  const int d = 16, stride = 8;
+  const auto k = random_vector(size_t(stride) * d, 3);
+  Buf bk(b, k), q(b, random_vector(size_t(2) * 2 * d, 4));
+  Buf out(b, std::vector<float>(size_t(2) * stride, -7.0f));
+  b.attention_scores(out.ptr, stride, q.ptr, {{bk.ptr, bk.ptr, stride}}, 2, 1, 0, 2, d, true);
+  for (float x : out.host()) ASSERT_EQ(x, 0.0f);
+}
+
+// Calls a device kernel could not survive are refused on the host, by the same checks
+// on every backend, with the op and the values in the message.
+TEST_P(Kernels, ViewOpsRejectInvalidShapes) {
+  Backend& b = *backend;
+  const int d = 8;
+  Buf k(b, random_vector(size_t(4) * d, 1)), q(b, random_vector(size_t(6) * d, 2)), out(b, 64);
+  const KVHeadView head{k.ptr, k.ptr, 4};
+  auto expect_invalid = [](auto&& call, const std::string& words) {
+    try {
+      call();
+      ADD_FAILURE() << "no exception; expected one naming: " << words;
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find(words), std::string::npos) << e.what();
+    }
+  };
+  expect_invalid([&] { b.attention(out.ptr, q.ptr, {head, head}, 1, 3, d); },
+                 "attention: 3 query heads are not a multiple of 2 KV heads");
+  expect_invalid([&] { b.attention(out.ptr, q.ptr, {}, 1, 2, d); }, "attention: no KV heads");
+  expect_invalid([&] { b.attention(out.ptr, q.ptr, {head}, 1, 2, 0); }, "attention: head dim 0");
+  KVHeadView half = head;
+  half.dtype = DType::F16;
+  expect_invalid([&] { b.attention(out.ptr, q.ptr, {head, half}, 1, 2, d); },
+                 "attention: KV heads stored in both f32 and f16");
+  expect_invalid([&] { b.attention_scores(out.ptr, 4, q.ptr, {head}, 1, 0, 1, 0, d, false); },
+                 "attention_scores: 0 query heads are not a multiple of 1 KV heads");
+  expect_invalid([&] { b.attention_scores(out.ptr, 3, q.ptr, {head}, 1, 0, 1, 2, d, false); },
+                 "attention_scores: stride 3 is shorter than a KV head of 4 slots");
+  expect_invalid([&] { b.attention_scores(out.ptr, 4, q.ptr, {head}, 2, 1, 2, 2, d, false); },
+                 "attention_scores: rows [1, 3) are not within the 2 new tokens");
+}
+
+// Rows of 16-bit values whose size is not a multiple of 4 bytes (head_dim 3) move whole.
+TEST_P(Kernels, CopyAndCompactRowsOfAnyByteSize) {
+  Backend& b = *backend;
+  const size_t row_bytes = 6;
+  const int rows = 5;
+  std::vector<uint8_t> bytes(rows * row_bytes + 2);
+  for (size_t i = 0; i < bytes.size(); i++) bytes[i] = uint8_t(17 * i + 3);
+  std::vector<float> words(bytes.size() / 4);
+  std::memcpy(words.data(), bytes.data(), bytes.size());
+  Buf src(b, words), dst(b, words.size());
+  b.copy_rows(dst.ptr, row_bytes, src.ptr, row_bytes, rows, row_bytes);
+  const std::vector<int32_t> keep = {1, 3, 4};
+  b.compact_rows(dst.ptr, keep.data(), int(keep.size()), row_bytes);
+  const std::vector<float> got_words = dst.host();
+  std::vector<uint8_t> got(bytes.size());
+  std::memcpy(got.data(), got_words.data(), got.size());
+  for (size_t r = 0; r < keep.size(); r++)
+    for (size_t c = 0; c < row_bytes; c++)
+      ASSERT_EQ(got[r * row_bytes + c], bytes[keep[r] * row_bytes + c]) << "row " << r;
 }
 
 // The vectorised exp the CPU attention uses, against the C library's.

@@ -2,6 +2,7 @@
 // checkpoint, and the full strategy leaving it untouched.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -46,8 +47,8 @@ TEST(KVCache, AppendKeepsRowsPositionsAndBytes) {
   std::vector<KVHeadView> view = cache.view(1);
   ASSERT_EQ(view.size(), size_t(kHeads));
   EXPECT_EQ(view[2].len, 6);
-  EXPECT_EQ(view[2].keys[5 * kDim + 1], 5000.0f + 20 + 1);    // token 5, head 2, dim 1
-  EXPECT_EQ(view[2].values[5 * kDim + 1], 5000.5f + 20 + 1);
+  EXPECT_EQ(test::f32_rows(view[2].keys)[5 * kDim + 1], 5000.0f + 20 + 1);    // token 5, head 2, dim 1
+  EXPECT_EQ(test::f32_rows(view[2].values)[5 * kDim + 1], 5000.5f + 20 + 1);
   EXPECT_EQ(cache.positions(0, 1), (std::vector<int32_t>{0, 1, 2, 3, 4, 5}));
 }
 
@@ -63,7 +64,7 @@ TEST(KVCache, CompactKeepsOrderAndOriginalPositionsPerHead) {
   EXPECT_EQ(cache.positions(0, 1), (std::vector<int32_t>{0, 3, 4, 9}));
   const KVHeadView h = cache.view(0)[1];
   for (int r = 0; r < 4; r++)
-    EXPECT_EQ(h.keys[r * kDim], 1000.0f * cache.positions(0, 1)[r] + 10);
+    EXPECT_EQ(test::f32_rows(h.keys)[r * kDim], 1000.0f * cache.positions(0, 1)[r] + 10);
   KVStats st = cache.stats();
   EXPECT_EQ(st.lengths[0], (std::vector<int>{10, 4, 10}));
   EXPECT_EQ(st.bytes_held, size_t(2) * (10 + 4 + 10 + 10 + 10 + 0) * kDim * sizeof(float));
@@ -84,7 +85,7 @@ TEST(KVCache, CompactionReleasesStorage) {
     for (int h = 0; h < kHeads; h++) cache.compact(l, h, {0, 1, 2, 3999});
   const KVStats after = cache.stats();
   EXPECT_LT(after.bytes_allocated * 20, before) << "compaction must give the memory back";
-  EXPECT_EQ(cache.view(1)[2].keys[3 * kDim], 3999000.0f + 20);
+  EXPECT_EQ(test::f32_rows(cache.view(1)[2].keys)[3 * kDim], 3999000.0f + 20);
 }
 
 TEST(KVCache, RefusesToGrowPastTheContext) {
@@ -163,6 +164,77 @@ TEST(KVCache, RollbackUndoesPartialAppendsAndEvictions) {
   EXPECT_EQ(cache.tokens_seen(), 73);
   EXPECT_EQ(cache.positions(1, 1), (std::vector<int32_t>{0, 72}));
   EXPECT_EQ(cache.positions(0, 2).back(), 72);
+}
+
+// Storage grows ahead of need and one layer at a time: over a long decode no step grows
+// the heads of two layers, few steps grow any, and capacity stays within x1.5 (plus the
+// reserve) of what is held.
+TEST(KVCache, DecodeGrowsOneLayerPerStepAndRarely) {
+  CpuBackend b(1);
+  constexpr int kManyLayers = 6;
+  KVCache cache(b, kManyLayers, kHeads, kDim, 4096);
+  auto capacities = [&] {
+    std::vector<int> c;
+    for (int l = 0; l < kManyLayers; l++)
+      for (int h = 0; h < kHeads; h++) c.push_back(cache.capacity(l, h));
+    return c;
+  };
+  auto step = [&](int T) {
+    const int first = cache.tokens_seen();
+    for (int l = 0; l < kManyLayers; l++)
+      cache.append(l, rows(first, T, 0).data(), rows(first, T, 0.5f).data(), kHeads * kDim, first, T);
+    cache.advance(T);
+  };
+  step(128);  // a prompt that fills whole chunks: every head grows now, with room to spare
+  int growths = 0, steps_with_growth = 0;
+  for (int i = 0; i < 600; i++) {
+    const std::vector<int> before = capacities();
+    step(1);
+    const std::vector<int> after = capacities();
+    std::vector<bool> layer_grew(kManyLayers, false);
+    for (size_t j = 0; j < after.size(); j++)
+      if (after[j] != before[j]) layer_grew[j / kHeads] = true, growths++;
+    const int layers = int(std::count(layer_grew.begin(), layer_grew.end(), true));
+    ASSERT_LE(layers, 1) << "decode step " << i << " grew " << layers << " layers";
+    steps_with_growth += layers;
+    for (int l = 0; l < kManyLayers; l++)  // every head always has room for the next token
+      ASSERT_GT(cache.capacity(l, 0), cache.length(l, 0)) << "layer " << l << " step " << i;
+  }
+  // 129 -> 729 rows at x1.5 per growth is 5 growths per head (each rounded to chunks).
+  EXPECT_LE(growths, 5 * kManyLayers * kHeads);
+  EXPECT_LE(steps_with_growth, 5 * kManyLayers);
+  EXPECT_GT(steps_with_growth, 0);
+  for (int cap : capacities()) EXPECT_LE(cap, 729 * 3 / 2 + 64 + 2 * kManyLayers);
+  EXPECT_EQ(test::f32_rows(cache.view(5)[2].keys)[700 * kDim + 3], 700000.0f + 20 + 3);
+}
+
+// A half-precision cache: rows are the appended values rounded once to nearest (between
+// 4096 and 8192 f16 steps by 4 and bf16 by 32, so value 5020.5 is 5020 or 5024; between
+// 1024 and 2048 by 1 and 8, so key 2021 is 2021 or 2024), bytes are half, and a rollback
+// restores the 16-bit state exactly.
+TEST(KVCache, HalfPrecisionRowsBytesAndRollback) {
+  CpuBackend b(1);
+  for (DType dtype : {DType::F16, DType::BF16}) {
+    KVCache cache(b, kLayers, kHeads, kDim, 1000, dtype);
+    EXPECT_EQ(cache.kv_dtype(), dtype);
+    append_tokens(cache, 6);
+    const KVStats st = cache.stats();
+    EXPECT_EQ(st.bytes_held, size_t(2) * kLayers * kHeads * 6 * kDim * 2);
+    EXPECT_EQ(st.bytes_full, st.bytes_held);
+    const KVHeadView v = cache.view(1)[2];
+    EXPECT_EQ(v.dtype, dtype);
+    const std::vector<float> values = test::host_floats(v.values, dtype, size_t(6) * kDim);
+    EXPECT_EQ(values[5 * kDim + 0], dtype == DType::F16 ? 5020.0f : 5024.0f);
+    EXPECT_EQ(test::host_floats(v.keys, dtype, size_t(6) * kDim)[2 * kDim + 1],
+              dtype == DType::F16 ? 2021.0f : 2024.0f);
+
+    const test::CacheContents before = test::contents(cache);
+    cache.checkpoint();
+    append_tokens(cache, 70);
+    cache.compact(0, 1, {0, 3, 70});
+    cache.rollback();
+    EXPECT_TRUE(test::contents(cache) == before) << dtype_name(dtype);
+  }
 }
 
 }  // namespace

@@ -39,15 +39,19 @@ TEST(MemoryPlan, UntiedEmbeddingsAreReadOneRowPerToken) {
             model->weight_bytes() - table + size_t(c.dim) * sizeof(float));
 }
 
+// In every KV dtype: 2 (keys, values) x 3 layers x 2 heads x 8 dims x 4 or 2 bytes.
 TEST(MemoryPlan, KVBytesPerTokenIsWhatAFullCacheHolds) {
   CpuBackend backend(1);
   const int layers = 3, heads = 2, head_dim = 8, T = 5;
-  KVCache cache(backend, layers, heads, head_dim, 16);
-  std::vector<float> rows(size_t(T) * heads * head_dim, 1.0f);
-  for (int l = 0; l < layers; l++) cache.append(l, rows.data(), rows.data(), heads * head_dim, 0, T);
-  cache.advance(T);
-  EXPECT_EQ(cache.stats().bytes_held, T * KVCache::bytes_per_token(layers, heads, head_dim));
-  EXPECT_EQ(cache.stats().bytes_full, cache.stats().bytes_held);
+  for (auto [dtype, per_token] : {std::pair{DType::F32, 384}, {DType::F16, 192}, {DType::BF16, 192}}) {
+    KVCache cache(backend, layers, heads, head_dim, 16, dtype);
+    std::vector<float> rows(size_t(T) * heads * head_dim, 1.0f);
+    for (int l = 0; l < layers; l++) cache.append(l, rows.data(), rows.data(), heads * head_dim, 0, T);
+    cache.advance(T);
+    EXPECT_EQ(KVCache::bytes_per_token(layers, heads, head_dim, dtype), size_t(per_token));
+    EXPECT_EQ(cache.stats().bytes_held, T * size_t(per_token)) << dtype_name(dtype);
+    EXPECT_EQ(cache.stats().bytes_full, cache.stats().bytes_held);
+  }
 }
 
 TEST(MemoryPlan, LinesAreTheOwnersNumbersAndAddUp) {
@@ -57,7 +61,10 @@ TEST(MemoryPlan, LinesAreTheOwnersNumbersAndAddUp) {
   ASSERT_EQ(cpu.items.size(), 3u) << "the cpu keeps no scratch of its own";
   EXPECT_EQ(cpu.items[0].bytes, double(Weights::planned_bytes(c, DType::F32)));
   EXPECT_EQ(cpu.items[1].bytes,
-            double(ctx * KVCache::bytes_per_token(c.n_layers, c.n_kv_heads, c.head_dim)));
+            double(ctx * KVCache::bytes_per_token(c.n_layers, c.n_kv_heads, c.head_dim, DType::F16)));
+  const MemoryPlan cpu_f32 = plan_memory(c, ctx, resolve_device("cpu", "", "f32"));
+  EXPECT_EQ(cpu_f32.items[1].bytes, 2 * cpu.items[1].bytes) << "f32 rows take twice the bytes";
+  EXPECT_NE(cpu.items[1].detail.find("f16"), std::string::npos) << cpu.items[1].detail;
   EXPECT_EQ(cpu.items[2].bytes, double(Model::activation_bytes(c, ctx)));
   // x, xn, qkv (q + k + v), q, att, gate_up, its swiglu per token, plus the last token's
   // logits.

@@ -85,10 +85,10 @@ MergedPair merge_one(Backend& b, const std::vector<float>& x, const std::vector<
   const int32_t row = 0;
   Buf bx(b, x), by(b, y), angle(b, 1), dir(b, d), ma(b, 1), mb(b, 1), ra(b, d), rb(b, d);
   MergeBackend& ops = merge_ops(b);
-  ops.pair_angles(angle.ptr, bx.ptr, &row, by.ptr, &row, 1, d);
-  ops.merge_pair(dir.ptr, ma.ptr, mb.ptr, bx.ptr, &row, by.ptr, &row, 1, d, t);
-  ops.restore_rows(ra.ptr, dir.ptr, ma.ptr, 1, d);
-  ops.restore_rows(rb.ptr, dir.ptr, mb.ptr, 1, d);
+  ops.pair_angles(angle.ptr, DType::F32, bx.ptr, &row, by.ptr, &row, 1, d);
+  ops.merge_pair(dir.ptr, ma.ptr, mb.ptr, DType::F32, bx.ptr, &row, by.ptr, &row, 1, d, t);
+  ops.restore_rows(ra.ptr, DType::F32, dir.ptr, ma.ptr, 1, d);
+  ops.restore_rows(rb.ptr, DType::F32, dir.ptr, mb.ptr, 1, d);
   return {angle.host()[0], dir.host(), ra.host(), rb.host(), ma.host()[0], mb.host()[0]};
 }
 
@@ -147,7 +147,8 @@ TEST(MiniCacheToy, ThreeRetainedRestoresExactly) {
   for (int layer : {0, 1}) {
     const KVHeadView v = cache.view(layer)[0];
     ASSERT_EQ(v.len, 2);
-    std::vector<float> keys(v.keys, v.keys + 6), values(v.values, v.values + 6);
+    std::vector<float> keys(test::f32_rows(v.keys), test::f32_rows(v.keys) + 6),
+        values(test::f32_rows(v.values), test::f32_rows(v.values) + 6);
     for (int c = 0; c < 2; c++)
       EXPECT_NEAR(keys[c], (std::vector<double>{0.686757, 0.726887})[c], k6);
     EXPECT_EQ(keys[2], 0.0f);
@@ -176,10 +177,10 @@ TEST_P(MiniCacheOps, GatheredPairsMatchTheReference) {
     Buf ba(b, a), bc(b, c), angle(b, n), dir(b, size_t(n) * d), ma(b, n), mc(b, n),
         out(b, size_t(n) * d);
     MergeBackend& ops = merge_ops(b);
-    ops.pair_angles(angle.ptr, ba.ptr, a_rows.data(), bc.ptr, c_rows.data(), n, d);
+    ops.pair_angles(angle.ptr, DType::F32, ba.ptr, a_rows.data(), bc.ptr, c_rows.data(), n, d);
     for (float t : {0.0f, 0.3f, 0.6f, 1.0f}) {
-      ops.merge_pair(dir.ptr, ma.ptr, mc.ptr, ba.ptr, a_rows.data(), bc.ptr, c_rows.data(), n, d, t);
-      ops.restore_rows(out.ptr, dir.ptr, mc.ptr, n, d);
+      ops.merge_pair(dir.ptr, ma.ptr, mc.ptr, DType::F32, ba.ptr, a_rows.data(), bc.ptr, c_rows.data(), n, d, t);
+      ops.restore_rows(out.ptr, DType::F32, dir.ptr, mc.ptr, n, d);
       auto angles = angle.host(), dirs = dir.host(), mags_a = ma.host(), mags_c = mc.host(),
            restored = out.host();
       for (int i = 0; i < n; i++) {
@@ -308,8 +309,8 @@ void expect_restored(const Filled& f, int layer, double t) {
     ASSERT_EQ(view[h].len, int(positions.size()));
     for (int slot = 0; slot < view[h].len; slot++) {
       const int p = positions[slot];
-      const float* keys = view[h].keys + size_t(slot) * kDim;
-      const float* values = view[h].values + size_t(slot) * kDim;
+      const float* keys = test::f32_rows(view[h].keys) + size_t(slot) * kDim;
+      const float* values = test::f32_rows(view[h].values) + size_t(slot) * kDim;
       if (slot < f.cache.shared_length(layer, h)) {
         auto k = ref_restore(f.key(2, p, h), f.key(3, p, h), kDim, t, layer - 2);
         auto v = ref_restore(f.value(2, p, h), f.value(3, p, h), kDim, t, layer - 2);
@@ -358,7 +359,7 @@ TEST(MiniCacheCache, MergeRestoresRetainsAndFreesExactBytes) {
   // Plain layers stay zero-copy and untouched.
   const KVHeadView plain = f.cache.view(0)[1];
   EXPECT_EQ(plain.keys, f.cache.view(0)[1].keys);
-  for (int c = 0; c < kDim; c++) EXPECT_EQ(plain.keys[5 * kDim + c], f.key(0, 5, 1)[c]);
+  for (int c = 0; c < kDim; c++) EXPECT_EQ(test::f32_rows(plain.keys)[5 * kDim + c], f.key(0, 5, 1)[c]);
 
   // Held: per head, the pair gave up one layer's merged rows (K and V) and gained four
   // magnitudes (K and V, two layers) per merged token.
@@ -571,7 +572,7 @@ TEST(MiniCacheStrategy, ZeroStatesStayUnmergedAndMergeEveryZeroNeverMergesDecode
   EXPECT_EQ(cache.shared_length(2, 0), 5);
   EXPECT_EQ(cache.shared_length(2, 1), 4);
   EXPECT_EQ(cache.positions(3, 1), (std::vector<int32_t>{0, 1, 3, 4, 2}));
-  EXPECT_EQ(cache.view(3)[1].values[4 * kDim], 0.0f);  // a row: restored exactly
+  EXPECT_EQ(test::f32_rows(cache.view(3)[1].values)[4 * kDim], 0.0f);  // a row: restored exactly
 
   for (int step = 0; step < 5; step++) {  // merge_every = 0: decoded tokens stay rows
     for (int l = 0; l < kLayers; l++) cache.append(l, lo.ptr, lo.ptr, kHeads * kDim, 5 + step, 1);

@@ -89,6 +89,41 @@ TEST(Golden, GreedyTokensMatchReference) {
   }
 }
 
+// An f16 KV cache (the default) decodes the golden prompts to the same greedy tokens as
+// an f32 one. Rounding the stored keys and values moves the logits a little (printed);
+// a token may differ only where the f32 run's best two logits are within that much.
+TEST(Golden, HalfPrecisionKVKeepsTheGreedyTokens) {
+  KVLM_REQUIRE_MODEL();
+  auto& m = default_model();
+  const nlohmann::json g = golden();
+  float worst = 0;
+  for (const auto& c : g["cases"]) {
+    const size_t steps = c["greedy"].size();
+    auto f32 = m.model->make_cache(m.file.config().context_length, DType::F32);
+    auto f16 = m.model->make_cache(m.file.config().context_length, DType::F16);
+    const std::vector<int32_t> ids = c["ids"].get<std::vector<int32_t>>();
+    std::vector<float> a = m.model->forward(ids, *f32), b = m.model->forward(ids, *f16);
+    size_t step = 0;
+    for (; step < steps; step++) {
+      for (size_t i = 0; i < a.size(); i++) worst = std::max(worst, std::fabs(a[i] - b[i]));
+      const int32_t next = argmax(a);
+      if (argmax(b) != next) {
+        std::vector<float> sorted = a;
+        std::nth_element(sorted.begin(), sorted.begin() + 1, sorted.end(), std::greater<float>());
+        const float margin = sorted[0] - sorted[1];
+        EXPECT_LT(margin, 2 * worst) << c["prompt"] << ": step " << step << " f16 chose "
+                                     << argmax(b) << ", f32 " << next << " by " << margin;
+        break;
+      }
+      a = m.model->forward({next}, *f32);
+      b = m.model->forward({next}, *f16);
+    }
+    std::printf("%zu/%zu greedy tokens equal f16 vs f32 KV: %s\n", step, steps,
+                c["prompt"].get<std::string>().substr(0, 40).c_str());
+  }
+  std::printf("largest |logit f16 KV - logit f32 KV|: %.2e\n", worst);
+}
+
 // Decoding token by token must compute the same function as one prefill.
 TEST(Forward, IncrementalDecodeEqualsPrefill) {
   KVLM_REQUIRE_MODEL();

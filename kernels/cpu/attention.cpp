@@ -8,6 +8,8 @@
 // its partial output is rescaled when a larger score appears, so the T x len score matrix
 // is never stored. A key block is transposed once so that scores are computed with keys
 // in the vector lanes (broadcast q[d] times a row of K^T), needing no horizontal sums.
+// Rows stored in 16 bits are widened to float32 as they are read (simd::load), once per
+// task: the block's keys on their way into K^T, each value row inside the P.V update.
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -24,11 +26,20 @@ using simd::Vec;
 constexpr int kQueryBlock = 16;
 constexpr int kKeyBlock = 64;  // a multiple of kLanes
 
-// out += a * x over n floats.
-inline void axpy(float* out, float a, const float* x, int n) {
+// out += a * x over n values.
+template <class K>
+inline void axpy(float* out, float a, const K* x, int n) {
   int i = 0;
   for (; i + kLanes <= n; i += kLanes) simd::store(out + i, simd::load(out + i) + a * simd::load(x + i));
-  for (; i < n; i++) out[i] += a * x[i];
+  for (; i < n; i++) out[i] += a * simd::to_float(x[i]);
+}
+
+// out = x, widened to float32.
+template <class K>
+inline void widen(float* out, const K* x, int n) {
+  int i = 0;
+  for (; i + kLanes <= n; i += kLanes) simd::store(out + i, simd::load(x + i));
+  for (; i < n; i++) out[i] = simd::to_float(x[i]);
 }
 
 // Per-thread state for one task: the query rows of a GQA group x token block.
@@ -36,29 +47,33 @@ struct QueryBlock {
   QueryBlock(int group, int head_dim)
       : q(size_t(group) * kQueryBlock * head_dim), visible(size_t(group) * kQueryBlock),
         acc(q.size()), max(visible.size()), sum(visible.size()),
-        k_t(size_t(head_dim) * kKeyBlock), p(kKeyBlock) {}
+        k_t(size_t(head_dim) * kKeyBlock), key(head_dim), p(kKeyBlock) {}
   int rows = 0;
   std::vector<float> q;       // [rows][head_dim], pre-scaled by 1/sqrt(head_dim)
   std::vector<int> visible;   // [rows] keys each row may see
   std::vector<float> acc;     // [rows][head_dim] unnormalised output
   std::vector<float> max, sum;
-  std::vector<float> k_t, p;  // a key block transposed, and its scores
+  std::vector<float> k_t, key, p;  // a key block transposed, one key widened, the scores
 };
 
+template <class K>
 void attend_block(QueryBlock& b, const KVHeadView& cache, int head_dim) {
+  const K* keys = static_cast<const K*>(cache.keys);
+  const K* values = static_cast<const K*>(cache.values);
   std::vector<float>& k_t = b.k_t;
   std::vector<float>& p = b.p;
   std::fill(b.acc.begin(), b.acc.begin() + size_t(b.rows) * head_dim, 0.0f);
   std::fill(b.max.begin(), b.max.begin() + b.rows, -INFINITY);
   std::fill(b.sum.begin(), b.sum.begin() + b.rows, 0.0f);
-  const int keys = *std::max_element(b.visible.begin(), b.visible.begin() + b.rows);
+  const int n_keys = *std::max_element(b.visible.begin(), b.visible.begin() + b.rows);
 
-  for (int j0 = 0; j0 < keys; j0 += kKeyBlock) {
-    const int n_block = std::min(kKeyBlock, keys - j0);
+  for (int j0 = 0; j0 < n_keys; j0 += kKeyBlock) {
+    const int n_block = std::min(kKeyBlock, n_keys - j0);
     // K^T of this block: k_t[d][j], zero beyond the block's end.
-    for (int j = 0; j < kKeyBlock; j++)
-      for (int d = 0; d < head_dim; d++)
-        k_t[size_t(d) * kKeyBlock + j] = j < n_block ? cache.keys[size_t(j0 + j) * head_dim + d] : 0.0f;
+    for (int j = 0; j < kKeyBlock; j++) {
+      if (j < n_block) widen(b.key.data(), keys + size_t(j0 + j) * head_dim, head_dim);
+      for (int d = 0; d < head_dim; d++) k_t[size_t(d) * kKeyBlock + j] = j < n_block ? b.key[d] : 0.0f;
+    }
 
     for (int r = 0; r < b.rows; r++) {
       const int n = std::min(n_block, b.visible[r] - j0);  // keys this row sees here
@@ -82,7 +97,7 @@ void attend_block(QueryBlock& b, const KVHeadView& cache, int head_dim) {
 
       float* acc = &b.acc[size_t(r) * head_dim];
       for (int d = 0; d < head_dim; d++) acc[d] *= rescale;
-      for (int j = 0; j < n; j++) axpy(acc, p[j], cache.values + size_t(j0 + j) * head_dim, head_dim);
+      for (int j = 0; j < n; j++) axpy(acc, p[j], values + size_t(j0 + j) * head_dim, head_dim);
     }
   }
 }
@@ -91,6 +106,7 @@ void attend_block(QueryBlock& b, const KVHeadView& cache, int head_dim) {
 
 void CpuBackend::attention(float* out, const float* q, const std::vector<KVHeadView>& kv, int T,
                            int n_heads, int head_dim) {
+  check_kv_view("attention", kv, n_heads, head_dim);
   const int n_kv = int(kv.size()), group = n_heads / n_kv;
   const int n_blocks = (T + kQueryBlock - 1) / kQueryBlock;
   const float scale = 1.0f / std::sqrt(float(head_dim));
@@ -112,12 +128,14 @@ void CpuBackend::attention(float* out, const float* q, const std::vector<KVHeadV
         for (int d = 0; d < head_dim; d++) b.q[size_t(r) * head_dim + d] = src[d] * scale;
         b.visible[r] = cache.len - T + t0 + t + 1;  // the new tokens are the last T rows
       }
-    attend_block(b, cache, head_dim);
+    simd::with_storage_type(cache.dtype, [&](auto type) { attend_block<decltype(type)>(b, cache, head_dim); });
     for (int g = 0; g < group; g++)
       for (int t = 0; t < nt; t++) {
         const int r = g * nt + t;
         float* dst = out + (size_t(t0 + t) * n_heads + h * group + g) * head_dim;
-        for (int d = 0; d < head_dim; d++) dst[d] = b.acc[size_t(r) * head_dim + d] / b.sum[r];
+        // A row that saw no keys (an empty head) has sum 0 and acc 0: its output is 0.
+        const float sum = b.sum[r];
+        for (int d = 0; d < head_dim; d++) dst[d] = sum > 0 ? b.acc[size_t(r) * head_dim + d] / sum : 0.0f;
       }
   });
 }

@@ -38,15 +38,19 @@ class CpuBackend final : public Backend, public MergeBackend {
   void attention_scores(float* out, int stride, const float* q, const std::vector<KVHeadView>& kv,
                         int T, int first_row, int n_rows, int n_heads, int head_dim,
                         bool average) override;
-  void key_norms(float* out, const float* keys, int len, int head_dim) override;
-  void pair_angles(float* out, const float* a, const int32_t* a_rows, const float* b,
+  void key_norms(float* out, const KVHeadView& head, int head_dim) override;
+  void pair_angles(float* out, DType dtype, const void* a, const int32_t* a_rows, const void* b,
                    const int32_t* b_rows, int n, int head_dim) override;
-  void merge_pair(float* dir, float* mag_a, float* mag_b, const float* a, const int32_t* a_rows,
-                  const float* b, const int32_t* b_rows, int n, int head_dim, float t) override;
-  void restore_rows(float* out, const float* dir, const float* mag, int n, int head_dim) override;
-  void copy_rows(float* dst, int dst_stride, const float* src, int src_stride, int rows,
-                 int cols) override;
-  void compact_rows(float* buf, const int32_t* keep, int n, int cols) override;
+  void merge_pair(void* dir, float* mag_a, float* mag_b, DType dtype, const void* a,
+                  const int32_t* a_rows, const void* b, const int32_t* b_rows, int n, int head_dim,
+                  float t) override;
+  void restore_rows(void* out, DType dtype, const void* dir, const float* mag, int n,
+                    int head_dim) override;
+  void append_kv(const std::vector<KVAppendTarget>& dst, DType dtype, const float* keys,
+                 const float* values, int row_stride, int head_dim, int T) override;
+  void copy_rows(void* dst, size_t dst_stride, const void* src, size_t src_stride, int rows,
+                 size_t row_bytes) override;
+  void compact_rows(void* buf, const int32_t* keep, int n, size_t row_bytes) override;
   double read_bandwidth(size_t bytes) override;
 
  private:

@@ -1,10 +1,13 @@
 // Cross-layer merging (MiniCache): angles between a token's states in two layers, the
 // split of a pair into one shared direction plus two magnitudes, and the restore.
-// One token per loop iteration: every token is independent of the others.
+// One token per loop iteration: every token is independent of the others. Rows are read
+// in the cache's dtype and widened; a direction is built in float32, then rounded once.
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "kernels/cpu/cpu_backend.h"
+#include "kernels/cpu/simd.h"
 
 namespace kvlm {
 
@@ -21,13 +24,17 @@ struct PairDots {
   float norm_a, norm_b, dot;
 };
 
-PairDots pair_dots(const float* x, const float* y, int d) {
+using simd::to_float;
+
+template <class K>
+PairDots pair_dots(const K* x, const K* y, int d) {
   float xx = 0, yy = 0, xy = 0;
 #pragma omp simd reduction(+ : xx, yy, xy)
   for (int c = 0; c < d; c++) {
-    xx += x[c] * x[c];
-    yy += y[c] * y[c];
-    xy += x[c] * y[c];
+    const float xc = to_float(x[c]), yc = to_float(y[c]);
+    xx += xc * xc;
+    yy += yc * yc;
+    xy += xc * yc;
   }
   return {std::sqrt(xx), std::sqrt(yy), xy};
 }
@@ -37,20 +44,22 @@ float angle(const PairDots& p) {
 }
 
 // e = wx * x + wy * y
-void combine(float* e, float wx, const float* x, float wy, const float* y, int d) {
+template <class K>
+void combine(float* e, float wx, const K* x, float wy, const K* y, int d) {
 #pragma omp simd
-  for (int c = 0; c < d; c++) e[c] = wx * x[c] + wy * y[c];
+  for (int c = 0; c < d; c++) e[c] = wx * to_float(x[c]) + wy * to_float(y[c]);
 }
 
 // e = w * x (e may be x)
-void scale(float* e, float w, const float* x, int d) {
+template <class K>
+void scale(float* e, float w, const K* x, int d) {
 #pragma omp simd
-  for (int c = 0; c < d; c++) e[c] = w * x[c];
+  for (int c = 0; c < d; c++) e[c] = w * to_float(x[c]);
 }
 
 // The shared unit direction of one pair of non-zero rows.
-void slerp_direction(float* e, const float* x, const float* y, const PairDots& p, int d,
-                     float t) {
+template <class K>
+void slerp_direction(float* e, const K* x, const K* y, const PairDots& p, int d, float t) {
   const float omega = angle(p);
   const float s = std::sin(omega);
   if (s >= kMinSin) {
@@ -70,46 +79,57 @@ void slerp_direction(float* e, const float* x, const float* y, const PairDots& p
 
 }  // namespace
 
-void CpuBackend::pair_angles(float* out, const float* a, const int32_t* a_rows, const float* b,
-                             const int32_t* b_rows, int n, int head_dim) {
-  pool_.parallel_for(n, kRowsPerTask, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; i++) {
-      const PairDots p = pair_dots(a + size_t(a_rows[i]) * head_dim,
-                                   b + size_t(b_rows[i]) * head_dim, head_dim);
-      out[i] = p.norm_a == 0 || p.norm_b == 0 ? -1.0f : angle(p);
-    }
+void CpuBackend::pair_angles(float* out, DType dtype, const void* a, const int32_t* a_rows,
+                             const void* b, const int32_t* b_rows, int n, int head_dim) {
+  simd::with_storage_type(dtype, [&](auto type) {
+    using K = decltype(type);
+    pool_.parallel_for(n, kRowsPerTask, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; i++) {
+        const PairDots p = pair_dots(static_cast<const K*>(a) + size_t(a_rows[i]) * head_dim,
+                                     static_cast<const K*>(b) + size_t(b_rows[i]) * head_dim,
+                                     head_dim);
+        out[i] = p.norm_a == 0 || p.norm_b == 0 ? -1.0f : angle(p);
+      }
+    });
   });
 }
 
-void CpuBackend::merge_pair(float* dir, float* mag_a, float* mag_b, const float* a,
-                            const int32_t* a_rows, const float* b, const int32_t* b_rows, int n,
+void CpuBackend::merge_pair(void* dir, float* mag_a, float* mag_b, DType dtype, const void* a,
+                            const int32_t* a_rows, const void* b, const int32_t* b_rows, int n,
                             int head_dim, float t) {
-  pool_.parallel_for(n, kRowsPerTask, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; i++) {
-      const float* x = a + size_t(a_rows[i]) * head_dim;
-      const float* y = b + size_t(b_rows[i]) * head_dim;
-      float* e = dir + size_t(i) * head_dim;
-      const PairDots p = pair_dots(x, y, head_dim);
-      mag_a[i] = p.norm_a;
-      mag_b[i] = p.norm_b;
-      if (p.norm_a > 0 && p.norm_b > 0) slerp_direction(e, x, y, p, head_dim, t);
-      else if (p.norm_a > 0) scale(e, 1 / p.norm_a, x, head_dim);
-      else if (p.norm_b > 0) scale(e, 1 / p.norm_b, y, head_dim);
-      else std::fill(e, e + head_dim, 0.0f);
-    }
+  simd::with_storage_type(dtype, [&](auto type) {
+    using K = decltype(type);
+    pool_.parallel_for(n, kRowsPerTask, [&](int64_t begin, int64_t end) {
+      std::vector<float> e(head_dim);
+      for (int64_t i = begin; i < end; i++) {
+        const K* x = static_cast<const K*>(a) + size_t(a_rows[i]) * head_dim;
+        const K* y = static_cast<const K*>(b) + size_t(b_rows[i]) * head_dim;
+        const PairDots p = pair_dots(x, y, head_dim);
+        mag_a[i] = p.norm_a;
+        mag_b[i] = p.norm_b;
+        if (p.norm_a > 0 && p.norm_b > 0) slerp_direction(e.data(), x, y, p, head_dim, t);
+        else if (p.norm_a > 0) scale(e.data(), 1 / p.norm_a, x, head_dim);
+        else if (p.norm_b > 0) scale(e.data(), 1 / p.norm_b, y, head_dim);
+        else std::fill(e.begin(), e.end(), 0.0f);
+        K* out = static_cast<K*>(dir) + size_t(i) * head_dim;
+        for (int c = 0; c < head_dim; c++) out[c] = simd::from_float<K>(e[c]);
+      }
+    });
   });
 }
 
-void CpuBackend::restore_rows(float* out, const float* dir, const float* mag, int n,
+void CpuBackend::restore_rows(void* out, DType dtype, const void* dir, const float* mag, int n,
                               int head_dim) {
-  pool_.parallel_for(n, 65536 / head_dim, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; i++) {
-      const float m = mag[i];
-      const float* e = dir + size_t(i) * head_dim;
-      float* o = out + size_t(i) * head_dim;
-#pragma omp simd
-      for (int c = 0; c < head_dim; c++) o[c] = e[c] * m;
-    }
+  simd::with_storage_type(dtype, [&](auto type) {
+    using K = decltype(type);
+    pool_.parallel_for(n, 65536 / head_dim, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; i++) {
+        const float m = mag[i];
+        const K* e = static_cast<const K*>(dir) + size_t(i) * head_dim;
+        K* o = static_cast<K*>(out) + size_t(i) * head_dim;
+        for (int c = 0; c < head_dim; c++) o[c] = simd::from_float<K>(to_float(e[c]) * m);
+      }
+    });
   });
 }
 

@@ -1,9 +1,23 @@
 // A portable 16-float vector (GCC vector extension): one AVX-512 register, two AVX2 ones,
 // four SSE ones; the compiler picks the instructions for the build's -march.
+//
+// KV rows may be stored in 16-bit types (backend.h: DType); load() widens 16 of them to a
+// Vec (F16C's vcvtph2ps for half, a 16-bit shift for bfloat16) and to_float/from_float
+// convert one value, so kernels are written once as templates over the storage type.
 #pragma once
+#include <immintrin.h>
+
+#include <cstdint>
 #include <cstring>
 
+#include "backend.h"
+
 namespace kvlm::simd {
+
+// bfloat16: the upper half of a float32's bits.
+struct BFloat16 {
+  uint16_t bits;
+};
 
 constexpr int kLanes = 16;
 using Vec = float __attribute__((vector_size(kLanes * sizeof(float))));
@@ -12,6 +26,69 @@ inline Vec load(const float* p) {  // unaligned
   Vec v;
   std::memcpy(&v, p, sizeof(v));
   return v;
+}
+
+#if defined(__F16C__)
+inline Vec load(const _Float16* p) {
+  const __m256 lo = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  const __m256 hi = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 8)));
+  Vec v;
+  std::memcpy(&v, &lo, sizeof(lo));
+  std::memcpy(reinterpret_cast<char*>(&v) + sizeof(lo), &hi, sizeof(hi));
+  return v;
+}
+#else
+inline Vec load(const _Float16* p) {
+  using HalfVec = _Float16 __attribute__((vector_size(kLanes * sizeof(_Float16))));
+  HalfVec h;
+  std::memcpy(&h, p, sizeof(h));
+  return __builtin_convertvector(h, Vec);
+}
+#endif
+
+inline Vec load(const BFloat16* p) {
+  using HalfBits = uint16_t __attribute__((vector_size(kLanes * sizeof(uint16_t))));
+  using Bits = uint32_t __attribute__((vector_size(kLanes * sizeof(uint32_t))));
+  HalfBits h;
+  std::memcpy(&h, p, sizeof(h));
+  const Bits bits = __builtin_convertvector(h, Bits) << 16;
+  Vec v;
+  std::memcpy(&v, &bits, sizeof(v));
+  return v;
+}
+
+inline float to_float(float x) { return x; }
+inline float to_float(_Float16 x) { return float(x); }
+inline float to_float(BFloat16 x) {
+  const uint32_t bits = uint32_t(x.bits) << 16;
+  float f;
+  std::memcpy(&f, &bits, sizeof(f));
+  return f;
+}
+
+// Rounds to nearest, ties to even (as the CUDA backend's __float2half_rn/__float2bfloat16_rn).
+template <class T>
+inline T from_float(float x);
+template <>
+inline float from_float<float>(float x) { return x; }
+template <>
+inline _Float16 from_float<_Float16>(float x) { return _Float16(x); }
+template <>
+inline BFloat16 from_float<BFloat16>(float x) {
+  uint32_t bits;
+  std::memcpy(&bits, &x, sizeof(bits));
+  if ((bits & 0x7fffffffu) > 0x7f800000u) return {uint16_t((bits >> 16) | 0x40)};  // NaN stays NaN
+  return {uint16_t((bits + 0x7fffu + ((bits >> 16) & 1)) >> 16)};
+}
+
+// Calls f(T{}) with T the C++ type that stores `dtype`.
+template <class F>
+void with_storage_type(DType dtype, F&& f) {
+  switch (dtype) {
+    case DType::F32: f(float{}); break;
+    case DType::F16: f(_Float16{}); break;
+    case DType::BF16: f(BFloat16{}); break;
+  }
 }
 
 inline float horizontal_sum(const Vec& v) {

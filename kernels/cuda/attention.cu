@@ -17,7 +17,9 @@
 // chunks of each head. Ragged lengths need no padding: chunks past a head's end exit.
 //
 // Scores are kept in log2 units (q pre-scaled by log2(e) / sqrt(head_dim)) so that every
-// exponential is an exp2f.
+// exponential is an exp2f. Both kernels are templates over the KV rows' storage type K,
+// widened to float32 as they are read (staged tiles and registers hold float32). A query
+// row that sees no keys ends with a zero sum and writes 0.
 #include <algorithm>
 #include <cmath>
 
@@ -41,7 +43,7 @@ size_t prefill_shared_bytes(int head_dim) {
           size_t(kRows) * (kKeys + 1));
 }
 
-template <int kMaxDim>  // head_dim <= kMaxDim
+template <int kMaxDim, class K>  // head_dim <= kMaxDim
 __global__ void __launch_bounds__(kPrefillThreads)
     prefill_attention_kernel(float* out, const float* q, const KVHeadView* kv, int T, int n_heads,
                              int group, int head_dim, float score_scale) {
@@ -55,6 +57,8 @@ __global__ void __launch_bounds__(kPrefillThreads)
   const int head = blockIdx.y;
   const int t0 = (gridDim.x - 1 - blockIdx.x) * kRows;  // later rows see more keys: go first
   const KVHeadView cache = kv[head / group];
+  const K* keys = static_cast<const K*>(cache.keys);
+  const K* values = static_cast<const K*>(cache.values);
   const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
   constexpr int kCols = kMaxDim / 16;
 
@@ -83,8 +87,8 @@ __global__ void __launch_bounds__(kPrefillThreads)
     for (int idx = threadIdx.x; idx < kKeys * head_dim; idx += kPrefillThreads) {
       const int j = idx / head_dim, d = idx % head_dim, key = k0 + j;
       const bool live = key < key_end;
-      sk[j * padded + d] = live ? cache.keys[size_t(key) * head_dim + d] : 0.0f;
-      sv[j * head_dim + d] = live ? cache.values[size_t(key) * head_dim + d] : 0.0f;
+      sk[j * padded + d] = live ? to_float(keys[size_t(key) * head_dim + d]) : 0.0f;
+      sv[j * head_dim + d] = live ? to_float(values[size_t(key) * head_dim + d]) : 0.0f;
     }
     __syncthreads();
 
@@ -157,7 +161,7 @@ __global__ void __launch_bounds__(kPrefillThreads)
 #pragma unroll
     for (int c = 0; c < kCols; c++) {
       const int col = tx + 16 * c;
-      if (col < head_dim) dst[col] = acc[i][c] / row_sum[i];
+      if (col < head_dim) dst[col] = row_sum[i] > 0 ? acc[i][c] / row_sum[i] : 0.0f;
     }
   }
 }
@@ -174,7 +178,7 @@ constexpr int kMinChunk = 64;
 // query heads g0 .. g0 + n_g - 1 of its group. Writes, per query head h and split s,
 // partial_out[h][s][:] = sum_j exp2(score_j - m) v_j, partial_max[h][s] = m and
 // partial_sum[h][s] = sum_j exp2(score_j - m).
-template <int kMaxDim>
+template <int kMaxDim, class K>
 __global__ void __launch_bounds__(kDecodeThreads)
     decode_attention_kernel(float* partial_out, float* partial_max, float* partial_sum,
                             const float* q, const KVHeadView* kv, int group, int head_dim,
@@ -188,6 +192,8 @@ __global__ void __launch_bounds__(kDecodeThreads)
   const int split = blockIdx.x, kv_head = blockIdx.y, g0 = blockIdx.z * kGroupChunk;
   const int n_g = min(kGroupChunk, group - g0);
   const KVHeadView cache = kv[kv_head];
+  const K* keys = static_cast<const K*>(cache.keys);
+  const K* values = static_cast<const K*>(cache.values);
   const int k0 = split * chunk, k1 = min(cache.len, k0 + chunk);
   if (k0 >= k1) return;  // past this head's end (the merge kernel knows)
   const int n = k1 - k0;
@@ -202,12 +208,12 @@ __global__ void __launch_bounds__(kDecodeThreads)
 
   // Scores: a warp per key, lanes across head_dim (coalesced), one key row for all heads.
   for (int j = warp; j < n; j += kDecodeWarps) {
-    const float* key = cache.keys + size_t(k0 + j) * head_dim;
+    const K* key = keys + size_t(k0 + j) * head_dim;
     float k[kPerLane];
 #pragma unroll
     for (int i = 0; i < kPerLane; i++) {
       const int d = lane + 32 * i;
-      k[i] = d < head_dim ? key[d] : 0.0f;
+      k[i] = d < head_dim ? to_float(key[d]) : 0.0f;
     }
 #pragma unroll
     for (int g = 0; g < kGroupChunk; g++) {
@@ -244,12 +250,12 @@ __global__ void __launch_bounds__(kDecodeThreads)
   float acc[kGroupChunk][kColsPerThread] = {};
 #pragma unroll 4
   for (int j = 0; j < n; j++) {
-    const float* value = cache.values + size_t(k0 + j) * head_dim;
+    const K* value = values + size_t(k0 + j) * head_dim;
 #pragma unroll
     for (int c = 0; c < kColsPerThread; c++) {
       const int d = threadIdx.x + kDecodeThreads * c;
       if (d >= head_dim) continue;
-      const float v = value[d];
+      const float v = to_float(value[d]);
 #pragma unroll
       for (int g = 0; g < kGroupChunk; g++)
         if (g < n_g) acc[g][c] += sp[g][j] * v;
@@ -299,6 +305,7 @@ void with_max_dim(int head_dim, F&& f) {
 
 void CudaBackend::attention(float* out, const float* q, const std::vector<KVHeadView>& kv, int T,
                             int n_heads, int head_dim) {
+  check_kv_view("attention", kv, n_heads, head_dim);
   if (head_dim > kMaxHeadDim)
     throw std::runtime_error("cuda: attention: head dim " + std::to_string(head_dim) +
                              " is larger than the CUDA kernels support (" +
@@ -308,28 +315,31 @@ void CudaBackend::attention(float* out, const float* q, const std::vector<KVHead
   long long total_len = 0;
   for (const KVHeadView& h : kv) max_len = std::max(max_len, h.len), total_len += h.len;
   const KVHeadView* device_kv = stage(kv.data(), kv.size());
-  if (T == 1) decode_attention(out, q, device_kv, int(kv.size()), max_len, total_len, n_heads, head_dim);
-  else prefill_attention(out, q, device_kv, int(kv.size()), T, n_heads, head_dim);
+  const DType dtype = kv[0].dtype;
+  if (T == 1) decode_attention(out, q, device_kv, dtype, int(kv.size()), max_len, total_len, n_heads, head_dim);
+  else prefill_attention(out, q, device_kv, dtype, int(kv.size()), T, n_heads, head_dim);
 }
 
-void CudaBackend::prefill_attention(float* out, const float* q, const KVHeadView* kv, int n_kv,
-                                    int T, int n_heads, int head_dim) {
+void CudaBackend::prefill_attention(float* out, const float* q, const KVHeadView* kv, DType dtype,
+                                    int n_kv, int T, int n_heads, int head_dim) {
   const size_t shared_bytes = prefill_shared_bytes(head_dim);
   const dim3 grid((T + kRows - 1) / kRows, n_heads);
   const float score_scale = kLog2e / std::sqrt(float(head_dim));
   with_max_dim(head_dim, [&](auto max_dim) {
-    auto kernel = prefill_attention_kernel<decltype(max_dim)::value>;
-    cuda_check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                    int(shared_bytes)),
-               "attention (shared memory limit)");
-    kernel<<<grid, kPrefillThreads, shared_bytes, stream_>>>(out, q, kv, T, n_heads,
-                                                             n_heads / n_kv, head_dim, score_scale);
+    with_storage_type(dtype, [&](auto tag) {
+      auto kernel = prefill_attention_kernel<decltype(max_dim)::value, typename decltype(tag)::type>;
+      cuda_check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                      int(shared_bytes)),
+                 "attention (shared memory limit)");
+      kernel<<<grid, kPrefillThreads, shared_bytes, stream_>>>(out, q, kv, T, n_heads,
+                                                               n_heads / n_kv, head_dim, score_scale);
+    });
   });
   launched("attention (prefill)");
 }
 
-void CudaBackend::decode_attention(float* out, const float* q, const KVHeadView* kv, int n_kv,
-                                   int max_len, long long total_len, int n_heads,
+void CudaBackend::decode_attention(float* out, const float* q, const KVHeadView* kv, DType dtype,
+                                   int n_kv, int max_len, long long total_len, int n_heads,
                                    int head_dim) {
   const int group = n_heads / n_kv;
   const int group_chunks = (group + kGroupChunk - 1) / kGroupChunk;
@@ -347,9 +357,12 @@ void CudaBackend::decode_attention(float* out, const float* q, const KVHeadView*
   if (max_splits > 0) {
     const dim3 grid(max_splits, n_kv, group_chunks);
     with_max_dim(head_dim, [&](auto max_dim) {
-      decode_attention_kernel<decltype(max_dim)::value><<<grid, kDecodeThreads, 0, stream_>>>(
-          partial_out, partial_max, partial_sum, q, kv, group, head_dim, score_scale, int(chunk),
-          max_splits);
+      with_storage_type(dtype, [&](auto tag) {
+        decode_attention_kernel<decltype(max_dim)::value, typename decltype(tag)::type>
+            <<<grid, kDecodeThreads, 0, stream_>>>(partial_out, partial_max, partial_sum, q, kv,
+                                                   group, head_dim, score_scale, int(chunk),
+                                                   max_splits);
+      });
     });
     launched("attention (decode)");
   }

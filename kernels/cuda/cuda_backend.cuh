@@ -1,10 +1,9 @@
 // CudaBackend: the Backend ops as CUDA kernels, one file per op family beside its CPU twin.
 //
 // Everything runs in order on one stream, so a buffer freed or reused by a later op is
-// never touched by an earlier one still running. Activations, norm weights and the KV
-// cache are float32 device buffers (the Backend contract: float* with row arithmetic);
-// weight matrices are float16 or bfloat16 (or float32 for parity tests), read with float32
-// accumulation. Every CUDA and cuBLAS call is checked: a failure throws std::runtime_error
+// never touched by an earlier one still running. Activations and norm weights are float32
+// device buffers (the Backend contract: float* with row arithmetic); weight matrices and
+// KV cache rows are float16 or bfloat16 (or float32), read with float32 accumulation. Every CUDA and cuBLAS call is checked: a failure throws std::runtime_error
 // naming the op and CUDA's message. With KVLM_CUDA_SYNC=1 in the environment each kernel
 // is waited for, so an asynchronous fault is reported by the op that caused it.
 #pragma once
@@ -54,15 +53,19 @@ class CudaBackend final : public Backend, public MergeBackend {
   void attention_scores(float* out, int stride, const float* q, const std::vector<KVHeadView>& kv,
                         int T, int first_row, int n_rows, int n_heads, int head_dim,
                         bool average) override;
-  void key_norms(float* out, const float* keys, int len, int head_dim) override;
-  void pair_angles(float* out, const float* a, const int32_t* a_rows, const float* b,
+  void key_norms(float* out, const KVHeadView& head, int head_dim) override;
+  void pair_angles(float* out, DType dtype, const void* a, const int32_t* a_rows, const void* b,
                    const int32_t* b_rows, int n, int head_dim) override;
-  void merge_pair(float* dir, float* mag_a, float* mag_b, const float* a, const int32_t* a_rows,
-                  const float* b, const int32_t* b_rows, int n, int head_dim, float t) override;
-  void restore_rows(float* out, const float* dir, const float* mag, int n, int head_dim) override;
-  void copy_rows(float* dst, int dst_stride, const float* src, int src_stride, int rows,
-                 int cols) override;
-  void compact_rows(float* buf, const int32_t* keep, int n, int cols) override;
+  void merge_pair(void* dir, float* mag_a, float* mag_b, DType dtype, const void* a,
+                  const int32_t* a_rows, const void* b, const int32_t* b_rows, int n, int head_dim,
+                  float t) override;
+  void restore_rows(void* out, DType dtype, const void* dir, const float* mag, int n,
+                    int head_dim) override;
+  void append_kv(const std::vector<KVAppendTarget>& dst, DType dtype, const float* keys,
+                 const float* values, int row_stride, int head_dim, int T) override;
+  void copy_rows(void* dst, size_t dst_stride, const void* src, size_t src_stride, int rows,
+                 size_t row_bytes) override;
+  void compact_rows(void* buf, const int32_t* keep, int n, size_t row_bytes) override;
   double read_bandwidth(size_t bytes) override;
 
  private:
@@ -99,10 +102,10 @@ class CudaBackend final : public Backend, public MergeBackend {
   // dst (n values of dtype) = src rounded to dtype.
   void round_floats(void* dst, DType dtype, const float* src, size_t n, const char* op);
 
-  void decode_attention(float* out, const float* q, const KVHeadView* kv, int n_kv,
+  void decode_attention(float* out, const float* q, const KVHeadView* kv, DType dtype, int n_kv,
                         int max_len, long long total_len, int n_heads, int head_dim);
-  void prefill_attention(float* out, const float* q, const KVHeadView* kv, int n_kv, int T,
-                         int n_heads, int head_dim);
+  void prefill_attention(float* out, const float* q, const KVHeadView* kv, DType dtype, int n_kv,
+                         int T, int n_heads, int head_dim);
 
   DType weight_dtype_;
   int device_ = 0;
@@ -162,13 +165,13 @@ __device__ inline __half from_float<__half>(float v) { return __float2half_rn(v)
 template <>
 __device__ inline __nv_bfloat16 from_float<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
 
-// Calls f(Tag<T>{}) with T the C++ type that stores `dtype`.
+// Calls f(Tag<T>{}) with T the C++ type that stores `dtype` (weights or KV rows).
 template <class T>
 struct Tag {
   using type = T;
 };
 template <class F>
-void with_weight_type(DType dtype, F&& f) {
+void with_storage_type(DType dtype, F&& f) {
   switch (dtype) {
     case DType::F32: f(Tag<float>{}); break;
     case DType::F16: f(Tag<__half>{}); break;

@@ -85,7 +85,7 @@ cudaDataType cuda_type(DType t) {
 
 void CudaBackend::round_floats(void* dst, DType dtype, const float* src, size_t n, const char* op) {
   if (n == 0) return;
-  with_weight_type(dtype, [&](auto tag) {
+  with_storage_type(dtype, [&](auto tag) {
     using W = typename decltype(tag)::type;
     round_kernel<W><<<blocks_for(n, 256), 256, 0, stream_>>>(static_cast<W*>(dst), src, n);
   });
@@ -99,7 +99,7 @@ void CudaBackend::matmul(float* out, const float* x, const WeightMatrix& w, int 
     const int per16 = int(16 / dtype_bytes(w.dtype));
     const bool vectorised = n_in % per16 == 0 && aligned16(x) && aligned16(w.data);
     const int blocks = (n_out + kGemvThreads / 32 - 1) / (kGemvThreads / 32);
-    with_weight_type(w.dtype, [&](auto tag) {
+    with_storage_type(w.dtype, [&](auto tag) {
       using W = typename decltype(tag)::type;
       gemv_kernel<W><<<blocks, kGemvThreads, 0, stream_>>>(out, x, static_cast<const W*>(w.data),
                                                            n_in, n_out, vectorised);

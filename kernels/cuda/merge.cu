@@ -2,6 +2,7 @@
 // split of a pair into one shared direction plus two magnitudes, and the restore.
 // A warp per token pair, lanes across head_dim: every lane ends with the same sums, so
 // the per-pair decisions (zero rows, slerp or normalised lerp) are uniform in the warp.
+// Rows and directions are in the cache's storage type K, widened to float32 as read.
 #include "kernels/cuda/cuda_backend.cuh"
 
 namespace kvlm {
@@ -18,12 +19,14 @@ struct PairDots {
   float norm_a, norm_b, dot;
 };
 
-__device__ inline PairDots pair_dots(const float* x, const float* y, int d) {
+template <class K>
+__device__ inline PairDots pair_dots(const K* x, const K* y, int d) {
   float xx = 0, yy = 0, xy = 0;
   for (int c = threadIdx.x & 31; c < d; c += 32) {
-    xx += x[c] * x[c];
-    yy += y[c] * y[c];
-    xy += x[c] * y[c];
+    const float xc = to_float(x[c]), yc = to_float(y[c]);
+    xx += xc * xc;
+    yy += yc * yc;
+    xy += xc * yc;
   }
   return {sqrtf(warp_sum(xx)), sqrtf(warp_sum(yy)), warp_sum(xy)};
 }
@@ -32,8 +35,9 @@ __device__ inline float angle(const PairDots& p) {
   return acosf(fminf(fmaxf(p.dot / (p.norm_a * p.norm_b), -1.0f), 1.0f));
 }
 
-__global__ void pair_angles_kernel(float* out, const float* a, const int32_t* a_rows,
-                                   const float* b, const int32_t* b_rows, int n, int head_dim) {
+template <class K>
+__global__ void pair_angles_kernel(float* out, const K* a, const int32_t* a_rows, const K* b,
+                                   const int32_t* b_rows, int n, int head_dim) {
   const int i = blockIdx.x * kWarps + (threadIdx.x >> 5);
   if (i >= n) return;
   const PairDots p = pair_dots(a + size_t(a_rows[i]) * head_dim, b + size_t(b_rows[i]) * head_dim,
@@ -41,15 +45,16 @@ __global__ void pair_angles_kernel(float* out, const float* a, const int32_t* a_
   if ((threadIdx.x & 31) == 0) out[i] = p.norm_a == 0 || p.norm_b == 0 ? -1.0f : angle(p);
 }
 
-__global__ void merge_pair_kernel(float* dir, float* mag_a, float* mag_b, const float* a,
-                                  const int32_t* a_rows, const float* b, const int32_t* b_rows,
-                                  int n, int head_dim, float t) {
+template <class K>
+__global__ void merge_pair_kernel(K* dir, float* mag_a, float* mag_b, const K* a,
+                                  const int32_t* a_rows, const K* b, const int32_t* b_rows, int n,
+                                  int head_dim, float t) {
   const int i = blockIdx.x * kWarps + (threadIdx.x >> 5);
   if (i >= n) return;
   const int lane = threadIdx.x & 31;
-  const float* x = a + size_t(a_rows[i]) * head_dim;
-  const float* y = b + size_t(b_rows[i]) * head_dim;
-  float* e = dir + size_t(i) * head_dim;
+  const K* x = a + size_t(a_rows[i]) * head_dim;
+  const K* y = b + size_t(b_rows[i]) * head_dim;
+  K* e = dir + size_t(i) * head_dim;
   const PairDots p = pair_dots(x, y, head_dim);
   if (lane == 0) mag_a[i] = p.norm_a, mag_b[i] = p.norm_b;
 
@@ -75,7 +80,7 @@ __global__ void merge_pair_kernel(float* dir, float* mag_a, float* mag_b, const 
   if (normalise) {
     float ee = 0;
     for (int c = lane; c < head_dim; c += 32) {
-      const float v = wx * x[c] + wy * y[c];
+      const float v = wx * to_float(x[c]) + wy * to_float(y[c]);
       ee += v * v;
     }
     ee = warp_sum(ee);
@@ -90,45 +95,57 @@ __global__ void merge_pair_kernel(float* dir, float* mag_a, float* mag_b, const 
       wy *= inv;
     }
   }
-  for (int c = lane; c < head_dim; c += 32) e[c] = wx * x[c] + wy * y[c];
+  for (int c = lane; c < head_dim; c += 32)
+    e[c] = from_float<K>(wx * to_float(x[c]) + wy * to_float(y[c]));
 }
 
-__global__ void restore_rows_kernel(float* out, const float* dir, const float* mag, int n,
-                                    int head_dim) {
+template <class K>
+__global__ void restore_rows_kernel(K* out, const K* dir, const float* mag, int n, int head_dim) {
   const size_t total = size_t(n) * head_dim;
   for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < total;
        i += size_t(gridDim.x) * blockDim.x)
-    out[i] = dir[i] * mag[i / head_dim];
+    out[i] = from_float<K>(to_float(dir[i]) * mag[i / head_dim]);
 }
 
 }  // namespace
 
-void CudaBackend::pair_angles(float* out, const float* a, const int32_t* a_rows, const float* b,
-                              const int32_t* b_rows, int n, int head_dim) {
+void CudaBackend::pair_angles(float* out, DType dtype, const void* a, const int32_t* a_rows,
+                              const void* b, const int32_t* b_rows, int n, int head_dim) {
   if (n == 0) return;
   const int32_t* da = stage(a_rows, n);
   const int32_t* db = stage(b_rows, n);
-  pair_angles_kernel<<<(n + kWarps - 1) / kWarps, kThreads, 0, stream_>>>(out, a, da, b, db, n,
-                                                                          head_dim);
+  with_storage_type(dtype, [&](auto tag) {
+    using K = typename decltype(tag)::type;
+    pair_angles_kernel<K><<<(n + kWarps - 1) / kWarps, kThreads, 0, stream_>>>(
+        out, static_cast<const K*>(a), da, static_cast<const K*>(b), db, n, head_dim);
+  });
   launched("pair_angles");
 }
 
-void CudaBackend::merge_pair(float* dir, float* mag_a, float* mag_b, const float* a,
-                             const int32_t* a_rows, const float* b, const int32_t* b_rows, int n,
+void CudaBackend::merge_pair(void* dir, float* mag_a, float* mag_b, DType dtype, const void* a,
+                             const int32_t* a_rows, const void* b, const int32_t* b_rows, int n,
                              int head_dim, float t) {
   if (n == 0) return;
   const int32_t* da = stage(a_rows, n);
   const int32_t* db = stage(b_rows, n);
-  merge_pair_kernel<<<(n + kWarps - 1) / kWarps, kThreads, 0, stream_>>>(
-      dir, mag_a, mag_b, a, da, b, db, n, head_dim, t);
+  with_storage_type(dtype, [&](auto tag) {
+    using K = typename decltype(tag)::type;
+    merge_pair_kernel<K><<<(n + kWarps - 1) / kWarps, kThreads, 0, stream_>>>(
+        static_cast<K*>(dir), mag_a, mag_b, static_cast<const K*>(a), da,
+        static_cast<const K*>(b), db, n, head_dim, t);
+  });
   launched("merge_pair");
 }
 
-void CudaBackend::restore_rows(float* out, const float* dir, const float* mag, int n,
+void CudaBackend::restore_rows(void* out, DType dtype, const void* dir, const float* mag, int n,
                                int head_dim) {
   const size_t total = size_t(n) * head_dim;
   if (total == 0) return;
-  restore_rows_kernel<<<blocks_for(total, 256), 256, 0, stream_>>>(out, dir, mag, n, head_dim);
+  with_storage_type(dtype, [&](auto tag) {
+    using K = typename decltype(tag)::type;
+    restore_rows_kernel<K><<<blocks_for(total, 256), 256, 0, stream_>>>(
+        static_cast<K*>(out), static_cast<const K*>(dir), mag, n, head_dim);
+  });
   launched("restore_rows");
 }
 

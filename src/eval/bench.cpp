@@ -82,12 +82,15 @@ int run_bench(Session& session, const BenchOptions& o) {
                     {"roofline_fraction", decode_tps / roofline},
                     {"kv_bytes_held", end.bytes_held}, {"kv_bytes_full", end.bytes_full}});
   }
+  const char* kv_dtype = dtype_name(session.cache().kv_dtype());
   std::fprintf(stderr,
-               "bench: %s on %s; read bandwidth %.1f GB/s; %s of weights read per token\n",
+               "bench: %s on %s; read bandwidth %.1f GB/s; %s of weights read per token; KV "
+               "rows in %s\n",
                session.file().path().c_str(), session.backend().name().c_str(), bandwidth / 1e9,
-               format_bytes(weight_bytes).c_str());
+               format_bytes(weight_bytes).c_str(), kv_dtype);
   if (!o.json_path.empty()) {
     nlohmann::json doc = {{"model", session.file().path()}, {"backend", session.backend().name()},
+                          {"kv_dtype", kv_dtype},
                           {"read_bandwidth_bytes_per_s", bandwidth},
                           {"weight_bytes_per_token", weight_bytes}, {"results", rows}};
     write_output(o.json_path, doc.dump(2) + "\n", "--json");

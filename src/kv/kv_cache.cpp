@@ -6,24 +6,36 @@
 
 namespace kvlm {
 
+// Growth. A head's storage grows by half again (amortised O(1) appends), in whole chunks
+// of rows, and ahead of need, so that a steady decode step allocates nothing and no step
+// regrows every head at once:
+//  - a head keeps a reserve of 2 x n_layers free rows. When an append leaves it less, it
+//    grows now, unless another layer already grew ahead in this step (tokens_seen): then
+//    it waits. Layers that cross the line together grow in consecutive steps, one layer's
+//    heads per step, and the reserve covers the up to n_layers steps a layer may wait.
+//  - an append that does not fit at all (a prompt, a chat turn) grows at once, to hold the
+//    new rows plus the reserve.
+// Either way the new capacity is max(rows + reserve, capacity x 1.5), rounded up to a chunk
+// and capped at the context size.
 namespace {
-// Storage grows by half again (amortised O(1) appends) in whole chunks of rows.
 constexpr int kChunkRows = 64;
 int round_up_rows(int rows) { return (rows + kChunkRows - 1) / kChunkRows * kChunkRows; }
 }  // namespace
 
-KVCache::KVCache(Backend& backend, int n_layers, int n_kv_heads, int head_dim, int max_tokens)
+KVCache::KVCache(Backend& backend, int n_layers, int n_kv_heads, int head_dim, int max_tokens,
+                 DType kv_dtype)
     : backend_(backend), n_layers_(n_layers), n_kv_heads_(n_kv_heads), head_dim_(head_dim),
-      max_tokens_(max_tokens), heads_(size_t(n_layers) * n_kv_heads) {}
+      max_tokens_(max_tokens), dtype_(kv_dtype), heads_(size_t(n_layers) * n_kv_heads) {}
 
 KVCache::~KVCache() { clear(); }
 
 void KVCache::reallocate(HeadStore& s, int capacity) {
+  const size_t floats = (size_t(capacity) * row_bytes() + sizeof(float) - 1) / sizeof(float);
   float* keys = nullptr;
   float* values = nullptr;
   try {
-    keys = capacity ? backend_.alloc(size_t(capacity) * head_dim_) : nullptr;
-    values = capacity ? backend_.alloc(size_t(capacity) * head_dim_) : nullptr;
+    keys = capacity ? backend_.alloc(floats) : nullptr;
+    values = capacity ? backend_.alloc(floats) : nullptr;
   } catch (const OutOfMemory& e) {
     if (keys) backend_.release(keys);
     throw OutOfMemory("the KV cache does not fit (" + std::to_string(capacity) +
@@ -32,31 +44,42 @@ void KVCache::reallocate(HeadStore& s, int capacity) {
   }
   int keep = std::min(s.len, capacity);
   if (keep > 0) {
-    backend_.copy_rows(keys, head_dim_, s.keys, head_dim_, keep, head_dim_);
-    backend_.copy_rows(values, head_dim_, s.values, head_dim_, keep, head_dim_);
+    backend_.copy_rows(keys, row_bytes(), s.keys, row_bytes(), keep, row_bytes());
+    backend_.copy_rows(values, row_bytes(), s.values, row_bytes(), keep, row_bytes());
   }
-  if (s.keys) backend_.release(s.keys);
-  if (s.values) backend_.release(s.values);
+  if (s.keys) backend_.release(static_cast<float*>(s.keys));
+  if (s.values) backend_.release(static_cast<float*>(s.values));
   s.keys = keys;
   s.values = values;
   s.capacity = capacity;
   s.len = keep;
 }
 
+int KVCache::grown_capacity(const HeadStore& s, int rows) const {
+  return std::min(max_tokens_, round_up_rows(std::max(rows + reserve_rows(), s.capacity * 3 / 2)));
+}
+
 void KVCache::append(int layer, const float* keys, const float* values, int row_stride,
                      int first_position, int T) {
+  const bool may_grow_ahead = ahead_step_ != tokens_seen_ || ahead_layer_ == layer;
+  std::vector<KVAppendTarget> targets(n_kv_heads_);
   for (int h = 0; h < n_kv_heads_; h++) {
     HeadStore& s = store(layer, h);
     if (s.shared + s.len + T > max_tokens_)
       throw std::runtime_error("KV cache full: " + std::to_string(s.shared + s.len + T) +
                                " tokens exceed the context size of " +
                                std::to_string(max_tokens_) + " (raise --ctx-size)");
-    if (s.len + T > s.capacity)
-      reallocate(s, std::min(max_tokens_, round_up_rows(std::max(s.len + T, s.capacity * 3 / 2))));
-    backend_.copy_rows(s.keys + size_t(s.len) * head_dim_, head_dim_, keys + h * head_dim_,
-                       row_stride, T, head_dim_);
-    backend_.copy_rows(s.values + size_t(s.len) * head_dim_, head_dim_, values + h * head_dim_,
-                       row_stride, T, head_dim_);
+    const int rows = s.len + T, grown = grown_capacity(s, rows);
+    const bool ahead = rows <= s.capacity && rows + reserve_rows() > s.capacity &&
+                       grown > s.capacity && may_grow_ahead;
+    if (rows > s.capacity || ahead) reallocate(s, grown);
+    if (ahead) ahead_step_ = tokens_seen_, ahead_layer_ = layer;
+    const size_t end = size_t(s.len) * row_bytes();
+    targets[h] = {static_cast<char*>(s.keys) + end, static_cast<char*>(s.values) + end};
+  }
+  backend_.append_kv(targets, dtype_, keys, values, row_stride, head_dim_, T);
+  for (int h = 0; h < n_kv_heads_; h++) {
+    HeadStore& s = store(layer, h);
     for (int t = 0; t < T; t++) s.positions.push_back(first_position + t);
     s.len += T;
   }
@@ -64,8 +87,8 @@ void KVCache::append(int layer, const float* keys, const float* values, int row_
 
 void KVCache::keep_rows(HeadStore& s, const std::vector<int32_t>& keep, bool shrink_to_fit) {
   const int n = int(keep.size());
-  backend_.compact_rows(s.keys, keep.data(), n, head_dim_);
-  backend_.compact_rows(s.values, keep.data(), n, head_dim_);
+  backend_.compact_rows(s.keys, keep.data(), n, row_bytes());
+  backend_.compact_rows(s.values, keep.data(), n, row_bytes());
   int32_t* row_positions = s.positions.data() + s.shared;
   for (int i = 0; i < n; i++) row_positions[i] = row_positions[keep[i]];
   s.positions.resize(size_t(s.shared) + n);
@@ -99,6 +122,7 @@ void KVCache::clear() {
   }
   merged_.reset();
   tokens_seen_ = 0;
+  ahead_step_ = ahead_layer_ = -1;
 }
 
 void KVCache::checkpoint() {
@@ -120,8 +144,8 @@ void KVCache::save_marked(int layer, int head) {
   HeadStore copy;
   reallocate(copy, mark.capacity);
   if (mark.len > 0) {
-    backend_.copy_rows(copy.keys, head_dim_, s.keys, head_dim_, mark.len, head_dim_);
-    backend_.copy_rows(copy.values, head_dim_, s.values, head_dim_, mark.len, head_dim_);
+    backend_.copy_rows(copy.keys, row_bytes(), s.keys, row_bytes(), mark.len, row_bytes());
+    backend_.copy_rows(copy.values, row_bytes(), s.values, row_bytes(), mark.len, row_bytes());
   }
   copy.len = mark.len;
   copy.shared = s.shared;
@@ -158,13 +182,14 @@ void KVCache::commit() {
 }
 
 MergedLayers& KVCache::merged_layers() {
-  if (!merged_) merged_ = std::make_unique<MergedLayers>(backend_, n_layers_, n_kv_heads_, head_dim_);
+  if (!merged_)
+    merged_ = std::make_unique<MergedLayers>(backend_, n_layers_, n_kv_heads_, head_dim_, dtype_);
   return *merged_;
 }
 
 KVHeadView KVCache::rows(int layer, int head) const {
   const HeadStore& s = store(layer, head);
-  return {s.keys, s.values, s.len};
+  return {s.keys, s.values, s.len, dtype_};
 }
 
 void KVCache::move_rows_to_shared(int layer, int head, const std::vector<int32_t>& rows) {
@@ -208,7 +233,7 @@ KVStats KVCache::stats() const {
     st.bytes_allocated += merged_->bytes_held();
     st.bytes_scratch = merged_->bytes_scratch();
   }
-  st.bytes_full = size_t(tokens_seen_) * bytes_per_token(n_layers_, n_kv_heads_, head_dim_);
+  st.bytes_full = size_t(tokens_seen_) * bytes_per_token(n_layers_, n_kv_heads_, head_dim_, dtype_);
   return st;
 }
 

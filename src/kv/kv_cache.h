@@ -9,6 +9,9 @@
 // entries are slots. Usually a head's slots are its own rows. Cross-layer merging
 // (kv/merged_layers.h) may move a head's leading tokens into storage shared with another
 // layer: those "shared slots" come first, view() restores them, and they cannot be evicted.
+//
+// Rows are stored in the cache's KV dtype (f32, f16 or bf16), rounded once as they are
+// appended; the kernels widen them to float32 as they read them.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -34,15 +37,17 @@ struct KVStats {
 
 class KVCache {
  public:
-  // max_tokens: the context limit; no head ever holds more slots than this.
-  KVCache(Backend& backend, int n_layers, int n_kv_heads, int head_dim, int max_tokens);
+  // max_tokens: the context limit; no head ever holds more slots than this. kv_dtype: the
+  // type rows are stored in (float32, the reference, unless a caller chooses otherwise).
+  KVCache(Backend& backend, int n_layers, int n_kv_heads, int head_dim, int max_tokens,
+          DType kv_dtype = DType::F32);
   ~KVCache();
   KVCache(const KVCache&) = delete;
   KVCache& operator=(const KVCache&) = delete;
 
-  // Bytes of keys + values one token takes in an uncompressed cache (float32).
-  static size_t bytes_per_token(int n_layers, int n_kv_heads, int head_dim) {
-    return 2 * size_t(n_layers) * n_kv_heads * head_dim * sizeof(float);
+  // Bytes of keys + values one token takes in an uncompressed cache stored in kv_dtype.
+  static size_t bytes_per_token(int n_layers, int n_kv_heads, int head_dim, DType kv_dtype) {
+    return 2 * size_t(n_layers) * n_kv_heads * head_dim * dtype_bytes(kv_dtype);
   }
 
   int n_layers() const { return n_layers_; }
@@ -50,11 +55,12 @@ class KVCache {
   int head_dim() const { return head_dim_; }
   int max_tokens() const { return max_tokens_; }
   int tokens_seen() const { return tokens_seen_; }
+  DType kv_dtype() const { return dtype_; }
 
   // Appends T new tokens, at positions first_position .. first_position + T - 1, to every
-  // head of `layer`. keys/values are backend buffers: row t of head h starts at
-  // keys + t * row_stride + h * head_dim (row_stride >= n_kv_heads * head_dim, so they may
-  // be columns of a wider buffer such as the fused QKV projection).
+  // head of `layer`, in one backend op. keys/values are float32 backend buffers: row t of
+  // head h starts at keys + t * row_stride + h * head_dim (row_stride >= n_kv_heads *
+  // head_dim, so they may be columns of a wider buffer such as the fused QKV projection).
   void append(int layer, const float* keys, const float* values, int row_stride,
               int first_position, int T);
   // Called once per forward pass, after every layer appended its T tokens.
@@ -82,6 +88,8 @@ class KVCache {
     const HeadStore& s = store(layer, head);
     return s.shared + s.len;
   }
+  // Rows a head's storage holds room for (its own rows, not the shared slots).
+  int capacity(int layer, int head) const { return store(layer, head).capacity; }
   // Original positions of the slots, in view() order.
   const std::vector<int32_t>& positions(int layer, int head) const {
     return store(layer, head).positions;
@@ -106,8 +114,8 @@ class KVCache {
 
  private:
   struct HeadStore {
-    float* keys = nullptr;  // the rows: [capacity][head_dim]
-    float* values = nullptr;
+    void* keys = nullptr;  // the rows: [capacity][head_dim] in the KV dtype
+    void* values = nullptr;
     int capacity = 0;
     int len = 0;     // rows held
     int shared = 0;  // shared slots in front of the rows
@@ -118,9 +126,13 @@ class KVCache {
     return heads_[size_t(layer) * n_kv_heads_ + head];
   }
   void reallocate(HeadStore& s, int capacity);
+  // Growth (kv_cache.cpp says the rule): the free rows a head keeps ahead of need, and the
+  // capacity a head holding `rows` rows grows to.
+  int reserve_rows() const { return 2 * n_layers_; }
+  int grown_capacity(const HeadStore& s, int rows) const;
   // Keeps rows `keep` (ascending) of s, returning freed storage when it is worth it.
   void keep_rows(HeadStore& s, const std::vector<int32_t>& keep, bool shrink_to_fit);
-  size_t row_bytes() const { return size_t(head_dim_) * sizeof(float); }
+  size_t row_bytes() const { return size_t(head_dim_) * dtype_bytes(dtype_); }
   // Under a checkpoint, saves the marked state of a head before its first change.
   void save_marked(int layer, int head);
 
@@ -137,7 +149,10 @@ class KVCache {
 
   Backend& backend_;
   int n_layers_, n_kv_heads_, head_dim_, max_tokens_;
+  DType dtype_;
   int tokens_seen_ = 0;
+  // The step (tokens_seen_) and layer of the last growth ahead of need: one layer per step.
+  int ahead_step_ = -1, ahead_layer_ = -1;
   std::vector<HeadStore> heads_;
   std::unique_ptr<MergedLayers> merged_;  // null until a method merges layers
   std::optional<Checkpoint> checkpoint_;

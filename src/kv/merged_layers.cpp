@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <utility>
 
 #include "kv/kv_cache.h"
@@ -13,30 +14,36 @@ namespace {
 constexpr int kChunkRows = 64;  // the scratch grows in whole chunks, like the cache's rows
 }  // namespace
 
-MergedLayers::MergedLayers(Backend& backend, int n_layers, int n_kv_heads, int head_dim)
+MergedLayers::MergedLayers(Backend& backend, int n_layers, int n_kv_heads, int head_dim,
+                           DType kv_dtype)
     : backend_(backend), ops_(merge_ops(backend)), n_layers_(n_layers), n_kv_heads_(n_kv_heads),
-      head_dim_(head_dim), partner_(n_layers, -1), shared_(size_t(n_layers) * n_kv_heads) {}
+      head_dim_(head_dim), dtype_(kv_dtype), partner_(n_layers, -1),
+      shared_(size_t(n_layers) * n_kv_heads) {}
 
 MergedLayers::~MergedLayers() {
   for (SharedStore& sh : shared_) resize_shared(sh, 0);
-  if (scratch_keys_) backend_.release(scratch_keys_);
-  if (scratch_values_) backend_.release(scratch_values_);
+  if (scratch_keys_) release(scratch_keys_);
+  if (scratch_values_) release(scratch_values_);
+}
+
+void* MergedLayers::alloc_bytes(size_t bytes) const {
+  return backend_.alloc((bytes + sizeof(float) - 1) / sizeof(float));
 }
 
 void MergedLayers::resize_shared(SharedStore& sh, int len) {
   const int keep = std::min(sh.len, len);
-  auto resize = [&](float*& buf, size_t floats_per_token) {
-    float* fresh = len ? backend_.alloc(size_t(len) * floats_per_token) : nullptr;
-    const int kept_floats = int(keep * floats_per_token);
-    if (keep > 0) backend_.copy_rows(fresh, kept_floats, buf, kept_floats, 1, kept_floats);
-    if (buf) backend_.release(buf);
-    buf = fresh;
+  auto resize = [&](auto*& buf, size_t bytes_per_token) {
+    void* fresh = len ? alloc_bytes(len * bytes_per_token) : nullptr;
+    const size_t kept_bytes = keep * bytes_per_token;
+    if (keep > 0) backend_.copy_rows(fresh, kept_bytes, buf, kept_bytes, 1, kept_bytes);
+    if (buf) release(buf);
+    buf = static_cast<std::remove_reference_t<decltype(buf)>>(fresh);
   };
-  resize(sh.dir_keys, head_dim_);
-  resize(sh.dir_values, head_dim_);
+  resize(sh.dir_keys, row_bytes());
+  resize(sh.dir_values, row_bytes());
   for (int side = 0; side < 2; side++) {
-    resize(sh.mag_keys[side], 1);
-    resize(sh.mag_values[side], 1);
+    resize(sh.mag_keys[side], sizeof(float));
+    resize(sh.mag_values[side], sizeof(float));
   }
   sh.len = len;
 }
@@ -68,9 +75,9 @@ MergedLayers::PairAngles MergedLayers::pair_angles(const KVCache& cache, int low
   if (n == 0) return angles;
   float* out = backend_.alloc(n);
   const KVHeadView a = cache.rows(lower, head), b = cache.rows(upper, head);
-  ops_.pair_angles(out, a.keys, lo.data(), b.keys, up.data(), n, head_dim_);
+  ops_.pair_angles(out, dtype_, a.keys, lo.data(), b.keys, up.data(), n, head_dim_);
   backend_.download(angles.keys.data(), out, n);
-  ops_.pair_angles(out, a.values, lo.data(), b.values, up.data(), n, head_dim_);
+  ops_.pair_angles(out, dtype_, a.values, lo.data(), b.values, up.data(), n, head_dim_);
   backend_.download(angles.values.data(), out, n);
   backend_.release(out);
   return angles;
@@ -101,12 +108,13 @@ void MergedLayers::merge(KVCache& cache, int lower, int upper, int head,
   SharedStore& sh = shared(lower, head);
   const int first = sh.len;
   resize_shared(sh, first + m);
-  const size_t dir_offset = size_t(first) * head_dim_;
+  const size_t dir_offset = size_t(first) * row_bytes();
   const KVHeadView a = cache.rows(lower, head), b = cache.rows(upper, head);
-  ops_.merge_pair(sh.dir_keys + dir_offset, sh.mag_keys[0] + first, sh.mag_keys[1] + first,
-                  a.keys, lo.data(), b.keys, up.data(), m, head_dim_, t);
-  ops_.merge_pair(sh.dir_values + dir_offset, sh.mag_values[0] + first,
-                  sh.mag_values[1] + first, a.values, lo.data(), b.values, up.data(), m,
+  ops_.merge_pair(static_cast<char*>(sh.dir_keys) + dir_offset, sh.mag_keys[0] + first,
+                  sh.mag_keys[1] + first, dtype_, a.keys, lo.data(), b.keys, up.data(), m,
+                  head_dim_, t);
+  ops_.merge_pair(static_cast<char*>(sh.dir_values) + dir_offset, sh.mag_values[0] + first,
+                  sh.mag_values[1] + first, dtype_, a.values, lo.data(), b.values, up.data(), m,
                   head_dim_, t);
   cache.move_rows_to_shared(lower, head, lo);
   cache.move_rows_to_shared(upper, head, up);
@@ -117,36 +125,36 @@ void MergedLayers::restore(const KVCache& cache, int layer, std::vector<KVHeadVi
   for (int h = 0; h < n_kv_heads_; h++)
     if (cache.shared_length(layer, h) > 0) restore_rows += cache.length(layer, h);
   if (restore_rows > scratch_rows_) {
-    if (scratch_keys_) backend_.release(scratch_keys_);
-    if (scratch_values_) backend_.release(scratch_values_);
+    if (scratch_keys_) release(scratch_keys_);
+    if (scratch_values_) release(scratch_values_);
     scratch_rows_ = (restore_rows + kChunkRows - 1) / kChunkRows * kChunkRows;
-    scratch_keys_ = backend_.alloc(size_t(scratch_rows_) * head_dim_);
-    scratch_values_ = backend_.alloc(size_t(scratch_rows_) * head_dim_);
+    scratch_keys_ = alloc_bytes(scratch_rows_ * row_bytes());
+    scratch_values_ = alloc_bytes(scratch_rows_ * row_bytes());
   }
   const int lower = std::min(layer, partner_[layer]);
   const int side = layer == lower ? 0 : 1;
-  size_t offset = 0;  // floats used in the scratch buffers so far
+  const size_t row = row_bytes();
+  size_t offset = 0;  // bytes used in the scratch buffers so far
   for (int h = 0; h < n_kv_heads_; h++) {
     const int m = cache.shared_length(layer, h);
     if (m == 0) continue;
     const SharedStore& sh = shared(lower, h);
     const KVHeadView own = heads[h];
-    float* keys = scratch_keys_ + offset;
-    float* values = scratch_values_ + offset;
-    const size_t shared_floats = size_t(m) * head_dim_;
-    ops_.restore_rows(keys, sh.dir_keys, sh.mag_keys[side], m, head_dim_);
-    ops_.restore_rows(values, sh.dir_values, sh.mag_values[side], m, head_dim_);
-    backend_.copy_rows(keys + shared_floats, head_dim_, own.keys, head_dim_, own.len, head_dim_);
-    backend_.copy_rows(values + shared_floats, head_dim_, own.values, head_dim_, own.len, head_dim_);
-    heads[h] = {keys, values, m + own.len};
-    offset += size_t(m + own.len) * head_dim_;
+    char* keys = static_cast<char*>(scratch_keys_) + offset;
+    char* values = static_cast<char*>(scratch_values_) + offset;
+    ops_.restore_rows(keys, dtype_, sh.dir_keys, sh.mag_keys[side], m, head_dim_);
+    ops_.restore_rows(values, dtype_, sh.dir_values, sh.mag_values[side], m, head_dim_);
+    backend_.copy_rows(keys + m * row, row, own.keys, row, own.len, row);
+    backend_.copy_rows(values + m * row, row, own.values, row, own.len, row);
+    heads[h] = {keys, values, m + own.len, dtype_};
+    offset += (m + own.len) * row;
   }
 }
 
 size_t MergedLayers::bytes_held() const {
   size_t bytes = 0;
   for (const SharedStore& sh : shared_)
-    bytes += 2 * size_t(sh.len) * (size_t(head_dim_) + 2) * sizeof(float);
+    bytes += 2 * size_t(sh.len) * (row_bytes() + 2 * sizeof(float));
   return bytes;
 }
 
@@ -163,7 +171,7 @@ void MergedLayers::rollback(const Mark& mark) {
 }
 
 size_t MergedLayers::bytes_scratch() const {
-  return 2 * size_t(scratch_rows_) * head_dim_ * sizeof(float);
+  return 2 * size_t(scratch_rows_) * row_bytes();
 }
 
 }  // namespace kvlm

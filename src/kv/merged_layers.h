@@ -5,6 +5,7 @@
 // magnitude per token and layer ([m] each). In each layer those tokens are the head's
 // shared slots, in front of the rows it still holds itself; view() restores them
 // (direction * magnitude) into a scratch buffer held here, so the memory saving is real.
+// Directions and the scratch are in the cache's KV dtype, magnitudes in float32.
 // The ops come from the backend's MergeBackend interface.
 #pragma once
 #include <cstddef>
@@ -20,7 +21,7 @@ class KVCache;
 
 class MergedLayers {
  public:
-  MergedLayers(Backend& backend, int n_layers, int n_kv_heads, int head_dim);
+  MergedLayers(Backend& backend, int n_layers, int n_kv_heads, int head_dim, DType kv_dtype);
   ~MergedLayers();
   MergedLayers(const MergedLayers&) = delete;
   MergedLayers& operator=(const MergedLayers&) = delete;
@@ -64,8 +65,8 @@ class MergedLayers {
  private:
   // What a pair of layers shares for one head: m merged tokens.
   struct SharedStore {
-    float* dir_keys = nullptr;  // [m][head_dim] unit directions
-    float* dir_values = nullptr;
+    void* dir_keys = nullptr;  // [m][head_dim] unit directions, in the KV dtype
+    void* dir_values = nullptr;
     float* mag_keys[2] = {nullptr, nullptr};  // [m] per layer: 0 = lower, 1 = upper
     float* mag_values[2] = {nullptr, nullptr};
     int len = 0;  // m
@@ -76,6 +77,9 @@ class MergedLayers {
     return shared_[size_t(lower) * n_kv_heads_ + head];
   }
   void resize_shared(SharedStore& s, int len);
+  size_t row_bytes() const { return size_t(head_dim_) * dtype_bytes(dtype_); }
+  void* alloc_bytes(size_t bytes) const;
+  void release(void* p) const { backend_.release(static_cast<float*>(p)); }
   // Row indices of `slots` of a head (ascending, not shared), or std::invalid_argument.
   std::vector<int32_t> rows_of(const KVCache& cache, int layer, int head,
                                const std::vector<int32_t>& slots) const;
@@ -83,12 +87,13 @@ class MergedLayers {
   Backend& backend_;
   MergeBackend& ops_;
   int n_layers_, n_kv_heads_, head_dim_;
+  DType dtype_;
   std::vector<int> partner_;         // [layer] the other layer of its pair, or -1
   std::vector<SharedStore> shared_;  // [lower layer][head]
   // restore()'s target: logically not state, so a const view may fill it.
-  // [scratch_rows_][head_dim] each.
-  mutable float* scratch_keys_ = nullptr;
-  mutable float* scratch_values_ = nullptr;
+  // [scratch_rows_][head_dim] each, in the KV dtype.
+  mutable void* scratch_keys_ = nullptr;
+  mutable void* scratch_values_ = nullptr;
   mutable int scratch_rows_ = 0;
 };
 

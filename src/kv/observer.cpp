@@ -100,7 +100,7 @@ std::vector<std::vector<float>> KVObserver::key_norms(const std::vector<KVHeadVi
   float* out = device_scratch(total);
   size_t offset = 0;
   for (const KVHeadView& h : view) {
-    backend_.key_norms(out + offset, h.keys, h.len, head_dim_);
+    backend_.key_norms(out + offset, h, head_dim_);
     offset += h.len;
   }
   backend_.download(host_.data(), out, total);

@@ -117,9 +117,9 @@ Model::~Model() {
   backend_.release(inv_freq_);
 }
 
-std::unique_ptr<KVCache> Model::make_cache(int max_tokens) {
+std::unique_ptr<KVCache> Model::make_cache(int max_tokens, DType kv_dtype) {
   return std::make_unique<KVCache>(backend_, config_.n_layers, config_.n_kv_heads,
-                                   config_.head_dim, max_tokens);
+                                   config_.head_dim, max_tokens, kv_dtype);
 }
 
 std::vector<float> Model::forward(const std::vector<int32_t>& tokens, KVCache& cache,

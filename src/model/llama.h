@@ -48,7 +48,8 @@ class Model {
 
   const ModelConfig& config() const { return config_; }
   Backend& backend() { return backend_; }
-  std::unique_ptr<KVCache> make_cache(int max_tokens);
+  // A cache for this model whose rows are stored in kv_dtype.
+  std::unique_ptr<KVCache> make_cache(int max_tokens, DType kv_dtype = DType::F32);
 
   // Runs `tokens` (T >= 1) after everything already in `cache` and returns the logits of
   // the last token. `kv`, when given, sees every layer right after its attention (the KV
