@@ -45,7 +45,7 @@ struct QueryBlock {
   std::vector<float> k_t, p;  // a key block transposed, and its scores
 };
 
-void attend_block(QueryBlock& b, const KVHeadView& cache, int head_dim) {
+KVLM_SIMD_CLONES void attend_block(QueryBlock& b, const KVHeadView& cache, int head_dim) {
   std::vector<float>& k_t = b.k_t;
   std::vector<float>& p = b.p;
   std::fill(b.acc.begin(), b.acc.begin() + size_t(b.rows) * head_dim, 0.0f);
