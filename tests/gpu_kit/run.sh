@@ -10,9 +10,10 @@
 #
 # Each step runs under `timeout`; the whole run has a budget (KIT_BUDGET_S, default 450 s,
 # under the 8 minutes a device call may take): a step whose limit would pass it is cut to
-# fit, and one with less than half its limit left is recorded as skipped. Writes OUTDIR/log.txt (all
-# that is printed) and OUTDIR/results.json (each step's status and seconds, the test
-# counts and failures, the benchmark numbers), OUTDIR/tests-*.json (GoogleTest's reports).
+# fit, and one with less than half its limit left is recorded as skipped. Writes
+# OUTDIR/log.txt (all that is printed), OUTDIR/results.json (each step's status and
+# seconds, the test counts and failures, the benchmark numbers) and OUTDIR/tests-*.json
+# (GoogleTest's reports); nothing else, so OUTDIR stays flat.
 set -u
 [ $# -eq 1 ] || { echo "usage: $0 OUTDIR" >&2; exit 2; }
 mkdir -p "$1" || exit 1
@@ -20,9 +21,9 @@ out=$(cd "$1" && pwd)
 kit=$(cd "$(dirname "$0")" && pwd)
 cd "$kit" || exit 1  # the tests read tests/data/... relative to the working directory
 log=$out/log.txt
-steps=$out/.steps.tsv  # name, status, seconds, detail: results.json is made from it
-scratch=$(mktemp -d)
-trap 'rm -rf "$scratch" "$steps"' EXIT
+scratch=$(mktemp -d)  # the benchmarks' JSON files, and:
+steps=$scratch/steps.tsv  # name, status, seconds, detail: results.json is made from it
+trap 'rm -rf "$scratch"' EXIT
 : >"$log"
 : >"$steps"
 deadline=$((SECONDS + ${KIT_BUDGET_S:-450}))
@@ -64,7 +65,7 @@ tee -a "$log" <"$kit/BUILD_INFO"
 
 # cuBLAS is too large to travel: use the GPU machine's own, from the CUDA toolkit, the
 # loader's cache, or the nvidia-* pip wheels of a Python environment (e.g. torch's).
-cublas=$(readelf -d "$kit/kvlm" | grep -o 'libcublas\.so\.[0-9]*' | head -1)
+cublas=$(ldd "$kit/kvlm" | awk '$1 ~ /^libcublas\.so/ { print $1; exit }')
 find_cublas() {
   local d py sp
   for d in /usr/local/cuda/lib64 /usr/local/cuda*/lib64 /usr/local/cuda*/targets/x86_64-linux/lib; do
@@ -90,7 +91,7 @@ if [ -n "$cublas" ]; then
     say "cuBLAS: $cublas not found in /usr/local/cuda*/lib64, ldconfig -p, or python's nvidia/*/lib"
   fi
 fi
-missing=$(ldd "$kit/kvlm" "$kit/kvlm_tests" | grep 'not found' | sort -u | xargs)
+missing=$(ldd "$kit/kvlm" "$kit/kvlm_tests" | awk '/not found/ { print $1 }' | sort -u | xargs)
 if [ -n "$missing" ]; then
   say "error: the kit's binaries cannot start, missing: $missing"
   record libraries failed 0 "missing: $missing"
