@@ -12,6 +12,8 @@
 #                                 build/fuzz/corpus/<target>
 #              DEBUG=1         -> -O1 -g with AddressSanitizer + UBSan (separate build dir)
 #              CUDA=0          -> do not compile the CUDA backend even when nvcc is present
+#              make gpu-kit    -> build/gpu-kit: kvlm and the test binary with the libraries a GPU
+#                                 machine lacks, tests/data and run.sh OUTDIR (README, GPU)
 
 CXX      ?= g++
 DEBUG    ?= 0
@@ -21,16 +23,26 @@ CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
 
 MODEL    := weights/SmolLM2-135M-Instruct.Q4_1.gguf
 
+# Every build runs on any x86-64 of the last 15 years, so the binaries tested here are the
+# ones the GPU kit carries: kernels/cpu/simd.h's clones give the hot loops AVX2 or AVX-512
+# where the CPU has them (measured against -march=native: the same speed, README).
+ARCH     := -march=x86-64-v2 -mtune=generic
+
 ifeq ($(DEBUG),1)
   BUILD    := build/debug
-  OPT      := -O1 -g -march=native -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+  OPT      := -O1 -g $(ARCH) -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
   LDOPT    := -fsanitize=address,undefined
   # The CUDA driver maps memory where AddressSanitizer's shadow gap would be.
   TEST_ENV := ASAN_OPTIONS=protect_shadow_gap=0:$(ASAN_OPTIONS)
+  CUDART   := -lcudart
 else
   BUILD    := build/release
-  OPT      := -O3 -march=native -DNDEBUG
-  LDOPT    :=
+  OPT      := -O3 $(ARCH) -DNDEBUG
+  # The C++ and CUDA runtimes are linked in, so another machine's versions do not matter;
+  # the other shared libraries (libsentencepiece) are looked for in lib/ beside the binary
+  # first (the GPU kit), then where the system keeps them.
+  LDOPT    := -static-libstdc++ -static-libgcc -Wl,-rpath,'$$ORIGIN/lib'
+  CUDART   := -lcudart_static -ldl -lrt
 endif
 
 # A build without CUDA keeps its objects apart: they are compiled without KVLM_CUDA.
@@ -57,7 +69,7 @@ CU_SRC := $(if $(filter 1,$(CUDA)),$(wildcard kernels/cuda/*.cu))
 ifneq ($(CU_SRC),)
   CU_OBJ    := $(CU_SRC:%.cu=$(BUILD)/%.o)
   CXXFLAGS  += -DKVLM_CUDA=1 -I$(CUDA_HOME)/include
-  LDLIBS    += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart
+  LDLIBS    += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas $(CUDART)
   NVCCFLAGS := -std=c++20 -O3 -Isrc -I. -gencode arch=compute_90,code=[sm_90,compute_90] \
                -lineinfo -Xcompiler -Wall,-Wextra -MMD -MP
 endif
@@ -77,9 +89,9 @@ missing_packages = $(strip $(shell printf '$(call has_include_checks,$(1))' | \
 # install what is missing; any other build names the fix in one line and compiles nothing.
 INSTALL_GOALS := test test-gpu run bench
 DEPS_GATE := $(if $(filter $(INSTALL_GOALS),$(MAKECMDGOALS)),deps,check-deps)
-CHECKED_HEADERS := $(BUILD_HEADERS) $(if $(filter test test-gpu %kvlm_tests,$(MAKECMDGOALS)),$(TEST_HEADERS))
+CHECKED_HEADERS := $(BUILD_HEADERS) $(if $(filter test test-gpu gpu-kit %kvlm_tests,$(MAKECMDGOALS)),$(TEST_HEADERS))
 
-.PHONY: all run test test-gpu bench deps model clean fuzz fuzz-build fuzz-deps
+.PHONY: all run test test-gpu bench deps model clean fuzz fuzz-build fuzz-deps gpu-kit
 all: kvlm
 
 kvlm: $(BUILD)/kvlm
@@ -110,6 +122,19 @@ test-gpu: $(BUILD)/kvlm_tests $(BUILD)/kvlm model
 else
 test-gpu:
 	@echo "test-gpu: this build has no CUDA backend (nvcc not found, or CUDA=0)" >&2; exit 1
+endif
+
+# The GPU kit: the release build's two binaries, packed with what a GPU machine lacks
+# (tests/gpu_kit/package.sh says what, and checks the size); README's GPU section.
+KIT := build/gpu-kit
+ifeq ($(CUDA)$(DEBUG),10)
+gpu-kit: export KVLM_CXXFLAGS := $(CXXFLAGS)
+gpu-kit: export KVLM_LDFLAGS := $(LDFLAGS) $(LDLIBS)
+gpu-kit: $(BUILD)/kvlm $(BUILD)/kvlm_tests
+	CXX=$(CXX) NVCC=$(NVCC) tests/gpu_kit/package.sh $(BUILD) $(KIT)
+else
+gpu-kit:
+	@echo "gpu-kit: the kit is a release build with the CUDA backend (nvcc missing, CUDA=0 or DEBUG=1)" >&2; exit 1
 endif
 
 # Every KV method at budget 256 on a 4K prompt (methods without a budget as they come).

@@ -4,8 +4,10 @@
 #include <cstdio>
 
 #include "commands.h"
+#include "device.h"
 #include "eval/bench.h"
 #include "eval/eval_commands.h"
+#include "kernels/cpu/simd.h"
 #include "util/interrupt.h"
 
 using namespace kvlm;
@@ -118,7 +120,9 @@ CLI::App* add_eval_command(CLI::App& app, const std::string& name, const std::st
 int main(int argc, char** argv) {
   CLI::App app{"kvlm: a small Llama runtime for studying KV-cache compression"};
   app.require_subcommand(1);
-  app.set_version_flag("--version", "kvlm 0.1");
+  // The GPU kit's run.sh records this line: which CPU code runs here, and whether CUDA can.
+  app.set_version_flag("--version", std::string("kvlm 0.1; CPU kernels ") + simd::dispatch_level() +
+                                        (cuda_built() ? "; CUDA backend built" : "; no CUDA backend"));
   RuntimeOptions rt;
   DeviceFlags dev;
 

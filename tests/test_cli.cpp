@@ -7,6 +7,7 @@
 
 #include "cli_fixture.h"
 #include "device.h"
+#include "kernels/cpu/simd.h"
 #include "model_fixture.h"
 
 namespace kvlm {
@@ -196,9 +197,20 @@ TEST(Cli, DeviceAndDtypeAreCheckedBeforeLoading) {
   expect_error(kvlm("run -p hi --dtype f8"), 2, "--dtype");
   expect_error(kvlm("run -p hi --device cpu --dtype bf16"), 2,
                "--dtype bf16: the cpu backend keeps weights in f32");
+  // A random model: the check must not depend on the default model being there.
   if (cuda_gpu_count() == 0) {
-    expect_error(kvlm("run -p hi --device cuda"), 1, "--device cuda");
+    expect_error(kvlm("run -p hi --device cuda --model random:smollm2-135m"), 1, "--device cuda");
   }
+}
+
+// The GPU kit's log records which clone of the CPU kernels runs on its machine.
+TEST(Cli, VersionNamesTheCpuKernelsInUse) {
+  Result r = kvlm("--version");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find(std::string("CPU kernels ") + simd::dispatch_level()), std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find(cuda_built() ? "CUDA backend built" : "no CUDA backend"), std::string::npos)
+      << r.out;
 }
 
 // The memory plan needs no GPU: it is computed from the configuration.

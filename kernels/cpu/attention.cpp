@@ -57,7 +57,7 @@ struct QueryBlock {
 };
 
 template <class K>
-void attend_block(QueryBlock& b, const KVHeadView& cache, int head_dim) {
+KVLM_SIMD_CLONES void attend_block(QueryBlock& b, const KVHeadView& cache, int head_dim) {
   const K* keys = static_cast<const K*>(cache.keys);
   const K* values = static_cast<const K*>(cache.values);
   std::vector<float>& k_t = b.k_t;

@@ -18,7 +18,7 @@ using simd::kLanes;
 using simd::load;
 using simd::Vec;
 
-float dot(const float* a, const float* b, int n) {
+KVLM_SIMD_CLONES float dot(const float* a, const float* b, int n) {
   Vec acc0 = {}, acc1 = {};
   int i = 0;
   for (; i + 2 * kLanes <= n; i += 2 * kLanes) {
@@ -33,7 +33,8 @@ float dot(const float* a, const float* b, int n) {
 
 // out[t][o] for t in [t0, t0 + nt), o in [o0, o0 + no), nt, no <= 4.
 template <int NT, int NO>
-void tile(float* out, const float* x, const float* w, int t0, int o0, int n_in, int n_out) {
+KVLM_SIMD_CLONES void tile(float* out, const float* x, const float* w, int t0, int o0, int n_in,
+                           int n_out) {
   Vec acc[NT][NO] = {};
   int i = 0;
   for (; i + kLanes <= n_in; i += kLanes) {

@@ -12,7 +12,28 @@
 
 #include "backend.h"
 
+// The hot loops (matmul, attention) are compiled three times, for AVX-512, AVX2 + FMA and
+// the build's own -march (x86-64-v2), and the loader picks one per CPU at start-up (GCC
+// function multi-versioning): one binary, built anywhere, runs at full width everywhere.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define KVLM_HAS_SIMD_CLONES 1
+#define KVLM_SIMD_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define KVLM_HAS_SIMD_CLONES 0
+#define KVLM_SIMD_CLONES
+#endif
+
 namespace kvlm::simd {
+
+// Which clone of the KVLM_SIMD_CLONES functions this CPU runs.
+inline const char* dispatch_level() {
+#if KVLM_HAS_SIMD_CLONES
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("x86-64-v4")) return "x86-64-v4 (AVX-512)";
+  if (__builtin_cpu_supports("x86-64-v3")) return "x86-64-v3 (AVX2, FMA)";
+#endif
+  return "baseline (the build's -march)";
+}
 
 // bfloat16: the upper half of a float32's bits.
 struct BFloat16 {
