@@ -129,7 +129,9 @@ TEST(DecodePlan, EachMethodStaysWithinThePerLayerBounds) {
       EXPECT_EQ(s.count("append_kv"), L) << "one append per layer, not per head";
       // No storage grows in these steps; merged layers (MiniCache) copy their own rows next
       // to the restored shared ones each step, which is their view's cost, not the append's.
-      if (!m.spec.starts_with("minicache")) EXPECT_EQ(s.count("copy_rows"), 0);
+      if (!m.spec.starts_with("minicache")) {
+        EXPECT_EQ(s.count("copy_rows"), 0);
+      }
       // Observations come down once per layer, the logits once per step.
       EXPECT_EQ(s.count("download"), 1 + (observed ? L : 0));
       // Positions go by value and nothing else is copied up.
@@ -176,7 +178,9 @@ TEST(DecodePlan, OpsPerTokenOfRealLayouts) {
                   (long long)kernels, (long long)s.count("copy_rows"), (long long)stagings,
                   (long long)s.count("download"));
       // Full attention, by the list at the top: 3 + 10 per layer, whatever the heads.
-      if (std::string(spec) == "full") EXPECT_EQ(s.compute, kOpsPerStep + c.n_layers * 10);
+      if (std::string(spec) == "full") {
+        EXPECT_EQ(s.compute, kOpsPerStep + c.n_layers * 10);
+      }
     }
   }
 }

@@ -234,8 +234,9 @@ TEST_P(Kernels, RopeQkMatchesNaive) {
         std::vector<float> got_q = q.host();
         expect_close(got_q, want_q, 1e-5f, "queries");
         expect_close(bqkv.host(), want_qkv, 1e-5f, "keys (queries and values unchanged)");
-        if (first == 0)  // position 0 is the identity
+        if (first == 0) {  // position 0 is the identity
           for (int i = 0; i < q_dim; i++) ASSERT_EQ(got_q[i], qkv[i]);
+        }
       }
     }
   }
