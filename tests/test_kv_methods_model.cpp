@@ -162,8 +162,9 @@ TEST(KvMethodsModel, DecodeMaintenanceKeepsTheBudget) {
 // every (layer, head), and the same tokens except in a few heads where tokens at the
 // budget's edge swap (their scores within the keys' f16 rounding of each other; SnapKV's
 // pooling moves a token's neighbours with it). Measured on this prompt at budget 48 (of
-// ~90 tokens): streaming, adakv, dynamickv, simlayerkv and minicache keep identical sets;
-// h2o, pyramidkv and knorm differ in 2 of 90 heads, snapkv in 1 (1 to 7 tokens swapped).
+// ~90 tokens, release build on an AVX2 machine): adakv, simlayerkv and minicache keep
+// identical sets; h2o differs in 2 of 90 heads, snapkv, dynamickv and knorm in 1 (1 to 7
+// tokens swapped). Which heads tie depends on the summation order, so on the build.
 TEST(KvMethodsModel, HalfPrecisionKVKeepsTheSameTokens) {
   KVLM_REQUIRE_MODEL();
   auto& m = default_model();
@@ -179,9 +180,11 @@ TEST(KvMethodsModel, HalfPrecisionKVKeepsTheSameTokens) {
       for (int h = 0; h < cache->n_kv_heads(); h++) positions.push_back(cache->positions(l, h));
     return positions;
   };
-  for (const char* spec : {"streaming:budget=48", "h2o:budget=48", "snapkv:budget=48",
-                           "pyramidkv:budget=48", "adakv:budget=48", "dynamickv:budget=48",
-                           "knorm:budget=48", "simlayerkv:recent=16", "minicache"}) {
+  // Every method whose choice reads the stored rows: streaming keeps by position alone, and
+  // pyramidkv ranks by snapkv's scores with other budgets.
+  for (const char* spec : {"h2o:budget=48", "snapkv:budget=48", "adakv:budget=48",
+                           "dynamickv:budget=48", "knorm:budget=48", "simlayerkv:recent=16",
+                           "minicache"}) {
     const auto f32 = kept(spec, DType::F32), f16 = kept(spec, DType::F16);
     ASSERT_EQ(f32.size(), f16.size());
     int differing = 0;
