@@ -62,19 +62,23 @@ struct KVAppendTarget {
 // The host-side checks of the ops over a cache view, shared by every backend so that
 // they reject the same calls with the same messages (std::invalid_argument naming `op`):
 // a device kernel given a group of 0 would divide by zero instead.
+// The message is built only when a check fails: these run on every attention call.
+[[noreturn]] inline void reject_kv_call(const char* op, const std::string& what) {
+  throw std::invalid_argument(std::string(op) + ": " + what);
+}
+
 inline void check_kv_view(const char* op, const std::vector<KVHeadView>& kv, int n_heads,
                           int head_dim) {
-  const std::string where = std::string(op) + ": ";
-  if (kv.empty()) throw std::invalid_argument(where + "no KV heads");
+  if (kv.empty()) reject_kv_call(op, "no KV heads");
   if (n_heads <= 0 || n_heads % int(kv.size()) != 0)
-    throw std::invalid_argument(where + std::to_string(n_heads) + " query heads are not a multiple of " +
-                                std::to_string(kv.size()) + " KV heads");
-  if (head_dim <= 0) throw std::invalid_argument(where + "head dim " + std::to_string(head_dim));
+    reject_kv_call(op, std::to_string(n_heads) + " query heads are not a multiple of " +
+                           std::to_string(kv.size()) + " KV heads");
+  if (head_dim <= 0) reject_kv_call(op, "head dim " + std::to_string(head_dim));
   for (const KVHeadView& h : kv) {
     if (h.dtype != kv[0].dtype)
-      throw std::invalid_argument(where + "KV heads stored in both " + dtype_name(kv[0].dtype) +
-                                  " and " + dtype_name(h.dtype));
-    if (h.len < 0) throw std::invalid_argument(where + "a KV head of length " + std::to_string(h.len));
+      reject_kv_call(op, std::string("KV heads stored in both ") + dtype_name(kv[0].dtype) +
+                             " and " + dtype_name(h.dtype));
+    if (h.len < 0) reject_kv_call(op, "a KV head of length " + std::to_string(h.len));
   }
 }
 
@@ -82,15 +86,14 @@ inline void check_kv_view(const char* op, const std::vector<KVHeadView>& kv, int
 // longest head.
 inline void check_score_rows(const char* op, const std::vector<KVHeadView>& kv, int stride, int T,
                              int first_row, int n_rows) {
-  const std::string where = std::string(op) + ": ";
   if (first_row < 0 || n_rows < 0 || first_row + n_rows > T)
-    throw std::invalid_argument(where + "rows [" + std::to_string(first_row) + ", " +
-                                std::to_string(first_row + n_rows) + ") are not within the " +
-                                std::to_string(T) + " new tokens");
+    reject_kv_call(op, "rows [" + std::to_string(first_row) + ", " +
+                           std::to_string(first_row + n_rows) + ") are not within the " +
+                           std::to_string(T) + " new tokens");
   for (const KVHeadView& h : kv)
     if (h.len > stride)
-      throw std::invalid_argument(where + "stride " + std::to_string(stride) +
-                                  " is shorter than a KV head of " + std::to_string(h.len) + " slots");
+      reject_kv_call(op, "stride " + std::to_string(stride) + " is shorter than a KV head of " +
+                             std::to_string(h.len) + " slots");
 }
 
 class Backend {
