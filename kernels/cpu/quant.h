@@ -1,0 +1,47 @@
+// Weight types on the CPU: every type rebuilt as float32 (the reference), activations
+// quantised for the integer dot products, and one dot product per weight type.
+//
+// A matmul over a quantised matrix quantises its input rows once (quantize_activations,
+// in the format act_format() names) and then takes, for every weight row, the dot
+// product of that row's blocks with the quantised input: integer multiply-adds inside a
+// block, one float multiply per block. Float weights (F32, F16, BF16) read float32 input.
+//
+// Each dot product has a scalar version (the reference the tests hold the others to) and
+// versions for wider CPUs; dot_function() picks the widest this CPU runs.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "weight_type.h"
+
+namespace kvlm::quant {
+
+// Rebuilds n weights (a whole number of blocks) of `type` at src as float32.
+void dequantize_row(WeightType type, const void* src, float* dst, int64_t n);
+
+// What a weight type's dot product reads as its second operand.
+enum class ActFormat { F32, Q8_32, Q8_256 };
+ActFormat act_format(WeightType type);
+// Bytes of one row of n activations (n a whole number of the format's blocks).
+size_t act_row_bytes(ActFormat format, int n);
+// One row of n activations into `format` (for F32 a copy). Deterministic: every CPU level
+// produces the same bytes.
+void quantize_activations(ActFormat format, const float* x, void* out, int n);
+
+// sum over i < n of w[i] * x[i]: w is one row of weights of the function's type, x one row
+// of activations in act_format(type). n is a whole number of blocks.
+using DotFn = float (*)(const void* w, const void* x, int n);
+
+// The instruction sets a dot product is written for, narrowest first.
+enum class SimdLevel { Scalar, Avx2 };
+const char* simd_level_name(SimdLevel level);
+// The levels this CPU can run (always Scalar first).
+std::vector<SimdLevel> supported_levels();
+// `type`'s dot product at `level`; a level without a version of its own for `type` gives
+// the next narrower one.
+DotFn dot_function(WeightType type, SimdLevel level);
+// The widest version this CPU runs.
+DotFn dot_function(WeightType type);
+
+}  // namespace kvlm::quant

@@ -1,0 +1,19 @@
+// The kernels of each weight type, for quant.cpp's dispatch (kernels/cpu/quant.h is the
+// interface). The 32-block and float types live in quant.cpp, the k-quants in quant_k.cpp.
+#pragma once
+#include "kernels/cpu/quant.h"
+
+namespace kvlm::quant::detail {
+
+struct TypeKernels {
+  void (*dequantize)(const void* src, float* dst, int64_t n);
+  DotFn scalar;
+  DotFn avx2;  // nullptr when the type has no AVX2 version
+};
+
+// quant_k.cpp
+extern const TypeKernels kQ2_K, kQ3_K, kQ4_K, kQ5_K, kQ6_K;
+// One row of n activations (n a multiple of 256) as BlockQ8_256.
+void quantize_q8_256(const float* x, void* out, int n);
+
+}  // namespace kvlm::quant::detail
