@@ -1,0 +1,231 @@
+// The k-quant kernels (kernels/cpu/quant_k.cpp): dequantisation against the gguf package's
+// golden output, the activation quantiser's bounds, and the dot products against the
+// float dot product of the dequantised operands (the scalar version) and against the
+// scalar version (the AVX2 one).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <bit>
+#include <cctype>
+#include <cmath>
+#include <cstddef>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <ostream>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/cpu/quant_impl.h"
+#include "kernels/quant_blocks.h"
+#include "model/dequant.h"
+#include "tests/model_fixture.h"
+
+namespace kvlm::quant {
+namespace {
+
+struct KQuant {
+  WeightType type;
+  const detail::TypeKernels* kernels;
+  std::vector<size_t> f16_fields;  // byte offsets of d (and dmin) in a block
+};
+
+std::string name(WeightType type) {
+  std::string s = weight_type_name(type);
+  for (char& c : s) c = static_cast<char>(std::toupper(c));
+  return s;
+}
+void PrintTo(const KQuant& k, std::ostream* os) { *os << name(k.type); }
+
+std::vector<uint8_t> read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), {}};
+}
+
+// `count` super-blocks of random bytes whose f16 scale fields are finite random numbers,
+// so every bit pattern of the quants and packed scales occurs.
+std::vector<uint8_t> random_blocks(const KQuant& k, int count, std::mt19937& rng) {
+  const int block_bytes = weight_type_info(k.type).block_bytes;
+  std::vector<uint8_t> bytes(size_t(count) * block_bytes);
+  std::uniform_int_distribution<int> byte(0, 255);
+  for (uint8_t& b : bytes) b = static_cast<uint8_t>(byte(rng));
+  std::uniform_real_distribution<float> scale(-0.08f, 0.08f);
+  for (int b = 0; b < count; ++b)
+    for (size_t field : k.f16_fields) {
+      const uint16_t h = f32_to_f16(scale(rng));
+      std::memcpy(&bytes[size_t(b) * block_bytes + field], &h, sizeof h);
+    }
+  return bytes;
+}
+
+std::vector<float> random_floats(int n, std::mt19937& rng) {
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> x(n);
+  for (float& v : x) v = normal(rng);
+  return x;
+}
+
+std::vector<BlockQ8_256> quantized(const std::vector<float>& x) {
+  std::vector<BlockQ8_256> q(x.size() / kSuperBlock);
+  detail::quantize_q8_256(x.data(), q.data(), static_cast<int>(x.size()));
+  return q;
+}
+
+// The activations as the dot products see them: d * q.
+std::vector<float> dequantized(const std::vector<BlockQ8_256>& q) {
+  std::vector<float> x;
+  for (const BlockQ8_256& b : q)
+    for (int8_t v : b.qs) x.push_back(b.d * v);
+  return x;
+}
+
+// A random weight row of `super_blocks` super-blocks with random activations: the raw
+// operands, and both dequantised.
+struct DotCase {
+  std::vector<uint8_t> w;
+  std::vector<BlockQ8_256> x;
+  std::vector<float> w_float, x_float;
+  int n() const { return static_cast<int>(w_float.size()); }
+  // sum |w_i x_i|: the scale the rounding errors of a dot product are relative to (the
+  // dot product itself can cancel to near zero).
+  double magnitude() const {
+    double s = 0;
+    for (int i = 0; i < n(); ++i) s += std::fabs(double(w_float[i]) * x_float[i]);
+    return s;
+  }
+};
+
+DotCase random_case(const KQuant& k, int super_blocks, std::mt19937& rng) {
+  DotCase c;
+  const int n = super_blocks * kSuperBlock;
+  c.w = random_blocks(k, super_blocks, rng);
+  c.x = quantized(random_floats(n, rng));
+  c.w_float.resize(n);
+  k.kernels->dequantize(c.w.data(), c.w_float.data(), n);
+  c.x_float = dequantized(c.x);
+  return c;
+}
+
+class QuantK : public ::testing::TestWithParam<KQuant> {};
+
+TEST_P(QuantK, DequantizeMatchesGoldenBitForBit) {
+  const std::string stem = test::data_path("quant/" + name(GetParam().type));
+  const std::vector<uint8_t> blocks = read_file(stem + ".blocks"), golden = read_file(stem + ".f32");
+  ASSERT_FALSE(blocks.empty()) << stem << ".blocks";
+  const int n = static_cast<int>(golden.size() / sizeof(float));
+  ASSERT_EQ(blocks.size() / weight_type_info(GetParam().type).block_bytes * kSuperBlock, size_t(n));
+  std::vector<float> got(n);
+  GetParam().kernels->dequantize(blocks.data(), got.data(), n);
+  for (int i = 0; i < n; ++i) {
+    uint32_t want;
+    std::memcpy(&want, &golden[i * sizeof(float)], sizeof want);
+    ASSERT_EQ(std::bit_cast<uint32_t>(got[i]), want)
+        << "weight " << i << ": got " << got[i] << ", want " << std::bit_cast<float>(want);
+  }
+}
+
+TEST_P(QuantK, ScalarDotIsTheDotOfTheDequantizedRows) {
+  std::mt19937 rng(7);
+  for (int super_blocks : {1, 2, 5}) {
+    for (int trial = 0; trial < 20; ++trial) {
+      const DotCase c = random_case(GetParam(), super_blocks, rng);
+      double want = 0;
+      for (int i = 0; i < c.n(); ++i) want += double(c.w_float[i]) * c.x_float[i];
+      const float got = GetParam().kernels->scalar(c.w.data(), c.x.data(), c.n());
+      ASSERT_NEAR(got, want, 1e-5 * c.magnitude())
+          << super_blocks << " super-blocks, trial " << trial;
+    }
+  }
+}
+
+TEST_P(QuantK, Avx2DotAgreesWithScalar) {
+  if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma") ||
+      !__builtin_cpu_supports("f16c"))
+    GTEST_SKIP() << "this CPU lacks AVX2, FMA or F16C";
+  ASSERT_NE(GetParam().kernels->avx2, nullptr);
+  std::mt19937 rng(11);
+  for (int super_blocks : {1, 2, 3, 17}) {
+    for (int trial = 0; trial < 20; ++trial) {
+      const DotCase c = random_case(GetParam(), super_blocks, rng);
+      const float scalar = GetParam().kernels->scalar(c.w.data(), c.x.data(), c.n());
+      const float avx2 = GetParam().kernels->avx2(c.w.data(), c.x.data(), c.n());
+      ASSERT_NEAR(avx2, scalar, 1e-5 * c.magnitude())
+          << super_blocks << " super-blocks, trial " << trial;
+    }
+  }
+}
+
+// Every byte 0x00 or 0xFF (the smallest or largest q in every weight) against activations
+// that are all +-127: the largest partial sums the integer arithmetic meets.
+TEST_P(QuantK, ExtremeBlocksAgreeAcrossLevels) {
+  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                    __builtin_cpu_supports("f16c");
+  for (uint8_t fill : {0x00, 0xFF}) {
+    for (float sign : {1.0f, -1.0f}) {
+      DotCase c;
+      c.w.assign(size_t(weight_type_info(GetParam().type).block_bytes) * 2, fill);
+      for (size_t b = 0; b < 2; ++b)
+        for (size_t field : GetParam().f16_fields) {
+          const uint16_t h = f32_to_f16(0.05f);
+          std::memcpy(&c.w[b * weight_type_info(GetParam().type).block_bytes + field], &h, 2);
+        }
+      c.x = quantized(std::vector<float>(2 * kSuperBlock, sign));
+      c.w_float.resize(2 * kSuperBlock);
+      GetParam().kernels->dequantize(c.w.data(), c.w_float.data(), c.n());
+      c.x_float = dequantized(c.x);
+      double want = 0;
+      for (int i = 0; i < c.n(); ++i) want += double(c.w_float[i]) * c.x_float[i];
+      const std::string what = "fill " + std::to_string(fill) + ", sign " + std::to_string(sign);
+      EXPECT_NEAR(GetParam().kernels->scalar(c.w.data(), c.x.data(), c.n()), want,
+                  1e-5 * c.magnitude()) << what;
+      if (avx2) {
+        EXPECT_NEAR(GetParam().kernels->avx2(c.w.data(), c.x.data(), c.n()), want,
+                    1e-5 * c.magnitude()) << what;
+      }
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    , QuantK,
+    ::testing::Values(
+        KQuant{WeightType::Q2_K, &detail::kQ2_K, {offsetof(BlockQ2_K, d), offsetof(BlockQ2_K, dmin)}},
+        KQuant{WeightType::Q3_K, &detail::kQ3_K, {offsetof(BlockQ3_K, d)}},
+        KQuant{WeightType::Q4_K, &detail::kQ4_K, {offsetof(BlockQ4_K, d), offsetof(BlockQ4_K, dmin)}},
+        KQuant{WeightType::Q5_K, &detail::kQ5_K, {offsetof(BlockQ5_K, d), offsetof(BlockQ5_K, dmin)}},
+        KQuant{WeightType::Q6_K, &detail::kQ6_K, {offsetof(BlockQ6_K, d)}}),
+    [](const ::testing::TestParamInfo<KQuant>& info) { return name(info.param.type); });
+
+TEST(QuantKActivations, RoundTripWithinHalfAStep) {
+  std::mt19937 rng(3);
+  std::vector<float> x = random_floats(3 * kSuperBlock, rng);
+  x[5] = 0.0f;
+  x[300] = 40.0f;  // one outlier sets its super-block's step
+  const std::vector<BlockQ8_256> q = quantized(x);
+  for (int b = 0; b < 3; ++b) {
+    float amax = 0;
+    for (int i = 0; i < kSuperBlock; ++i) amax = std::max(amax, std::fabs(x[b * kSuperBlock + i]));
+    EXPECT_EQ(q[b].d, amax / 127) << "super-block " << b;
+    for (int i = 0; i < kSuperBlock; ++i) {
+      const float xi = x[b * kSuperBlock + i], d = q[b].d;
+      ASSERT_LE(std::fabs(xi - d * q[b].qs[i]), d / 2 * (1 + 1e-6f)) << "element " << b * kSuperBlock + i;
+    }
+    for (int j = 0; j < kSuperBlock / 16; ++j) {
+      int sum = 0;
+      for (int l = 0; l < 16; ++l) sum += q[b].qs[16 * j + l];
+      EXPECT_EQ(q[b].bsums[j], sum) << "super-block " << b << ", sum " << j;
+    }
+  }
+  EXPECT_EQ(q[1].qs[300 - kSuperBlock], 127);
+}
+
+TEST(QuantKActivations, ZerosGiveZeroScaleAndQuants) {
+  const std::vector<BlockQ8_256> q = quantized(std::vector<float>(kSuperBlock, 0.0f));
+  EXPECT_EQ(q[0].d, 0.0f);
+  for (int8_t v : q[0].qs) ASSERT_EQ(v, 0);
+  for (int16_t s : q[0].bsums) ASSERT_EQ(s, 0);
+}
+
+}  // namespace
+}  // namespace kvlm::quant
