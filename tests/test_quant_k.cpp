@@ -15,6 +15,7 @@
 #include <ostream>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kernels/cpu/quant_impl.h"
@@ -43,19 +44,25 @@ std::vector<uint8_t> read_file(const std::string& path) {
   return {std::istreambuf_iterator<char>(in), {}};
 }
 
+// Writes `value()` into every f16 scale field (d, dmin) of the blocks in `bytes`.
+template <class Value>
+void set_scale_fields(const KQuant& k, std::vector<uint8_t>& bytes, Value value) {
+  const size_t block_bytes = weight_type_info(k.type).block_bytes;
+  for (size_t b = 0; b < bytes.size() / block_bytes; ++b)
+    for (size_t field : k.f16_fields) {
+      const uint16_t h = f32_to_f16(value());
+      std::memcpy(&bytes[b * block_bytes + field], &h, sizeof h);
+    }
+}
+
 // `count` super-blocks of random bytes whose f16 scale fields are finite random numbers,
 // so every bit pattern of the quants and packed scales occurs.
 std::vector<uint8_t> random_blocks(const KQuant& k, int count, std::mt19937& rng) {
-  const int block_bytes = weight_type_info(k.type).block_bytes;
-  std::vector<uint8_t> bytes(size_t(count) * block_bytes);
+  std::vector<uint8_t> bytes(size_t(count) * weight_type_info(k.type).block_bytes);
   std::uniform_int_distribution<int> byte(0, 255);
   for (uint8_t& b : bytes) b = static_cast<uint8_t>(byte(rng));
   std::uniform_real_distribution<float> scale(-0.08f, 0.08f);
-  for (int b = 0; b < count; ++b)
-    for (size_t field : k.f16_fields) {
-      const uint16_t h = f32_to_f16(scale(rng));
-      std::memcpy(&bytes[size_t(b) * block_bytes + field], &h, sizeof h);
-    }
+  set_scale_fields(k, bytes, [&] { return scale(rng); });
   return bytes;
 }
 
@@ -72,23 +79,27 @@ std::vector<BlockQ8_256> quantized(const std::vector<float>& x) {
   return q;
 }
 
-// The activations as the dot products see them: d * q.
-std::vector<float> dequantized(const std::vector<BlockQ8_256>& q) {
-  std::vector<float> x;
-  for (const BlockQ8_256& b : q)
-    for (int8_t v : b.qs) x.push_back(b.d * v);
-  return x;
-}
-
-// A random weight row of `super_blocks` super-blocks with random activations: the raw
-// operands, and both dequantised.
+// A weight row and a row of activations, raw and both dequantised (the activations as
+// the dot products see them: d * q).
 struct DotCase {
   std::vector<uint8_t> w;
   std::vector<BlockQ8_256> x;
   std::vector<float> w_float, x_float;
+
+  DotCase(const KQuant& k, std::vector<uint8_t> weights, const std::vector<float>& activations)
+      : w(std::move(weights)), x(quantized(activations)), w_float(activations.size()) {
+    k.kernels->dequantize(w.data(), w_float.data(), n());
+    for (const BlockQ8_256& b : x)
+      for (int8_t q : b.qs) x_float.push_back(b.d * q);
+  }
   int n() const { return static_cast<int>(w_float.size()); }
-  // sum |w_i x_i|: the scale the rounding errors of a dot product are relative to (the
-  // dot product itself can cancel to near zero).
+  double float_dot() const {
+    double s = 0;
+    for (int i = 0; i < n(); ++i) s += double(w_float[i]) * x_float[i];
+    return s;
+  }
+  // sum |w_i x_i|: what the rounding errors of a dot product are relative to (the dot
+  // product itself can cancel to near zero).
   double magnitude() const {
     double s = 0;
     for (int i = 0; i < n(); ++i) s += std::fabs(double(w_float[i]) * x_float[i]);
@@ -97,24 +108,25 @@ struct DotCase {
 };
 
 DotCase random_case(const KQuant& k, int super_blocks, std::mt19937& rng) {
-  DotCase c;
-  const int n = super_blocks * kSuperBlock;
-  c.w = random_blocks(k, super_blocks, rng);
-  c.x = quantized(random_floats(n, rng));
-  c.w_float.resize(n);
-  k.kernels->dequantize(c.w.data(), c.w_float.data(), n);
-  c.x_float = dequantized(c.x);
-  return c;
+  std::vector<uint8_t> w = random_blocks(k, super_blocks, rng);
+  return DotCase(k, std::move(w), random_floats(super_blocks * kSuperBlock, rng));
+}
+
+bool cpu_has_avx2() {
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+         __builtin_cpu_supports("f16c");
 }
 
 class QuantK : public ::testing::TestWithParam<KQuant> {};
 
 TEST_P(QuantK, DequantizeMatchesGoldenBitForBit) {
   const std::string stem = test::data_path("quant/" + name(GetParam().type));
-  const std::vector<uint8_t> blocks = read_file(stem + ".blocks"), golden = read_file(stem + ".f32");
+  const std::vector<uint8_t> blocks = read_file(stem + ".blocks");
+  const std::vector<uint8_t> golden = read_file(stem + ".f32");
   ASSERT_FALSE(blocks.empty()) << stem << ".blocks";
   const int n = static_cast<int>(golden.size() / sizeof(float));
-  ASSERT_EQ(blocks.size() / weight_type_info(GetParam().type).block_bytes * kSuperBlock, size_t(n));
+  ASSERT_EQ(blocks.size() / weight_type_info(GetParam().type).block_bytes * kSuperBlock,
+            size_t(n));
   std::vector<float> got(n);
   GetParam().kernels->dequantize(blocks.data(), got.data(), n);
   for (int i = 0; i < n; ++i) {
@@ -130,19 +142,15 @@ TEST_P(QuantK, ScalarDotIsTheDotOfTheDequantizedRows) {
   for (int super_blocks : {1, 2, 5}) {
     for (int trial = 0; trial < 20; ++trial) {
       const DotCase c = random_case(GetParam(), super_blocks, rng);
-      double want = 0;
-      for (int i = 0; i < c.n(); ++i) want += double(c.w_float[i]) * c.x_float[i];
-      const float got = GetParam().kernels->scalar(c.w.data(), c.x.data(), c.n());
-      ASSERT_NEAR(got, want, 1e-5 * c.magnitude())
+      ASSERT_NEAR(GetParam().kernels->scalar(c.w.data(), c.x.data(), c.n()), c.float_dot(),
+                  1e-5 * c.magnitude())
           << super_blocks << " super-blocks, trial " << trial;
     }
   }
 }
 
 TEST_P(QuantK, Avx2DotAgreesWithScalar) {
-  if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma") ||
-      !__builtin_cpu_supports("f16c"))
-    GTEST_SKIP() << "this CPU lacks AVX2, FMA or F16C";
+  if (!cpu_has_avx2()) GTEST_SKIP() << "this CPU lacks AVX2, FMA or F16C";
   ASSERT_NE(GetParam().kernels->avx2, nullptr);
   std::mt19937 rng(11);
   for (int super_blocks : {1, 2, 3, 17}) {
@@ -159,29 +167,19 @@ TEST_P(QuantK, Avx2DotAgreesWithScalar) {
 // Every byte 0x00 or 0xFF (the smallest or largest q in every weight) against activations
 // that are all +-127: the largest partial sums the integer arithmetic meets.
 TEST_P(QuantK, ExtremeBlocksAgreeAcrossLevels) {
-  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                    __builtin_cpu_supports("f16c");
   for (uint8_t fill : {0x00, 0xFF}) {
     for (float sign : {1.0f, -1.0f}) {
-      DotCase c;
-      c.w.assign(size_t(weight_type_info(GetParam().type).block_bytes) * 2, fill);
-      for (size_t b = 0; b < 2; ++b)
-        for (size_t field : GetParam().f16_fields) {
-          const uint16_t h = f32_to_f16(0.05f);
-          std::memcpy(&c.w[b * weight_type_info(GetParam().type).block_bytes + field], &h, 2);
-        }
-      c.x = quantized(std::vector<float>(2 * kSuperBlock, sign));
-      c.w_float.resize(2 * kSuperBlock);
-      GetParam().kernels->dequantize(c.w.data(), c.w_float.data(), c.n());
-      c.x_float = dequantized(c.x);
-      double want = 0;
-      for (int i = 0; i < c.n(); ++i) want += double(c.w_float[i]) * c.x_float[i];
+      std::vector<uint8_t> w(size_t(weight_type_info(GetParam().type).block_bytes) * 2, fill);
+      set_scale_fields(GetParam(), w, [] { return 0.05f; });
+      const DotCase c(GetParam(), std::move(w), std::vector<float>(2 * kSuperBlock, sign));
       const std::string what = "fill " + std::to_string(fill) + ", sign " + std::to_string(sign);
-      EXPECT_NEAR(GetParam().kernels->scalar(c.w.data(), c.x.data(), c.n()), want,
-                  1e-5 * c.magnitude()) << what;
-      if (avx2) {
-        EXPECT_NEAR(GetParam().kernels->avx2(c.w.data(), c.x.data(), c.n()), want,
-                    1e-5 * c.magnitude()) << what;
+      EXPECT_NEAR(GetParam().kernels->scalar(c.w.data(), c.x.data(), c.n()), c.float_dot(),
+                  1e-5 * c.magnitude())
+          << what;
+      if (cpu_has_avx2()) {
+        EXPECT_NEAR(GetParam().kernels->avx2(c.w.data(), c.x.data(), c.n()), c.float_dot(),
+                    1e-5 * c.magnitude())
+            << what;
       }
     }
   }
@@ -190,10 +188,13 @@ TEST_P(QuantK, ExtremeBlocksAgreeAcrossLevels) {
 INSTANTIATE_TEST_SUITE_P(
     , QuantK,
     ::testing::Values(
-        KQuant{WeightType::Q2_K, &detail::kQ2_K, {offsetof(BlockQ2_K, d), offsetof(BlockQ2_K, dmin)}},
+        KQuant{WeightType::Q2_K, &detail::kQ2_K,
+               {offsetof(BlockQ2_K, d), offsetof(BlockQ2_K, dmin)}},
         KQuant{WeightType::Q3_K, &detail::kQ3_K, {offsetof(BlockQ3_K, d)}},
-        KQuant{WeightType::Q4_K, &detail::kQ4_K, {offsetof(BlockQ4_K, d), offsetof(BlockQ4_K, dmin)}},
-        KQuant{WeightType::Q5_K, &detail::kQ5_K, {offsetof(BlockQ5_K, d), offsetof(BlockQ5_K, dmin)}},
+        KQuant{WeightType::Q4_K, &detail::kQ4_K,
+               {offsetof(BlockQ4_K, d), offsetof(BlockQ4_K, dmin)}},
+        KQuant{WeightType::Q5_K, &detail::kQ5_K,
+               {offsetof(BlockQ5_K, d), offsetof(BlockQ5_K, dmin)}},
         KQuant{WeightType::Q6_K, &detail::kQ6_K, {offsetof(BlockQ6_K, d)}}),
     [](const ::testing::TestParamInfo<KQuant>& info) { return name(info.param.type); });
 
@@ -209,7 +210,8 @@ TEST(QuantKActivations, RoundTripWithinHalfAStep) {
     EXPECT_EQ(q[b].d, amax / 127) << "super-block " << b;
     for (int i = 0; i < kSuperBlock; ++i) {
       const float xi = x[b * kSuperBlock + i], d = q[b].d;
-      ASSERT_LE(std::fabs(xi - d * q[b].qs[i]), d / 2 * (1 + 1e-6f)) << "element " << b * kSuperBlock + i;
+      ASSERT_LE(std::fabs(xi - d * q[b].qs[i]), d / 2 * (1 + 1e-6f))
+          << "element " << b * kSuperBlock + i;
     }
     for (int j = 0; j < kSuperBlock / 16; ++j) {
       int sum = 0;
@@ -217,6 +219,7 @@ TEST(QuantKActivations, RoundTripWithinHalfAStep) {
       EXPECT_EQ(q[b].bsums[j], sum) << "super-block " << b << ", sum " << j;
     }
   }
+  EXPECT_EQ(q[0].qs[5], 0);
   EXPECT_EQ(q[1].qs[300 - kSuperBlock], 127);
 }
 

@@ -108,6 +108,17 @@ KVLM_AVX2 inline __m256i load32(const void* p) {
   return _mm256_loadu_si256(static_cast<const __m256i*>(p));
 }
 
+// The int16 scales of group g's two sub-blocks (2g and 2g + 1) across the low and the high
+// 128-bit lane, where vpmaddubsw leaves those sub-blocks' products. halves[h] holds scales
+// 8h .. 8h + 7 in both lanes, so that an in-lane byte shuffle can pick them.
+KVLM_AVX2 inline __m256i pair_scales(const __m256i halves[2], int g) {
+  const auto bytes_of_word = [](int k) {  // vpshufb's indices of int16 k, 8 times
+    return _mm_set1_epi16(static_cast<short>(2 * k | (2 * k + 1) << 8));
+  };
+  const __m256i pick = _mm256_set_m128i(bytes_of_word((2 * g + 1) % 8), bytes_of_word(2 * g % 8));
+  return _mm256_shuffle_epi8(halves[g / 4], pick);
+}
+
 KVLM_AVX2 inline float horizontal_sum(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -147,8 +158,8 @@ struct Q2KLayout {  // scales[j] = scale | min << 4
                          _mm_set1_epi8(0xF));
   }
   KVLM_AVX2 static __m128i mins16(const Block& b) {
-    return _mm_and_si128(_mm_srli_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales)), 4),
-                         _mm_set1_epi8(0xF));
+    const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales));
+    return _mm_and_si128(_mm_srli_epi16(packed, 4), _mm_set1_epi8(0xF));
   }
 };
 
@@ -160,7 +171,8 @@ struct Q3KLayout {  // q = 2 bits of qs + 4 * the hmask bit; stored minus 4
   static SubBlockScales scales(const Block& b) {
     const BiasedSixBitScales packed = unpack_q3_k_scales(b.scales);
     SubBlockScales s;
-    for (int j = 0; j < kSubBlocks; ++j) s.scale[j] = byte_of(packed.words[j / 4], j % 4) - kQ3ScaleBias;
+    for (int j = 0; j < kSubBlocks; ++j)
+      s.scale[j] = byte_of(packed.words[j / 4], j % 4) - kQ3ScaleBias;
     return s;
   }
 
@@ -335,28 +347,29 @@ KVLM_AVX2 float dot_avx2(const void* w, const void* x, int n) {
   for (int b = 0; b < n / kSuperBlock; ++b) {
     const Block& block = blocks[b];
     const BlockQ8_256& y = acts[b];
-    const __m128i scales = Layout::scales16(block);
+    const __m256i scales = _mm256_cvtepi8_epi16(Layout::scales16(block));
+    const __m256i scale_halves[2] = {_mm256_permute2x128_si256(scales, scales, 0x00),
+                                     _mm256_permute2x128_si256(scales, scales, 0x11)};
     __m256i q[8];
     Layout::quants(block, q);
     __m256i dots = _mm256_setzero_si256();
 #pragma GCC unroll 8
     for (int g = 0; g < 8; ++g) {
-      // Sub-block 2g's scale in the low 128-bit lane, 2g + 1's in the high one, as int16.
-      const __m128i pick = _mm_set_epi64x(0x0101010101010101LL * (2 * g + 1),
-                                          0x0101010101010101LL * (2 * g));
-      const __m256i pair_scales = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, pick));
       const __m256i products = _mm256_maddubs_epi16(q[g], load32(y.qs + 32 * g));
-      dots = _mm256_add_epi32(dots, _mm256_madd_epi16(products, pair_scales));
+      dots = _mm256_add_epi32(dots, _mm256_madd_epi16(products, pair_scales(scale_halves, g)));
     }
     const __m256i bsums = load32(y.bsums);
     if constexpr (Layout::kOffset != 0) {
-      const __m256i scaled_bsums = _mm256_madd_epi16(bsums, _mm256_cvtepi8_epi16(scales));
-      dots = _mm256_sub_epi32(dots, _mm256_mullo_epi32(scaled_bsums, _mm256_set1_epi32(Layout::kOffset)));
+      const __m256i scaled_bsums = _mm256_madd_epi16(bsums, scales);
+      dots = _mm256_sub_epi32(dots,
+                              _mm256_mullo_epi32(scaled_bsums, _mm256_set1_epi32(Layout::kOffset)));
     }
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(y.d * _cvtsh_ss(block.d)), _mm256_cvtepi32_ps(dots), acc);
+    const __m256 e_d = _mm256_set1_ps(y.d * _cvtsh_ss(block.d));
+    acc = _mm256_fmadd_ps(e_d, _mm256_cvtepi32_ps(dots), acc);
     if constexpr (kHasMin<Block>) {
       const __m256i mins = _mm256_madd_epi16(bsums, _mm256_cvtepu8_epi16(Layout::mins16(block)));
-      acc = _mm256_fnmadd_ps(_mm256_set1_ps(y.d * _cvtsh_ss(block.dmin)), _mm256_cvtepi32_ps(mins), acc);
+      const __m256 e_dmin = _mm256_set1_ps(y.d * _cvtsh_ss(block.dmin));
+      acc = _mm256_fnmadd_ps(e_dmin, _mm256_cvtepi32_ps(mins), acc);
     }
   }
   return horizontal_sum(acc);
