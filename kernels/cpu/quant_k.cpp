@@ -50,6 +50,11 @@ float dmin_of(const Block& b) {
 
 // Byte k of a little-endian word.
 inline int byte_of(uint32_t word, int k) { return (word >> (8 * k)) & 0xFF; }
+inline uint32_t load_u32(const uint8_t* p) {
+  uint32_t word;
+  std::memcpy(&word, p, sizeof word);
+  return word;
+}
 
 // 2-bit fields (Q2_K's and Q3_K's qs, Q6_K's qh): each 32-byte row serves a 128-weight
 // half of the super-block, byte l holding weights l, l + 32, l + 64, l + 96 from the low
@@ -69,8 +74,7 @@ struct SixBitScalesAndMins {
   uint32_t scales[2], mins[2];
 };
 inline SixBitScalesAndMins unpack_scales_and_mins(const uint8_t* packed) {
-  uint32_t w[3];
-  std::memcpy(w, packed, sizeof w);
+  const uint32_t w[3] = {load_u32(packed), load_u32(packed + 4), load_u32(packed + 8)};
   return {{w[0] & 0x3F3F3F3F, (w[2] & 0x0F0F0F0F) | ((w[0] >> 2) & 0x30303030)},
           {w[1] & 0x3F3F3F3F, ((w[2] >> 4) & 0x0F0F0F0F) | ((w[1] >> 2) & 0x30303030)}};
 }
@@ -83,9 +87,8 @@ struct BiasedSixBitScales {
   uint32_t words[4];
 };
 inline BiasedSixBitScales unpack_q3_k_scales(const uint8_t* packed) {
-  uint32_t low[2], high;
-  std::memcpy(low, packed, sizeof low);
-  std::memcpy(&high, packed + 8, sizeof high);
+  const uint32_t low[2] = {load_u32(packed), load_u32(packed + 4)};
+  const uint32_t high = load_u32(packed + 8);
   return {{(low[0] & 0x0F0F0F0F) | ((high << 4) & 0x30303030),
            (low[1] & 0x0F0F0F0F) | ((high << 2) & 0x30303030),
            ((low[0] >> 4) & 0x0F0F0F0F) | (high & 0x30303030),
