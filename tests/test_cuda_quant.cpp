@@ -1,0 +1,299 @@
+// The CUDA weight-type kernels (kernels/cuda/quant.h) against the golden dequantisation of
+// the gguf package (tests/data/quant, tests/golden/make_quant_golden.py), which is what the
+// CPU reference kvlm::quant::dequantize_row reproduces bit for bit:
+//   - dequantize() gives the golden values rounded once to half and to bfloat16;
+//   - matvec() rebuilds every golden weight exactly in float32 (read back through one-hot
+//     inputs), and multiplies matrices tiled from golden blocks within the float32
+//     summation bound of a float64 reference, on shapes that leave warps and lanes idle.
+// Skipped without a GPU; `make test-gpu` makes a missing GPU a failure. F32 has no golden
+// file of its own: F16's float32 values serve as its blocks and as its expected values.
+#include <gtest/gtest.h>
+
+#ifdef KVLM_CUDA
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <ostream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "backend_fixture.h"
+#include "kernels/cuda/quant.h"
+#include "model/dequant.h"
+#include "weight_type.h"
+
+namespace kvlm {
+namespace {
+
+struct TypeCase {
+  WeightType type;
+  const char* golden;  // tests/data/quant/<golden>.blocks and .f32
+};
+
+const TypeCase kTypes[] = {
+    {WeightType::F32, "F16"},   {WeightType::F16, "F16"},   {WeightType::BF16, "BF16"},
+    {WeightType::Q4_0, "Q4_0"}, {WeightType::Q4_1, "Q4_1"}, {WeightType::Q5_0, "Q5_0"},
+    {WeightType::Q5_1, "Q5_1"}, {WeightType::Q8_0, "Q8_0"}, {WeightType::Q2_K, "Q2_K"},
+    {WeightType::Q3_K, "Q3_K"}, {WeightType::Q4_K, "Q4_K"}, {WeightType::Q5_K, "Q5_K"},
+    {WeightType::Q6_K, "Q6_K"},
+};
+
+std::vector<uint8_t> read_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error("missing " + path + " (run from the repository root)");
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+// The golden blocks of one type and the float32 weights they hold.
+struct Golden {
+  std::vector<uint8_t> blocks;
+  std::vector<float> weights;
+  int block_weights = 0, block_bytes = 0;
+  int n_blocks() const { return int(blocks.size()) / block_bytes; }
+
+  explicit Golden(const TypeCase& c) {
+    const std::string stem = std::string("tests/data/quant/") + c.golden;
+    const std::vector<uint8_t> f32 = read_bytes(stem + ".f32");
+    weights.resize(f32.size() / sizeof(float));
+    std::memcpy(weights.data(), f32.data(), weights.size() * sizeof(float));
+    blocks = c.type == WeightType::F32 ? f32 : read_bytes(stem + ".blocks");
+    block_weights = weight_type_info(c.type).block_elems;
+    block_bytes = weight_type_info(c.type).block_bytes;
+    if (blocks.size() % block_bytes != 0 || size_t(n_blocks()) * block_weights != weights.size())
+      throw std::runtime_error(stem + ": blocks and weights disagree");
+  }
+};
+
+// A matrix of `rows` rows of `blocks_per_row` golden blocks: row r starts at golden block
+// start(r) and goes on cyclically. Its bytes, and its weights as the golden files give them.
+struct Tiled {
+  std::vector<uint8_t> bytes;
+  std::vector<float> weights;
+  int rows = 0, cols = 0;
+};
+template <class Start>
+Tiled tile(const Golden& g, int rows, int blocks_per_row, Start start) {
+  Tiled t;
+  t.rows = rows;
+  t.cols = blocks_per_row * g.block_weights;
+  for (int r = 0; r < rows; r++) {
+    for (int j = 0; j < blocks_per_row; j++) {
+      const int b = (start(r) + j) % g.n_blocks();
+      const auto bytes = g.blocks.begin() + ptrdiff_t(b) * g.block_bytes;
+      const auto weights = g.weights.begin() + ptrdiff_t(b) * g.block_weights;
+      t.bytes.insert(t.bytes.end(), bytes, bytes + g.block_bytes);
+      t.weights.insert(t.weights.end(), weights, weights + g.block_weights);
+    }
+  }
+  return t;
+}
+
+void cuda_ok(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(e));
+}
+
+// Device memory for one test (cudaMalloc: 256-byte aligned), freed on the way out.
+class DeviceBytes {
+ public:
+  explicit DeviceBytes(size_t bytes) : bytes_(bytes) {
+    cuda_ok(cudaMalloc(&ptr_, std::max<size_t>(bytes, 1)), "cudaMalloc");
+  }
+  template <class T>
+  explicit DeviceBytes(const std::vector<T>& host) : DeviceBytes(host.size() * sizeof(T)) {
+    upload(host);
+  }
+  ~DeviceBytes() { cudaFree(ptr_); }
+  DeviceBytes(const DeviceBytes&) = delete;
+  DeviceBytes& operator=(const DeviceBytes&) = delete;
+
+  template <class T>
+  T* as() const {
+    return static_cast<T*>(ptr_);
+  }
+  template <class T>
+  void upload(const std::vector<T>& host) {
+    cuda_ok(cudaMemcpy(ptr_, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice),
+            "upload");
+  }
+  template <class T>
+  std::vector<T> download() const {
+    std::vector<T> host(bytes_ / sizeof(T));
+    cuda_ok(cudaMemcpy(host.data(), ptr_, host.size() * sizeof(T), cudaMemcpyDeviceToHost),
+            "download");
+    return host;
+  }
+
+ private:
+  void* ptr_ = nullptr;
+  size_t bytes_;
+};
+
+// A stream of its own, so the kernels are seen to queue on the stream they are given. A
+// blocking one: it waits for DeviceBytes' copies and memsets, which run on the default
+// stream and may still be under way when cudaMemcpy from pageable memory returns.
+class Stream {
+ public:
+  Stream() { cuda_ok(cudaStreamCreate(&s_), "cudaStreamCreate"); }
+  ~Stream() { cudaStreamDestroy(s_); }
+  Stream(const Stream&) = delete;
+  Stream& operator=(const Stream&) = delete;
+  void* handle() const { return s_; }
+  void wait() const { cuda_ok(cudaStreamSynchronize(s_), "cudaStreamSynchronize"); }
+
+ private:
+  cudaStream_t s_ = nullptr;
+};
+
+class CudaQuant : public ::testing::TestWithParam<TypeCase> {
+ protected:
+  void SetUp() override { KVLM_REQUIRE_CUDA(); }
+};
+
+std::string type_param_name(const ::testing::TestParamInfo<TypeCase>& info) {
+  return weight_type_name(info.param.type);
+}
+void PrintTo(const TypeCase& c, std::ostream* os) { *os << weight_type_name(c.type); }
+
+// Every golden weight as half and as bfloat16, each the float32 value rounded once. A
+// second call rebuilds all blocks but the last, which must stay as it was (0xffff).
+TEST_P(CudaQuant, DequantizeRoundsGoldenWeightsOnce) {
+  const Golden g(GetParam());
+  const int64_t n = int64_t(g.weights.size()), n_short = n - g.block_weights;
+  const DeviceBytes blocks(g.blocks);
+  Stream stream;
+  for (const bool bf16 : {false, true}) {
+    SCOPED_TRACE(bf16 ? "bf16" : "f16");
+    std::vector<uint16_t> expected(n);
+    for (int64_t i = 0; i < n; i++)
+      expected[i] = bf16 ? f32_to_bf16(g.weights[i]) : f32_to_f16(g.weights[i]);
+
+    DeviceBytes out(n * sizeof(uint16_t));
+    cuda_ok(cudaMemset(out.as<void>(), 0xff, n * sizeof(uint16_t)), "cudaMemset");
+    cuda_quant::dequantize(GetParam().type, blocks.as<void>(), n, out.as<void>(), bf16,
+                           stream.handle());
+    stream.wait();
+    const std::vector<uint16_t> got = out.download<uint16_t>();
+    for (int64_t i = 0; i < n; i++) {
+      ASSERT_EQ(got[i], expected[i])
+          << "weight " << i << " (block " << i / g.block_weights << "), golden " << g.weights[i];
+    }
+
+    cuda_ok(cudaMemset(out.as<void>(), 0xff, n * sizeof(uint16_t)), "cudaMemset");
+    cuda_quant::dequantize(GetParam().type, blocks.as<void>(), n_short, out.as<void>(), bf16,
+                           stream.handle());
+    stream.wait();
+    const std::vector<uint16_t> partial = out.download<uint16_t>();
+    for (int64_t i = 0; i < n; i++) {
+      ASSERT_EQ(partial[i], i < n_short ? expected[i] : 0xffff)
+          << "weight " << i << " of " << n_short;
+    }
+  }
+}
+
+// matvec's float32 weights are the golden ones, bit for bit. Row r of the matrix is golden
+// block r (blocks of 1 weight: 8 of them, so the float rows take their 16-byte path), and
+// x = e_c picks column c: every other product is an exact zero, so y[r] = W[r][c] exactly
+// (a -0 weight reads +0, which == does not tell apart).
+TEST_P(CudaQuant, MatvecRebuildsGoldenWeightsExactly) {
+  const Golden g(GetParam());
+  const Tiled m = tile(g, g.n_blocks(), std::max(1, 8 / g.block_weights), [](int r) { return r; });
+  const DeviceBytes w(m.bytes);
+  DeviceBytes x(m.cols * sizeof(float)), y(m.rows * sizeof(float));
+  Stream stream;
+  for (int c = 0; c < m.cols; c++) {
+    std::vector<float> one_hot(m.cols, 0.0f);
+    one_hot[c] = 1.0f;
+    x.upload(one_hot);
+    cuda_quant::matvec(GetParam().type, w.as<void>(), m.rows, m.cols, x.as<float>(), y.as<float>(),
+                       stream.handle());
+    stream.wait();
+    const std::vector<float> got = y.download<float>();
+    for (int r = 0; r < m.rows; r++) {
+      ASSERT_EQ(got[r], m.weights[size_t(r) * m.cols + c]) << "row " << r << ", column " << c;
+    }
+  }
+}
+
+// Matrices tiled from golden blocks times a random x, against a float64 reference on the
+// golden weights. Row r starts at golden block 5r, so neighbouring rows differ.
+//
+// The bound: a lane adds its products one after another (at most cols / 32 + 8 of them),
+// then the warp adds its 32 lanes in 5 levels. Each of those roundings is off by at most
+// 2^-24 of its result, so |y - exact| <= (cols / 32 + 8 + 5) * 2^-24 * sum |w x| to first
+// order; the test allows twice that. One wrong weight in a row is off by about
+// sum |w x| / cols, hundreds of times more at these widths.
+struct Shape {
+  int rows;
+  int weights_per_row;  // rounded up to whole blocks
+};
+
+TEST_P(CudaQuant, MatvecMatchesFloat64Reference) {
+  const Golden g(GetParam());
+  // Odd row counts leave warps of the last thread block idle; 1-3 blocks of 32 leave most
+  // lanes idle; 2560 weights give each lane several steps.
+  const Shape shapes[] = {
+      {7, 3 * g.block_weights}, {1, g.block_weights}, {9, 2560}, {17, 768}, {1, 256}};
+  Stream stream;
+  for (const Shape& shape : shapes) {
+    const int blocks_per_row = (shape.weights_per_row + g.block_weights - 1) / g.block_weights;
+    const Tiled m = tile(g, shape.rows, blocks_per_row, [&](int r) { return 5 * r; });
+    SCOPED_TRACE(std::to_string(m.rows) + " x " + std::to_string(m.cols));
+    const std::vector<float> x_host = test::random_vector(m.cols, 1000 + m.rows + m.cols);
+    const DeviceBytes w(m.bytes), x(x_host);
+    DeviceBytes y(m.rows * sizeof(float));
+    cuda_quant::matvec(GetParam().type, w.as<void>(), m.rows, m.cols, x.as<float>(), y.as<float>(),
+                       stream.handle());
+    stream.wait();
+    const std::vector<float> got = y.download<float>();
+    for (int r = 0; r < m.rows; r++) {
+      double exact = 0, magnitude = 0;
+      for (int c = 0; c < m.cols; c++) {
+        const double term = double(m.weights[size_t(r) * m.cols + c]) * x_host[c];
+        exact += term;
+        magnitude += std::fabs(term);
+      }
+      const double bound = 2 * (m.cols / 32.0 + 8 + 5) * std::ldexp(1.0, -24) * magnitude;
+      EXPECT_NEAR(got[r], exact, bound) << "row " << r;
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(, CudaQuant, ::testing::ValuesIn(kTypes), type_param_name);
+
+// Checked before anything reaches the GPU, so this runs without one (the pointers are never
+// read).
+TEST(CudaQuantArguments, RejectsPartialBlocksAndMisalignedVectors) {
+  alignas(16) static float buffer[64];
+  void* w = buffer;
+  float* x = buffer;
+  EXPECT_THROW(cuda_quant::matvec(WeightType::Q4_K, w, 1, 128, x, x, nullptr),
+               std::invalid_argument);
+  EXPECT_THROW(cuda_quant::matvec(WeightType::Q8_0, w, 1, 40, x, x, nullptr),
+               std::invalid_argument);
+  EXPECT_THROW(cuda_quant::matvec(WeightType::Q4_0, w, -1, 32, x, x, nullptr),
+               std::invalid_argument);
+  EXPECT_THROW(cuda_quant::matvec(WeightType::Q4_0, w, 1, 32, x + 1, x, nullptr),
+               std::invalid_argument);
+  EXPECT_THROW(cuda_quant::matvec(WeightType::Q4_1, reinterpret_cast<uint8_t*>(buffer) + 2, 1, 32,
+                                  x, x, nullptr),
+               std::invalid_argument);
+  EXPECT_THROW(cuda_quant::dequantize(WeightType::Q6_K, w, 255, x, false, nullptr),
+               std::invalid_argument);
+  EXPECT_THROW(cuda_quant::dequantize(WeightType::Q5_0, w, 32, x + 2, true, nullptr),
+               std::invalid_argument);
+  EXPECT_THROW(cuda_quant::dequantize(WeightType::F16, w, -1, x, true, nullptr),
+               std::invalid_argument);
+  // Nothing to do is no error, and launches nothing.
+  EXPECT_NO_THROW(cuda_quant::matvec(WeightType::Q2_K, w, 0, 256, x, x, nullptr));
+  EXPECT_NO_THROW(cuda_quant::dequantize(WeightType::Q3_K, w, 0, x, false, nullptr));
+}
+
+}  // namespace
+}  // namespace kvlm
+#endif  // KVLM_CUDA
