@@ -13,6 +13,7 @@
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <limits>
 #include <random>
 #include <stdexcept>
 #include <string>
@@ -95,7 +96,8 @@ std::vector<uint8_t> random_weights(WeightType type, int n, std::mt19937& rng) {
   std::uniform_real_distribution<float> scale(-0.08f, 0.08f);  // as the golden script draws
   const size_t block_bytes = weight_type_info(type).block_bytes;
   for (size_t block = 0; block < row.size(); block += block_bytes)
-    for (size_t offset : scale_offsets(type)) store_u16(&row[block + offset], f32_to_f16(scale(rng)));
+    for (size_t offset : scale_offsets(type))
+      store_u16(&row[block + offset], f32_to_f16(scale(rng)));
   return row;
 }
 
@@ -261,6 +263,50 @@ TEST(QuantActivations, Q8_32RoundsEachBlockAndSumsIt) {
   }
 }
 
+// The definition, one value at a time: d = max |x| / 127 and q = x / d rounded to nearest,
+// ties to even, within +-127 (which only binds when d is subnormal). Whichever CPU level
+// runs must write exactly these bytes.
+std::vector<uint8_t> q8_32_by_definition(const std::vector<float>& x) {
+  std::vector<BlockQ8_32> blocks(x.size() / kBlock);
+  for (size_t b = 0; b < blocks.size(); b++) {
+    float max_abs = 0;
+    for (int i = 0; i < kBlock; i++) max_abs = std::max(max_abs, std::fabs(x[b * kBlock + i]));
+    const float d = max_abs / 127;
+    int sum = 0;
+    for (int i = 0; i < kBlock; i++) {
+      const float q = d == 0 ? 0 : std::nearbyint(std::clamp(x[b * kBlock + i] / d, -127.f, 127.f));
+      blocks[b].qs[i] = static_cast<int8_t>(q);
+      sum += blocks[b].qs[i];
+    }
+    blocks[b].d = d;
+    blocks[b].sum = d * float(sum);
+  }
+  std::vector<uint8_t> bytes(blocks.size() * sizeof(BlockQ8_32));
+  std::memcpy(bytes.data(), blocks.data(), bytes.size());
+  return bytes;
+}
+
+TEST(QuantActivations, Q8_32IsItsDefinitionBitForBit) {
+  std::vector<float> x = activations_at_mixed_scales();
+  // Ties: with max |x| = 127, d = 1 and k + 0.5 goes to the even neighbour.
+  std::vector<float> ties(kBlock);
+  for (int i = 0; i < kBlock; i++) ties[i] = float(i - 16) + 0.5f;
+  ties[0] = 127;
+  // Subnormal: d = 190 / 127 of the smallest subnormal rounds to 1 of it, so max |x| / d
+  // is 190 and the clamp decides.
+  std::vector<float> subnormal(kBlock, 0.0f);
+  subnormal[3] = -190 * std::numeric_limits<float>::denorm_min();
+  subnormal[5] = 20 * std::numeric_limits<float>::denorm_min();
+  x.insert(x.end(), ties.begin(), ties.end());
+  x.insert(x.end(), subnormal.begin(), subnormal.end());
+
+  const std::vector<uint8_t> got = quantized(ActFormat::Q8_32, x), want = q8_32_by_definition(x);
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < got.size(); i++)
+    ASSERT_EQ(got[i], want[i]) << "byte " << i % sizeof(BlockQ8_32) << " of block "
+                               << i / sizeof(BlockQ8_32);
+}
+
 TEST(QuantActivations, Q8_256RoundsEachBlockAndSumsEvery16) {
   const std::vector<float> x = activations_at_mixed_scales();
   const std::vector<uint8_t> q = quantized(ActFormat::Q8_256, x);
@@ -347,7 +393,6 @@ TEST_P(QuantDot, ActivationQuantizationErrorIsSmall) {
   }
   const double rms = std::sqrt(squared_error / rows);
   RecordProperty("relative_rms_error", std::to_string(rms));
-  printf("RMS %s %g\n", upper_name(type).c_str(), rms);
   EXPECT_LT(rms, is_quantized(type) ? 0.01 : 1e-5);
 }
 

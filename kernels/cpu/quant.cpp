@@ -7,6 +7,7 @@
 // where dx * sum p_i is the activation block's precomputed `sum`.
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -103,7 +104,6 @@ void dequantize_blocks(const void* src, float* dst, int64_t n) {
   for (int64_t b = 0; b < n / kBlock; b++, dst += kBlock) {
     const float d = f16_to_f32(blocks[b].d);
     if constexpr (Layout<Block>::has_min) {
-      // Two roundings, as ggml's reference does it (a fused multiply-add would differ).
       const float m = f16_to_f32(blocks[b].m);
       for (int i = 0; i < kBlock; i++) dst[i] = d * float(weight_int(blocks[b], i)) + m;
     } else {
@@ -238,21 +238,61 @@ KVLM_AVX2 float dot_blocks_avx2(const void* w_row, const void* x_row, int n) {
 
 // ------------------------------------------------------------------- activations
 
-void quantize_q8_32(const float* x, BlockQ8_32* out, int n) {
+// Q8_32: per block d = max |x| / 127 and q_i = x_i / d rounded to nearest (ties to even, the
+// default rounding mode). Both versions do the same IEEE operations, so they write the same
+// bytes. The clamp only acts when d is subnormal, too coarse to divide max |x| back to 127.
+void quantize_q8_32_scalar(const float* x, BlockQ8_32* out, int n) {
   for (int b = 0; b < n / kBlock; b++, x += kBlock) {
     float max_abs = 0;
-    for (int i = 0; i < kBlock; i++) max_abs = std::fmax(max_abs, std::fabs(x[i]));
+    for (int i = 0; i < kBlock; i++) max_abs = std::max(max_abs, std::fabs(x[i]));
     const float d = max_abs / 127;
     int sum = 0;
     for (int i = 0; i < kBlock; i++) {
-      // Round to nearest, ties to even (the default rounding mode). The clamp only acts
-      // when d is subnormal and too coarse to divide max_abs back to 127.
-      const int q = d == 0 ? 0 : static_cast<int>(std::fmin(127, std::fmax(-127, std::nearbyint(x[i] / d))));
+      const float q = d == 0 ? 0 : std::nearbyint(std::clamp(x[i] / d, -127.0f, 127.0f));
       out[b].qs[i] = static_cast<int8_t>(q);
-      sum += q;
+      sum += static_cast<int>(q);
     }
     out[b].d = d;
     out[b].sum = d * float(sum);
+  }
+}
+
+// The scalar version takes ~700 ns per 576 inputs (tests/bench/quant_dot.cpp), 8% of the
+// time of a 192 x 576 Q4_1 matrix-vector product on one core; this one takes ~190 ns.
+KVLM_AVX2 void quantize_q8_32_avx2(const float* x, BlockQ8_32* out, int n) {
+  const __m256 sign_bit = _mm256_set1_ps(-0.0f);
+  for (int b = 0; b < n / kBlock; b++, x += kBlock) {
+    __m256 v[4], max_abs = _mm256_setzero_ps();
+    for (int k = 0; k < 4; k++) {
+      v[k] = _mm256_loadu_ps(x + 8 * k);
+      max_abs = _mm256_max_ps(max_abs, _mm256_andnot_ps(sign_bit, v[k]));
+    }
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(max_abs), _mm256_extractf128_ps(max_abs, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    const float d = _mm_cvtss_f32(m) / 127;
+    out[b].d = d;
+    if (d == 0) {
+      std::memset(out[b].qs, 0, sizeof out[b].qs);
+      out[b].sum = 0;
+      continue;
+    }
+    const __m256 step = _mm256_set1_ps(d), lo = _mm256_set1_ps(-127), hi = _mm256_set1_ps(127);
+    __m256i q[4];
+    for (int k = 0; k < 4; k++)  // the conversion rounds in the current (default) mode
+      q[k] = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(_mm256_div_ps(v[k], step), lo), hi));
+    // Narrowing packs interleave the 128-bit halves; the permute puts them back in order.
+    const __m256i bytes =
+        _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+    const __m256i in_order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out[b].qs),
+                        _mm256_permutevar8x32_epi32(bytes, in_order));
+    const __m256i sums =
+        _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(sums), _mm256_extracti128_si256(sums, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
+    out[b].sum = d * float(_mm_cvtsi128_si32(s));
   }
 }
 
@@ -304,7 +344,12 @@ size_t act_row_bytes(ActFormat format, int n) {
 void quantize_activations(ActFormat format, const float* x, void* out, int n) {
   switch (format) {
     case ActFormat::F32: std::memcpy(out, x, size_t(n) * sizeof(float)); return;
-    case ActFormat::Q8_32: return quantize_q8_32(x, static_cast<BlockQ8_32*>(out), n);
+    case ActFormat::Q8_32: {
+      static const auto quantize = supported_levels().back() == SimdLevel::Avx2
+                                       ? quantize_q8_32_avx2
+                                       : quantize_q8_32_scalar;
+      return quantize(x, static_cast<BlockQ8_32*>(out), n);
+    }
     case ActFormat::Q8_256: return detail::quantize_q8_256(x, out, n);
   }
 }
