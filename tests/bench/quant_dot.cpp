@@ -56,10 +56,11 @@ void bench(WeightType type, SimdLevel level, int rows, int cols) {
   const DotFn dot = dot_function(type, level);
   const size_t row_bytes = weight_row_bytes(type, cols);
 
-  // Enough passes for ~0.3 s, the best of them (the machine is shared).
-  const int passes = std::max(5, int(3e8 / (double(w.size()) * 20)));
+  // Passes for a second, the best of them: the machine may be shared.
+  const Clock::time_point begin = Clock::now();
   double best = 1e9;
-  for (int p = 0; p < passes; p++) {
+  int passes = 0;
+  for (; passes < 5 || seconds_since(begin) < 1; passes++) {
     const Clock::time_point start = Clock::now();
     quantize_activations(format, x.data(), xq.data(), cols);
     for (int r = 0; r < rows; r++) out[r] = dot(&w[r * row_bytes], xq.data(), cols);
