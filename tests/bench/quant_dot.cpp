@@ -1,0 +1,97 @@
+// Matrix-vector speed of the CPU dot products (kernels/cpu/quant.h) on one thread: every
+// row of a random weight matrix against one quantised input row, as in a decode step.
+// Prints GB/s of weights read and ns per row, the best of several passes. Built by nothing
+// by default:
+//
+//   make -j2 kvlm
+//   g++ -std=c++20 -O3 -march=x86-64-v2 -Isrc -I. tests/bench/quant_dot.cpp
+//       build/release/kernels/cpu/quant.o build/release/kernels/cpu/quant_k.o
+//       build/release/src/model/dequant.o build/release/src/model/gguf.o
+//       build/release/src/model/mapped_file.o build/release/src/util/thread_pool.o
+//       -lpthread -o build/quant_dot
+//   build/quant_dot
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "kernels/cpu/quant.h"
+#include "kernels/quant_blocks.h"
+#include "model/dequant.h"
+
+using namespace kvlm;
+using namespace kvlm::quant;
+using Clock = std::chrono::steady_clock;
+
+// Random bytes with a small finite scale in each block's float16 d (and m) fields.
+std::vector<uint8_t> random_matrix(WeightType type, int rows, int cols) {
+  std::vector<uint8_t> w(weight_row_bytes(type, cols) * rows);
+  std::mt19937 rng(1);
+  for (uint8_t& b : w) b = static_cast<uint8_t>(rng());
+  const int block_bytes = weight_type_info(type).block_bytes;
+  const int scale_fields = type == WeightType::Q4_1 ? 2 : 1;  // d, m lead every 32-block
+  for (size_t block = 0; block < w.size(); block += block_bytes)
+    for (int f = 0; f < scale_fields; f++) {
+      const uint16_t scale = f32_to_f16(0.01f);
+      std::memcpy(&w[block + 2 * f], &scale, 2);
+    }
+  return w;
+}
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+void bench(WeightType type, SimdLevel level, int rows, int cols) {
+  const std::vector<uint8_t> w = random_matrix(type, rows, cols);
+  std::vector<float> x(cols);
+  std::mt19937 rng(2);
+  std::normal_distribution<float> gaussian;
+  for (float& v : x) v = gaussian(rng);
+  const ActFormat format = act_format(type);
+  std::vector<uint8_t> xq(act_row_bytes(format, cols));
+  std::vector<float> out(rows);
+  const DotFn dot = dot_function(type, level);
+  const size_t row_bytes = weight_row_bytes(type, cols);
+
+  // Passes for a second, the best of them: the machine may be shared.
+  const Clock::time_point begin = Clock::now();
+  double best = 1e9;
+  int passes = 0;
+  for (; passes < 5 || seconds_since(begin) < 1; passes++) {
+    const Clock::time_point start = Clock::now();
+    quantize_activations(format, x.data(), xq.data(), cols);
+    for (int r = 0; r < rows; r++) out[r] = dot(&w[r * row_bytes], xq.data(), cols);
+    best = std::min(best, seconds_since(start));
+  }
+  std::printf("%-5s %-6s %6d x %d  %7.2f GB/s  %6.1f ns/row  (%d passes)\n",
+              weight_type_name(type), simd_level_name(level), rows, cols, w.size() / best / 1e9,
+              best / rows * 1e9, passes);
+}
+
+void bench_quantize(int cols) {
+  std::vector<float> x(cols, 0.5f);
+  std::vector<uint8_t> xq(act_row_bytes(ActFormat::Q8_32, cols));
+  const int reps = 1000;
+  double best = 1e9;
+  for (int pass = 0; pass < 100; pass++) {
+    const Clock::time_point start = Clock::now();
+    for (int r = 0; r < reps; r++) {
+      x[r % cols] += 1e-3f;  // a new input each time
+      quantize_activations(ActFormat::Q8_32, x.data(), xq.data(), cols);
+    }
+    best = std::min(best, seconds_since(start) / reps);
+  }
+  std::printf("quantize_activations Q8_32, %d floats: %.0f ns\n", cols, best * 1e9);
+}
+
+int main() {
+  bench_quantize(576);
+  bench_quantize(1536);
+  for (WeightType type : {WeightType::Q4_1, WeightType::Q8_0})
+    for (SimdLevel level : supported_levels())
+      for (int rows : {1536, 49152}) bench(type, level, rows, 576);
+  bench(WeightType::F32, supported_levels().back(), 1536, 576);
+}

@@ -1,0 +1,411 @@
+// The CPU kernels of every weight type (kernels/cpu/quant.h): dequantisation against the
+// gguf package's (tests/data/quant, made by tests/golden/make_quant_golden.py), activation
+// quantisation within its rounding bound, the scalar dot products against the formats'
+// arithmetic done in double precision, and every SIMD level against the scalar one.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <bit>
+#include <cctype>
+#include <cmath>
+#include <cstddef>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <limits>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "kernels/cpu/quant.h"
+#include "kernels/quant_blocks.h"
+#include "model/dequant.h"
+
+namespace kvlm::quant {
+namespace {
+
+constexpr WeightType kAllTypes[] = {
+    WeightType::F32,  WeightType::F16,  WeightType::BF16, WeightType::Q4_0, WeightType::Q4_1,
+    WeightType::Q5_0, WeightType::Q5_1, WeightType::Q8_0, WeightType::Q2_K, WeightType::Q3_K,
+    WeightType::Q4_K, WeightType::Q5_K, WeightType::Q6_K,
+};
+
+// "Q4_K", as in the golden files' names and ggml's.
+std::string upper_name(WeightType type) {
+  std::string name = weight_type_name(type);
+  for (char& c : name) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return name;
+}
+std::string type_param_name(const testing::TestParamInfo<WeightType>& info) {
+  return upper_name(info.param);
+}
+
+int block_elems(WeightType type) { return weight_type_info(type).block_elems; }
+
+std::vector<uint8_t> read_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  EXPECT_TRUE(in) << "missing " << path << " (run from the repository root)";
+  return {std::istreambuf_iterator<char>(in), {}};
+}
+
+// Byte offsets of the float16 scale fields in one block of a quantised type.
+std::vector<size_t> scale_offsets(WeightType type) {
+  switch (type) {
+    case WeightType::Q4_0: return {offsetof(BlockQ4_0, d)};
+    case WeightType::Q4_1: return {offsetof(BlockQ4_1, d), offsetof(BlockQ4_1, m)};
+    case WeightType::Q5_0: return {offsetof(BlockQ5_0, d)};
+    case WeightType::Q5_1: return {offsetof(BlockQ5_1, d), offsetof(BlockQ5_1, m)};
+    case WeightType::Q8_0: return {offsetof(BlockQ8_0, d)};
+    case WeightType::Q2_K: return {offsetof(BlockQ2_K, d), offsetof(BlockQ2_K, dmin)};
+    case WeightType::Q3_K: return {offsetof(BlockQ3_K, d)};
+    case WeightType::Q4_K: return {offsetof(BlockQ4_K, d), offsetof(BlockQ4_K, dmin)};
+    case WeightType::Q5_K: return {offsetof(BlockQ5_K, d), offsetof(BlockQ5_K, dmin)};
+    case WeightType::Q6_K: return {offsetof(BlockQ6_K, d)};
+    default: return {};
+  }
+}
+
+void store_u16(uint8_t* p, uint16_t v) { std::memcpy(p, &v, sizeof v); }
+
+// One row of n random weights of `type`. Quantised types: random bytes with every scale
+// field set to a finite float16 (random bits there could be inf or NaN). Float types:
+// Gaussian values.
+std::vector<uint8_t> random_weights(WeightType type, int n, std::mt19937& rng) {
+  std::vector<uint8_t> row(weight_row_bytes(type, n));
+  std::normal_distribution<float> gaussian(0.0f, 0.05f);
+  switch (type) {
+    case WeightType::F32:
+      for (int i = 0; i < n; i++) {
+        const float v = gaussian(rng);
+        std::memcpy(&row[size_t(i) * 4], &v, 4);
+      }
+      return row;
+    case WeightType::F16:
+    case WeightType::BF16:
+      for (int i = 0; i < n; i++) {
+        const float v = gaussian(rng);
+        store_u16(&row[size_t(i) * 2], type == WeightType::F16 ? f32_to_f16(v) : f32_to_bf16(v));
+      }
+      return row;
+    default: break;
+  }
+  std::uniform_int_distribution<int> byte(0, 255);
+  for (uint8_t& b : row) b = static_cast<uint8_t>(byte(rng));
+  std::uniform_real_distribution<float> scale(-0.08f, 0.08f);  // as the golden script draws
+  const size_t block_bytes = weight_type_info(type).block_bytes;
+  for (size_t block = 0; block < row.size(); block += block_bytes)
+    for (size_t offset : scale_offsets(type))
+      store_u16(&row[block + offset], f32_to_f16(scale(rng)));
+  return row;
+}
+
+std::vector<float> gaussian_activations(int n, std::mt19937& rng) {
+  std::normal_distribution<float> gaussian(0.0f, 1.0f);
+  std::vector<float> x(n);
+  for (float& v : x) v = gaussian(rng);
+  return x;
+}
+
+std::vector<uint8_t> quantized(ActFormat format, const std::vector<float>& x) {
+  const int n = static_cast<int>(x.size());
+  std::vector<uint8_t> out(act_row_bytes(format, n));
+  quantize_activations(format, x.data(), out.data(), n);
+  return out;
+}
+
+// The values the dot products see: x_i as d * q_i.
+std::vector<float> dequantized_activations(ActFormat format, const std::vector<uint8_t>& q,
+                                           int n) {
+  std::vector<float> x(n);
+  switch (format) {
+    case ActFormat::F32: std::memcpy(x.data(), q.data(), size_t(n) * sizeof(float)); break;
+    case ActFormat::Q8_32: {
+      const auto* blocks = reinterpret_cast<const BlockQ8_32*>(q.data());
+      for (int i = 0; i < n; i++) x[i] = blocks[i / kBlock].d * blocks[i / kBlock].qs[i % kBlock];
+      break;
+    }
+    case ActFormat::Q8_256: {
+      const auto* blocks = reinterpret_cast<const BlockQ8_256*>(q.data());
+      for (int i = 0; i < n; i++)
+        x[i] = blocks[i / kSuperBlock].d * blocks[i / kSuperBlock].qs[i % kSuperBlock];
+      break;
+    }
+  }
+  return x;
+}
+
+std::vector<float> dequantized(WeightType type, const std::vector<uint8_t>& row, int n) {
+  std::vector<float> w(n);
+  dequantize_row(type, row.data(), w.data(), n);
+  return w;
+}
+
+// sum w_i x_i in double, and sum |w_i x_i|: a dot product's rounding error in float scales
+// with the latter, so tolerances are relative to it.
+struct ExactDot {
+  double value = 0, magnitude = 0;
+};
+ExactDot exact_dot(const std::vector<float>& w, const std::vector<float>& x) {
+  ExactDot dot;
+  for (size_t i = 0; i < w.size(); i++) {
+    dot.value += double(w[i]) * x[i];
+    dot.magnitude += std::fabs(double(w[i]) * x[i]);
+  }
+  return dot;
+}
+
+// Rows of 1, 2, 3, 7 and 40 blocks reach every tail of loops unrolled by 2 blocks. The float
+// types' loops take 32 and then 8 elements a step, so they also get 75 = 64 + 8 + 3 and 576.
+std::vector<int> row_lengths(WeightType type) {
+  std::vector<int> blocks{1, 2, 3, 7, 40};
+  if (!is_quantized(type)) blocks.insert(blocks.end(), {75, 576});
+  for (int& b : blocks) b *= block_elems(type);
+  return blocks;
+}
+
+// ------------------------------------------------------------------- dequantisation
+
+class QuantGolden : public testing::TestWithParam<WeightType> {};
+
+TEST_P(QuantGolden, DequantizeRowMatchesGgufBitForBit) {
+  const WeightType type = GetParam();
+  const std::string stem = "tests/data/quant/" + upper_name(type);
+  const std::vector<uint8_t> blocks = read_bytes(stem + ".blocks");
+  const std::vector<uint8_t> golden = read_bytes(stem + ".f32");
+  const int n = static_cast<int>(golden.size() / sizeof(float));
+  ASSERT_GT(n, 0);
+  ASSERT_EQ(blocks.size(), weight_row_bytes(type, n));
+
+  std::vector<float> got(n);
+  dequantize_row(type, blocks.data(), got.data(), n);
+  for (int i = 0; i < n; i++) {
+    uint32_t want;
+    std::memcpy(&want, &golden[size_t(i) * 4], 4);
+    ASSERT_EQ(std::bit_cast<uint32_t>(got[i]), want)
+        << "weight " << i << ": " << got[i] << " vs " << std::bit_cast<float>(want);
+  }
+}
+
+// F32 has no golden file: its "dequantisation" is a copy.
+INSTANTIATE_TEST_SUITE_P(, QuantGolden,
+                         testing::Values(WeightType::F16, WeightType::BF16, WeightType::Q4_0,
+                                         WeightType::Q4_1, WeightType::Q5_0, WeightType::Q5_1,
+                                         WeightType::Q8_0, WeightType::Q2_K, WeightType::Q3_K,
+                                         WeightType::Q4_K, WeightType::Q5_K, WeightType::Q6_K),
+                         type_param_name);
+
+TEST(QuantF32, DequantizeRowIsACopy) {
+  std::mt19937 rng(1);
+  const std::vector<uint8_t> row = random_weights(WeightType::F32, 100, rng);
+  const std::vector<float> w = dequantized(WeightType::F32, row, 100);
+  EXPECT_EQ(std::memcmp(w.data(), row.data(), row.size()), 0);
+}
+
+TEST(QuantF32, DequantizeRowRejectsPartialBlocks) {
+  std::vector<uint8_t> row(weight_row_bytes(WeightType::Q4_0, 64));
+  std::vector<float> w(64);
+  EXPECT_THROW(dequantize_row(WeightType::Q4_0, row.data(), w.data(), 48), std::invalid_argument);
+}
+
+// ------------------------------------------------------------------- activations
+
+TEST(QuantActivations, FormatOfEachType) {
+  EXPECT_EQ(act_format(WeightType::BF16), ActFormat::F32);
+  EXPECT_EQ(act_format(WeightType::Q5_1), ActFormat::Q8_32);
+  EXPECT_EQ(act_format(WeightType::Q8_0), ActFormat::Q8_32);
+  EXPECT_EQ(act_format(WeightType::Q2_K), ActFormat::Q8_256);
+  EXPECT_EQ(act_row_bytes(ActFormat::F32, 64), 256u);
+  EXPECT_EQ(act_row_bytes(ActFormat::Q8_32, 64), 2 * sizeof(BlockQ8_32));
+  EXPECT_EQ(act_row_bytes(ActFormat::Q8_256, 512), 2 * sizeof(BlockQ8_256));
+}
+
+// Four super-blocks of Gaussian activations, each at its own scale, the third all zero.
+std::vector<float> activations_at_mixed_scales() {
+  std::mt19937 rng(7);
+  std::vector<float> x = gaussian_activations(4 * kSuperBlock, rng);
+  const float scales[4] = {1.0f, 1e-3f, 0.0f, 40.0f};
+  for (size_t i = 0; i < x.size(); i++) x[i] *= scales[i / kSuperBlock];
+  return x;
+}
+
+// x_i ~= d * q_i within half a step, q in [-127, 127] reaching 127 in a block that is not
+// all zero (d = max |x| / 127), and a zero block as d = 0 with q all zero.
+void expect_block_rounds(const float* x, float d, const int8_t* q, int n) {
+  float max_abs = 0;
+  int max_q = 0;
+  for (int i = 0; i < n; i++) {
+    max_abs = std::fmax(max_abs, std::fabs(x[i]));
+    max_q = std::max(max_q, std::abs(int(q[i])));
+    ASSERT_LE(std::fabs(x[i] - d * q[i]), d / 2 * (1 + 1e-6f)) << "element " << i;
+  }
+  EXPECT_EQ(d, max_abs / 127);
+  EXPECT_EQ(max_q, max_abs == 0 ? 0 : 127);
+}
+
+TEST(QuantActivations, F32IsACopy) {
+  const std::vector<float> x = activations_at_mixed_scales();
+  const std::vector<uint8_t> q = quantized(ActFormat::F32, x);
+  EXPECT_EQ(std::memcmp(q.data(), x.data(), q.size()), 0);
+}
+
+TEST(QuantActivations, Q8_32RoundsEachBlockAndSumsIt) {
+  const std::vector<float> x = activations_at_mixed_scales();
+  const std::vector<uint8_t> q = quantized(ActFormat::Q8_32, x);
+  const auto* blocks = reinterpret_cast<const BlockQ8_32*>(q.data());
+  for (size_t b = 0; b < x.size() / kBlock; b++) {
+    SCOPED_TRACE("block " + std::to_string(b));
+    expect_block_rounds(&x[b * kBlock], blocks[b].d, blocks[b].qs, kBlock);
+    int sum = 0;
+    for (int8_t v : blocks[b].qs) sum += v;
+    EXPECT_EQ(blocks[b].sum, blocks[b].d * float(sum));
+  }
+}
+
+// The definition, one value at a time: d = max |x| / 127 and q = x / d rounded to nearest,
+// ties to even, within +-127 (which only binds when d is subnormal). Whichever CPU level
+// runs must write exactly these bytes.
+std::vector<uint8_t> q8_32_by_definition(const std::vector<float>& x) {
+  std::vector<BlockQ8_32> blocks(x.size() / kBlock);
+  for (size_t b = 0; b < blocks.size(); b++) {
+    float max_abs = 0;
+    for (int i = 0; i < kBlock; i++) max_abs = std::max(max_abs, std::fabs(x[b * kBlock + i]));
+    const float d = max_abs / 127;
+    int sum = 0;
+    for (int i = 0; i < kBlock; i++) {
+      const float q = d == 0 ? 0 : std::nearbyint(std::clamp(x[b * kBlock + i] / d, -127.f, 127.f));
+      blocks[b].qs[i] = static_cast<int8_t>(q);
+      sum += blocks[b].qs[i];
+    }
+    blocks[b].d = d;
+    blocks[b].sum = d * float(sum);
+  }
+  std::vector<uint8_t> bytes(blocks.size() * sizeof(BlockQ8_32));
+  std::memcpy(bytes.data(), blocks.data(), bytes.size());
+  return bytes;
+}
+
+TEST(QuantActivations, Q8_32IsItsDefinitionBitForBit) {
+  std::vector<float> x = activations_at_mixed_scales();
+  // Ties: with max |x| = 127, d = 1 and k + 0.5 goes to the even neighbour.
+  std::vector<float> ties(kBlock);
+  for (int i = 0; i < kBlock; i++) ties[i] = float(i - 16) + 0.5f;
+  ties[0] = 127;
+  // Subnormal: d = 190 / 127 of the smallest subnormal rounds to 1 of it, so max |x| / d
+  // is 190 and the clamp decides.
+  std::vector<float> subnormal(kBlock, 0.0f);
+  subnormal[3] = -190 * std::numeric_limits<float>::denorm_min();
+  subnormal[5] = 20 * std::numeric_limits<float>::denorm_min();
+  x.insert(x.end(), ties.begin(), ties.end());
+  x.insert(x.end(), subnormal.begin(), subnormal.end());
+
+  const std::vector<uint8_t> got = quantized(ActFormat::Q8_32, x), want = q8_32_by_definition(x);
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < got.size(); i++)
+    ASSERT_EQ(got[i], want[i]) << "byte " << i % sizeof(BlockQ8_32) << " of block "
+                               << i / sizeof(BlockQ8_32);
+}
+
+TEST(QuantActivations, Q8_256RoundsEachBlockAndSumsEvery16) {
+  const std::vector<float> x = activations_at_mixed_scales();
+  const std::vector<uint8_t> q = quantized(ActFormat::Q8_256, x);
+  const auto* blocks = reinterpret_cast<const BlockQ8_256*>(q.data());
+  for (size_t b = 0; b < x.size() / kSuperBlock; b++) {
+    SCOPED_TRACE("super-block " + std::to_string(b));
+    expect_block_rounds(&x[b * kSuperBlock], blocks[b].d, blocks[b].qs, kSuperBlock);
+    for (int j = 0; j < 16; j++) {
+      int sum = 0;
+      for (int i = 0; i < 16; i++) sum += blocks[b].qs[16 * j + i];
+      EXPECT_EQ(blocks[b].bsums[j], sum) << "sum " << j;
+    }
+  }
+}
+
+// ------------------------------------------------------------------- dot products
+
+class QuantDot : public testing::TestWithParam<WeightType> {};
+
+// Integer arithmetic inside blocks and float scales outside reproduce the plain dot product
+// of the dequantised weights with the dequantised activations.
+TEST_P(QuantDot, ScalarIsTheFormatsArithmetic) {
+  const WeightType type = GetParam();
+  const ActFormat format = act_format(type);
+  const DotFn dot = dot_function(type, SimdLevel::Scalar);
+  std::mt19937 rng(11);
+  for (int n : row_lengths(type)) {
+    for (int row = 0; row < 4; row++) {
+      const std::vector<uint8_t> w = random_weights(type, n, rng);
+      const std::vector<uint8_t> x = quantized(format, gaussian_activations(n, rng));
+      const ExactDot want =
+          exact_dot(dequantized(type, w, n), dequantized_activations(format, x, n));
+      EXPECT_NEAR(dot(w.data(), x.data(), n), want.value, 1e-5 * want.magnitude)
+          << n << " weights, row " << row;
+    }
+  }
+}
+
+TEST_P(QuantDot, EveryLevelMatchesScalar) {
+  const WeightType type = GetParam();
+  const ActFormat format = act_format(type);
+  const DotFn scalar = dot_function(type, SimdLevel::Scalar);
+  std::mt19937 rng(12);
+  for (SimdLevel level : supported_levels()) {
+    const DotFn dot = dot_function(type, level);
+    for (int n : row_lengths(type)) {
+      for (int row = 0; row < 4; row++) {
+        const std::vector<uint8_t> w = random_weights(type, n, rng);
+        const std::vector<uint8_t> x = quantized(format, gaussian_activations(n, rng));
+        const double magnitude =
+            exact_dot(dequantized(type, w, n), dequantized_activations(format, x, n)).magnitude;
+        EXPECT_NEAR(dot(w.data(), x.data(), n), scalar(w.data(), x.data(), n), 1e-5 * magnitude)
+            << simd_level_name(level) << ", " << n << " weights, row " << row;
+      }
+    }
+  }
+}
+
+// Rounding the activations to 8 bits is the one approximation the quantised dot products
+// add. Each x_i moves by e_i, uniform within +-d/2 (variance d^2 / 12) and independent of
+// w, so the error sum w_i e_i has a standard deviation of |w| d / sqrt(12), against a
+// typical dot of |w| sigma. With d = max |x| / 127 and the largest of 32 Gaussians ~2.5
+// sigma (of 256, ~3 sigma), the relative error's RMS is ~2.5 / 127 / 3.46 = 0.006 (256:
+// 0.007); measured: 0.0053 for the 32-blocks. The float types' error is float rounding.
+TEST_P(QuantDot, ActivationQuantizationErrorIsSmall) {
+  const WeightType type = GetParam();
+  const ActFormat format = act_format(type);
+  const DotFn dot = dot_function(type);
+  const int n = 1536;  // a whole number of blocks of every type
+  std::mt19937 rng(13);
+  double squared_error = 0;
+  const int rows = 64;
+  for (int row = 0; row < rows; row++) {
+    const std::vector<uint8_t> w = random_weights(type, n, rng);
+    const std::vector<float> x = gaussian_activations(n, rng);
+    const std::vector<float> w_values = dequantized(type, w, n);
+    double want = 0, typical = 0;  // the exact dot, and sqrt(sum (w_i x_i)^2)
+    for (int i = 0; i < n; i++) {
+      want += double(w_values[i]) * x[i];
+      typical += std::pow(double(w_values[i]) * x[i], 2);
+    }
+    const double got = dot(w.data(), quantized(format, x).data(), n);
+    squared_error += std::pow((got - want) / std::sqrt(typical), 2);
+  }
+  const double rms = std::sqrt(squared_error / rows);
+  RecordProperty("relative_rms_error", std::to_string(rms));
+  EXPECT_LT(rms, is_quantized(type) ? 0.01 : 1e-5);
+}
+
+INSTANTIATE_TEST_SUITE_P(, QuantDot, testing::ValuesIn(kAllTypes), type_param_name);
+
+TEST(QuantDispatch, LevelsStartWithScalarAndTheDefaultIsTheWidest) {
+  const std::vector<SimdLevel> levels = supported_levels();
+  ASSERT_FALSE(levels.empty());
+  EXPECT_EQ(levels.front(), SimdLevel::Scalar);
+  EXPECT_STREQ(simd_level_name(SimdLevel::Scalar), "scalar");
+  for (WeightType type : kAllTypes)
+    EXPECT_EQ(dot_function(type), dot_function(type, levels.back())) << upper_name(type);
+}
+
+}  // namespace
+}  // namespace kvlm::quant
