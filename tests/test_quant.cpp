@@ -370,7 +370,9 @@ TEST_P(QuantDot, EveryLevelMatchesScalar) {
 // w, so the error sum w_i e_i has a standard deviation of |w| d / sqrt(12), against a
 // typical dot of |w| sigma. With d = max |x| / 127 and the largest of 32 Gaussians ~2.5
 // sigma (of 256, ~3 sigma), the relative error's RMS is ~2.5 / 127 / 3.46 = 0.006 (256:
-// 0.007); measured: 0.0053 for the 32-blocks. The float types' error is float rounding.
+// 0.007). Measured here: 0.0052 to 0.0058 for the 32-block types (a numpy simulation of
+// 256-blocks: 0.0065). The bound leaves room for the spread of an RMS over 64 rows (~9%).
+// The float types' error is float rounding.
 TEST_P(QuantDot, ActivationQuantizationErrorIsSmall) {
   const WeightType type = GetParam();
   const ActFormat format = act_format(type);
@@ -383,13 +385,13 @@ TEST_P(QuantDot, ActivationQuantizationErrorIsSmall) {
     const std::vector<uint8_t> w = random_weights(type, n, rng);
     const std::vector<float> x = gaussian_activations(n, rng);
     const std::vector<float> w_values = dequantized(type, w, n);
-    double want = 0, typical = 0;  // the exact dot, and sqrt(sum (w_i x_i)^2)
+    double want = 0, squares = 0;  // the exact dot, and sum (w_i x_i)^2
     for (int i = 0; i < n; i++) {
       want += double(w_values[i]) * x[i];
-      typical += std::pow(double(w_values[i]) * x[i], 2);
+      squares += std::pow(double(w_values[i]) * x[i], 2);
     }
     const double got = dot(w.data(), quantized(format, x).data(), n);
-    squared_error += std::pow((got - want) / std::sqrt(typical), 2);
+    squared_error += std::pow(got - want, 2) / squares;
   }
   const double rms = std::sqrt(squared_error / rows);
   RecordProperty("relative_rms_error", std::to_string(rms));

@@ -139,8 +139,6 @@ KVLM_AVX2 inline float horizontal_sum(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
-KVLM_AVX2 inline float f16_scale(uint16_t h) { return _cvtsh_ss(h); }
-
 // 8 weights of a float type as float32.
 template <WeightType T>
 KVLM_AVX2 inline __m256 load8(const FloatBits<T>* p) {
@@ -182,8 +180,8 @@ KVLM_AVX2 inline __m256i fifth_bits(const uint8_t qh[4]) {
   return _mm256_and_si256(is_set, _mm256_set1_epi8(0x10));
 }
 
-// Sum over pairs of u_i * s_i in int32 lanes, u unsigned bytes and s signed ones (the
-// products of 4 neighbouring bytes land in each lane), as floats.
+// The products u_i * s_i of unsigned bytes u and signed bytes s, summed 4 neighbours at a
+// time into 8 lanes, as floats.
 KVLM_AVX2 inline __m256 multiply_add_bytes(__m256i u, __m256i s) {
   const __m256i pairs = _mm256_maddubs_epi16(u, s);  // |pair| <= 2 * 128 * 127: no saturation
   return _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
