@@ -162,6 +162,7 @@ FUZZ_FLAGS    := -std=c++20 -O1 -g -fno-omit-frame-pointer \
                  -fsanitize=address,undefined -fno-sanitize-recover=undefined -MMD -MP -Isrc -I.
 FUZZ_LIB_SRC  := $(addprefix src/model/,gguf.cpp mapped_file.cpp safetensors.cpp json_file.cpp \
                                         hf_config.cpp config.cpp gguf_tokenizer.cpp dequant.cpp) \
+                 kernels/cpu/quant.cpp kernels/cpu/quant_k.cpp \
                  $(wildcard tokenizer/*.cpp src/kv/strategies/*.cpp src/util/*.cpp) \
                  $(addprefix src/kv/,spec.cpp registry.cpp eviction.cpp scoring.cpp \
                                      window_scores.cpp kv_cache.cpp merged_layers.cpp) \

@@ -10,15 +10,18 @@
 // Ops that only one KV method needs live in interfaces of their own that a backend also
 // implements (merge_backend.h: cross-layer merging), so this list stays the forward pass's.
 //
-// Weight matrices are where a model's bytes are, so they alone may be stored in a narrower
-// type: upload_matrix() keeps them in the backend's weight dtype (the CPU keeps float32;
-// the CUDA backend float16 or bfloat16 by default) and only matmul/embedding read them.
+// Weight matrices are where a model's bytes are, so they alone keep the file's storage
+// type (src/weight_type.h: float types and ggml's quantised blocks) unless a conversion is
+// asked for: weight_type_for() says what a backend stores a file type as, and only
+// matmul/embedding read them.
 #pragma once
 #include <cstddef>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+#include "weight_type.h"
 
 namespace kvlm {
 
@@ -29,15 +32,40 @@ inline const char* dtype_name(DType t) {
 }
 inline size_t dtype_bytes(DType t) { return t == DType::F32 ? 4 : 2; }
 
-// A [rows][cols] matrix in backend memory (PyTorch layout: rows = outputs, cols = inputs).
-struct WeightMatrix {
+// The weight types that are plain floats, as DTypes and back.
+inline DType float_dtype(WeightType t) {
+  return t == WeightType::F16 ? DType::F16 : t == WeightType::BF16 ? DType::BF16 : DType::F32;
+}
+inline WeightType weight_type(DType t) {
+  return t == DType::F16 ? WeightType::F16 : t == DType::BF16 ? WeightType::BF16 : WeightType::F32;
+}
+
+// A run of rows of one weight type, in host memory (upload_weights' input) or in backend
+// memory (a WeightMatrix part): rows * weight_row_bytes(type, cols) bytes.
+struct WeightRows {
   const void* data = nullptr;
-  DType dtype = DType::F32;
-  int rows = 0, cols = 0;
-  size_t bytes() const { return size_t(rows) * cols * dtype_bytes(dtype); }
+  WeightType type = WeightType::F32;
+  int rows = 0;
 };
 
-// Thrown by alloc()/upload_matrix() when the backend's memory cannot hold a request; the
+// A [rows][cols] matrix (PyTorch layout: rows = outputs, cols = inputs), stored as one or
+// more runs of rows, each in its own type. Projections that read the same input are one
+// matrix of several parts (a Q4_K_M file stores wq and wk in Q4_K and wv in Q6_K), so the
+// forward pass runs them as one matmul without converting or copying any of them.
+struct WeightMatrix {
+  std::vector<WeightRows> parts;
+  int rows = 0, cols = 0;
+  void* storage = nullptr;  // what the backend allocated for the parts (nullptr: none)
+
+  bool empty() const { return parts.empty(); }
+  size_t bytes() const {
+    size_t total = 0;
+    for (const WeightRows& p : parts) total += size_t(p.rows) * weight_row_bytes(p.type, cols);
+    return total;
+  }
+};
+
+// Thrown by alloc()/upload_weights() when the backend's memory cannot hold a request; the
 // message says how much was asked for and how much was free.
 struct OutOfMemory : std::runtime_error {
   using std::runtime_error::runtime_error;
@@ -106,8 +134,19 @@ class Backend {
   virtual void release(float* p) = 0;
   virtual void upload(float* dst, const float* host_src, size_t n) = 0;
   virtual void download(float* host_dst, const float* src, size_t n) = 0;
-  // Stores host [rows][cols] floats in the backend's weight dtype.
-  virtual WeightMatrix upload_matrix(const float* host, int rows, int cols) = 0;
+  // The type this backend stores a matrix of file type `stored` in (its own default, or
+  // the conversion it was made with: --dtype).
+  virtual WeightType weight_type_for(WeightType stored) const = 0;
+  // A [rows][cols] matrix from runs of host rows stacked in order, each converted to
+  // weight_type_for(its type). `host_outlives`: the host memory stays valid and unchanged
+  // for the matrix's life (a mapped model file), so a backend that computes in host memory
+  // keeps pointers to the rows it needs no conversion for instead of copying them.
+  virtual WeightMatrix upload_weights(const std::vector<WeightRows>& parts, int cols,
+                                      bool host_outlives) = 0;
+  // Host [rows][cols] float32 (copied; random models and tests).
+  WeightMatrix upload_matrix(const float* host, int rows, int cols) {
+    return upload_weights({{host, WeightType::F32, rows}}, cols, false);
+  }
   virtual void release_matrix(const WeightMatrix& w) = 0;
 
   // ---- ops (shapes are row-major; T = tokens in this call) ------------------------------
@@ -117,8 +156,9 @@ class Backend {
   virtual void rmsnorm(float* out, const float* x, const float* weight, int T, int dim,
                        float eps) = 0;
   // out[t][o] = sum_i x[t][i] * w[o][i], summed in float32.  x [T][w.cols], out [T][w.rows]
-  // With float16/bfloat16 weights a backend may round x to the weight type first when
-  // T > 1 (the CUDA backend does, to use tensor cores); T == 1 reads x as it is.
+  // A backend may round x on the way: the CPU quantises it to 8 bits per block against
+  // quantised weights (kernels/cpu/quant.h), the CUDA backend rounds it to f16/bf16 for
+  // the tensor cores when T > 1.
   virtual void matmul(float* out, const float* x, const WeightMatrix& w, int T) = 0;
   // x += y, then out = rmsnorm(x): a residual add and the norm that follows it, in one
   // pass over x. out may be y (each row of y is read before that row of out is written).
@@ -126,12 +166,15 @@ class Backend {
   virtual void add_rmsnorm(float* out, float* x, const float* y, const float* weight, int T,
                            int dim, float eps) = 0;
   // Rotary embedding of one layer's fused projection qkv [T][q_dim + 2 * kv_dim] (each row:
-  // n_heads query heads, n_kv_heads key heads, then the values), in the rotate-half layout:
-  // in every head the pair (x[i], x[i + rope_dim/2]) turns by (first_position + t) *
-  // inv_freq[i]. The rotated queries go to q_out [T][q_dim] (contiguous, as attention()
-  // reads them); the keys turn in place; the values are left alone.
+  // n_heads query heads, n_kv_heads key heads, then the values). In every head the pairs
+  // of the first rope_dim dimensions turn by (first_position + t) * inv_freq[i]: pair i is
+  // (x[i], x[i + rope_dim/2]) (Hugging Face's rotate-half layout), or (x[2i], x[2i + 1])
+  // when `adjacent_pairs` (GGUF files, whose converter reordered the Q/K rows that way).
+  // The rotated queries go to q_out [T][q_dim] (contiguous, as attention() reads them);
+  // the keys turn in place; the values are left alone.
   virtual void rope_qk(float* q_out, float* qkv, int first_position, const float* inv_freq,
-                       int T, int n_heads, int n_kv_heads, int head_dim, int rope_dim) = 0;
+                       int T, int n_heads, int n_kv_heads, int head_dim, int rope_dim,
+                       bool adjacent_pairs) = 0;
   // out[t][i] = silu(gate_up[t][i]) * gate_up[t][ffn_dim + i]  (the SwiGLU activation of
   // the fused gate/up projection)                  gate_up [T][2 * ffn_dim], out [T][ffn_dim]
   virtual void swiglu(float* out, const float* gate_up, int T, int ffn_dim) = 0;

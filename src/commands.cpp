@@ -196,17 +196,25 @@ int info_command(const RuntimeOptions& rt) {
   if (!tmpl.default_system().empty())
     std::printf("            default system prompt: \"%s\"\n", tmpl.default_system().c_str());
 
-  std::map<std::string, std::pair<int, uint64_t>> by_type;
+  struct TypeCount {
+    int tensors = 0;
+    uint64_t elements = 0, bytes = 0;
+  };
+  std::map<std::string, TypeCount> by_type;
   for (const TensorView& t : f.tensors()) {
-    by_type[gguf::type_name(t.type)].first++;
-    by_type[gguf::type_name(t.type)].second += t.n_elements;
+    TypeCount& n = by_type[gguf::type_name(t.type)];
+    const WeightTypeInfo info = weight_type_info(gguf::weight_type(t.type));
+    n.tensors++;
+    n.elements += t.n_elements;
+    n.bytes += t.n_elements / info.block_elems * info.block_bytes;
   }
-  std::printf("tensors     %zu:", f.tensors().size());
-  for (const auto& [type, count] : by_type)
-    std::printf(" %d %s (%.1fM)", count.first, type.c_str(), count.second / 1e6);
-  std::printf("\n");
+  std::printf("tensors     %zu:\n", f.tensors().size());
+  for (const auto& [type, n] : by_type)
+    std::printf("            %-5s %4d tensors %8.1fM weights %10s  %.2f bits/weight\n", type.c_str(),
+                n.tensors, n.elements / 1e6, format_bytes(double(n.bytes)).c_str(),
+                n.elements ? 8.0 * n.bytes / n.elements : 0.0);
   const int ctx = rt.ctx_size > 0 ? rt.ctx_size : c.context_length;
-  const MemoryPlan plan = plan_memory(c, ctx, rt.device);
+  const MemoryPlan plan = plan_memory(f, ctx, rt.device);
   std::printf("memory      plan on %s at ctx %d (KV cache %s, activations f32):\n%s",
               device_name(rt.device.device), ctx, dtype_name(rt.device.kv), plan.text().c_str());
   if (rt.device.device == Device::Cuda) {

@@ -66,34 +66,40 @@ DeviceChoice resolve_device(const std::string& device, const std::string& dtype,
   else if (device == "cpu") c.device = Device::Cpu;
   else if (device == "cuda") c.device = Device::Cuda;
   else throw std::invalid_argument("--device " + device + ": unknown (cpu or cuda)");
-  c.weights = dtype.empty() ? (c.device == Device::Cuda ? DType::F16 : DType::F32)
-                            : parse_dtype("--dtype", dtype);
+  if (!dtype.empty()) c.weights = parse_dtype("--dtype", dtype);
   c.kv = kv_dtype.empty() ? DType::F16 : parse_dtype("--kv-dtype", kv_dtype);
-  if (c.device == Device::Cpu && c.weights != DType::F32)
-    throw std::invalid_argument("--dtype " + dtype + ": the cpu backend keeps weights in f32");
   return c;
 }
 
+WeightType planned_weight_type(const DeviceChoice& choice, WeightType stored) {
+  if (choice.weights) return weight_type(*choice.weights);
+  return choice.device == Device::Cuda && stored == WeightType::F32 ? WeightType::F16 : stored;
+}
+
 std::unique_ptr<Backend> make_backend(const DeviceChoice& choice, int threads) {
-  if (choice.device == Device::Cpu) return std::make_unique<CpuBackend>(threads);
+  std::optional<WeightType> convert_to;
+  if (choice.weights) convert_to = weight_type(*choice.weights);
+  if (choice.device == Device::Cpu) return std::make_unique<CpuBackend>(threads, convert_to);
   if (!cuda_built())
     throw std::runtime_error("--device cuda: this build has no CUDA backend (nvcc was not found, "
                              "or it was built with CUDA=0)");
   if (cuda_gpu_count() == 0) throw std::runtime_error("--device cuda: no CUDA GPU is visible");
 #if KVLM_CUDA
-  return make_cuda_backend(choice.weights);
+  return make_cuda_backend(convert_to);
 #else
   return nullptr;  // unreachable: cuda_built() is false
 #endif
 }
 
-size_t backend_scratch_bytes(const DeviceChoice& choice, const ModelConfig& c, int tokens) {
+size_t backend_scratch_bytes(const DeviceChoice& choice, const ModelConfig& c, int tokens,
+                             size_t largest_quantized) {
   if (choice.device == Device::Cpu) return 0;
 #if KVLM_CUDA
+  const DType rounded_to = choice.weights.value_or(DType::F16);
   return cuda_scratch_bytes(tokens, std::max({c.dim, c.q_dim(), c.ffn_dim}), c.n_heads,
-                            c.head_dim, choice.weights);
+                            c.head_dim, rounded_to, largest_quantized);
 #else
-  (void)c, (void)tokens;
+  (void)c, (void)tokens, (void)largest_quantized;
   return 0;  // no CUDA backend in this build
 #endif
 }

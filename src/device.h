@@ -3,6 +3,7 @@
 #pragma once
 #include <cstddef>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "backend.h"
@@ -15,7 +16,9 @@ const char* device_name(Device d);  // "cpu", "cuda"
 
 struct DeviceChoice {
   Device device = Device::Cpu;
-  DType weights = DType::F32;  // the dtype weight matrices are stored in on the device
+  // --dtype: every weight matrix converted to this on loading; without it each keeps the
+  // file's type (quantised blocks included), except that CUDA stores f32 files as f16.
+  std::optional<DType> weights;
   DType kv = DType::F32;       // the dtype the KV cache stores keys and values in
 };
 
@@ -25,13 +28,18 @@ bool cuda_built();
 int cuda_gpu_count();
 
 // device: "cpu", "cuda" or "" (cuda when a GPU is visible and built for, else cpu).
-// dtype: "f32", "f16", "bf16" or "" (the device's default: f32 on the cpu, f16 on cuda).
+// dtype: "f32", "f16", "bf16" or "" (the device's default: as the file stores them, f32
+// files as f16 on cuda).
 // kv_dtype: the same names for the KV cache, "" for the device's default (f16 on both:
 // README, "KV dtype", says why on the cpu).
 // Throws std::invalid_argument for an unknown name or a dtype the device cannot store.
 // A cuda choice without a GPU is still a valid choice (info can plan for it).
 DeviceChoice resolve_device(const std::string& device, const std::string& dtype,
                             const std::string& kv_dtype = "");
+
+// The type a weight stored in the file as `stored` is kept in on the chosen device: what
+// the backend's weight_type_for() answers, for plans made before any backend exists.
+WeightType planned_weight_type(const DeviceChoice& choice, WeightType stored);
 
 // Throws std::runtime_error when the choice is cuda and this build or machine has none.
 std::unique_ptr<Backend> make_backend(const DeviceChoice& choice, int threads);
@@ -40,8 +48,10 @@ std::unique_ptr<Backend> make_backend(const std::string& device, const std::stri
                                       int threads);
 
 // Device memory the chosen backend keeps for itself (workspaces, per-call scratch) when
-// its largest call runs `tokens` tokens of model `c`: 0 on the cpu.
-size_t backend_scratch_bytes(const DeviceChoice& choice, const ModelConfig& c, int tokens);
+// its largest call runs `tokens` tokens of model `c`, whose largest quantised matrix has
+// `largest_quantized` weights (0: none): 0 on the cpu.
+size_t backend_scratch_bytes(const DeviceChoice& choice, const ModelConfig& c, int tokens,
+                             size_t largest_quantized = 0);
 
 // Free and total bytes of GPU 0; false when there is none (or no CUDA build).
 bool gpu_memory(size_t& free_bytes, size_t& total_bytes);

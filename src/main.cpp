@@ -34,8 +34,8 @@ void add_runtime_flags(CLI::App* cmd, RuntimeOptions& rt, DeviceFlags& dev, bool
                   "compute device: cpu or cuda (default: cuda when a GPU is visible, else cpu)")
       ->check(CLI::IsMember({"cpu", "cuda"}));
   cmd->add_option("--dtype", dev.dtype,
-                  "weight matrices on the device: f16, bf16 or f32 (default: f16 on cuda; the "
-                  "cpu keeps f32)")
+                  "convert every weight matrix to f32, f16 or bf16 on loading (default: keep "
+                  "the file's types, quantised blocks included; cuda stores f32 files as f16)")
       ->check(CLI::IsMember({"f32", "f16", "bf16"}));
   cmd->add_option("--kv-dtype", dev.kv_dtype,
                   "KV cache rows: f16, bf16 or f32 (default: f16; attention reads them as f32)")

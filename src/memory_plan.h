@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "device.h"
-#include "model/config.h"
+#include "model/load.h"
 
 namespace kvlm {
 
@@ -21,9 +21,9 @@ struct MemoryPlan {
   std::string text() const;  // one aligned line per item, then the total
 };
 
-// Weights in the device's weight dtype (norms float32), a KV cache of ctx tokens in its dtype,
-// the activations of a ctx-token prompt run in one call (the largest a session makes), and
-// the backend's own scratch for such a call.
-MemoryPlan plan_memory(const ModelConfig& c, int ctx, const DeviceChoice& device);
+// The checkpoint's weight matrices in the types the device keeps them in (norms float32),
+// a KV cache of ctx tokens in its dtype, the activations of a ctx-token prompt run in one
+// call (the largest a session makes), and the backend's own scratch for such a call.
+MemoryPlan plan_memory(const Checkpoint& checkpoint, int ctx, const DeviceChoice& device);
 
 }  // namespace kvlm

@@ -77,7 +77,7 @@ Session::Session(const RuntimeOptions& options)
   backend_ = make_backend(options.device, options.threads);
   const ModelConfig& c = file_->config();
   int ctx = options.ctx_size > 0 ? options.ctx_size : c.context_length;
-  const MemoryPlan plan = plan_memory(c, ctx, options.device);
+  const MemoryPlan plan = plan_memory(*file_, ctx, options.device);
   try {
     StatusLine loading(progress_, kStatusDelaySeconds);
     model_ = file_->load(*backend_, [&](double done) {

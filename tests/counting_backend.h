@@ -20,7 +20,7 @@ class CountingBackend final : public Backend, public MergeBackend {
 
   // Calls per op name since construction or the last reset(): the ops of backend.h and
   // merge_backend.h by their own names, and "alloc", "release", "upload", "download",
-  // "upload_matrix", "release_matrix".
+  // "upload_weights", "release_matrix".
   const std::map<std::string, int64_t>& counts() const { return counts_; }
   int64_t count(const std::string& name) const {
     auto it = counts_.find(name);
@@ -45,8 +45,12 @@ class CountingBackend final : public Backend, public MergeBackend {
   void download(float* host_dst, const float* src, size_t n) override {
     hit("download"), inner_.download(host_dst, src, n);
   }
-  WeightMatrix upload_matrix(const float* host, int rows, int cols) override {
-    return hit("upload_matrix"), inner_.upload_matrix(host, rows, cols);
+  WeightType weight_type_for(WeightType stored) const override {
+    return inner_.weight_type_for(stored);
+  }
+  WeightMatrix upload_weights(const std::vector<WeightRows>& parts, int cols,
+                              bool host_outlives) override {
+    return hit("upload_weights"), inner_.upload_weights(parts, cols, host_outlives);
   }
   void release_matrix(const WeightMatrix& w) override {
     hit("release_matrix"), inner_.release_matrix(w);
@@ -67,9 +71,10 @@ class CountingBackend final : public Backend, public MergeBackend {
     hit("matmul"), inner_.matmul(out, x, w, T);
   }
   void rope_qk(float* q_out, float* qkv, int first_position, const float* inv_freq, int T,
-               int n_heads, int n_kv_heads, int head_dim, int rope_dim) override {
+               int n_heads, int n_kv_heads, int head_dim, int rope_dim,
+               bool adjacent_pairs) override {
     hit("rope_qk"), inner_.rope_qk(q_out, qkv, first_position, inv_freq, T, n_heads, n_kv_heads,
-                                   head_dim, rope_dim);
+                                   head_dim, rope_dim, adjacent_pairs);
   }
   void swiglu(float* out, const float* gate_up, int T, int ffn_dim) override {
     hit("swiglu"), inner_.swiglu(out, gate_up, T, ffn_dim);
@@ -119,7 +124,7 @@ class CountingBackend final : public Backend, public MergeBackend {
 
  private:
   inline static const std::set<std::string> kMemoryCalls = {
-      "alloc", "release", "upload", "download", "upload_matrix", "release_matrix"};
+      "alloc", "release", "upload", "download", "upload_weights", "release_matrix"};
 
   void hit(const char* name) { counts_[name]++; }
   MergeBackend& merge() { return inner_merge_ ? *inner_merge_ : merge_ops(inner_); }

@@ -375,7 +375,8 @@ TEST(KNorm, RopePreservesTheNormRanking) {
   for (int i = 0; i < kHeadDim / 2; i++) inv_freq[i] = std::pow(10000.0f, -2.0f * i / kHeadDim);
   // Rotated as queries (no key heads in the row), which turn exactly as keys do.
   std::vector<float> rotated(keys.size());
-  b.rope_qk(rotated.data(), keys.data(), 0, inv_freq.data(), kL, kHeads, 0, kHeadDim, kHeadDim);
+  b.rope_qk(rotated.data(), keys.data(), 0, inv_freq.data(), kL, kHeads, 0, kHeadDim, kHeadDim,
+            false);
   ASSERT_NE(rotated, keys);
 
   KVCache cache(b, 1, kHeads, kHeadDim, 64);

@@ -496,11 +496,13 @@ TEST(GGUFCorrupt, BadOffsets) {
   EXPECT_TRUE(mentions(open_error(wrapping), {"'tensor_f16'", "past the end"}));
 }
 
+// IQ types (importance-matrix codebooks) are refused by name; the k-quants are read.
 TEST(GGUFCorrupt, UnknownTensorType) {
   GGUFWriter w = sample_writer();
-  w.add_raw_tensor("blk.0.attn_q.weight", {256}, 12, std::vector<uint8_t>(144));
+  w.add_raw_tensor("blk.0.attn_q.weight", {256}, 16, std::vector<uint8_t>(66));
   EXPECT_TRUE(mentions(open_error(w.bytes()),
-                       {"'blk.0.attn_q.weight'", "ggml type 12", "Q4_K", "supported: F32"}));
+                       {"'blk.0.attn_q.weight'", "ggml type 16", "IQ2_XXS", "supported: F32",
+                        "Q4_K"}));
   GGUFWriter unnamed;
   unnamed.add_raw_tensor("odd", {4}, 1000, std::vector<uint8_t>(16));
   EXPECT_TRUE(mentions(open_error(unnamed.bytes()), {"'odd'", "ggml type 1000"}));
@@ -563,6 +565,14 @@ TEST(GGUFSizes, TensorBytesPerType) {
   EXPECT_EQ(gguf::tensor_bytes(TensorType::Q8_0, 64), 68u);
   EXPECT_EQ(gguf::tensor_bytes(TensorType::Q4_0, 64), 36u);
   EXPECT_EQ(gguf::tensor_bytes(TensorType::Q4_1, 64), 40u);
+  EXPECT_EQ(gguf::tensor_bytes(TensorType::Q5_0, 64), 44u);
+  EXPECT_EQ(gguf::tensor_bytes(TensorType::Q5_1, 64), 48u);
+  EXPECT_EQ(gguf::tensor_bytes(TensorType::Q2_K, 512), 168u);
+  EXPECT_EQ(gguf::tensor_bytes(TensorType::Q3_K, 256), 110u);
+  EXPECT_EQ(gguf::tensor_bytes(TensorType::Q4_K, 256), 144u);
+  EXPECT_EQ(gguf::tensor_bytes(TensorType::Q5_K, 256), 176u);
+  EXPECT_EQ(gguf::tensor_bytes(TensorType::Q6_K, 256), 210u);
+  EXPECT_THROW(gguf::tensor_bytes(TensorType::Q4_K, 128), gguf::Error);
   EXPECT_THROW(gguf::tensor_bytes(TensorType::Q4_0, 33), gguf::Error);
   EXPECT_THROW(gguf::tensor_bytes(TensorType::F32, uint64_t{1} << 62), gguf::Error);
   EXPECT_STREQ(gguf::type_name(TensorType::Q4_1), "Q4_1");

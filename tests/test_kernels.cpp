@@ -12,6 +12,7 @@
 #include "backend_fixture.h"
 #include "gguf_writer.h"
 #include "kernels/cpu/simd.h"
+#include "kernels/cpu/quant.h"
 #include "model/dequant.h"
 
 namespace kvlm {
@@ -58,17 +59,17 @@ std::vector<float> rounded_to(DType t, const std::vector<float>& v) {
   return out;
 }
 
-// Half-precision weights, float32 sums. T == 1 reads x unrounded; T > 1 rounds x to the
-// weight type first (backend.h), so the reference rounds exactly what the backend rounds
-// and the only difference left is the order of float32 additions.
+// Half-precision weights, float32 sums. The CPU reads x as it is; CUDA rounds x to the
+// weight type first when T > 1 (backend.h), so the reference rounds exactly what the
+// backend rounds and the only difference left is the order of float32 additions.
 TEST_P(Kernels, MatmulWithHalfWeights) {
-  if (GetParam() == "cpu") GTEST_SKIP() << "the cpu backend keeps weights in f32";
   for (DType dtype : {DType::F16, DType::BF16}) {
     auto b = make_backend(GetParam(), dtype_name(dtype), 0);
     for (auto [T, n_in, n_out] : {std::tuple{1, 576, 192}, {1, 33, 7}, {1, 4096, 64},
                                   {7, 576, 96}, {64, 128, 130}}) {
       auto x = random_vector(size_t(T) * n_in, 11), w = random_vector(size_t(n_out) * n_in, 12);
-      const std::vector<float> w16 = rounded_to(dtype, w), x16 = T > 1 ? rounded_to(dtype, x) : x;
+      const bool rounds_x = T > 1 && GetParam() == "cuda";
+      const std::vector<float> w16 = rounded_to(dtype, w), x16 = rounds_x ? rounded_to(dtype, x) : x;
       std::vector<float> want(size_t(T) * n_out);
       for (int t = 0; t < T; t++)
         for (int o = 0; o < n_out; o++) {
@@ -78,7 +79,7 @@ TEST_P(Kernels, MatmulWithHalfWeights) {
         }
       Buf bx(*b, x), out(*b, want.size());
       test::Matrix bw(*b, w, n_out, n_in);
-      EXPECT_EQ(bw.m.dtype, dtype);
+      EXPECT_EQ(bw.m.parts.at(0).type, weight_type(dtype));
       b->matmul(out.ptr, bx.ptr, bw.m, T);
       expect_close(out.host(), want, 1e-4f, std::string(dtype_name(dtype)) + " matmul T=" +
                                                std::to_string(T) + " n_in=" + std::to_string(n_in));
@@ -86,8 +87,131 @@ TEST_P(Kernels, MatmulWithHalfWeights) {
   }
 }
 
+// Random rows of a weight type: random bytes, with every float16 scale field of a block a
+// small finite value (random bits there could be inf or NaN); float types random values.
+std::vector<uint8_t> random_rows(WeightType type, int rows, int cols, uint32_t seed) {
+  std::mt19937 rng(seed);
+  const size_t bytes = size_t(rows) * weight_row_bytes(type, cols);
+  std::vector<uint8_t> out(bytes);
+  if (!is_quantized(type)) {
+    std::normal_distribution<float> normal(0.0f, 0.5f);
+    for (size_t i = 0; i < size_t(rows) * cols; i++) {
+      const float v = normal(rng);
+      if (type == WeightType::F32) std::memcpy(&out[4 * i], &v, 4);
+      const uint16_t h = type == WeightType::F16 ? f32_to_f16(v) : f32_to_bf16(v);
+      if (type != WeightType::F32) std::memcpy(&out[2 * i], &h, 2);
+    }
+    return out;
+  }
+  for (uint8_t& b : out) b = uint8_t(rng());
+  // Byte offsets of the float16 scales in a block (kernels/quant_blocks.h).
+  std::vector<int> scales;
+  switch (type) {
+    case WeightType::Q4_1: case WeightType::Q5_1: case WeightType::Q4_K: case WeightType::Q5_K:
+      scales = {0, 2}; break;
+    case WeightType::Q2_K: scales = {80, 82}; break;
+    case WeightType::Q3_K: scales = {108}; break;
+    case WeightType::Q6_K: scales = {208}; break;
+    default: scales = {0}; break;
+  }
+  std::uniform_real_distribution<float> scale(-0.02f, 0.02f);
+  const WeightTypeInfo info = weight_type_info(type);
+  for (size_t block = 0; block < bytes / info.block_bytes; block++)
+    for (int offset : scales) {
+      const uint16_t h = f32_to_f16(scale(rng));
+      std::memcpy(&out[block * info.block_bytes + offset], &h, 2);
+    }
+  return out;
+}
+
+std::vector<float> dequantized(WeightType type, const std::vector<uint8_t>& rows, int cols) {
+  std::vector<float> out(rows.size() / weight_row_bytes(type, cols) * cols);
+  quant::dequantize_row(type, rows.data(), out.data(), int64_t(out.size()));
+  return out;
+}
+
+const WeightType kEveryType[] = {WeightType::F32,  WeightType::F16,  WeightType::BF16,
+                                 WeightType::Q4_0, WeightType::Q4_1, WeightType::Q5_0,
+                                 WeightType::Q5_1, WeightType::Q8_0, WeightType::Q2_K,
+                                 WeightType::Q3_K, WeightType::Q4_K, WeightType::Q5_K,
+                                 WeightType::Q6_K};
+
+// A matrix of three parts (Q8_0 rows, rows of the type under test, bf16 rows), as a
+// Q4_K_M file's fused projections are, against the float64 product of the dequantised
+// rows. The bound is what the backends round on the way, summed over the row: the CPU
+// quantises x to 8 bits per block of 32 or 256 (|error| <= amax(block) / 254 per
+// element), CUDA's prefill rounds x and the weights to f16 (2^-11 relative each).
+TEST_P(Kernels, MatmulOverPartsOfEveryWeightType) {
+  auto b = make_backend(GetParam(), "", 0);  // weights kept in their own types
+  const int cols = 512;
+  for (WeightType type : kEveryType) {
+    SCOPED_TRACE(weight_type_name(type));
+    const std::vector<WeightType> types = {WeightType::Q8_0, type, WeightType::BF16};
+    const std::vector<int> rows = {3, 7, 2};
+    std::vector<std::vector<uint8_t>> bytes;
+    std::vector<WeightRows> parts;
+    std::vector<float> w;  // the whole matrix, dequantised
+    for (size_t p = 0; p < types.size(); p++) {
+      bytes.push_back(random_rows(types[p], rows[p], cols, 40 + uint32_t(p)));
+      parts.push_back({bytes.back().data(), types[p], rows[p]});
+      const std::vector<float> d = dequantized(types[p], bytes.back(), cols);
+      w.insert(w.end(), d.begin(), d.end());
+    }
+    const int n_out = 12;
+    WeightMatrix m = b->upload_weights(parts, cols, false);
+    for (int T : {1, 5}) {
+      const std::vector<float> x = random_vector(size_t(T) * cols, 7 + T);
+      Buf bx(*b, x), out(*b, size_t(T) * n_out);
+      b->matmul(out.ptr, bx.ptr, m, T);
+      const std::vector<float> got = out.host();
+      for (int t = 0; t < T; t++)
+        for (int o = 0; o < n_out; o++) {
+          // The activation block the CPU quantises x in for this row's type.
+          const WeightType row_type = types[o < 3 ? 0 : o < 10 ? 1 : 2];
+          const int block = row_type >= WeightType::Q2_K ? 256 : 32;
+          double want = 0, bound = 0;
+          for (int c0 = 0; c0 < cols; c0 += block) {
+            float amax = 0;
+            for (int c = c0; c < c0 + block; c++) amax = std::max(amax, std::fabs(x[t * cols + c]));
+            for (int c = c0; c < c0 + block; c++) {
+              const double wx = double(w[o * cols + c]) * x[t * cols + c];
+              want += wx;
+              bound += std::fabs(w[o * cols + c]) * amax / 254 + std::fabs(wx) * 0x1p-10;
+            }
+          }
+          ASSERT_NEAR(got[t * n_out + o], want, bound + 1e-5)
+              << "token " << t << ", row " << o << " (part " << (o < 3 ? 0 : o < 10 ? 1 : 2) << ")";
+        }
+    }
+    b->release_matrix(m);
+  }
+}
+
+// A token's row comes back as float32: exactly the dequantised row on the CPU, through
+// f16 on CUDA (2^-11 relative).
+TEST_P(Kernels, EmbeddingOfEveryWeightType) {
+  auto b = make_backend(GetParam(), "", 0);
+  const int vocab = 9, dim = 256;
+  for (WeightType type : kEveryType) {
+    SCOPED_TRACE(weight_type_name(type));
+    const std::vector<uint8_t> bytes = random_rows(type, vocab, dim, 3);
+    const std::vector<float> table = dequantized(type, bytes, dim);
+    WeightMatrix m = b->upload_weights({{bytes.data(), type, vocab}}, dim, false);
+    const std::vector<int32_t> ids = {8, 0, 3, 3};
+    Buf out(*b, ids.size() * dim);
+    b->embedding(out.ptr, m, ids.data(), int(ids.size()));
+    const std::vector<float> got = out.host();
+    const float relative = GetParam() == "cpu" ? 0.0f : 0x1p-11f;
+    for (size_t t = 0; t < ids.size(); t++)
+      for (int i = 0; i < dim; i++) {
+        const float want = table[size_t(ids[t]) * dim + i];
+        ASSERT_NEAR(got[t * dim + i], want, relative * std::fabs(want)) << "token " << t << ", " << i;
+      }
+    b->release_matrix(m);
+  }
+}
+
 TEST_P(Kernels, EmbeddingWithHalfWeights) {
-  if (GetParam() == "cpu") GTEST_SKIP() << "the cpu backend keeps weights in f32";
   for (DType dtype : {DType::F16, DType::BF16}) {
     auto b = make_backend(GetParam(), dtype_name(dtype), 0);
     const int vocab = 50, dim = 72;
@@ -104,25 +228,33 @@ TEST_P(Kernels, EmbeddingWithHalfWeights) {
   }
 }
 
-TEST(Backends, CpuRefusesHalfWeightsAndUnknownDevicesAreErrors) {
-  EXPECT_THROW(make_backend("cpu", "f16", 1), std::invalid_argument);
+TEST(Backends, WeightsKeepTheirTypeUnlessConvertedAndUnknownDevicesAreErrors) {
   EXPECT_THROW(make_backend("tpu", "", 1), std::invalid_argument);
   auto cpu = make_backend("cpu", "", 1);
   test::Matrix m(*cpu, std::vector<float>(6), 2, 3);
-  EXPECT_EQ(m.m.dtype, DType::F32);
+  EXPECT_EQ(m.m.parts.at(0).type, WeightType::F32);
+  EXPECT_EQ(cpu->weight_type_for(WeightType::Q4_K), WeightType::Q4_K);
+  auto cpu_bf16 = make_backend("cpu", "bf16", 1);
+  EXPECT_EQ(cpu_bf16->weight_type_for(WeightType::Q4_K), WeightType::BF16);
+  test::Matrix converted(*cpu_bf16, std::vector<float>(6), 2, 3);
+  EXPECT_EQ(converted.m.parts.at(0).type, WeightType::BF16);
   if (cuda_gpu_count() == 0) {
     EXPECT_THROW(make_backend("cuda", "f16", 1), std::runtime_error);
   }
 }
 
 TEST(Backends, DeviceFlagsResolveOnceToAChoice) {
-  EXPECT_EQ(resolve_device("cpu", "").weights, DType::F32);
+  const DeviceChoice cpu = resolve_device("cpu", "");
+  EXPECT_FALSE(cpu.weights) << "weights stay as the file stores them";
+  EXPECT_EQ(planned_weight_type(cpu, WeightType::Q6_K), WeightType::Q6_K);
+  EXPECT_EQ(planned_weight_type(cpu, WeightType::F32), WeightType::F32);
   const DeviceChoice cuda = resolve_device("cuda", "");
   EXPECT_EQ(cuda.device, Device::Cuda) << "a plan for cuda needs no GPU";
-  EXPECT_EQ(cuda.weights, DType::F16);
+  EXPECT_EQ(planned_weight_type(cuda, WeightType::F32), WeightType::F16);
+  EXPECT_EQ(planned_weight_type(cuda, WeightType::Q4_K), WeightType::Q4_K);
   EXPECT_EQ(resolve_device("cuda", "bf16").weights, DType::BF16);
+  EXPECT_EQ(planned_weight_type(resolve_device("cpu", "f32"), WeightType::Q4_1), WeightType::F32);
   EXPECT_EQ(resolve_device("", "").device, cuda_gpu_count() > 0 ? Device::Cuda : Device::Cpu);
-  EXPECT_THROW(resolve_device("cpu", "f16"), std::invalid_argument);
   EXPECT_THROW(resolve_device("cpu", "f8"), std::invalid_argument);
   EXPECT_THROW(resolve_device("tpu", ""), std::invalid_argument);
   EXPECT_EQ(resolve_device("cuda", "").kv, DType::F16);
@@ -196,7 +328,7 @@ TEST_P(Kernels, RopeQkToyTurnsTheFirstPairAQuarter) {
   // Row: query (1, 2, 3, 4), key (5, 6, 7, 8), value (9, 10, 11, 12).
   std::vector<float> qkv = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
   Buf bqkv(b, qkv), bf(b, std::vector<float>{quarter, 0.0f}), q(b, 4);
-  b.rope_qk(q.ptr, bqkv.ptr, 1, bf.ptr, 1, 1, 1, 4, 4);
+  b.rope_qk(q.ptr, bqkv.ptr, 1, bf.ptr, 1, 1, 1, 4, 4, false);
   // (a, b) turned a quarter is (-b, a): pair (1, 3) -> (-3, 1); pair (2, 4) stays.
   expect_close(q.host(), {-3, 2, 1, 4}, 1e-6f, "query");
   expect_close(bqkv.host(), {1, 2, 3, 4, -7, 6, 5, 8, 9, 10, 11, 12}, 1e-6f,
@@ -208,9 +340,11 @@ TEST_P(Kernels, RopeQkMatchesNaive) {
   const int T = 3, n_heads = 4, n_kv = 2;
   for (int head_dim : {64, 128}) {
     for (int rope_dim : {head_dim, head_dim / 2}) {
-      for (int first : {0, 39998}) {  // positions past 40000 need the angle in double
+      for (auto [first, adjacent] : {std::pair{0, false}, {39998, false}, {5, true}}) {
+        // positions past 40000 need the angle in double
         SCOPED_TRACE("head_dim " + std::to_string(head_dim) + ", rope_dim " +
-                     std::to_string(rope_dim) + ", first position " + std::to_string(first));
+                     std::to_string(rope_dim) + ", first position " + std::to_string(first) +
+                     (adjacent ? ", adjacent pairs" : ", halves"));
         const int half = rope_dim / 2, q_dim = n_heads * head_dim;
         const int row = (n_heads + 2 * n_kv) * head_dim;
         auto qkv = random_vector(size_t(T) * row, 5);
@@ -222,15 +356,16 @@ TEST_P(Kernels, RopeQkMatchesNaive) {
             for (int i = 0; i < half; i++) {
               float* v = &want_qkv[size_t(t) * row + h * head_dim];
               double a = double(first + t) * inv_freq[i];
-              float x0 = v[i], x1 = v[i + half];
-              v[i] = float(x0 * std::cos(a) - x1 * std::sin(a));
-              v[i + half] = float(x0 * std::sin(a) + x1 * std::cos(a));
+              const int i0 = adjacent ? 2 * i : i, i1 = adjacent ? 2 * i + 1 : i + half;
+              float x0 = v[i0], x1 = v[i1];
+              v[i0] = float(x0 * std::cos(a) - x1 * std::sin(a));
+              v[i1] = float(x0 * std::sin(a) + x1 * std::cos(a));
             }
           std::copy_n(&want_qkv[size_t(t) * row], q_dim, &want_q[size_t(t) * q_dim]);
           std::copy_n(&qkv[size_t(t) * row], q_dim, &want_qkv[size_t(t) * row]);  // read only
         }
         Buf bqkv(b, qkv), bf(b, inv_freq), q(b, want_q.size());
-        b.rope_qk(q.ptr, bqkv.ptr, first, bf.ptr, T, n_heads, n_kv, head_dim, rope_dim);
+        b.rope_qk(q.ptr, bqkv.ptr, first, bf.ptr, T, n_heads, n_kv, head_dim, rope_dim, adjacent);
         std::vector<float> got_q = q.host();
         expect_close(got_q, want_q, 1e-5f, "queries");
         expect_close(bqkv.host(), want_qkv, 1e-5f, "keys (queries and values unchanged)");
@@ -310,6 +445,7 @@ TEST_P(Kernels, AttentionOverRaggedCache) {
                                          {17, 2, 80, {20, 17}},     // head dim not a multiple of 16
                                          {1, 2, 64, {4097, 1}},
                                          {1, 8, 128, {4097, 33}},   // decode, many chunks
+                                         {3, 6, 64, {700, 1200}},   // 3 new tokens, chunked
                                          {1, 32, 64, {31, 4097}},   // GQA group 16
                                          {1, 4, 128, {1, 31, 32, 33}},
                                          {31, 2, 128, {31, 32}},

@@ -17,13 +17,36 @@ TEST(MemoryPlan, PlannedWeightsAreTheLoadedWeights) {
   ModelFile file("random:smollm2-135m");
   auto model = file.load(backend);
   const ModelConfig& c = file.config();
-  EXPECT_EQ(Weights::planned_bytes(c, DType::F32), model->weight_bytes());
+  EXPECT_EQ(Weights::planned_bytes(c, WeightType::F32), model->weight_bytes());
   // 134,515,008 parameters (the model card), all float32 on the cpu.
   EXPECT_EQ(model->weight_bytes(), size_t(134515008) * 4);
   // A tied embedding is read as the output matrix: every byte once per token.
   EXPECT_EQ(model->weight_bytes_read_per_token(), model->weight_bytes());
-  EXPECT_EQ(Weights::planned_bytes(c, DType::F16),
+  EXPECT_EQ(Weights::planned_bytes(c, WeightType::F16),
             size_t(134515008 - (2 * 30 + 1) * 576) * 2 + size_t(2 * 30 + 1) * 576 * 4);
+  // Q4_0: 18 bytes per 32 weights.
+  EXPECT_EQ(Weights::planned_bytes(c, WeightType::Q4_0),
+            size_t(134515008 - (2 * 30 + 1) * 576) / 32 * 18 + size_t(2 * 30 + 1) * 576 * 4);
+}
+
+// A GGUF file's matrices are planned (and held) in the types the file stores them in.
+TEST(MemoryPlan, PlannedWeightsOfAFileAreItsTensorsBytes) {
+  CpuBackend backend(1);
+  ModelFile file("tests/data/hf/llama3-gqa.gguf");
+  auto model = file.load(backend);
+  const MemoryPlan plan = plan_memory(file, 64, resolve_device("cpu", ""));
+  EXPECT_EQ(plan.items[0].bytes, double(model->weight_bytes())) << plan.items[0].detail;
+  // Nothing was copied: the matrices are the file's bytes where the mapping has them.
+  const Weights& w = model->weights();
+  EXPECT_EQ(w.token_embedding.parts.at(0).data, file.find_tensor("token_embd.weight")->data);
+  ASSERT_EQ(w.layers.at(1).wqkv.parts.size(), 3u);
+  EXPECT_EQ(w.layers[1].wqkv.parts[1].data, file.find_tensor("blk.1.attn_k.weight")->data);
+  EXPECT_EQ(w.layers[1].w_down.parts.at(0).data, file.find_tensor("blk.1.ffn_down.weight")->data);
+  for (const WeightMatrix* m : {&w.layers[0].wqkv, &w.layers[0].wo, &w.layers[0].w_gate_up})
+    EXPECT_EQ(m->storage, nullptr) << "the cpu allocated a copy";
+  const MemoryPlan f32 = plan_memory(file, 64, resolve_device("cpu", "f32"));
+  CpuBackend widening(1, WeightType::F32);
+  EXPECT_EQ(f32.items[0].bytes, double(file.load(widening)->weight_bytes())) << f32.items[0].detail;
 }
 
 // An untied embedding table is read one row per token; the output matrix whole.
@@ -33,7 +56,7 @@ TEST(MemoryPlan, UntiedEmbeddingsAreReadOneRowPerToken) {
   auto model = file.load(backend);
   const ModelConfig& c = file.config();
   ASSERT_FALSE(c.tied_embeddings);
-  EXPECT_EQ(model->weight_bytes(), Weights::planned_bytes(c, DType::F32));
+  EXPECT_EQ(model->weight_bytes(), Weights::planned_bytes(c, WeightType::F32));
   const size_t table = size_t(c.vocab_size) * c.dim * sizeof(float);
   EXPECT_EQ(model->weight_bytes_read_per_token(),
             model->weight_bytes() - table + size_t(c.dim) * sizeof(float));
@@ -55,14 +78,15 @@ TEST(MemoryPlan, KVBytesPerTokenIsWhatAFullCacheHolds) {
 }
 
 TEST(MemoryPlan, LinesAreTheOwnersNumbersAndAddUp) {
-  const ModelConfig c = ModelFile("random:smollm2-135m").config();
+  const ModelFile file("random:smollm2-135m");
+  const ModelConfig& c = file.config();
   const int ctx = 1000;
-  const MemoryPlan cpu = plan_memory(c, ctx, resolve_device("cpu", ""));
+  const MemoryPlan cpu = plan_memory(file, ctx, resolve_device("cpu", ""));
   ASSERT_EQ(cpu.items.size(), 3u) << "the cpu keeps no scratch of its own";
-  EXPECT_EQ(cpu.items[0].bytes, double(Weights::planned_bytes(c, DType::F32)));
+  EXPECT_EQ(cpu.items[0].bytes, double(Weights::planned_bytes(c, WeightType::F32)));
   EXPECT_EQ(cpu.items[1].bytes,
             double(ctx * KVCache::bytes_per_token(c.n_layers, c.n_kv_heads, c.head_dim, DType::F16)));
-  const MemoryPlan cpu_f32 = plan_memory(c, ctx, resolve_device("cpu", "", "f32"));
+  const MemoryPlan cpu_f32 = plan_memory(file, ctx, resolve_device("cpu", "", "f32"));
   EXPECT_EQ(cpu_f32.items[1].bytes, 2 * cpu.items[1].bytes) << "f32 rows take twice the bytes";
   EXPECT_NE(cpu.items[1].detail.find("f16"), std::string::npos) << cpu.items[1].detail;
   EXPECT_EQ(cpu.items[2].bytes, double(Model::activation_bytes(c, ctx)));
@@ -72,8 +96,8 @@ TEST(MemoryPlan, LinesAreTheOwnersNumbersAndAddUp) {
             (2 * 576 + (576 + 2 * 192) + 2 * 576 + 2 * 1536 + 1536 + 49152) * sizeof(float));
   EXPECT_DOUBLE_EQ(cpu.total(), cpu.items[0].bytes + cpu.items[1].bytes + cpu.items[2].bytes);
 
-  const MemoryPlan cuda = plan_memory(c, ctx, resolve_device("cuda", ""));
-  EXPECT_EQ(cuda.items[0].bytes, double(Weights::planned_bytes(c, DType::F16)));
+  const MemoryPlan cuda = plan_memory(file, ctx, resolve_device("cuda", ""));
+  EXPECT_EQ(cuda.items[0].bytes, double(Weights::planned_bytes(c, WeightType::F16)));
   EXPECT_EQ(cuda.items.size(), cuda_built() ? 4u : 3u) << "a CUDA build plans its scratch";
 }
 

@@ -187,7 +187,7 @@ TEST_P(QuantDefaultModel, LogitsAndGreedyTokensMatchLlamaCpp) {
 }
 
 INSTANTIATE_TEST_SUITE_P(, QuantDefaultModel,
-                         ::testing::Values("F16", "Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M"));
+                         ::testing::Values("Q4_1", "F16", "Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M"));
 
 }  // namespace
 }  // namespace kvlm

@@ -4,11 +4,21 @@
 #include <cstdlib>
 #include <cstring>
 
+#include <stdexcept>
+#include <string>
+
 #include "kernels/cpu/cpu_backend.h"
+#include "kernels/cpu/quant.h"
+#include "kernels/cpu/simd.h"
 
 namespace kvlm {
 
-CpuBackend::CpuBackend(int n_threads) : pool_(n_threads) {}
+CpuBackend::CpuBackend(int n_threads, std::optional<WeightType> convert_to)
+    : pool_(n_threads), convert_to_(convert_to) {
+  if (convert_to && is_quantized(*convert_to))
+    throw std::invalid_argument(std::string("cpu: weights convert to f32, f16 or bf16, not ") +
+                                weight_type_name(*convert_to));
+}
 
 std::string CpuBackend::name() const {
   return "cpu (" + std::to_string(threads()) + " threads)";
@@ -56,14 +66,61 @@ void CpuBackend::download(float* host_dst, const float* src, size_t n) {
   if (n) std::memcpy(host_dst, src, n * sizeof(float));
 }
 
-WeightMatrix CpuBackend::upload_matrix(const float* host, int rows, int cols) {
-  float* p = alloc(size_t(rows) * cols);
-  upload(p, host, size_t(rows) * cols);
-  return {p, DType::F32, rows, cols};
+WeightType CpuBackend::weight_type_for(WeightType stored) const {
+  return convert_to_.value_or(stored);
 }
 
-void CpuBackend::release_matrix(const WeightMatrix& w) {
-  release(const_cast<float*>(static_cast<const float*>(w.data)));
+// A part the backend needs no conversion for, in host memory that outlives the matrix, is
+// used where it lies: a mapped file's weights are read straight from the page cache, so
+// loading costs nothing and the pages are shared with every other process reading the
+// file. Every other part is converted (or copied) into one allocation.
+WeightMatrix CpuBackend::upload_weights(const std::vector<WeightRows>& parts, int cols,
+                                        bool host_outlives) {
+  auto kept_in_place = [&](const WeightRows& p) {
+    return host_outlives && weight_type_for(p.type) == p.type;
+  };
+  // Each part starts on a cache line (a part's bytes need not be a multiple of 64).
+  auto owned_bytes = [&](const WeightRows& p) {
+    return (size_t(p.rows) * weight_row_bytes(weight_type_for(p.type), cols) + 63) / 64 * 64;
+  };
+  size_t owned = 0;
+  for (const WeightRows& p : parts)
+    if (!kept_in_place(p)) owned += owned_bytes(p);
+  WeightMatrix m;
+  m.cols = cols;
+  m.storage = owned ? alloc((owned + sizeof(float) - 1) / sizeof(float)) : nullptr;
+  auto* next = static_cast<uint8_t*>(m.storage);
+  for (const WeightRows& p : parts) {
+    m.rows += p.rows;
+    if (kept_in_place(p)) {
+      m.parts.push_back(p);
+      continue;
+    }
+    const WeightType type = weight_type_for(p.type);
+    const size_t src_row = weight_row_bytes(p.type, cols), dst_row = weight_row_bytes(type, cols);
+    uint8_t* dst = next;
+    next += owned_bytes(p);
+    m.parts.push_back({dst, type, p.rows});
+    const auto* src = static_cast<const uint8_t*>(p.data);
+    if (type == p.type) {
+      if (p.rows) std::memcpy(dst, src, size_t(p.rows) * src_row);
+      continue;
+    }
+    pool_.parallel_for(p.rows, 16, [&](int64_t begin, int64_t end) {
+      std::vector<float> row(cols);
+      for (int64_t r = begin; r < end; r++) {
+        quant::dequantize_row(p.type, src + r * src_row, row.data(), cols);
+        simd::with_storage_type(float_dtype(type), [&](auto tag) {
+          using W = decltype(tag);
+          W* out = reinterpret_cast<W*>(dst + r * dst_row);
+          for (int i = 0; i < cols; i++) out[i] = simd::from_float<W>(row[i]);
+        });
+      }
+    });
+  }
+  return m;
 }
+
+void CpuBackend::release_matrix(const WeightMatrix& w) { release(static_cast<float*>(w.storage)); }
 
 }  // namespace kvlm

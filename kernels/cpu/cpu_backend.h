@@ -2,7 +2,11 @@
 // why not OpenMP), loops written so the compiler vectorises them. It is the reference the
 // CUDA kernels are tested against.
 #pragma once
+#include <optional>
+
 #include "backend.h"
+#include <vector>
+
 #include "merge_backend.h"
 #include "util/thread_pool.h"
 
@@ -10,8 +14,10 @@ namespace kvlm {
 
 class CpuBackend final : public Backend, public MergeBackend {
  public:
-  // n_threads <= 0 means all cores.
-  explicit CpuBackend(int n_threads = 0);
+  // n_threads <= 0 means all cores. Weight matrices keep the type they are uploaded in
+  // (a mapped file's blocks are used where they lie), or are all converted to `convert_to`
+  // (f32, f16 or bf16).
+  explicit CpuBackend(int n_threads = 0, std::optional<WeightType> convert_to = {});
   std::string name() const override;
   int threads() const { return pool_.threads(); }
   // Parallel operations issued so far: synchronisation points, for tests and benchmarks.
@@ -21,7 +27,9 @@ class CpuBackend final : public Backend, public MergeBackend {
   void release(float* p) override;
   void upload(float* dst, const float* host_src, size_t n) override;
   void download(float* host_dst, const float* src, size_t n) override;
-  WeightMatrix upload_matrix(const float* host, int rows, int cols) override;  // float32
+  WeightType weight_type_for(WeightType stored) const override;
+  WeightMatrix upload_weights(const std::vector<WeightRows>& parts, int cols,
+                              bool host_outlives) override;
   void release_matrix(const WeightMatrix& w) override;
 
   void embedding(float* out, const WeightMatrix& table, const int32_t* ids, int T) override;
@@ -31,7 +39,8 @@ class CpuBackend final : public Backend, public MergeBackend {
   void add_rmsnorm(float* out, float* x, const float* y, const float* weight, int T, int dim,
                    float eps) override;
   void rope_qk(float* q_out, float* qkv, int first_position, const float* inv_freq, int T,
-               int n_heads, int n_kv_heads, int head_dim, int rope_dim) override;
+               int n_heads, int n_kv_heads, int head_dim, int rope_dim,
+               bool adjacent_pairs) override;
   void swiglu(float* out, const float* gate_up, int T, int ffn_dim) override;
   void attention(float* out, const float* q, const std::vector<KVHeadView>& kv, int T,
                  int n_heads, int head_dim) override;
@@ -55,6 +64,9 @@ class CpuBackend final : public Backend, public MergeBackend {
 
  private:
   ThreadPool pool_;
+  std::optional<WeightType> convert_to_;
+  // matmul's input rows in each activation format (kernels/cpu/quant.h), reused per call.
+  std::vector<uint8_t> activations_;
 };
 
 }  // namespace kvlm

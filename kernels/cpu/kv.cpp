@@ -3,15 +3,25 @@
 #include <cstring>
 
 #include "kernels/cpu/cpu_backend.h"
+#include "kernels/cpu/quant.h"
 #include "kernels/cpu/simd.h"
 
 namespace kvlm {
 
+// The table's rows stay in their storage type; a token's row is rebuilt as float32.
 void CpuBackend::embedding(float* out, const WeightMatrix& w, const int32_t* ids, int T) {
-  const float* table = static_cast<const float*>(w.data);
-  const int dim = w.cols;
-  for (int t = 0; t < T; t++)
-    std::memcpy(out + size_t(t) * dim, table + size_t(ids[t]) * dim, dim * sizeof(float));
+  for (int t = 0; t < T; t++) {
+    int row = ids[t];
+    for (const WeightRows& part : w.parts) {
+      if (row < part.rows) {
+        const auto* data = static_cast<const uint8_t*>(part.data);
+        quant::dequantize_row(part.type, data + size_t(row) * weight_row_bytes(part.type, w.cols),
+                              out + size_t(t) * w.cols, w.cols);
+        break;
+      }
+      row -= part.rows;
+    }
+  }
 }
 
 void CpuBackend::append_kv(const std::vector<KVAppendTarget>& dst, DType dtype, const float* keys,

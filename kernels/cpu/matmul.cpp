@@ -1,13 +1,18 @@
 // matmul: out[T][n_out] = x[T][n_in] . w[n_out][n_in]^T, the projection of every layer.
 //
-// Decode (T = 1) is a matrix-vector product bound by reading w from memory once, so the
-// rows of w are split across threads and each row is one vectorised dot product.
-// Prefill (T > 1) reuses every loaded row of w for a tile of tokens: a 4-token x 4-row
-// tile keeps 16 vector accumulators in registers, so each element of w and x loaded from
-// cache feeds 4 multiply-adds instead of 1.
+// A matrix is one or more parts of rows (backend.h), each in its own weight type. Against
+// a quantised part the input rows are quantised once per call (kernels/cpu/quant.h) and
+// every weight row is one block-wise integer dot product; float parts read x as it is.
+//
+// Decode (T = 1) is a matrix-vector product, bound by reading w once: rows are split
+// across threads. Prefill (T > 1) reuses each weight row for many tokens: threads take
+// blocks of 32 rows, which stay in cache while every token passes them. Float32, float16
+// and bfloat16 rows go through 4-token x 4-row tiles of 16 vector accumulators, so each
+// element loaded feeds 4 multiply-adds instead of 1.
 #include <algorithm>
 
 #include "kernels/cpu/cpu_backend.h"
+#include "kernels/cpu/quant.h"
 #include "kernels/cpu/simd.h"
 
 namespace kvlm {
@@ -18,23 +23,10 @@ using simd::kLanes;
 using simd::load;
 using simd::Vec;
 
-KVLM_SIMD_CLONES float dot(const float* a, const float* b, int n) {
-  Vec acc0 = {}, acc1 = {};
-  int i = 0;
-  for (; i + 2 * kLanes <= n; i += 2 * kLanes) {
-    acc0 += load(a + i) * load(b + i);
-    acc1 += load(a + i + kLanes) * load(b + i + kLanes);
-  }
-  for (; i + kLanes <= n; i += kLanes) acc0 += load(a + i) * load(b + i);
-  float s = horizontal_sum(acc0 + acc1);
-  for (; i < n; i++) s += a[i] * b[i];
-  return s;
-}
-
-// out[t][o] for t in [t0, t0 + nt), o in [o0, o0 + no), nt, no <= 4.
-template <int NT, int NO>
-KVLM_SIMD_CLONES void tile(float* out, const float* x, const float* w, int t0, int o0, int n_in,
-                           int n_out) {
+// out[t][o] for t in [t0, t0 + NT), o in [o0, o0 + NO); w holds float rows of type W.
+template <class W, int NT, int NO>
+KVLM_SIMD_CLONES void tile(float* out, const float* x, const W* w, int t0, int o0, int n_in,
+                           int out_stride) {
   Vec acc[NT][NO] = {};
   int i = 0;
   for (; i + kLanes <= n_in; i += kLanes) {
@@ -48,41 +40,101 @@ KVLM_SIMD_CLONES void tile(float* out, const float* x, const float* w, int t0, i
   for (int t = 0; t < NT; t++)
     for (int o = 0; o < NO; o++) {
       float s = horizontal_sum(acc[t][o]);
-      for (int r = i; r < n_in; r++) s += x[size_t(t0 + t) * n_in + r] * w[size_t(o0 + o) * n_in + r];
-      out[size_t(t0 + t) * n_out + o0 + o] = s;
+      for (int r = i; r < n_in; r++)
+        s += x[size_t(t0 + t) * n_in + r] * simd::to_float(w[size_t(o0 + o) * n_in + r]);
+      out[size_t(t0 + t) * out_stride + o0 + o] = s;
     }
 }
 
-// Edge tiles (fewer than 4 tokens or rows left) fall back to single dot products.
-void edge(float* out, const float* x, const float* w, int t0, int nt, int o0, int no, int n_in,
-          int n_out) {
-  for (int t = t0; t < t0 + nt; t++)
-    for (int o = o0; o < o0 + no; o++)
-      out[size_t(t) * n_out + o] = dot(x + size_t(t) * n_in, w + size_t(o) * n_in, n_in);
+// One part of a matrix as matmul reads it: its rows, its dot product, and the input rows
+// in the format that dot product reads.
+struct PartPlan {
+  const uint8_t* rows;
+  WeightType type;
+  size_t row_bytes;
+  int first_row, n_rows;  // within the whole matrix (= the column of out)
+  quant::DotFn dot;
+  const uint8_t* act;  // T rows of act_stride bytes
+  size_t act_stride;
+};
+
+// Rows [o_begin, o_end) of one part, all T tokens: dot products, or tiles for float rows.
+void part_rows(float* out, const float* x, const PartPlan& p, int o_begin, int o_end, int T,
+               int n_in, int out_stride) {
+  float* part_out = out + p.first_row;
+  int o = o_begin;
+  if (!is_quantized(p.type) && T >= 4) {
+    simd::with_storage_type(float_dtype(p.type), [&](auto tag) {
+      using W = decltype(tag);
+      const W* w = reinterpret_cast<const W*>(p.rows);
+      for (; o + 4 <= o_end; o += 4)
+        for (int t0 = 0; t0 + 4 <= T; t0 += 4) tile<W, 4, 4>(part_out, x, w, t0, o, n_in, out_stride);
+    });
+    // Tiles covered the tokens [0, T / 4 * 4) of rows [o_begin, o); the rest below.
+    for (int r = o_begin; r < o; r++)
+      for (int t = T / 4 * 4; t < T; t++)
+        part_out[size_t(t) * out_stride + r] =
+            p.dot(p.rows + r * p.row_bytes, p.act + t * p.act_stride, n_in);
+  }
+  for (int r = o; r < o_end; r++) {
+    const uint8_t* row = p.rows + r * p.row_bytes;
+    for (int t = 0; t < T; t++)
+      part_out[size_t(t) * out_stride + r] = p.dot(row, p.act + t * p.act_stride, n_in);
+  }
 }
 
 }  // namespace
 
-void CpuBackend::matmul(float* out, const float* x, const WeightMatrix& weights, int T) {
-  const float* w = static_cast<const float*>(weights.data);
-  const int n_in = weights.cols, n_out = weights.rows;
-  if (T == 1) {
-    pool_.parallel_for(n_out, 16, [&](int64_t begin, int64_t end) {
-      for (int64_t o = begin; o < end; o++) out[o] = dot(x, w + size_t(o) * n_in, n_in);
+void CpuBackend::matmul(float* out, const float* x, const WeightMatrix& w, int T) {
+  const int n_in = w.cols, n_out = w.rows;
+  // The input in every activation format the parts read (a float part reads x itself).
+  const quant::ActFormat formats[] = {quant::ActFormat::Q8_32, quant::ActFormat::Q8_256};
+  size_t offsets[3] = {0, 0, 0}, stride[3] = {0, 0, 0}, total = 0;
+  for (quant::ActFormat f : formats) {
+    const bool used = std::any_of(w.parts.begin(), w.parts.end(), [&](const WeightRows& p) {
+      return quant::act_format(p.type) == f;
     });
-    return;
+    if (!used) continue;
+    stride[int(f)] = quant::act_row_bytes(f, n_in);
+    offsets[int(f)] = total;
+    total += stride[int(f)] * T;
   }
-  // Blocks of 32 rows of w stay in L2 while all token tiles stream past them.
-  constexpr int kRowBlock = 32;
-  int n_blocks = (n_out + kRowBlock - 1) / kRowBlock;
-  pool_.run(n_blocks, [&](int b, int) {
-    int o_begin = b * kRowBlock, o_end = std::min(n_out, o_begin + kRowBlock);
-    for (int t0 = 0; t0 < T; t0 += 4) {
-      int nt = std::min(4, T - t0);
-      int o0 = o_begin;
-      for (; o0 + 4 <= o_end && nt == 4; o0 += 4) tile<4, 4>(out, x, w, t0, o0, n_in, n_out);
-      edge(out, x, w, t0, nt, o0, o_end - o0, n_in, n_out);
+  if (activations_.size() < total) activations_.resize(total);
+  auto quantize = [&](int64_t begin, int64_t end) {
+    for (quant::ActFormat f : formats)
+      if (stride[int(f)])
+        for (int64_t t = begin; t < end; t++)
+          quant::quantize_activations(f, x + t * n_in,
+                                      activations_.data() + offsets[int(f)] + t * stride[int(f)], n_in);
+  };
+  // A decode step's one row is not worth waking the threads for.
+  if (total > 0 && T == 1) quantize(0, 1);
+  else if (total > 0) pool_.parallel_for(T, 16, quantize);
+
+  std::vector<PartPlan> plan;
+  int first_row = 0;
+  for (const WeightRows& p : w.parts) {
+    const quant::ActFormat f = quant::act_format(p.type);
+    const bool floats = f == quant::ActFormat::F32;
+    plan.push_back({static_cast<const uint8_t*>(p.data), p.type, weight_row_bytes(p.type, n_in),
+                    first_row, p.rows, quant::dot_function(p.type),
+                    floats ? reinterpret_cast<const uint8_t*>(x) : activations_.data() + offsets[int(f)],
+                    floats ? size_t(n_in) * sizeof(float) : stride[int(f)]});
+    first_row += p.rows;
+  }
+  // Rows [begin, end) of the whole matrix, part by part.
+  auto rows = [&](int64_t begin, int64_t end) {
+    for (const PartPlan& p : plan) {
+      const int lo = std::max<int64_t>(begin, p.first_row) - p.first_row;
+      const int hi = std::min<int64_t>(end, p.first_row + p.n_rows) - p.first_row;
+      if (lo < hi) part_rows(out, x, p, lo, hi, T, n_in, n_out);
     }
+  };
+  if (T == 1) return pool_.parallel_for(n_out, 16, rows);
+  // Blocks of 32 rows stay in L2 while all token tiles stream past them.
+  constexpr int kRowBlock = 32;
+  pool_.run((n_out + kRowBlock - 1) / kRowBlock, [&](int b, int) {
+    rows(int64_t(b) * kRowBlock, std::min<int64_t>(n_out, int64_t(b + 1) * kRowBlock));
   });
 }
 

@@ -17,13 +17,13 @@ void rmsnorm_row(float* out, const float* x, const float* weight, int dim, float
   for (int i = 0; i < dim; i++) out[i] = x[i] * scale * weight[i];
 }
 
-// Turns the pair (head[i], head[i + half]) of each of n_heads heads by (cos, sin).
-void rotate_heads(float* out, const float* in, int n_heads, int head_dim, int i, int half,
-                  float c, float s) {
+// Turns the pair (head[i], head[j]) of each of n_heads heads by (cos, sin).
+void rotate_heads(float* out, const float* in, int n_heads, int head_dim, int i, int j, float c,
+                  float s) {
   for (int h = 0; h < n_heads; h++) {
-    const float a = in[size_t(h) * head_dim + i], b = in[size_t(h) * head_dim + i + half];
+    const float a = in[size_t(h) * head_dim + i], b = in[size_t(h) * head_dim + j];
     out[size_t(h) * head_dim + i] = a * c - b * s;
-    out[size_t(h) * head_dim + i + half] = a * s + b * c;
+    out[size_t(h) * head_dim + j] = a * s + b * c;
   }
 }
 
@@ -51,7 +51,8 @@ void CpuBackend::add_rmsnorm(float* out, float* x, const float* y, const float* 
 }
 
 void CpuBackend::rope_qk(float* q_out, float* qkv, int first_position, const float* inv_freq,
-                         int T, int n_heads, int n_kv_heads, int head_dim, int rope_dim) {
+                         int T, int n_heads, int n_kv_heads, int head_dim, int rope_dim,
+                         bool adjacent_pairs) {
   const int half = rope_dim / 2;
   const size_t q_dim = size_t(n_heads) * head_dim, qkv_dim = q_dim + 2 * size_t(n_kv_heads) * head_dim;
   pool_.parallel_for(T, 1, [&](int64_t begin, int64_t end) {
@@ -67,8 +68,9 @@ void CpuBackend::rope_qk(float* q_out, float* qkv, int first_position, const flo
         // The angle in double: positions reach 10^5 and float would lose the fraction.
         const double angle = double(first_position + t) * inv_freq[i];
         const float c = float(std::cos(angle)), s = float(std::sin(angle));
-        rotate_heads(q, q_in, n_heads, head_dim, i, half, c, s);
-        rotate_heads(k, k, n_kv_heads, head_dim, i, half, c, s);
+        const int a = adjacent_pairs ? 2 * i : i, b = adjacent_pairs ? 2 * i + 1 : i + half;
+        rotate_heads(q, q_in, n_heads, head_dim, a, b, c, s);
+        rotate_heads(k, k, n_kv_heads, head_dim, a, b, c, s);
       }
     }
   });

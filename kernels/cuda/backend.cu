@@ -7,6 +7,7 @@
 #include <stdexcept>
 
 #include "kernels/cuda/cuda_backend.cuh"
+#include "kernels/cpu/quant.h"
 
 namespace kvlm {
 
@@ -58,10 +59,11 @@ CudaDeviceInfo cuda_device_info() {
 }
 
 size_t cuda_scratch_bytes(int tokens, int widest_input, int n_heads, int head_dim,
-                          DType weights) {
+                          DType rounded_to, size_t dequantized) {
   const size_t T = size_t(tokens);
   return kCublasWorkspace + kUploadChunk        // fixed
-         + T * widest_input * dtype_bytes(weights)  // half_x_: matmul inputs rounded
+         + dequantized * sizeof(__half)             // dequantized_: a quantised part as f16
+         + T * widest_input * dtype_bytes(rounded_to)  // half_x_: matmul inputs rounded
          + T * head_dim * sizeof(float)             // gather_: compaction of one head
          + 2 * size_t(n_heads) * T * sizeof(float); // row_lse_ and partials_
 }
@@ -72,11 +74,14 @@ DeviceOpCounts cuda_op_counts(const Backend& backend) {
   return cuda->op_counts();
 }
 
-std::unique_ptr<Backend> make_cuda_backend(DType weights) {
-  return std::make_unique<CudaBackend>(weights);
+std::unique_ptr<Backend> make_cuda_backend(std::optional<WeightType> convert_to) {
+  return std::make_unique<CudaBackend>(convert_to);
 }
 
-CudaBackend::CudaBackend(DType weights) : weight_dtype_(weights) {
+CudaBackend::CudaBackend(std::optional<WeightType> convert_to) : convert_to_(convert_to) {
+  if (convert_to && is_quantized(*convert_to))
+    throw std::invalid_argument(std::string("cuda: weights convert to f32, f16 or bf16, not ") +
+                                weight_type_name(*convert_to));
   if (cuda_device_count() == 0) throw std::runtime_error("cuda: no CUDA GPU is visible");
   const char* sync = std::getenv("KVLM_CUDA_SYNC");
   sync_each_op_ = sync && std::strcmp(sync, "0") != 0;
@@ -101,7 +106,8 @@ CudaBackend::~CudaBackend() {
   // Errors are ignored here: a destructor must not throw, and the process is
   // giving the device back anyway.
   cudaStreamSynchronize(stream_);
-  for (Scratch* s : {&half_x_, &upload_, &gather_, &partials_, &row_lse_})
+  for (Scratch* s : {&half_x_, &dequantized_, &quantized_rows_, &upload_, &gather_, &partials_,
+                     &row_lse_})
     if (s->ptr) cudaFreeAsync(s->ptr, stream_);
   for (StagingSlot& slot : staging_) {
     if (slot.host) cudaFreeHost(slot.host);
@@ -117,7 +123,7 @@ CudaBackend::~CudaBackend() {
 
 std::string CudaBackend::name() const {
   return "cuda (" + device_name_ + ", " + std::to_string(multiprocessors_) + " SMs, weights " +
-         dtype_name(weight_dtype_) + ")";
+         (convert_to_ ? weight_type_name(*convert_to_) : "as stored") + ")";
 }
 
 void* CudaBackend::device_alloc(size_t bytes, const char* what) {
@@ -237,26 +243,68 @@ void CudaBackend::download(float* host_dst, const float* src, size_t n) {
                            : "download (an earlier kernel may have failed; KVLM_CUDA_SYNC=1 names it)");
 }
 
-WeightMatrix CudaBackend::upload_matrix(const float* host, int rows, int cols) {
-  const size_t n = size_t(rows) * cols;
-  WeightMatrix w{device_alloc(n * dtype_bytes(weight_dtype_), "a weight matrix"), weight_dtype_,
-                 rows, cols};
-  if (weight_dtype_ == DType::F32) {
-    upload(static_cast<float*>(const_cast<void*>(w.data)), host, n);
-    return w;
-  }
-  // Through a float32 chunk on the device, converted there: no second host copy.
-  const size_t chunk = std::min(n, kUploadChunk / sizeof(float));
-  float* staged = static_cast<float*>(scratch(upload_, chunk * sizeof(float), "the upload buffer"));
-  char* dst = static_cast<char*>(const_cast<void*>(w.data));
-  for (size_t off = 0; off < n; off += chunk) {
-    const size_t m = std::min(chunk, n - off);
-    upload(staged, host + off, m);
-    round_floats(dst + off * dtype_bytes(weight_dtype_), weight_dtype_, staged, m, "upload_matrix");
-  }
-  return w;
+WeightType CudaBackend::weight_type_for(WeightType stored) const {
+  if (convert_to_) return *convert_to_;
+  return stored == WeightType::F32 ? WeightType::F16 : stored;  // tensor cores read 16 bits
 }
 
-void CudaBackend::release_matrix(const WeightMatrix& w) { device_free(const_cast<void*>(w.data)); }
+// All parts go into one allocation, back to back, and neighbours of one type become one
+// part: a fused projection of a file that stores its pieces alike is one kernel, as if it
+// had been one tensor. Parts of other types start on 256 bytes (cuBLAS and 16-byte loads).
+WeightMatrix CudaBackend::upload_weights(const std::vector<WeightRows>& parts, int cols,
+                                         bool /*host_outlives: the device copies anyway*/) {
+  auto part_bytes = [&](const WeightRows& p) {
+    return size_t(p.rows) * weight_row_bytes(weight_type_for(p.type), cols);
+  };
+  size_t total = 0;
+  for (size_t i = 0; i < parts.size(); i++) {
+    const bool joins = i > 0 && weight_type_for(parts[i].type) == weight_type_for(parts[i - 1].type);
+    if (!joins) total = (total + 255) / 256 * 256;
+    total += part_bytes(parts[i]);
+  }
+  WeightMatrix m;
+  m.cols = cols;
+  m.storage = device_alloc(total, "a weight matrix");
+  size_t offset = 0;
+  for (size_t i = 0; i < parts.size(); i++) {
+    const WeightRows& p = parts[i];
+    const WeightType type = weight_type_for(p.type);
+    m.rows += p.rows;
+    if (!m.parts.empty() && m.parts.back().type == type) {
+      m.parts.back().rows += p.rows;
+    } else {
+      offset = (offset + 255) / 256 * 256;
+      m.parts.push_back({static_cast<char*>(m.storage) + offset, type, 0});
+      m.parts.back().rows = p.rows;
+    }
+    char* dst = static_cast<char*>(m.storage) + offset;
+    offset += part_bytes(p);
+    if (p.rows == 0) continue;
+    if (type == p.type) {
+      counts_.uploads++;
+      cuda_check(cudaMemcpyAsync(dst, p.data, part_bytes(p), cudaMemcpyHostToDevice, stream_),
+                 "upload_weights");
+      continue;
+    }
+    // A conversion: whole rows at a time through a float32 chunk on the device, rounded
+    // there to the stored type (the stream orders each chunk's copy after the last rounding).
+    const size_t src_row = weight_row_bytes(p.type, cols), dst_row = weight_row_bytes(type, cols);
+    const int chunk_rows = int(std::max<size_t>(1, kUploadChunk / sizeof(float) / cols));
+    std::vector<float> host(size_t(std::min(chunk_rows, p.rows)) * cols);
+    float* staged = static_cast<float*>(scratch(upload_, host.size() * sizeof(float), "the upload buffer"));
+    for (int r0 = 0; r0 < p.rows; r0 += chunk_rows) {
+      const int n = std::min(chunk_rows, p.rows - r0);
+      for (int r = 0; r < n; r++)
+        quant::dequantize_row(p.type, static_cast<const char*>(p.data) + size_t(r0 + r) * src_row,
+                              host.data() + size_t(r) * cols, cols);
+      upload(staged, host.data(), size_t(n) * cols);
+      round_floats(dst + size_t(r0) * dst_row, float_dtype(type), staged, size_t(n) * cols,
+                   "upload_weights");
+    }
+  }
+  return m;
+}
+
+void CudaBackend::release_matrix(const WeightMatrix& w) { device_free(w.storage); }
 
 }  // namespace kvlm

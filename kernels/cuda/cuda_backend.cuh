@@ -3,7 +3,8 @@
 // Everything runs in order on one stream, so a buffer freed or reused by a later op is
 // never touched by an earlier one still running. Activations and norm weights are float32
 // device buffers (the Backend contract: float* with row arithmetic); weight matrices and
-// KV cache rows are float16 or bfloat16 (or float32), read with float32 accumulation. Every CUDA and cuBLAS call is checked: a failure throws std::runtime_error
+// KV cache rows are float16 or bfloat16 (or float32), read with float32 accumulation;
+// quantised weight matrices keep ggml's blocks (kernels/cuda/quant.h). Every CUDA and cuBLAS call is checked: a failure throws std::runtime_error
 // naming the op and CUDA's message. With KVLM_CUDA_SYNC=1 in the environment each kernel
 // is waited for, so an asynchronous fault is reported by the op that caused it.
 #pragma once
@@ -12,6 +13,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <optional>
 #include <string>
 
 #include "backend.h"
@@ -25,7 +27,9 @@ void cublas_check(cublasStatus_t s, const char* op);
 
 class CudaBackend final : public Backend, public MergeBackend {
  public:
-  explicit CudaBackend(DType weights);
+  // Weight matrices keep their file's type (f32 files become f16), or are all converted
+  // to `convert_to` (f32, f16 or bf16).
+  explicit CudaBackend(std::optional<WeightType> convert_to);
   ~CudaBackend() override;
   CudaBackend(const CudaBackend&) = delete;
   CudaBackend& operator=(const CudaBackend&) = delete;
@@ -36,7 +40,9 @@ class CudaBackend final : public Backend, public MergeBackend {
   void release(float* p) override;
   void upload(float* dst, const float* host_src, size_t n) override;
   void download(float* host_dst, const float* src, size_t n) override;
-  WeightMatrix upload_matrix(const float* host, int rows, int cols) override;
+  WeightType weight_type_for(WeightType stored) const override;
+  WeightMatrix upload_weights(const std::vector<WeightRows>& parts, int cols,
+                              bool host_outlives) override;
   void release_matrix(const WeightMatrix& w) override;
 
   void embedding(float* out, const WeightMatrix& table, const int32_t* ids, int T) override;
@@ -46,7 +52,8 @@ class CudaBackend final : public Backend, public MergeBackend {
   void add_rmsnorm(float* out, float* x, const float* y, const float* weight, int T, int dim,
                    float eps) override;
   void rope_qk(float* q_out, float* qkv, int first_position, const float* inv_freq, int T,
-               int n_heads, int n_kv_heads, int head_dim, int rope_dim) override;
+               int n_heads, int n_kv_heads, int head_dim, int rope_dim,
+               bool adjacent_pairs) override;
   void swiglu(float* out, const float* gate_up, int T, int ffn_dim) override;
   void attention(float* out, const float* q, const std::vector<KVHeadView>& kv, int T,
                  int n_heads, int head_dim) override;
@@ -102,12 +109,16 @@ class CudaBackend final : public Backend, public MergeBackend {
   // dst (n values of dtype) = src rounded to dtype.
   void round_floats(void* dst, DType dtype, const float* src, size_t n, const char* op);
 
+  // out [T][out_stride] columns [0, part.rows) = x . part^T (matmul, one part of a matrix).
+  void matmul_part(float* out, int out_stride, const float* x, const WeightRows& part, int n_in,
+                   int T);
+
   void decode_attention(float* out, const float* q, const KVHeadView* kv, DType dtype, int n_kv,
                         int max_len, long long total_len, int n_heads, int head_dim);
   void prefill_attention(float* out, const float* q, const KVHeadView* kv, DType dtype, int n_kv,
                          int T, int n_heads, int head_dim);
 
-  DType weight_dtype_;
+  std::optional<WeightType> convert_to_;
   int device_ = 0;
   std::string device_name_;
   int multiprocessors_ = 1;
@@ -120,7 +131,9 @@ class CudaBackend final : public Backend, public MergeBackend {
   StagingSlot staging_[kStagingSlots];
   int next_slot_ = 0;
   Scratch half_x_;          // matmul: activations rounded to the weight dtype
-  Scratch upload_;          // upload_matrix: float32 chunk on its way to the weight dtype
+  Scratch dequantized_;     // matmul (prefill): a quantised part as f16 for cuBLAS
+  Scratch quantized_rows_;  // embedding: a quantised table's rows of this call's tokens
+  Scratch upload_;          // upload_weights: float32 chunk on its way to the weight dtype
   Scratch gather_;          // compact_rows: kept rows before they move back
   Scratch partials_;        // decode attention: per-split partial outputs
   Scratch row_lse_;         // attention_scores: log-sum-exp of every query row

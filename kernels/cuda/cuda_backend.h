@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "backend.h"
@@ -24,8 +25,10 @@ CudaDeviceInfo cuda_device_info();
 
 // Device memory the backend keeps beside weights, KV and activations when its largest call
 // has `tokens` tokens: the cuBLAS workspace, the upload chunk and the per-call scratch.
+// `rounded_to`: the dtype prefill rounds matmul inputs to; `dequantized`: the weights of the
+// largest quantised matrix part (prefill dequantises it to f16), 0 when none.
 size_t cuda_scratch_bytes(int tokens, int widest_input, int n_heads, int head_dim,
-                          DType weights);
+                          DType rounded_to, size_t dequantized);
 
 // What a CUDA backend has issued since it was made, counted where it happens: how many
 // operations a forward pass costs, for tests that bound them and for speed work.
@@ -41,8 +44,8 @@ struct DeviceOpCounts {
 // The counts of `backend`; throws std::invalid_argument when it is not a CUDA backend.
 DeviceOpCounts cuda_op_counts(const Backend& backend);
 
-// A backend on device 0 storing weight matrices as `weights`. Throws std::runtime_error
-// naming the CUDA error when the device cannot be set up.
-std::unique_ptr<Backend> make_cuda_backend(DType weights);
+// A backend on device 0 (convert_to: as CudaBackend's constructor says). Throws
+// std::runtime_error naming the CUDA error when the device cannot be set up.
+std::unique_ptr<Backend> make_cuda_backend(std::optional<WeightType> convert_to);
 
 }  // namespace kvlm

@@ -4,10 +4,12 @@
 // output row streams the row in 16-byte loads (8 halves or 4 floats per lane), several in
 // flight, and sums in float32. Prefill (T > 1) is bound by arithmetic: the activations are
 // rounded to the weight dtype and cuBLAS multiplies on tensor cores with float32
-// accumulation and float32 output.
+// accumulation and float32 output. Quantised parts have kernels of their own for decode
+// (kernels/cuda/quant.cu) and are expanded to f16 for prefill.
 #include <cstdint>
 
 #include "kernels/cuda/cuda_backend.cuh"
+#include "kernels/cuda/quant.h"
 
 namespace kvlm {
 
@@ -93,32 +95,58 @@ void CudaBackend::round_floats(void* dst, DType dtype, const float* src, size_t 
 }
 
 void CudaBackend::matmul(float* out, const float* x, const WeightMatrix& w, int T) {
-  const int n_in = w.cols, n_out = w.rows;
+  int first_row = 0;
+  for (const WeightRows& part : w.parts) {
+    matmul_part(out + first_row, w.rows, x, part, w.cols, T);
+    first_row += part.rows;
+  }
+}
+
+void CudaBackend::matmul_part(float* out, int out_stride, const float* x, const WeightRows& part,
+                              int n_in, int T) {
+  const int n_out = part.rows;
   if (T == 0 || n_out == 0) return;
+  if (T == 1 && is_quantized(part.type)) {
+    cuda_quant::matvec(part.type, part.data, n_out, n_in, x, out, stream_);
+    launched("matmul (quantised gemv)");
+    return;
+  }
   if (T == 1) {
-    const int per16 = int(16 / dtype_bytes(w.dtype));
-    const bool vectorised = n_in % per16 == 0 && aligned16(x) && aligned16(w.data);
+    const DType dtype = float_dtype(part.type);
+    const int per16 = int(16 / dtype_bytes(dtype));
+    const bool vectorised = n_in % per16 == 0 && aligned16(x) && aligned16(part.data);
     const int blocks = (n_out + kGemvThreads / 32 - 1) / (kGemvThreads / 32);
-    with_storage_type(w.dtype, [&](auto tag) {
+    with_storage_type(dtype, [&](auto tag) {
       using W = typename decltype(tag)::type;
-      gemv_kernel<W><<<blocks, kGemvThreads, 0, stream_>>>(out, x, static_cast<const W*>(w.data),
+      gemv_kernel<W><<<blocks, kGemvThreads, 0, stream_>>>(out, x, static_cast<const W*>(part.data),
                                                            n_in, n_out, vectorised);
     });
     launched("matmul (gemv)");
     return;
   }
+  // Prefill: a quantised part is expanded to f16 first, then tensor cores multiply.
+  const void* weights = part.data;
+  DType dtype = float_dtype(part.type);
+  if (is_quantized(part.type)) {
+    const size_t n = size_t(n_out) * n_in;
+    weights = scratch(dequantized_, n * sizeof(__half), "matmul (dequantised weights)");
+    cuda_quant::dequantize(part.type, part.data, n, const_cast<void*>(weights), false, stream_);
+    launched("matmul (dequantise)");
+    dtype = DType::F16;
+  }
   const void* xin = x;
-  if (w.dtype != DType::F32) {
+  if (dtype != DType::F32) {
     const size_t n = size_t(T) * n_in;
-    void* rounded = scratch(half_x_, n * dtype_bytes(w.dtype), "matmul activations");
-    round_floats(rounded, w.dtype, x, n, "matmul (rounding activations)");
+    void* rounded = scratch(half_x_, n * dtype_bytes(dtype), "matmul activations");
+    round_floats(rounded, dtype, x, n, "matmul (rounding activations)");
     xin = rounded;
   }
-  // Column-major view: out^T [n_out x T] = (w viewed as [n_in x n_out])^T . x^T [n_in x T].
+  // Column-major view: out^T [n_out x T] = (w viewed as [n_in x n_out])^T . x^T [n_in x T];
+  // out's rows are out_stride apart (this part's columns of the whole matrix's output).
   const float alpha = 1.0f, beta = 0.0f;
-  cublas_check(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, n_out, T, n_in, &alpha, w.data,
-                            cuda_type(w.dtype), n_in, xin, cuda_type(w.dtype), n_in, &beta, out,
-                            CUDA_R_32F, n_out, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+  cublas_check(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, n_out, T, n_in, &alpha, weights,
+                            cuda_type(dtype), n_in, xin, cuda_type(dtype), n_in, &beta, out,
+                            CUDA_R_32F, out_stride, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
                "matmul (cublasGemmEx)");
   launched("matmul (cublasGemmEx)");
 }

@@ -22,12 +22,13 @@ __global__ void rmsnorm_kernel(float* out, float* x, const float* y, const float
   for (int i = threadIdx.x; i < dim; i += blockDim.x) ot[i] = xt[i] * scale * weight[i];
 }
 
-// One thread per (token, query or key head, rotated pair). The angle is computed in double
+// One thread per (token, query or key head, rotated pair): (i, i + half), or (2i, 2i + 1)
+// when adjacent_pairs. The angle is computed in double
 // (positions reach 10^5 and float would lose its fraction). Query heads are written to
 // q_out, with their unrotated tail (dimensions past rope_dim) copied along.
 __global__ void rope_qk_kernel(float* q_out, float* qkv, int first_position,
                                const float* inv_freq, int T, int n_heads, int n_kv_heads,
-                               int head_dim, int half) {
+                               int head_dim, int half, bool adjacent_pairs) {
   const int heads = n_heads + n_kv_heads;
   const size_t idx = blockIdx.x * size_t(blockDim.x) + threadIdx.x;
   if (idx >= size_t(T) * heads * half) return;
@@ -38,9 +39,10 @@ __global__ void rope_qk_kernel(float* q_out, float* qkv, int first_position,
                            : qkv + t * qkv_dim + size_t(h) * head_dim;
   double s, c;
   sincos(double(first_position + t) * inv_freq[i], &s, &c);
-  const float cf = float(c), sf = float(s), a = in[i], b = in[i + half];
-  out[i] = a * cf - b * sf;
-  out[i + half] = a * sf + b * cf;
+  const int ia = adjacent_pairs ? 2 * i : i, ib = adjacent_pairs ? 2 * i + 1 : i + half;
+  const float cf = float(c), sf = float(s), a = in[ia], b = in[ib];
+  out[ia] = a * cf - b * sf;
+  out[ib] = a * sf + b * cf;
   if (h < n_heads)
     for (int j = 2 * half + i; j < head_dim; j += half) out[j] = in[j];
 }
@@ -64,12 +66,13 @@ void CudaBackend::add_rmsnorm(float* out, float* x, const float* y, const float*
 }
 
 void CudaBackend::rope_qk(float* q_out, float* qkv, int first_position, const float* inv_freq,
-                          int T, int n_heads, int n_kv_heads, int head_dim, int rope_dim) {
+                          int T, int n_heads, int n_kv_heads, int head_dim, int rope_dim,
+                          bool adjacent_pairs) {
   const int half = rope_dim / 2;
   const size_t n = size_t(T) * (n_heads + n_kv_heads) * half;
   if (n == 0) return;
   rope_qk_kernel<<<int((n + 255) / 256), 256, 0, stream_>>>(
-      q_out, qkv, first_position, inv_freq, T, n_heads, n_kv_heads, head_dim, half);
+      q_out, qkv, first_position, inv_freq, T, n_heads, n_kv_heads, head_dim, half, adjacent_pairs);
   launched("rope_qk");
 }
 

@@ -24,6 +24,7 @@ struct ModelConfig {
 
   float rope_theta = 10000.0f;
   int rope_dim = 0;            // rotated dimensions per head (== head_dim for Llama)
+  bool rope_adjacent_pairs = false;  // pairs (2i, 2i+1), as GGUF stores Q/K; else (i, i+d/2)
   RopeScaling rope_scaling = RopeScaling::None;
   float rope_factor = 1.0f;             // Linear, Dynamic and Llama3
   float rope_low_freq_factor = 1.0f;    // Llama3

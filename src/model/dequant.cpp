@@ -1,65 +1,21 @@
-// Half-precision conversions and block dequantisation. Quantised ggml blocks pack 32
-// weights with one f16 scale (and for Q4_1 an f16 minimum), so a weight is rebuilt as
-// scale * q (+ minimum). Blocks are 18/20/34 bytes, so their fields are never aligned in
-// the mapping: every multi-byte field is read with memcpy.
+// Half-precision conversions, and whole tensors rebuilt as float32 with the CPU kernels'
+// dequantisation (kernels/cpu/quant.h).
 #include "model/dequant.h"
 
+#include <algorithm>
 #include <bit>
 #include <cstring>
 #include <stdexcept>
 #include <string>
 
+#include "kernels/cpu/quant.h"
 #include "util/thread_pool.h"
 
 namespace kvlm {
 namespace {
 
-constexpr size_t kBlockSize = 32;  // weights per block for Q4_0, Q4_1 and Q8_0
-// Below this many blocks (or elements) thread start-up costs more than the work.
-constexpr int64_t kParallelThreshold = 1 << 14;
-
-uint16_t load_u16(const uint8_t* p) {
-  uint16_t v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-
-void dequantize_q4_0_block(const uint8_t* block, float* out) {
-  const float d = f16_to_f32(load_u16(block));
-  const uint8_t* qs = block + 2;
-  for (size_t i = 0; i < kBlockSize / 2; ++i) {
-    out[i] = d * static_cast<float>((qs[i] & 0xF) - 8);
-    out[i + kBlockSize / 2] = d * static_cast<float>((qs[i] >> 4) - 8);
-  }
-}
-
-void dequantize_q4_1_block(const uint8_t* block, float* out) {
-  const float d = f16_to_f32(load_u16(block));
-  const float m = f16_to_f32(load_u16(block + 2));
-  const uint8_t* qs = block + 4;
-  for (size_t i = 0; i < kBlockSize / 2; ++i) {
-    out[i] = d * static_cast<float>(qs[i] & 0xF) + m;
-    out[i + kBlockSize / 2] = d * static_cast<float>(qs[i] >> 4) + m;
-  }
-}
-
-void dequantize_q8_0_block(const uint8_t* block, float* out) {
-  const float d = f16_to_f32(load_u16(block));
-  const auto* qs = reinterpret_cast<const int8_t*>(block + 2);
-  for (size_t i = 0; i < kBlockSize; ++i) out[i] = d * static_cast<float>(qs[i]);
-}
-
-// Runs `block_fn(src_block, dst_block)` over every block; blocks are independent.
-template <class BlockFn>
-void for_each_block(const uint8_t* src, float* dst, size_t n_blocks, size_t block_bytes,
-                    size_t block_elems, BlockFn block_fn) {
-  const auto n = static_cast<int64_t>(n_blocks);
-  auto convert = [&](int64_t begin, int64_t end) {
-    for (int64_t b = begin; b < end; ++b) block_fn(src + b * block_bytes, dst + b * block_elems);
-  };
-  if (n < kParallelThreshold) return convert(0, n);
-  ThreadPool(0).parallel_for(n, kParallelThreshold / 4, convert);
-}
+// Below this many elements thread start-up costs more than the work.
+constexpr int64_t kParallelThreshold = int64_t(1) << 16;
 
 // Rounds `kept` (the high bits of a value) to nearest, ties to even, given the `n_dropped`
 // low bits that were cut off. A carry out of the f16 mantissa correctly bumps the
@@ -122,38 +78,22 @@ uint16_t f32_to_bf16(float f) {
 }
 
 void dequantize(gguf::TensorType type, const uint8_t* src, float* dst, size_t n) {
-  using gguf::TensorType;
-  if (n == 0) return;  // an empty tensor may come with null pointers, which memcpy forbids
-  const bool quantised =
-      type == TensorType::Q4_0 || type == TensorType::Q4_1 || type == TensorType::Q8_0;
-  if (quantised && n % kBlockSize != 0) {
+  if (n == 0) return;  // an empty tensor may come with null pointers
+  const WeightType t = gguf::weight_type(type);
+  const WeightTypeInfo info = weight_type_info(t);
+  if (n % info.block_elems != 0)
     throw std::invalid_argument("dequantize: " + std::to_string(n) +
                                 " elements is not a whole number of " + gguf::type_name(type) +
                                 " blocks");
-  }
-  const size_t block_bytes = gguf::tensor_bytes(type, quantised ? kBlockSize : 1);
-  switch (type) {
-    case TensorType::F32: std::memcpy(dst, src, n * sizeof(float)); return;
-    case TensorType::F16:
-      for_each_block(src, dst, n, block_bytes, 1,
-                     [](const uint8_t* s, float* d) { *d = f16_to_f32(load_u16(s)); });
-      return;
-    case TensorType::BF16:
-      for_each_block(src, dst, n, block_bytes, 1,
-                     [](const uint8_t* s, float* d) { *d = bf16_to_f32(load_u16(s)); });
-      return;
-    case TensorType::Q4_0:
-      for_each_block(src, dst, n / kBlockSize, block_bytes, kBlockSize, dequantize_q4_0_block);
-      return;
-    case TensorType::Q4_1:
-      for_each_block(src, dst, n / kBlockSize, block_bytes, kBlockSize, dequantize_q4_1_block);
-      return;
-    case TensorType::Q8_0:
-      for_each_block(src, dst, n / kBlockSize, block_bytes, kBlockSize, dequantize_q8_0_block);
-      return;
-  }
-  throw std::invalid_argument("dequantize: unsupported tensor type " +
-                              std::to_string(static_cast<uint32_t>(type)));
+  // In runs of whole blocks, on every core for a large tensor.
+  const int64_t blocks = int64_t(n / info.block_elems);
+  const int64_t per_run = std::max<int64_t>(1, kParallelThreshold / info.block_elems);
+  auto convert = [&](int64_t begin, int64_t end) {
+    quant::dequantize_row(t, src + begin * info.block_bytes, dst + begin * info.block_elems,
+                          (end - begin) * info.block_elems);
+  };
+  if (blocks <= per_run) return convert(0, blocks);
+  ThreadPool(0).parallel_for(blocks, per_run, convert);
 }
 
 }  // namespace kvlm

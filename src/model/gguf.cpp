@@ -43,15 +43,16 @@ const char* ggml_type_name(uint32_t id) {
 
 bool is_supported(uint32_t id) {
   switch (static_cast<TensorType>(id)) {
-    case TensorType::F32:
-    case TensorType::F16:
-    case TensorType::BF16:
-    case TensorType::Q8_0:
-    case TensorType::Q4_0:
-    case TensorType::Q4_1: return true;
+    case TensorType::F32: case TensorType::F16: case TensorType::BF16:
+    case TensorType::Q4_0: case TensorType::Q4_1: case TensorType::Q5_0: case TensorType::Q5_1:
+    case TensorType::Q8_0: case TensorType::Q2_K: case TensorType::Q3_K: case TensorType::Q4_K:
+    case TensorType::Q5_K: case TensorType::Q6_K: return true;
   }
   return false;
 }
+
+constexpr const char* kSupportedTypes =
+    "F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K Q4_K Q5_K Q6_K";
 
 // Elements per block and bytes per block; plain float types are blocks of one.
 struct BlockLayout {
@@ -60,15 +61,8 @@ struct BlockLayout {
 };
 
 BlockLayout block_layout(TensorType t) {
-  switch (t) {
-    case TensorType::F32: return {1, 4};
-    case TensorType::F16: return {1, 2};
-    case TensorType::BF16: return {1, 2};
-    case TensorType::Q8_0: return {32, 34};  // f16 d; i8 qs[32]
-    case TensorType::Q4_0: return {32, 18};  // f16 d; u8 qs[16]
-    case TensorType::Q4_1: return {32, 20};  // f16 d; f16 m; u8 qs[16]
-  }
-  throw Error("block_layout: unsupported tensor type " + std::to_string(static_cast<uint32_t>(t)));
+  const WeightTypeInfo info = weight_type_info(weight_type(t));
+  return {uint64_t(info.block_elems), uint64_t(info.block_bytes)};
 }
 
 bool valid_value_type(uint32_t id) { return id <= static_cast<uint32_t>(ValueType::F64); }
@@ -262,6 +256,25 @@ const char* type_name(TensorType t) {
   return is_supported(id) ? ggml_type_name(id) : "unknown";
 }
 
+WeightType weight_type(TensorType t) {
+  switch (t) {
+    case TensorType::F32: return WeightType::F32;
+    case TensorType::F16: return WeightType::F16;
+    case TensorType::BF16: return WeightType::BF16;
+    case TensorType::Q4_0: return WeightType::Q4_0;
+    case TensorType::Q4_1: return WeightType::Q4_1;
+    case TensorType::Q5_0: return WeightType::Q5_0;
+    case TensorType::Q5_1: return WeightType::Q5_1;
+    case TensorType::Q8_0: return WeightType::Q8_0;
+    case TensorType::Q2_K: return WeightType::Q2_K;
+    case TensorType::Q3_K: return WeightType::Q3_K;
+    case TensorType::Q4_K: return WeightType::Q4_K;
+    case TensorType::Q5_K: return WeightType::Q5_K;
+    case TensorType::Q6_K: return WeightType::Q6_K;
+  }
+  throw Error("unsupported tensor type " + std::to_string(static_cast<uint32_t>(t)));
+}
+
 const char* type_name(ValueType t) {
   switch (t) {
     case ValueType::U8: return "u8";
@@ -385,7 +398,7 @@ struct File::Parser {
       if (!is_supported(type_id)) {
         fail(f.path_, "tensor '" + t.name + "' has ggml type " + std::to_string(type_id) + " (" +
                           ggml_type_name(type_id) +
-                          "), which kvlm cannot read; supported: F32 F16 BF16 Q8_0 Q4_0 Q4_1");
+                          "), which kvlm cannot read; supported: " + kSupportedTypes);
       }
       t.type = static_cast<TensorType>(type_id);
       t.offset = c.read<uint64_t>("offset");

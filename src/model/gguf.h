@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "model/mapped_file.h"
+#include "weight_type.h"
 
 namespace kvlm::gguf {
 
@@ -24,8 +25,11 @@ enum class ValueType : uint32_t {
   String = 8, Array = 9, U64 = 10, I64 = 11, F64 = 12,
 };
 
-// ggml tensor types kvlm can dequantise. Other ids are rejected at load with their number.
-enum class TensorType : uint32_t { F32 = 0, F16 = 1, Q4_0 = 2, Q4_1 = 3, Q8_0 = 8, BF16 = 30 };
+// ggml tensor types kvlm reads (their ggml ids). Other ids are rejected at load, by name.
+enum class TensorType : uint32_t {
+  F32 = 0, F16 = 1, Q4_0 = 2, Q4_1 = 3, Q5_0 = 6, Q5_1 = 7, Q8_0 = 8,
+  Q2_K = 10, Q3_K = 11, Q4_K = 12, Q5_K = 13, Q6_K = 14, BF16 = 30,
+};
 
 struct Value;
 using Array = std::vector<Value>;
@@ -91,6 +95,8 @@ class File {
 };
 
 const char* type_name(TensorType t);
+// The storage type kvlm keeps a tensor of this type in (the same bytes).
+WeightType weight_type(TensorType t);
 const char* type_name(ValueType t);
 // Bytes needed for n elements of a tensor type; throws Error when n is not a whole number
 // of blocks for a block-quantised type.

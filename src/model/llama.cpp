@@ -79,17 +79,17 @@ void Weights::release(Backend& b) {
     for (float* p : {l.attn_norm, l.ffn_norm})
       if (p) b.release(p);
     for (const WeightMatrix* m : {&l.wqkv, &l.wo, &l.w_gate_up, &l.w_down})
-      if (m->data) b.release_matrix(*m);
+      b.release_matrix(*m);
   }
   layers.clear();
-  if (output.data && output.data != token_embedding.data) b.release_matrix(output);
-  if (token_embedding.data) b.release_matrix(token_embedding);
+  if (!tied()) b.release_matrix(output);
+  b.release_matrix(token_embedding);
   if (output_norm) b.release(output_norm);
   *this = Weights{};
 }
 
 size_t Weights::bytes() const {
-  size_t total = token_embedding.bytes() + (output.data != token_embedding.data ? output.bytes() : 0);
+  size_t total = token_embedding.bytes() + (tied() ? 0 : output.bytes());
   for (const LayerWeights& l : layers)
     for (const WeightMatrix* m : {&l.wqkv, &l.wo, &l.w_gate_up, &l.w_down})
       total += m->bytes();
@@ -98,17 +98,19 @@ size_t Weights::bytes() const {
 }
 
 size_t Model::weight_bytes_read_per_token() const {
-  if (w_.output.data == w_.token_embedding.data) return w_.bytes();  // tied: read as the output
+  if (w_.tied()) return w_.bytes();  // the table is read whole, as the output
   const WeightMatrix& e = w_.token_embedding;
   return w_.bytes() - e.bytes() + e.bytes() / std::max(e.rows, 1);
 }
 
-size_t Weights::planned_bytes(const ModelConfig& c, DType matrices) {
+size_t Weights::planned_bytes(const ModelConfig& c, WeightType matrices) {
   const size_t per_layer = 2 * size_t(c.dim) * c.q_dim() + 2 * size_t(c.dim) * c.kv_dim() +
                            3 * size_t(c.dim) * c.ffn_dim;
   const size_t embeddings = size_t(c.vocab_size) * c.dim * (c.tied_embeddings ? 1 : 2);
   const size_t norms = (2 * size_t(c.n_layers) + 1) * c.dim;
-  return (c.n_layers * per_layer + embeddings) * dtype_bytes(matrices) + norms * sizeof(float);
+  const WeightTypeInfo t = weight_type_info(matrices);
+  return (c.n_layers * per_layer + embeddings) / t.block_elems * t.block_bytes +
+         norms * sizeof(float);
 }
 
 Model::~Model() {
@@ -143,7 +145,7 @@ std::vector<float> Model::forward(const std::vector<int32_t>& tokens, KVCache& c
     // Attention: the new tokens join the cache first, then attend to it (causally).
     b.matmul(s.qkv, s.xn, lw.wqkv, T);
     b.rope_qk(s.q, s.qkv, first_position, inv_freq_, T, c.n_heads, c.n_kv_heads, c.head_dim,
-              c.rope_dim);
+              c.rope_dim, c.rope_adjacent_pairs);
     cache.append(l, s.qkv + c.q_dim(), s.qkv + c.q_dim() + c.kv_dim(), qkv_dim, first_position, T);
     const std::vector<KVHeadView> view = cache.view(l);
     b.attention(s.att, s.q, view, T, c.n_heads, c.head_dim);

@@ -12,7 +12,7 @@
 namespace kvlm {
 
 // Backend buffers of one block, PyTorch layout ([out][in]); Q/K rows in rotate-half order.
-// Norm weights are float32 buffers; matrices are in the backend's weight dtype. Projections
+// Norm weights are float32 buffers; matrices keep their storage types (backend.h). Projections
 // that read the same input are stored as one matrix (their rows stacked), so each is one
 // matmul: the loaders concatenate the checkpoint's wq, wk, wv and w_gate, w_up.
 struct LayerWeights {
@@ -29,13 +29,20 @@ struct Weights {
   std::vector<LayerWeights> layers;
   float* output_norm = nullptr;  // [dim]
   WeightMatrix output;           // [vocab][dim]; the same storage as token_embedding when tied
+  // What host memory the matrices may point into (a mapped model file), kept alive with them.
+  std::shared_ptr<const void> host_storage;
 
+  // The output projection is the token embedding's storage.
+  bool tied() const {
+    return !output.empty() && !token_embedding.empty() &&
+           output.parts[0].data == token_embedding.parts[0].data;
+  }
   // Returns every buffer held so far to the backend (a partly loaded set too).
   void release(Backend& backend);
-  // Bytes held on the backend: each matrix at its own dtype (tied storage once), norms f32.
+  // Bytes of the weights: each matrix in its own types (tied storage once), norms f32.
   size_t bytes() const;
-  // What bytes() will be for `c` with matrices stored as `matrices` (plans before loading).
-  static size_t planned_bytes(const ModelConfig& c, DType matrices);
+  // What bytes() will be for `c` with every matrix stored as `matrices` (plans before loading).
+  static size_t planned_bytes(const ModelConfig& c, WeightType matrices);
 };
 
 class Model {
@@ -59,6 +66,7 @@ class Model {
   std::vector<float> forward(const std::vector<int32_t>& tokens, KVCache& cache,
                              KVObserver* kv = nullptr);
 
+  const Weights& weights() const { return w_; }
   size_t weight_bytes() const { return w_.bytes(); }
   // What one decode step reads of them: every matrix once, but of an untied token
   // embedding only the token's row.

@@ -29,14 +29,13 @@ struct TensorNames {
   const char *embedding, *output_norm, *output;
   const char* layer;  // prefix; the layer number and '.' follow
   const char *attn_norm, *wq, *wk, *wv, *wo, *ffn_norm, *gate, *up, *down;
-  bool interleaved_qk;  // Q/K rows permuted for interleaved RoPE (llama.cpp's converter)
 };
 
 constexpr TensorNames kGgufNames = {
     "token_embd.weight",  "output_norm.weight", "output.weight",      "blk.",
     "attn_norm.weight",   "attn_q.weight",      "attn_k.weight",      "attn_v.weight",
     "attn_output.weight", "ffn_norm.weight",    "ffn_gate.weight",    "ffn_up.weight",
-    "ffn_down.weight",    true};
+    "ffn_down.weight"};
 
 constexpr TensorNames kHfNames = {
     "model.embed_tokens.weight",     "model.norm.weight",
@@ -45,23 +44,7 @@ constexpr TensorNames kHfNames = {
     "self_attn.k_proj.weight",       "self_attn.v_proj.weight",
     "self_attn.o_proj.weight",       "post_attention_layernorm.weight",
     "mlp.gate_proj.weight",          "mlp.up_proj.weight",
-    "mlp.down_proj.weight",          false};
-
-// llama.cpp's converter reorders each head's Q/K rows so that RoPE rotates adjacent pairs
-// (2i, 2i+1). kvlm rotates halves (i, i + d/2) like Hugging Face, so the rows go back:
-// within a head, row s*half + j (s in {0, 1}) is GGUF row 2j + s.
-std::vector<float> unpermute_rope_rows(const std::vector<float>& w, int n_heads, int head_dim,
-                                       int n_in) {
-  std::vector<float> out(w.size());
-  const int half = head_dim / 2;
-  for (int h = 0; h < n_heads; h++)
-    for (int s = 0; s < 2; s++)
-      for (int j = 0; j < half; j++) {
-        const float* src = &w[(size_t(h) * head_dim + 2 * j + s) * n_in];
-        std::copy(src, src + n_in, &out[(size_t(h) * head_dim + s * half + j) * n_in]);
-      }
-  return out;
-}
+    "mlp.down_proj.weight"};
 
 }  // namespace
 
@@ -83,6 +66,10 @@ ModelConfig config_from_gguf(const gguf::File& f) {
   c.rms_eps = float(f.get_float(key("attention.layer_norm_rms_epsilon")));
   c.rope_theta = float(f.get_float(key("rope.freq_base"), 10000.0));
   c.rope_dim = int(f.get_int(key("rope.dimension_count"), c.head_dim));
+  // llama.cpp's converter reorders each head's Q/K rows so that RoPE turns adjacent pairs
+  // (2i, 2i + 1) where Hugging Face turns halves (i, i + d/2). The rows stay as stored (a
+  // mapped matrix is not copied) and RoPE turns the pairs in the file's order.
+  c.rope_adjacent_pairs = true;
 
   const std::string scaling = f.get_string(key("rope.scaling.type"), "none");
   if (scaling == "linear") {
@@ -131,11 +118,11 @@ Checkpoint::Checkpoint(const std::string& path) : path_(path) {
       throw std::runtime_error(path + ": has only pytorch_model.bin weights; kvlm reads safetensors "
                                "(convert with transformers' save_pretrained(safe_serialization=True))");
     config_ = config_from_hf_directory(path);
-    safetensors_ = std::make_unique<safetensors::ShardSet>(path);
+    safetensors_ = std::make_shared<safetensors::ShardSet>(path);
     for (const auto& file : safetensors_->files())
       tensors_.insert(tensors_.end(), file->tensors().begin(), file->tensors().end());
   } else {
-    gguf_ = std::make_unique<gguf::File>(path);
+    gguf_ = std::make_shared<gguf::File>(path);
     config_ = config_from_gguf(*gguf_);
     for (const gguf::TensorInfo& t : gguf_->tensors()) tensors_.push_back(view_of(t));
   }
@@ -192,62 +179,50 @@ std::unique_ptr<Model> Checkpoint::load(Backend& backend,
   const ModelConfig& c = config_;
   const TensorNames& names = is_directory() ? kHfNames : kGgufNames;
   Weights w;  // released again if a later tensor turns out to be bad
-  // Reads one tensor as float32 in Hugging Face layout.
-  auto fetch = [&](const std::string& name, std::vector<uint64_t> shape,
-                   int rope_heads = 0) -> std::vector<float> {
+  w.host_storage = is_directory() ? std::shared_ptr<const void>(safetensors_)
+                                  : std::shared_ptr<const void>(gguf_);
+  auto tensor = [&](const std::string& name, std::vector<uint64_t> shape) -> const TensorView& {
     const TensorView* t = find_tensor(name);
     if (!t) throw std::runtime_error(path_ + ": tensor '" + name + "' is missing");
     if (t->shape != shape)
       throw std::runtime_error(path_ + ": tensor '" + name + "' has shape " +
                                shape_text(t->shape) + ", expected " + shape_text(shape));
-    std::vector<float> host(t->n_elements);
-    dequantize(t->type, t->data, host.data(), host.size());
-    if (rope_heads && names.interleaved_qk)
-      host = unpermute_rope_rows(host, rope_heads, c.head_dim, c.dim);
-    return host;
+    return *t;
   };
   auto vector = [&](const std::string& name, float*& dst) {
-    std::vector<float> host = fetch(name, {uint64_t(c.dim)});
+    const TensorView& t = tensor(name, {uint64_t(c.dim)});
+    std::vector<float> host(t.n_elements);
+    dequantize(t.type, t.data, host.data(), host.size());
     dst = backend.alloc(host.size());
     backend.upload(dst, host.data(), host.size());
   };
-  auto matrix = [&](const std::string& name, uint64_t rows, uint64_t cols, WeightMatrix& dst) {
-    dst = backend.upload_matrix(fetch(name, {rows, cols}).data(), int(rows), int(cols));
-  };
-  // Tensors of `cols` inputs stacked row-wise into one matrix; host memory peaks at the
-  // stack plus one tensor.
-  struct Part {
-    std::string name;
-    uint64_t rows;
-    int rope_heads = 0;
-  };
-  auto stacked = [&](const std::vector<Part>& parts, uint64_t cols, WeightMatrix& dst) {
-    uint64_t rows = 0;
-    for (const Part& part : parts) rows += part.rows;
-    std::vector<float> host;
-    host.reserve(rows * cols);
-    for (const Part& part : parts) {
-      const std::vector<float> t = fetch(part.name, {part.rows, cols}, part.rope_heads);
-      host.insert(host.end(), t.begin(), t.end());
+  // A [rows][cols] matrix made of tensors stacked row-wise, each kept in the file's type:
+  // the backend reads the mapped bytes (or copies them to its device) without a host copy.
+  auto matrix = [&](const std::vector<std::pair<std::string, uint64_t>>& parts, uint64_t cols,
+                    WeightMatrix& dst) {
+    std::vector<WeightRows> rows;
+    for (const auto& [name, n_rows] : parts) {
+      const TensorView& t = tensor(name, {n_rows, cols});
+      const WeightType type = gguf::weight_type(t.type);
+      rows.push_back({t.data, type, int(n_rows)});
     }
-    dst = backend.upload_matrix(host.data(), int(rows), int(cols));
+    dst = backend.upload_weights(rows, int(cols), true);
   };
   const uint64_t dim = c.dim, q = c.q_dim(), kv = c.kv_dim(), ffn = c.ffn_dim;
   try {
-    matrix(names.embedding, c.vocab_size, dim, w.token_embedding);
+    matrix({{names.embedding, c.vocab_size}}, dim, w.token_embedding);
     vector(names.output_norm, w.output_norm);
     if (c.tied_embeddings) w.output = w.token_embedding;
-    else matrix(names.output, c.vocab_size, dim, w.output);
+    else matrix({{names.output, c.vocab_size}}, dim, w.output);
     for (int l = 0; l < c.n_layers; l++) {
       const std::string p = names.layer + std::to_string(l) + ".";
       LayerWeights& lw = w.layers.emplace_back();
       vector(p + names.attn_norm, lw.attn_norm);
-      stacked({{p + names.wq, q, c.n_heads}, {p + names.wk, kv, c.n_kv_heads}, {p + names.wv, kv}},
-              dim, lw.wqkv);
-      matrix(p + names.wo, dim, q, lw.wo);
+      matrix({{p + names.wq, q}, {p + names.wk, kv}, {p + names.wv, kv}}, dim, lw.wqkv);
+      matrix({{p + names.wo, dim}}, q, lw.wo);
       vector(p + names.ffn_norm, lw.ffn_norm);
-      stacked({{p + names.gate, ffn}, {p + names.up, ffn}}, dim, lw.w_gate_up);
-      matrix(p + names.down, dim, ffn, lw.w_down);
+      matrix({{p + names.gate, ffn}, {p + names.up, ffn}}, dim, lw.w_gate_up);
+      matrix({{p + names.down, dim}}, ffn, lw.w_down);
       if (progress) progress(double(l + 1) / c.n_layers);
     }
     return std::make_unique<Model>(backend, c, std::move(w));

@@ -39,9 +39,10 @@ class Checkpoint {
   uint64_t file_bytes() const;  // all weight files together
   uint64_t parameter_count() const;
 
-  // Dequantises every weight to float32 and hands it to the backend, which keeps weight
-  // matrices in its own weight type (float32 on the CPU, --dtype on CUDA). `progress`
-  // (optional) hears the share of the layers loaded so far.
+  // Hands every weight matrix to the backend in the file's own type (quantised blocks
+  // included); the backend keeps it so, or converts it (Backend::weight_type_for). On the
+  // CPU nothing is copied: the model reads the mapped file. `progress` (optional) hears
+  // the share of the layers loaded so far.
   std::unique_ptr<Model> load(Backend& backend,
                               const std::function<void(double)>& progress = {}) const;
 
@@ -50,8 +51,10 @@ class Checkpoint {
 
  private:
   std::string path_;
-  std::unique_ptr<gguf::File> gguf_;
-  std::unique_ptr<safetensors::ShardSet> safetensors_;
+  // Shared with the weights of every model loaded from them: a CPU model reads its
+  // matrices from these mappings.
+  std::shared_ptr<gguf::File> gguf_;
+  std::shared_ptr<safetensors::ShardSet> safetensors_;
   ModelConfig config_;
   std::vector<TensorView> tensors_;
   std::map<std::string, size_t> tensor_index_;

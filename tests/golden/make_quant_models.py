@@ -52,7 +52,7 @@ MIXES = {"Q4_K_M"}  # llama.cpp chooses the type per tensor; the others are --pu
 PROMPT = [480, 17, 94, 3, 60, 60, 11, 42, 7, 250, 301, 99, 5, 400, 123, 77]  # 480 is BOS
 GREEDY = 16
 
-DEFAULT_TYPES = ["F16", "Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M"]
+DEFAULT_TYPES = ["Q4_1", "F16", "Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M"]
 DEFAULT_POSITIONS = 3
 DEFAULT_GREEDY = 32
 
