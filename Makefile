@@ -69,7 +69,9 @@ CU_SRC := $(if $(filter 1,$(CUDA)),$(wildcard kernels/cuda/*.cu))
 ifneq ($(CU_SRC),)
   CU_OBJ    := $(CU_SRC:%.cu=$(BUILD)/%.o)
   CXXFLAGS  += -DKVLM_CUDA=1 -I$(CUDA_HOME)/include
-  LDLIBS    += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas $(CUDART)
+  # cuBLAS is not linked: the CUDA backend opens it when made (kernels/cuda/cublas_library.cu),
+  # through this run path first.
+  LDLIBS    += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 $(CUDART) -ldl
   NVCCFLAGS := -std=c++20 -O3 -Isrc -I. -gencode arch=compute_90,code=[sm_90,compute_90] \
                -lineinfo -Xcompiler -Wall,-Wextra -MMD -MP
 endif

@@ -18,6 +18,14 @@ const char* device_name(Device d) { return d == Device::Cuda ? "cuda" : "cpu"; }
 
 bool cuda_built() { return KVLM_CUDA != 0; }
 
+std::string cublas_library() {
+#if KVLM_CUDA
+  return cublas_library_name();
+#else
+  return "";
+#endif
+}
+
 int cuda_gpu_count() {
 #if KVLM_CUDA
   return cuda_device_count();

@@ -24,6 +24,8 @@ struct DeviceChoice {
 
 // True when this build compiled the CUDA backend (nvcc found, CUDA != 0).
 bool cuda_built();
+// The cuBLAS library the CUDA backend opens when one is made; "" without a CUDA build.
+std::string cublas_library();
 // CUDA GPUs visible to this process: 0 without a CUDA build, a driver or a device.
 int cuda_gpu_count();
 

@@ -122,7 +122,9 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   // The GPU kit's run.sh records this line: which CPU code runs here, and whether CUDA can.
   app.set_version_flag("--version", std::string("kvlm 0.1; CPU kernels ") + simd::dispatch_level() +
-                                        (cuda_built() ? "; CUDA backend built" : "; no CUDA backend"));
+                                        (cuda_built() ? "; CUDA backend built (" + cublas_library() +
+                                                            " opened when used)"
+                                                      : std::string("; no CUDA backend")));
   RuntimeOptions rt;
   DeviceFlags dev;
 

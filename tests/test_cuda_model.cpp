@@ -26,11 +26,13 @@ std::vector<std::string> models_to_compare() {
   return paths;
 }
 
-// One model file on both backends, the CUDA one with weight matrices in `dtype`; each
-// (path, dtype) loaded once per test binary.
+// One model file on both backends, the CUDA one with weight matrices in `dtype`, the CPU
+// on its float32 path (the one checked against Hugging Face); each (path, dtype) loaded
+// once per test binary. The quantised paths are compared with llama.cpp instead
+// (test_quant_models.cpp).
 struct BothBackends {
   ModelFile file;
-  CpuBackend cpu_backend{0};
+  CpuBackend cpu_backend{0, WeightType::F32};
   std::unique_ptr<Backend> cuda_backend;
   std::unique_ptr<Model> cpu, cuda;
   BothBackends(const std::string& path, const std::string& dtype)

@@ -14,6 +14,9 @@
 #include "kernels/cpu/simd.h"
 #include "kernels/cpu/quant.h"
 #include "model/dequant.h"
+#if KVLM_CUDA
+#include "kernels/cuda/cuda_backend.h"
+#endif
 
 namespace kvlm {
 namespace {
@@ -241,6 +244,17 @@ TEST(Backends, WeightsKeepTheirTypeUnlessConvertedAndUnknownDevicesAreErrors) {
   if (cuda_gpu_count() == 0) {
     EXPECT_THROW(make_backend("cuda", "f16", 1), std::runtime_error);
   }
+}
+
+// cuBLAS is opened, not linked: every function kvlm calls must resolve in the toolkit's
+// library (the check needs the library, not a GPU).
+TEST(Backends, CublasOpensWithEveryFunctionTheBackendCalls) {
+#if KVLM_CUDA
+  EXPECT_EQ(cublas_library().rfind("libcublas.so.", 0), 0u) << cublas_library();
+  EXPECT_NO_THROW(open_cublas_library());
+#else
+  GTEST_SKIP() << "this build has no CUDA backend";
+#endif
 }
 
 TEST(Backends, DeviceFlagsResolveOnceToAChoice) {

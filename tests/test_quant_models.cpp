@@ -12,6 +12,7 @@
 #include <iterator>
 #include <memory>
 
+#include "backend_fixture.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "model/dequant.h"
 #include "model/load.h"
@@ -97,8 +98,14 @@ struct Golden {
 // best token must be llama.cpp's, unless llama.cpp's is within tol.max of kvlm's best (a
 // near-tie, where the rounding may pick either). Feeding llama.cpp's tokens rather than
 // kvlm's keeps the steps after a near-tie comparable.
-void expect_matches_llamacpp(const std::string& path, Tolerance tol, const Golden& golden) {
-  CpuBackend backend(2);
+//
+// `backend` "cuda" runs the same comparison on the GPU (weights kept as stored there too),
+// and also prefills the whole prompt in one call, the path that expands quantised blocks
+// to f16 for cuBLAS: its last logits must match llama.cpp's last row as well.
+void expect_matches_llamacpp(const std::string& path, Tolerance tol, const Golden& golden,
+                             const std::string& device = "cpu") {
+  std::unique_ptr<Backend> owned = make_backend(device, "", 2);
+  Backend& backend = *owned;
   std::unique_ptr<Model> model;
   try {
     model = Checkpoint(path).load(backend);
@@ -142,6 +149,14 @@ void expect_matches_llamacpp(const std::string& path, Tolerance tol, const Golde
   }
   std::printf("%s: greedy tokens vs llama.cpp: %d of %zu steps decisive (the rest near-ties)\n",
               path.c_str(), decisive, golden.greedy.size());
+  if (device != "cuda") return;
+  auto prefilled = model->make_cache(prompt_len);
+  logits = model->forward(golden.prompt, *prefilled);
+  double last_worst = 0;
+  for (int i = 0; i < vocab; i++)
+    last_worst = std::max<double>(
+        last_worst, std::fabs(logits[i] - golden.logits[size_t(positions - 1) * vocab + i]));
+  EXPECT_LE(last_worst, tol.max) << path << ": the prompt prefilled in one call";
 }
 
 // --- tiny random models: every position of a 16-token prompt, 16 greedy tokens ---
@@ -157,6 +172,18 @@ TEST_P(QuantModels, LogitsAndGreedyTokensMatchLlamaCpp) {
                          read_logits(kTinyDir + name + ".logits", false),
                          read_tokens(kTinyDir + name + ".greedy")};
   expect_matches_llamacpp(kTinyDir + name + ".gguf", kTinyTolerances.of(type), golden);
+}
+
+// The CUDA twins on the same files: decode's quantised matrix-vector kernels token by
+// token, then prefill's f16 expansion and cuBLAS.
+TEST_P(QuantModels, CudaMatchesLlamaCppToo) {
+  KVLM_REQUIRE_CUDA();
+  const std::string name = GetParam();
+  const std::string type = name.substr(name.find('-') + 1);
+  const Golden golden = {read_tokens(kTinyDir + "prompt.tokens"),
+                         read_logits(kTinyDir + name + ".logits", false),
+                         read_tokens(kTinyDir + name + ".greedy")};
+  expect_matches_llamacpp(kTinyDir + name + ".gguf", kTinyTolerances.of(type), golden, "cuda");
 }
 
 INSTANTIATE_TEST_SUITE_P(, QuantModels,

@@ -34,7 +34,7 @@ void cuda_check(cudaError_t e, const char* op) {
 
 void cublas_check(cublasStatus_t s, const char* op) {
   if (s != CUBLAS_STATUS_SUCCESS)
-    throw std::runtime_error(std::string("cublas: ") + op + ": " + cublasGetStatusString(s));
+    throw std::runtime_error(std::string("cublas: ") + op + ": " + cublas().status_string(s));
 }
 
 int cuda_device_count() {
@@ -95,10 +95,10 @@ CudaBackend::CudaBackend(std::optional<WeightType> convert_to) : convert_to_(con
   uint64_t keep = kPoolKeepBytes;
   cuda_check(cudaMemPoolSetAttribute(pool_, cudaMemPoolAttrReleaseThreshold, &keep),
              "cudaMemPoolSetAttribute");
-  cublas_check(cublasCreate(&cublas_), "cublasCreate");
-  cublas_check(cublasSetStream(cublas_, stream_), "cublasSetStream");
+  cublas_check(cublas().create(&cublas_), "cublasCreate");
+  cublas_check(cublas().set_stream(cublas_, stream_), "cublasSetStream");
   cublas_workspace_ = device_alloc(kCublasWorkspace, "the cuBLAS workspace");
-  cublas_check(cublasSetWorkspace(cublas_, cublas_workspace_, kCublasWorkspace),
+  cublas_check(cublas().set_workspace(cublas_, cublas_workspace_, kCublasWorkspace),
                "cublasSetWorkspace");
 }
 
@@ -114,7 +114,7 @@ CudaBackend::~CudaBackend() {
     if (slot.device) cudaFreeAsync(slot.device, stream_);
     if (slot.copied) cudaEventDestroy(slot.copied);
   }
-  if (cublas_) cublasDestroy(cublas_);
+  if (cublas_) cublas().destroy(cublas_);
   if (cublas_workspace_) cudaFreeAsync(cublas_workspace_, stream_);
   cudaStreamSynchronize(stream_);
   cudaStreamDestroy(stream_);

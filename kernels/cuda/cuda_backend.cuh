@@ -25,6 +25,21 @@ namespace kvlm {
 void cuda_check(cudaError_t e, const char* op);
 void cublas_check(cublasStatus_t s, const char* op);
 
+// The cuBLAS calls kvlm makes, from the library opened on first use (cublas_library.cu).
+struct CublasLibrary {
+  cublasStatus_t (*create)(cublasHandle_t*);
+  cublasStatus_t (*destroy)(cublasHandle_t);
+  cublasStatus_t (*set_stream)(cublasHandle_t, cudaStream_t);
+  cublasStatus_t (*set_workspace)(cublasHandle_t, void*, size_t);
+  cublasStatus_t (*gemm_ex)(cublasHandle_t, cublasOperation_t, cublasOperation_t, int, int, int,
+                            const void*, const void*, cudaDataType, int, const void*, cudaDataType,
+                            int, const void*, void*, cudaDataType, int, cublasComputeType_t,
+                            cublasGemmAlgo_t);
+  const char* (*status_string)(cublasStatus_t);
+};
+// Throws std::runtime_error naming the library when it cannot be opened.
+const CublasLibrary& cublas();
+
 class CudaBackend final : public Backend, public MergeBackend {
  public:
   // Weight matrices keep their file's type (f32 files become f16), or are all converted

@@ -12,6 +12,12 @@
 
 namespace kvlm {
 
+// The cuBLAS library a CUDA backend opens when it is made (e.g. "libcublas.so.13"), and
+// opening it without a GPU (a CUDA backend's constructor does it too): throws
+// std::runtime_error naming the library or the missing symbol.
+const char* cublas_library_name();
+void open_cublas_library();
+
 // GPUs this process can use; 0 when there is none or no usable driver.
 int cuda_device_count();
 

@@ -144,7 +144,7 @@ void CudaBackend::matmul_part(float* out, int out_stride, const float* x, const 
   // Column-major view: out^T [n_out x T] = (w viewed as [n_in x n_out])^T . x^T [n_in x T];
   // out's rows are out_stride apart (this part's columns of the whole matrix's output).
   const float alpha = 1.0f, beta = 0.0f;
-  cublas_check(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, n_out, T, n_in, &alpha, weights,
+  cublas_check(cublas().gemm_ex(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, n_out, T, n_in, &alpha, weights,
                             cuda_type(dtype), n_in, xin, cuda_type(dtype), n_in, &beta, out,
                             CUDA_R_32F, out_stride, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
                "matmul (cublasGemmEx)");

@@ -65,7 +65,8 @@ tee -a "$log" <"$kit/BUILD_INFO"
 
 # cuBLAS is too large to travel: use the GPU machine's own, from the CUDA toolkit, the
 # loader's cache, or the nvidia-* pip wheels of a Python environment (e.g. torch's).
-cublas=$(ldd "$kit/kvlm" | awk '$1 ~ /^libcublas\.so/ { print $1; exit }')
+# kvlm opens cuBLAS when it makes a CUDA backend; --version names the library.
+cublas=$("$kit/kvlm" --version | sed -n 's/.*(\(libcublas[^ ]*\) opened when used).*/\1/p')
 find_cublas() {
   local d py sp
   for d in /usr/local/cuda/lib64 /usr/local/cuda*/lib64 /usr/local/cuda*/targets/x86_64-linux/lib; do
