@@ -162,7 +162,7 @@ TEST_P(Kernels, MatmulOverPartsOfEveryWeightType) {
     }
     const int n_out = 12;
     WeightMatrix m = b->upload_weights(parts, cols, false);
-    for (int T : {1, 5}) {
+    for (int T : {1, 5, 20}) {  // decode, a short prefill, a prefill rebuilding rows as f32
       const std::vector<float> x = random_vector(size_t(T) * cols, 7 + T);
       Buf bx(*b, x), out(*b, size_t(T) * n_out);
       b->matmul(out.ptr, bx.ptr, m, T);

@@ -1,8 +1,10 @@
 // matmul: out[T][n_out] = x[T][n_in] . w[n_out][n_in]^T, the projection of every layer.
 //
 // A matrix is one or more parts of rows (backend.h), each in its own weight type. Against
-// a quantised part the input rows are quantised once per call (kernels/cpu/quant.h) and
-// every weight row is one block-wise integer dot product; float parts read x as it is.
+// a quantised part in decode the input rows are quantised once per call
+// (kernels/cpu/quant.h) and every weight row is one block-wise integer dot product; float
+// parts read x as it is, and so does a quantised part in a prefill of 16 tokens or more,
+// whose row blocks are rebuilt as float32 first (below).
 //
 // Decode (T = 1) is a matrix-vector product, bound by reading w once: rows are split
 // across threads. Prefill (T > 1) reuses each weight row for many tokens: threads take
@@ -10,6 +12,7 @@
 // and bfloat16 rows go through 4-token x 4-row tiles of 16 vector accumulators, so each
 // element loaded feeds 4 multiply-adds instead of 1.
 #include <algorithm>
+#include <vector>
 
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu/quant.h"
@@ -58,11 +61,31 @@ struct PartPlan {
   size_t act_stride;
 };
 
+// From this many tokens on, a quantised row block is rebuilt as float32 once and multiplied
+// in tiles like a float matrix: the rebuilding is paid once per row for all the tokens,
+// and the tiles do 4 multiply-adds per load where the block dot products do 1.
+constexpr int kDequantizeFromTokens = 16;
+
 // Rows [o_begin, o_end) of one part, all T tokens: dot products, or tiles for float rows.
 void part_rows(float* out, const float* x, const PartPlan& p, int o_begin, int o_end, int T,
                int n_in, int out_stride) {
   float* part_out = out + p.first_row;
   int o = o_begin;
+  if (is_quantized(p.type) && T >= kDequantizeFromTokens) {
+    thread_local std::vector<float> rebuilt;
+    rebuilt.resize(size_t(o_end - o_begin) * n_in);
+    quant::dequantize_row(p.type, p.rows + o_begin * p.row_bytes, rebuilt.data(),
+                          int64_t(o_end - o_begin) * n_in);
+    // The block's own rows, now float32, against x itself (no activation rounding).
+    const float* w = rebuilt.data() - size_t(o_begin) * n_in;
+    const quant::DotFn dot = quant::dot_function(WeightType::F32);
+    for (; o + 4 <= o_end; o += 4)
+      for (int t0 = 0; t0 + 4 <= T; t0 += 4) tile<float, 4, 4>(part_out, x, w, t0, o, n_in, out_stride);
+    for (int r = o_begin; r < o_end; r++)
+      for (int t = r < o ? T / 4 * 4 : 0; t < T; t++)
+        part_out[size_t(t) * out_stride + r] = dot(w + size_t(r) * n_in, x + size_t(t) * n_in, n_in);
+    return;
+  }
   if (!is_quantized(p.type) && T >= 4) {
     simd::with_storage_type(float_dtype(p.type), [&](auto tag) {
       using W = decltype(tag);
@@ -94,7 +117,7 @@ void CpuBackend::matmul(float* out, const float* x, const WeightMatrix& w, int T
     const bool used = std::any_of(w.parts.begin(), w.parts.end(), [&](const WeightRows& p) {
       return quant::act_format(p.type) == f;
     });
-    if (!used) continue;
+    if (!used || T >= kDequantizeFromTokens) continue;  // prefill reads x unrounded
     stride[int(f)] = quant::act_row_bytes(f, n_in);
     offsets[int(f)] = total;
     total += stride[int(f)] * T;
@@ -118,8 +141,9 @@ void CpuBackend::matmul(float* out, const float* x, const WeightMatrix& w, int T
     const bool floats = f == quant::ActFormat::F32;
     plan.push_back({static_cast<const uint8_t*>(p.data), p.type, weight_row_bytes(p.type, n_in),
                     first_row, p.rows, quant::dot_function(p.type),
-                    floats ? reinterpret_cast<const uint8_t*>(x) : activations_.data() + offsets[int(f)],
-                    floats ? size_t(n_in) * sizeof(float) : stride[int(f)]});
+                    floats || !stride[int(f)] ? reinterpret_cast<const uint8_t*>(x)
+                                              : activations_.data() + offsets[int(f)],
+                    floats || !stride[int(f)] ? size_t(n_in) * sizeof(float) : stride[int(f)]});
     first_row += p.rows;
   }
   // Rows [begin, end) of the whole matrix, part by part.
