@@ -37,6 +37,7 @@ namespace {
 // up to 39): F16 2.0e-2 / 4.4e-3, Q8_0 0.86 / 0.19, the k-quant mixes at most 1.27 / 0.29.
 // The tolerances are about twice the largest of each group: when kvlm rounds its own
 // activations to 8 bits, independently of llama.cpp, the two errors add (about sqrt(2)x).
+// F32's leave room for the summation order of other SIMD widths.
 // For scale: the same tiny weights rounded another way (Q4_0 vs Q4_1, Q4_K vs Q5_K, Q6_K
 // vs the Q4_K_M mix) move llama.cpp's logits by an RMS of 0.6 to 1.3; a misread block or
 // a wrong scale moves them by their spread.

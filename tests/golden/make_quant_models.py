@@ -15,7 +15,9 @@ embedding included, is the target type:
            must be whole super-blocks of 256 (Q2_K Q3_K Q4_K Q5_K Q6_K, and llama.cpp's
            Q4_K_M mix, which is Q4_K with Q6_K for attn_v, ffn_down and the embedding)
 
-Both tie the output to the token embedding; the sizes keep the committed files near 3 MB.
+Both tie the output to the token embedding to save space: the committed files come to
+3.6 MB. Every run writes the same bytes (seeded weights, deterministic llama-quantize).
+
 For each model, llama.cpp evaluates PROMPT in one batch: <name>.logits holds float32
 [16][vocab] (every position), <name>.greedy the 16 greedy tokens that follow.
 
