@@ -12,7 +12,6 @@
 // and bfloat16 rows go through 4-token x 3-row tiles of 12 vector accumulators, so each
 // element loaded feeds 3 or 4 multiply-adds instead of 1.
 #include <algorithm>
-#include <cstring>
 #include <vector>
 
 #include "kernels/cpu/cpu_backend.h"
@@ -23,54 +22,30 @@ namespace kvlm {
 namespace {
 
 
-// Tiles use 8-float vectors: one AVX2 register each. The 16-float Vec of simd.h is two
-// on AVX2, and a tile of them needs more registers than there are: GCC then keeps the
-// accumulators on the stack (measured: 7 GFLOP/s, about a tenth of this CPU's peak).
-using Vec8 = float __attribute__((vector_size(8 * sizeof(float))));
-constexpr int kLanes8 = 8;
-
-inline Vec8 load8(const float* p) {
-  Vec8 v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-inline Vec8 load8(const _Float16* p) {
-  using Half8 = _Float16 __attribute__((vector_size(8 * sizeof(_Float16))));
-  Half8 h;
-  std::memcpy(&h, p, sizeof h);
-  return __builtin_convertvector(h, Vec8);
-}
-inline Vec8 load8(const simd::BFloat16* p) {
-  using Bits16 = uint16_t __attribute__((vector_size(8 * sizeof(uint16_t))));
-  using Bits32 = uint32_t __attribute__((vector_size(8 * sizeof(uint32_t))));
-  Bits16 h;
-  std::memcpy(&h, p, sizeof h);
-  const Bits32 bits = __builtin_convertvector(h, Bits32) << 16;
-  Vec8 v;
-  std::memcpy(&v, &bits, sizeof v);
-  return v;
-}
+using simd::kLanes;
+using simd::load;
+using simd::Vec;
 
 // out[t][o] for t in [t0, t0 + NT), o in [o0, o0 + NO); w holds float rows of type W.
 // 4 tokens x 3 rows: 12 accumulators, 3 weight vectors and 1 input vector fill AVX2's 16
-// registers, and every weight or input loaded feeds 3 or 4 multiply-adds.
+// registers (a 4 x 4 tile spilled to the stack: 7 GFLOP/s, a tenth of this CPU's peak),
+// and every weight or input loaded feeds 3 or 4 multiply-adds.
 template <class W, int NT, int NO>
 KVLM_SIMD_CLONES void tile(float* out, const float* x, const W* w, int t0, int o0, int n_in,
                            int out_stride) {
-  Vec8 acc[NT][NO] = {};
+  Vec acc[NT][NO] = {};
   int i = 0;
-  for (; i + kLanes8 <= n_in; i += kLanes8) {
-    Vec8 wv[NO];
-    for (int o = 0; o < NO; o++) wv[o] = load8(w + size_t(o0 + o) * n_in + i);
+  for (; i + kLanes <= n_in; i += kLanes) {
+    Vec wv[NO];
+    for (int o = 0; o < NO; o++) wv[o] = load(w + size_t(o0 + o) * n_in + i);
     for (int t = 0; t < NT; t++) {
-      const Vec8 xv = load8(x + size_t(t0 + t) * n_in + i);
+      const Vec xv = load(x + size_t(t0 + t) * n_in + i);
       for (int o = 0; o < NO; o++) acc[t][o] += xv * wv[o];
     }
   }
   for (int t = 0; t < NT; t++)
     for (int o = 0; o < NO; o++) {
-      float s = 0;
-      for (int l = 0; l < kLanes8; l++) s += acc[t][o][l];
+      float s = simd::horizontal_sum(acc[t][o]);
       for (int r = i; r < n_in; r++)
         s += x[size_t(t0 + t) * n_in + r] * simd::to_float(w[size_t(o0 + o) * n_in + r]);
       out[size_t(t0 + t) * out_stride + o0 + o] = s;

@@ -1,7 +1,7 @@
-// A portable 16-float vector (GCC vector extension): one AVX-512 register, two AVX2 ones,
-// four SSE ones; the compiler picks the instructions for the build's -march.
+// A portable 8-float vector (GCC vector extension): one AVX2 register, two SSE ones (half
+// an AVX-512 one); the compiler picks the instructions for each clone's -march.
 //
-// KV rows may be stored in 16-bit types (backend.h: DType); load() widens 16 of them to a
+// KV rows may be stored in 16-bit types (backend.h: DType); load() widens 8 of them to a
 // Vec (F16C's vcvtph2ps for half, a 16-bit shift for bfloat16) and to_float/from_float
 // convert one value, so kernels are written once as templates over the storage type.
 #pragma once
@@ -40,7 +40,10 @@ struct BFloat16 {
   uint16_t bits;
 };
 
-constexpr int kLanes = 16;
+// 8 floats: one AVX2 register (half an AVX-512 one). A 16-float vector is two AVX2
+// registers, and kernels that keep several of them live (attention's score block, matmul's
+// tiles) ran out of AVX2's 16 registers: GCC moved them through the stack.
+constexpr int kLanes = 8;
 using Vec = float __attribute__((vector_size(kLanes * sizeof(float))));
 
 inline Vec load(const float* p) {  // unaligned
@@ -51,12 +54,10 @@ inline Vec load(const float* p) {  // unaligned
 
 #if defined(__F16C__)
 inline Vec load(const _Float16* p) {
-  const __m256 lo = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-  const __m256 hi = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 8)));
-  Vec v;
-  std::memcpy(&v, &lo, sizeof(lo));
-  std::memcpy(reinterpret_cast<char*>(&v) + sizeof(lo), &hi, sizeof(hi));
-  return v;
+  const __m256 v = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  Vec out;
+  std::memcpy(&out, &v, sizeof(out));
+  return out;
 }
 #else
 inline Vec load(const _Float16* p) {
