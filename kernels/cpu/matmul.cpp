@@ -64,8 +64,9 @@ struct PartPlan {
   size_t act_stride;
 };
 
-// From this many tokens on, a quantised row block is rebuilt as float32 once and multiplied
-// in tiles like a float matrix: the rebuilding is paid once per row for all the tokens,
+// From this many tokens on, a quantised or 16-bit row block is rebuilt as float32 once and
+// multiplied in tiles like a float32 matrix (16-bit loads inside the tiles cost a
+// conversion per multiply-add, and F16C is not available to every clone): the rebuilding is paid once per row for all the tokens,
 // and the tiles do 4 multiply-adds per load where the block dot products do 1.
 constexpr int kDequantizeFromTokens = 16;
 constexpr int kTileTokens = 4, kTileRows = 3;
@@ -75,7 +76,7 @@ void part_rows(float* out, const float* x, const PartPlan& p, int o_begin, int o
                int n_in, int out_stride) {
   float* part_out = out + p.first_row;
   int o = o_begin;
-  if (is_quantized(p.type) && T >= kDequantizeFromTokens) {
+  if (p.type != WeightType::F32 && T >= kDequantizeFromTokens) {
     thread_local std::vector<float> rebuilt;
     rebuilt.resize(size_t(o_end - o_begin) * n_in);
     quant::dequantize_row(p.type, p.rows + o_begin * p.row_bytes, rebuilt.data(),
