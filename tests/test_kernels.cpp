@@ -14,6 +14,7 @@
 #include "kernels/cpu/simd.h"
 #include "kernels/cpu/quant.h"
 #include "model/dequant.h"
+#include "tests/random_weights.h"
 #if KVLM_CUDA
 #include "kernels/cuda/cuda_backend.h"
 #endif
@@ -90,41 +91,10 @@ TEST_P(Kernels, MatmulWithHalfWeights) {
   }
 }
 
-// Random rows of a weight type: random bytes, with every float16 scale field of a block a
-// small finite value (random bits there could be inf or NaN); float types random values.
+// `rows` random rows of `cols` weights of a type (tests/random_weights.h).
 std::vector<uint8_t> random_rows(WeightType type, int rows, int cols, uint32_t seed) {
   std::mt19937 rng(seed);
-  const size_t bytes = size_t(rows) * weight_row_bytes(type, cols);
-  std::vector<uint8_t> out(bytes);
-  if (!is_quantized(type)) {
-    std::normal_distribution<float> normal(0.0f, 0.5f);
-    for (size_t i = 0; i < size_t(rows) * cols; i++) {
-      const float v = normal(rng);
-      if (type == WeightType::F32) std::memcpy(&out[4 * i], &v, 4);
-      const uint16_t h = type == WeightType::F16 ? f32_to_f16(v) : f32_to_bf16(v);
-      if (type != WeightType::F32) std::memcpy(&out[2 * i], &h, 2);
-    }
-    return out;
-  }
-  for (uint8_t& b : out) b = uint8_t(rng());
-  // Byte offsets of the float16 scales in a block (kernels/quant_blocks.h).
-  std::vector<int> scales;
-  switch (type) {
-    case WeightType::Q4_1: case WeightType::Q5_1: case WeightType::Q4_K: case WeightType::Q5_K:
-      scales = {0, 2}; break;
-    case WeightType::Q2_K: scales = {80, 82}; break;
-    case WeightType::Q3_K: scales = {108}; break;
-    case WeightType::Q6_K: scales = {208}; break;
-    default: scales = {0}; break;
-  }
-  std::uniform_real_distribution<float> scale(-0.02f, 0.02f);
-  const WeightTypeInfo info = weight_type_info(type);
-  for (size_t block = 0; block < bytes / info.block_bytes; block++)
-    for (int offset : scales) {
-      const uint16_t h = f32_to_f16(scale(rng));
-      std::memcpy(&out[block * info.block_bytes + offset], &h, 2);
-    }
-  return out;
+  return test::random_weights(type, rows * cols, rng);
 }
 
 std::vector<float> dequantized(WeightType type, const std::vector<uint8_t>& rows, int cols) {

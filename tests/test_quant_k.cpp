@@ -22,6 +22,7 @@
 #include "kernels/quant_blocks.h"
 #include "model/dequant.h"
 #include "tests/model_fixture.h"
+#include "tests/random_weights.h"
 
 namespace kvlm::quant {
 namespace {
@@ -29,7 +30,6 @@ namespace {
 struct KQuant {
   WeightType type;
   const detail::TypeKernels* kernels;
-  std::vector<size_t> f16_fields;  // byte offsets of d (and dmin) in a block
 };
 
 std::string name(WeightType type) {
@@ -49,21 +49,15 @@ template <class Value>
 void set_scale_fields(const KQuant& k, std::vector<uint8_t>& bytes, Value value) {
   const size_t block_bytes = weight_type_info(k.type).block_bytes;
   for (size_t b = 0; b < bytes.size() / block_bytes; ++b)
-    for (size_t field : k.f16_fields) {
+    for (size_t field : test::scale_offsets(k.type)) {
       const uint16_t h = f32_to_f16(value());
       std::memcpy(&bytes[b * block_bytes + field], &h, sizeof h);
     }
 }
 
-// `count` super-blocks of random bytes whose f16 scale fields are finite random numbers,
-// so every bit pattern of the quants and packed scales occurs.
+// `count` super-blocks of random weights (tests/random_weights.h).
 std::vector<uint8_t> random_blocks(const KQuant& k, int count, std::mt19937& rng) {
-  std::vector<uint8_t> bytes(size_t(count) * weight_type_info(k.type).block_bytes);
-  std::uniform_int_distribution<int> byte(0, 255);
-  for (uint8_t& b : bytes) b = static_cast<uint8_t>(byte(rng));
-  std::uniform_real_distribution<float> scale(-0.08f, 0.08f);
-  set_scale_fields(k, bytes, [&] { return scale(rng); });
-  return bytes;
+  return test::random_weights(k.type, count * kSuperBlock, rng);
 }
 
 std::vector<float> random_floats(int n, std::mt19937& rng) {
@@ -188,14 +182,9 @@ TEST_P(QuantK, ExtremeBlocksAgreeAcrossLevels) {
 INSTANTIATE_TEST_SUITE_P(
     , QuantK,
     ::testing::Values(
-        KQuant{WeightType::Q2_K, &detail::kQ2_K,
-               {offsetof(BlockQ2_K, d), offsetof(BlockQ2_K, dmin)}},
-        KQuant{WeightType::Q3_K, &detail::kQ3_K, {offsetof(BlockQ3_K, d)}},
-        KQuant{WeightType::Q4_K, &detail::kQ4_K,
-               {offsetof(BlockQ4_K, d), offsetof(BlockQ4_K, dmin)}},
-        KQuant{WeightType::Q5_K, &detail::kQ5_K,
-               {offsetof(BlockQ5_K, d), offsetof(BlockQ5_K, dmin)}},
-        KQuant{WeightType::Q6_K, &detail::kQ6_K, {offsetof(BlockQ6_K, d)}}),
+        KQuant{WeightType::Q2_K, &detail::kQ2_K}, KQuant{WeightType::Q3_K, &detail::kQ3_K},
+        KQuant{WeightType::Q4_K, &detail::kQ4_K}, KQuant{WeightType::Q5_K, &detail::kQ5_K},
+        KQuant{WeightType::Q6_K, &detail::kQ6_K}),
     [](const ::testing::TestParamInfo<KQuant>& info) { return name(info.param.type); });
 
 TEST(QuantKActivations, RoundTripWithinHalfAStep) {
