@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdlib>
+#include <cstdint>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -346,6 +347,14 @@ void dequantize_row(WeightType type, const void* src, float* dst, int64_t n) {
   if (n % block_elems != 0) {
     throw std::invalid_argument(std::string("dequantize_row: ") + std::to_string(n) + " " +
                                 weight_type_name(type) + " weights are not whole blocks");
+  }
+  // The kernels read block fields as struct members, which needs 2-byte alignment. Blocks
+  // in a GGUF file have it (tensors start on 32 bytes, every block size is even); bytes
+  // from anywhere else (a safetensors offset, a caller's buffer) are copied first.
+  if (type != WeightType::F32 && reinterpret_cast<uintptr_t>(src) % alignof(uint16_t) != 0) {
+    std::vector<uint8_t> aligned(size_t(n / block_elems) * weight_type_info(type).block_bytes);
+    std::memcpy(aligned.data(), src, aligned.size());
+    return kernels(type).dequantize(aligned.data(), dst, n);
   }
   kernels(type).dequantize(src, dst, n);
 }
