@@ -33,6 +33,9 @@ constexpr WeightTypeInfo weight_type_info(WeightType t) {
 }
 inline const char* weight_type_name(WeightType t) { return weight_type_info(t).name; }
 constexpr bool is_quantized(WeightType t) { return weight_type_info(t).block_elems > 1; }
+// The alignment the kernels read a type's rows at: f32 values 4, the rest 2 (16-bit values,
+// and the float16 scales every block starts with or holds at an even offset).
+constexpr size_t weight_alignment(WeightType t) { return t == WeightType::F32 ? 4 : 2; }
 // Bytes of one row of `cols` weights; cols must be a whole number of blocks.
 constexpr size_t weight_row_bytes(WeightType t, int cols) {
   const WeightTypeInfo info = weight_type_info(t);

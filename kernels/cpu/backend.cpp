@@ -1,6 +1,7 @@
 // CpuBackend: memory is ordinary host memory; the ops live in the files beside this one.
 #include <sys/mman.h>
 
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 
@@ -70,14 +71,16 @@ WeightType CpuBackend::weight_type_for(WeightType stored) const {
   return convert_to_.value_or(stored);
 }
 
-// A part the backend needs no conversion for, in host memory that outlives the matrix, is
-// used where it lies: a mapped file's weights are read straight from the page cache, so
+// A part the backend needs no conversion for, in host memory that outlives the matrix and
+// aligned for its type (a safetensors file may place a tensor at any byte), is used where
+// it lies: a mapped file's weights are read straight from the page cache, so
 // loading costs nothing and the pages are shared with every other process reading the
 // file. Every other part is converted (or copied) into one allocation.
 WeightMatrix CpuBackend::upload_weights(const std::vector<WeightRows>& parts, int cols,
                                         bool host_outlives) {
   auto kept_in_place = [&](const WeightRows& p) {
-    return host_outlives && weight_type_for(p.type) == p.type;
+    return host_outlives && weight_type_for(p.type) == p.type &&
+           reinterpret_cast<uintptr_t>(p.data) % weight_alignment(p.type) == 0;
   };
   // Each part starts on a cache line (a part's bytes need not be a multiple of 64).
   auto owned_bytes = [&](const WeightRows& p) {

@@ -348,10 +348,11 @@ void dequantize_row(WeightType type, const void* src, float* dst, int64_t n) {
     throw std::invalid_argument(std::string("dequantize_row: ") + std::to_string(n) + " " +
                                 weight_type_name(type) + " weights are not whole blocks");
   }
-  // The kernels read block fields as struct members, which needs 2-byte alignment. Blocks
-  // in a GGUF file have it (tensors start on 32 bytes, every block size is even); bytes
-  // from anywhere else (a safetensors offset, a caller's buffer) are copied first.
-  if (type != WeightType::F32 && reinterpret_cast<uintptr_t>(src) % alignof(uint16_t) != 0) {
+  // The kernels read fields and values as typed members, which needs their alignment (4
+  // bytes for f32, 2 for the rest). A GGUF file's tensors have it (they start on 32 bytes,
+  // every block size is even); bytes from anywhere else (a safetensors offset, a caller's
+  // buffer) are copied first.
+  if (reinterpret_cast<uintptr_t>(src) % weight_alignment(type) != 0) {
     std::vector<uint8_t> aligned(size_t(n / block_elems) * weight_type_info(type).block_bytes);
     std::memcpy(aligned.data(), src, aligned.size());
     return kernels(type).dequantize(aligned.data(), dst, n);
