@@ -434,7 +434,9 @@ TEST_P(Kernels, AttentionOverRaggedCache) {
                                          {1, 4, 128, {1, 31, 32, 33}},
                                          {31, 2, 128, {31, 32}},
                                          {33, 4, 128, {33, 4097}},  // continued prefill, long cache
-                                         {64, 2, 64, {64, 65}}}) {
+                                         {64, 2, 64, {64, 65}},
+                                         {1, 2, 12, {7, 70}},       // head dim not a multiple of 8
+                                         {9, 2, 12, {9, 70}}}) {
     const int n_kv = int(c.lens.size());
     std::vector<std::vector<float>> keys, values;
     std::vector<std::unique_ptr<Buf>> bufs;

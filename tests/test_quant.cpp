@@ -130,13 +130,16 @@ TEST_P(QuantGolden, DequantizeRowMatchesGgufBitForBit) {
   ASSERT_GT(n, 0);
   ASSERT_EQ(blocks.size(), weight_row_bytes(type, n));
 
-  std::vector<float> got(n);
-  dequantize_row(type, blocks.data(), got.data(), n);
-  for (int i = 0; i < n; i++) {
-    uint32_t want;
-    std::memcpy(&want, &golden[size_t(i) * 4], 4);
-    ASSERT_EQ(std::bit_cast<uint32_t>(got[i]), want)
-        << "weight " << i << ": " << got[i] << " vs " << std::bit_cast<float>(want);
+  for (SimdLevel level : supported_levels()) {
+    std::vector<float> got(n);
+    dequantize_row(type, blocks.data(), got.data(), n, level);
+    for (int i = 0; i < n; i++) {
+      uint32_t want;
+      std::memcpy(&want, &golden[size_t(i) * 4], 4);
+      ASSERT_EQ(std::bit_cast<uint32_t>(got[i]), want)
+          << simd_level_name(level) << ", weight " << i << ": " << got[i] << " vs "
+          << std::bit_cast<float>(want);
+    }
   }
 }
 

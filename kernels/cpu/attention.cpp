@@ -2,19 +2,26 @@
 // FlashAttention-style on the CPU.
 //
 // Work is split into tasks of (KV head, block of up to 16 new tokens), and in decode also
-// by chunks of each head's keys (below). A task handles all query heads of the GQA group at once, so every key and value row read from memory
-// serves group x 16 queries, and no K/V is copied per query head. Keys are visited in
-// blocks of 64 with an online softmax: each query row keeps a running max and sum, and
-// its partial output is rescaled when a larger score appears, so the T x len score matrix
-// is never stored. A key block is transposed once so that scores are computed with keys
-// in the vector lanes (broadcast q[d] times a row of K^T), needing no horizontal sums.
-// Rows stored in 16 bits are widened to float32 as they are read (simd::load), once per
-// task: the block's keys on their way into K^T, each value row inside the P.V update.
+// by chunks of each head's keys (below). A task handles all query heads of the GQA group
+// at once, so every key and value row read from memory serves group x 16 queries, and no
+// K/V is copied per query head. Keys are visited in blocks of 64 with an online softmax:
+// each query row keeps a running max and sum, and its partial output is rescaled when a
+// larger score appears, so the T x len score matrix is never stored.
+//
+// A block's keys and values are widened to float32 once per task (F16C's conversion where
+// the CPU has it, through quant::dequantize_row), so every query row reads floats: a
+// 16-bit row converted inside the inner loops costs more than the multiply-adds (the
+// compiler widens a _Float16 vector one element at a time in the portable clones).
+// Scores: with many query rows (prefill) the key block is transposed once, and a row's
+// 64 scores are then broadcast q[d] times a row of K^T, keys in the vector lanes, needing
+// no horizontal sums; with few rows (decode: one per query head of the group) the
+// transposition would cost more than the scores, so each score is a dot product.
 #include <algorithm>
 #include <cmath>
 #include <vector>
 
 #include "kernels/cpu/cpu_backend.h"
+#include "kernels/cpu/quant.h"
 #include "kernels/cpu/simd.h"
 
 namespace kvlm {
@@ -24,83 +31,123 @@ namespace {
 using simd::kLanes;
 using simd::Vec;
 constexpr int kQueryBlock = 16;
-constexpr int kKeyBlock = 64;  // a multiple of kLanes
-
-// out += a * x over n values.
-template <class K>
-inline void axpy(float* out, float a, const K* x, int n) {
-  int i = 0;
-  for (; i + kLanes <= n; i += kLanes) simd::store(out + i, simd::load(out + i) + a * simd::load(x + i));
-  for (; i < n; i++) out[i] += a * simd::to_float(x[i]);
-}
-
-// out = x, widened to float32.
-template <class K>
-inline void widen(float* out, const K* x, int n) {
-  int i = 0;
-  for (; i + kLanes <= n; i += kLanes) simd::store(out + i, simd::load(x + i));
-  for (; i < n; i++) out[i] = simd::to_float(x[i]);
-}
+constexpr int kKeyBlock = 64;      // a multiple of kLanes
+constexpr int kTransposeFromRows = 8;  // fewer query rows: scores as dot products
 
 // Per-thread state for one task: the query rows of a GQA group x token block.
 struct QueryBlock {
   QueryBlock(int group, int head_dim)
       : q(size_t(group) * kQueryBlock * head_dim), visible(size_t(group) * kQueryBlock),
         acc(q.size()), max(visible.size()), sum(visible.size()),
-        k_t(size_t(head_dim) * kKeyBlock), key(head_dim), p(kKeyBlock) {}
+        keys(size_t(head_dim) * kKeyBlock), values(keys.size()), k_t(keys.size()),
+        p(kKeyBlock) {}
   int rows = 0;
   std::vector<float> q;       // [rows][head_dim], pre-scaled by 1/sqrt(head_dim)
   std::vector<int> visible;   // [rows] keys each row may see
   std::vector<float> acc;     // [rows][head_dim] unnormalised output
   std::vector<float> max, sum;
-  std::vector<float> k_t, key, p;  // a key block transposed, one key widened, the scores
+  std::vector<float> keys, values;  // [kKeyBlock][head_dim] one block, widened
+  std::vector<float> k_t, p;        // [head_dim][kKeyBlock] its keys transposed; the scores
 };
 
+// p[j] = q . keys[j] for the n keys of a block.
+KVLM_SIMD_CLONES void dot_scores(float* p, const float* q, const float* keys, int n, int head_dim) {
+  for (int j = 0; j < n; j++) {
+    const float* k = keys + size_t(j) * head_dim;
+    Vec s{};
+    int d = 0;
+    for (; d + kLanes <= head_dim; d += kLanes) s += simd::load(q + d) * simd::load(k + d);
+    float score = simd::horizontal_sum(s);
+    for (; d < head_dim; d++) score += q[d] * k[d];
+    p[j] = score;
+  }
+}
+
+// p[j] = q . K^T[:, j] for all kKeyBlock columns (zero beyond the block's keys).
+KVLM_SIMD_CLONES void transposed_scores(float* p, const float* q, const float* k_t, int head_dim) {
+  Vec s[kKeyBlock / kLanes] = {};
+  for (int d = 0; d < head_dim; d++)
+    for (int v = 0; v < kKeyBlock / kLanes; v++)
+      s[v] += q[d] * simd::load(&k_t[size_t(d) * kKeyBlock + v * kLanes]);
+  for (int v = 0; v < kKeyBlock / kLanes; v++) simd::store(&p[v * kLanes], s[v]);
+}
+
+// p[j] = exp(p[j] - max) for j < n; returns their sum. (p holds kKeyBlock floats: the
+// vectors past n compute values nobody reads.)
+KVLM_SIMD_CLONES float exponentiate(float* p, int n, float max) {
+  for (int j = 0; j < n; j += kLanes) simd::store(p + j, simd::exp(simd::load(p + j) - max));
+  float sum = 0;
+  for (int j = 0; j < n; j++) sum += p[j];
+  return sum;
+}
+
+// acc[d0, d0 + N * kLanes) += sum over j < n of p[j] * values[j][same dims], the N vectors
+// of acc held in registers across the keys.
+template <int N>
+inline void add_weighted_values(float* acc, const float* p, const float* values, int n,
+                                int head_dim) {
+  Vec a[N];
+  for (int k = 0; k < N; k++) a[k] = simd::load(acc + k * kLanes);
+  for (int j = 0; j < n; j++) {
+    const float* v = values + size_t(j) * head_dim;
+    for (int k = 0; k < N; k++) a[k] += p[j] * simd::load(v + k * kLanes);
+  }
+  for (int k = 0; k < N; k++) simd::store(acc + k * kLanes, a[k]);
+}
+
+// acc = acc * rescale + sum over j < n of p[j] * values[j].
+KVLM_SIMD_CLONES void update_output(float* acc, float rescale, const float* p, const float* values,
+                                    int n, int head_dim) {
+  for (int d = 0; d < head_dim; d++) acc[d] *= rescale;
+  int d0 = 0;
+  for (; d0 + 8 * kLanes <= head_dim; d0 += 8 * kLanes)
+    add_weighted_values<8>(acc + d0, p, values + d0, n, head_dim);
+  for (; d0 + kLanes <= head_dim; d0 += kLanes)
+    add_weighted_values<1>(acc + d0, p, values + d0, n, head_dim);
+  for (; d0 < head_dim; d0++)
+    for (int j = 0; j < n; j++) acc[d0] += p[j] * values[size_t(j) * head_dim + d0];
+}
+
+// Rows [first, first + n) of a head's keys or values, widened to float32.
+void widen_rows(float* out, const void* rows, DType dtype, int first, int n, int head_dim) {
+  const auto* bytes = static_cast<const uint8_t*>(rows) + size_t(first) * head_dim * dtype_bytes(dtype);
+  quant::dequantize_row(weight_type(dtype), bytes, out, int64_t(n) * head_dim);
+}
+
 // The rows of b over keys [key_begin, key_end) (each row also stops at its visible end).
-template <class K>
-KVLM_SIMD_CLONES void attend_block(QueryBlock& b, const KVHeadView& cache, int head_dim,
-                                   int key_begin, int key_end) {
-  const K* keys = static_cast<const K*>(cache.keys);
-  const K* values = static_cast<const K*>(cache.values);
-  std::vector<float>& k_t = b.k_t;
-  std::vector<float>& p = b.p;
+void attend_block(QueryBlock& b, const KVHeadView& cache, int head_dim, int key_begin,
+                  int key_end) {
   std::fill(b.acc.begin(), b.acc.begin() + size_t(b.rows) * head_dim, 0.0f);
   std::fill(b.max.begin(), b.max.begin() + b.rows, -INFINITY);
   std::fill(b.sum.begin(), b.sum.begin() + b.rows, 0.0f);
   const int n_keys =
       std::min(key_end, *std::max_element(b.visible.begin(), b.visible.begin() + b.rows));
+  const bool transpose = b.rows >= kTransposeFromRows;
+  float* p = b.p.data();
 
   for (int j0 = key_begin; j0 < n_keys; j0 += kKeyBlock) {
     const int n_block = std::min(kKeyBlock, n_keys - j0);
-    // K^T of this block: k_t[d][j], zero beyond the block's end.
-    for (int j = 0; j < kKeyBlock; j++) {
-      if (j < n_block) widen(b.key.data(), keys + size_t(j0 + j) * head_dim, head_dim);
-      for (int d = 0; d < head_dim; d++) k_t[size_t(d) * kKeyBlock + j] = j < n_block ? b.key[d] : 0.0f;
-    }
+    widen_rows(b.keys.data(), cache.keys, cache.dtype, j0, n_block, head_dim);
+    widen_rows(b.values.data(), cache.values, cache.dtype, j0, n_block, head_dim);
+    if (transpose)
+      for (int d = 0; d < head_dim; d++)
+        for (int j = 0; j < kKeyBlock; j++)
+          b.k_t[size_t(d) * kKeyBlock + j] = j < n_block ? b.keys[size_t(j) * head_dim + d] : 0.0f;
 
     for (int r = 0; r < b.rows; r++) {
       const int n = std::min(n_block, b.visible[r] - j0);  // keys this row sees here
       if (n <= 0) continue;
       const float* q = &b.q[size_t(r) * head_dim];
-      Vec s[kKeyBlock / kLanes] = {};
-      for (int d = 0; d < head_dim; d++)
-        for (int v = 0; v < kKeyBlock / kLanes; v++)
-          s[v] += q[d] * simd::load(&k_t[size_t(d) * kKeyBlock + v * kLanes]);
-      for (int v = 0; v < kKeyBlock / kLanes; v++) simd::store(&p[v * kLanes], s[v]);
+      if (transpose) transposed_scores(p, q, b.k_t.data(), head_dim);
+      else dot_scores(p, q, b.keys.data(), n, head_dim);
 
-      const float block_max = *std::max_element(p.begin(), p.begin() + n);
+      const float block_max = *std::max_element(p, p + n);
       const float new_max = std::max(b.max[r], block_max);
       const float rescale = std::exp(b.max[r] - new_max);  // 0 on the first block
-      for (int v = 0; v < kKeyBlock / kLanes; v++)
-        simd::store(&p[v * kLanes], simd::exp(simd::load(&p[v * kLanes]) - new_max));
-      float block_sum = 0;
-      for (int j = 0; j < n; j++) block_sum += p[j];
+      const float block_sum = exponentiate(p, n, new_max);
       b.sum[r] = b.sum[r] * rescale + block_sum;
       b.max[r] = new_max;
-
-      float* acc = &b.acc[size_t(r) * head_dim];
-      for (int d = 0; d < head_dim; d++) acc[d] *= rescale;
-      for (int j = 0; j < n; j++) axpy(acc, p[j], values + size_t(j0 + j) * head_dim, head_dim);
+      update_output(&b.acc[size_t(r) * head_dim], rescale, p, b.values.data(), n, head_dim);
     }
   }
 }
@@ -153,9 +200,7 @@ void CpuBackend::attention(float* out, const float* q, const std::vector<KVHeadV
       }
     const int key_begin = n_chunks > 1 ? c * chunk : 0;
     const int key_end = n_chunks > 1 ? key_begin + chunk : cache.len;
-    simd::with_storage_type(cache.dtype, [&](auto type) {
-      attend_block<decltype(type)>(b, cache, head_dim, key_begin, key_end);
-    });
+    attend_block(b, cache, head_dim, key_begin, key_end);
     if (n_chunks > 1) {
       const size_t first = (size_t(h) * n_chunks + c) * rows_per_task;
       std::copy_n(b.max.begin(), b.rows, part_max.begin() + first);
@@ -194,6 +239,43 @@ void CpuBackend::attention(float* out, const float* q, const std::vector<KVHeadV
         }
         for (int d = 0; d < head_dim; d++) dst[d] = sum > 0 ? dst[d] / sum : 0.0f;
       }
+}
+
+// The softmax rows attention() computes, for observers: one query head per task, its
+// output row private to it, so rows add up without locks. Each row's scores over all its
+// visible keys are kept (they are normalised by the row's own max and sum), so a key block
+// is widened once per row rather than once per task.
+void CpuBackend::attention_scores(float* out, int stride, const float* q,
+                                  const std::vector<KVHeadView>& kv, int T, int first_row,
+                                  int n_rows, int n_heads, int head_dim, bool average) {
+  check_kv_view("attention_scores", kv, n_heads, head_dim);
+  check_score_rows("attention_scores", kv, stride, T, first_row, n_rows);
+  const int group = n_heads / int(kv.size());
+  const float scale = 1.0f / std::sqrt(float(head_dim));
+  std::vector<std::vector<float>> scores(threads(), std::vector<float>(stride));
+  std::vector<std::vector<float>> key_block(threads(), std::vector<float>(size_t(kKeyBlock) * head_dim));
+  pool_.run(n_heads, [&](int h, int thread) {
+    float* p = scores[thread].data();
+    float* keys = key_block[thread].data();
+    const KVHeadView& cache = kv[h / group];
+    float* row = out + size_t(h) * stride;
+    std::fill(row, row + cache.len, 0.0f);
+    for (int t = first_row; t < first_row + n_rows; t++) {
+      const float* qt = q + (size_t(t) * n_heads + h) * head_dim;
+      const int visible = cache.len - T + t + 1;
+      for (int j0 = 0; j0 < visible; j0 += kKeyBlock) {
+        const int n = std::min(kKeyBlock, visible - j0);
+        widen_rows(keys, cache.keys, cache.dtype, j0, n, head_dim);
+        dot_scores(p + j0, qt, keys, n, head_dim);
+      }
+      float max_score = -INFINITY;
+      for (int j = 0; j < visible; j++) max_score = std::max(max_score, p[j] *= scale);
+      double sum = 0;
+      for (int j = 0; j < visible; j++) sum += p[j] = std::exp(p[j] - max_score);
+      const float inv = float((average ? n_rows : 1) * sum);
+      for (int j = 0; j < visible; j++) row[j] += p[j] / inv;
+    }
+  });
 }
 
 }  // namespace kvlm

@@ -153,6 +153,14 @@ KVLM_AVX2 inline __m256 load8(const FloatBits<T>* p) {
 }
 
 template <WeightType T>
+KVLM_AVX2 void dequantize_float_avx2(const void* src, float* dst, int64_t n) {
+  const auto* w = static_cast<const FloatBits<T>*>(src);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, load8<T>(w + i));
+  for (; i < n; i++) dst[i] = to_f32<T>(w[i]);
+}
+
+template <WeightType T>
 KVLM_AVX2 float dot_float_avx2(const void* w_row, const void* x_row, int n) {
   const auto* w = static_cast<const FloatBits<T>*>(w_row);
   const auto* x = static_cast<const float*>(x_row);
@@ -324,10 +332,10 @@ KVLM_AVX2 void quantize_q8_32_avx2(const float* x, BlockQ8_32* out, int n) {
 
 template <WeightType T>
 constexpr detail::TypeKernels kFloat{dequantize_float<T>, dot_float_scalar<T>,
-                                     dot_float_avx2<T>};
+                                     dot_float_avx2<T>, dequantize_float_avx2<T>};
 template <class Block>
 constexpr detail::TypeKernels kBlocks{dequantize_blocks<Block>, dot_blocks_scalar<Block>,
-                                      dot_blocks_avx2<Block>};
+                                      dot_blocks_avx2<Block>, nullptr};
 
 const detail::TypeKernels& kernels(WeightType type) {
   static const detail::TypeKernels* const table[kWeightTypes] = {
@@ -342,7 +350,7 @@ const detail::TypeKernels& kernels(WeightType type) {
 
 }  // namespace
 
-void dequantize_row(WeightType type, const void* src, float* dst, int64_t n) {
+void dequantize_row(WeightType type, const void* src, float* dst, int64_t n, SimdLevel level) {
   const int block_elems = weight_type_info(type).block_elems;
   if (n % block_elems != 0) {
     throw std::invalid_argument(std::string("dequantize_row: ") + std::to_string(n) + " " +
@@ -355,9 +363,15 @@ void dequantize_row(WeightType type, const void* src, float* dst, int64_t n) {
   if (reinterpret_cast<uintptr_t>(src) % weight_alignment(type) != 0) {
     std::vector<uint8_t> aligned(size_t(n / block_elems) * weight_type_info(type).block_bytes);
     std::memcpy(aligned.data(), src, aligned.size());
-    return kernels(type).dequantize(aligned.data(), dst, n);
+    return dequantize_row(type, aligned.data(), dst, n, level);
   }
-  kernels(type).dequantize(src, dst, n);
+  const detail::TypeKernels& k = kernels(type);
+  (level == SimdLevel::Avx2 && k.dequantize_avx2 ? k.dequantize_avx2 : k.dequantize)(src, dst, n);
+}
+
+void dequantize_row(WeightType type, const void* src, float* dst, int64_t n) {
+  static const SimdLevel widest = supported_levels().back();
+  dequantize_row(type, src, dst, n, widest);
 }
 
 ActFormat act_format(WeightType type) {

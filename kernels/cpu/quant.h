@@ -17,8 +17,6 @@
 
 namespace kvlm::quant {
 
-// Rebuilds n weights (a whole number of blocks) of `type` at src as float32.
-void dequantize_row(WeightType type, const void* src, float* dst, int64_t n);
 
 // What a weight type's dot product reads as its second operand.
 enum class ActFormat { F32, Q8_32, Q8_256 };
@@ -43,5 +41,10 @@ std::vector<SimdLevel> supported_levels();
 DotFn dot_function(WeightType type, SimdLevel level);
 // The widest version this CPU runs.
 DotFn dot_function(WeightType type);
+
+// Rebuilds n weights (a whole number of blocks) of `type` at src as float32, bit for bit
+// the same at every level; the first form at the widest level this CPU runs.
+void dequantize_row(WeightType type, const void* src, float* dst, int64_t n);
+void dequantize_row(WeightType type, const void* src, float* dst, int64_t n, SimdLevel level);
 
 }  // namespace kvlm::quant

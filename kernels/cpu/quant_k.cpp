@@ -380,7 +380,7 @@ KVLM_AVX2 float dot_avx2(const void* w, const void* x, int n) {
 
 template <class Layout>
 constexpr TypeKernels kernels_of() {
-  return {dequantize<Layout>, dot_scalar<Layout>, dot_avx2<Layout>};
+  return {dequantize<Layout>, dot_scalar<Layout>, dot_avx2<Layout>, nullptr};
 }
 
 }  // namespace
