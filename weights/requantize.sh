@@ -15,6 +15,7 @@ set -euo pipefail
 
 dir=$(cd "$(dirname "$0")" && pwd)
 quantize="$dir/../build/llamacpp/cmake/bin/llama-quantize"
+export LD_LIBRARY_PATH="$(dirname "$quantize")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 source="$dir/SmolLM2-135M-Instruct.Q4_1.gguf"
 [ -x "$quantize" ] || { echo "requantize: $quantize missing: run tests/bench/build_llamacpp.sh" >&2; exit 1; }
 [ -f "$source" ] || { echo "requantize: $source missing: run weights/get-default.sh" >&2; exit 1; }

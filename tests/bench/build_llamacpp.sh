@@ -23,7 +23,8 @@ if [ ! -x "$CMAKE_BUILD/bin/llama-bench" ] || [ ! -x "$CMAKE_BUILD/bin/llama-qua
     cmake -S "$SRC" -B "$CMAKE_BUILD" -G Ninja \
         -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DLLAMA_CURL=OFF \
         -DGGML_CUDA=OFF -DGGML_METAL=OFF -DGGML_VULKAN=OFF \
-        -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF -DBUILD_SHARED_LIBS=ON
+        -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF -DBUILD_SHARED_LIBS=ON \
+        -DCMAKE_BUILD_RPATH_USE_ORIGIN=ON  # the tools find their libraries if build/ moves
     cmake --build "$CMAKE_BUILD" -j "$JOBS" --target llama-bench llama-quantize
 fi
 

@@ -26,6 +26,10 @@ llama_bench=$root/build/llamacpp/cmake/bin/llama-bench
 [ -x "$kvlm" ] || { echo "$0: $kvlm is not an executable (make kvlm)" >&2; exit 2; }
 [ -x "$llama_bench" ] || { echo "$0: $llama_bench missing: run tests/bench/build_llamacpp.sh" >&2; exit 2; }
 
+# Its shared libraries lie beside it (a build made before RPATH_USE_ORIGIN names an
+# absolute directory that may have moved).
+export LD_LIBRARY_PATH="$(dirname "$llama_bench")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 results=$work/results.txt  # lines: "tool test tokens_per_s"
