@@ -215,6 +215,40 @@ KVLM_AVX2 inline __m256 block_products(const Block& w, __m256i p) {
   return multiply_add_bytes(fields, p);
 }
 
+// A block's 32 integers q_i as signed bytes (the fields less the offset).
+template <class Block>
+KVLM_AVX2 inline __m256i block_ints(const Block& w) {
+  if constexpr (std::is_same_v<Block, BlockQ8_0>) {
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w.qs));
+  } else {
+    const __m256i packed =
+        _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w.qs)));
+    __m256i fields = _mm256_and_si256(_mm256_srlv_epi64(packed, _mm256_set_epi64x(4, 4, 0, 0)),
+                                      _mm256_set1_epi8(0x0F));
+    if constexpr (Layout<Block>::bits == 5) fields = _mm256_or_si256(fields, fifth_bits(w.qh));
+    return _mm256_sub_epi8(fields, _mm256_set1_epi8(Layout<Block>::offset));
+  }
+}
+
+// The prefill's rebuild of quantised rows as float32 (scalar: ~7% of a 512-token prefill of
+// the default model). A multiply, then an add: the same two roundings as the scalar
+// version, so the floats are the same.
+template <class Block>
+KVLM_AVX2 void dequantize_blocks_avx2(const void* src, float* dst, int64_t n) {
+  const auto* blocks = static_cast<const Block*>(src);
+  for (int64_t b = 0; b < n / kBlock; b++, dst += kBlock) {
+    const __m256i q = block_ints(blocks[b]);
+    const __m128i halves[2] = {_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1)};
+    const __m256 d = _mm256_set1_ps(f16_to_f32(blocks[b].d));
+    for (int k = 0; k < 4; k++) {
+      const __m128i eight = k % 2 ? _mm_srli_si128(halves[k / 2], 8) : halves[k / 2];
+      __m256 w = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(eight)));
+      if constexpr (Layout<Block>::has_min) w = _mm256_add_ps(w, _mm256_set1_ps(f16_to_f32(blocks[b].m)));
+      _mm256_storeu_ps(dst + 8 * k, w);
+    }
+  }
+}
+
 // [dw * dx, c * x.sum, 0, 0], c being m for the types with a minimum and dw for the others:
 // the scale of the block's integer products, and the term that does not depend on the
 // weights (the minimum's, or the offset's that the unsigned fields left out:
@@ -335,7 +369,7 @@ constexpr detail::TypeKernels kFloat{dequantize_float<T>, dot_float_scalar<T>,
                                      dot_float_avx2<T>, dequantize_float_avx2<T>};
 template <class Block>
 constexpr detail::TypeKernels kBlocks{dequantize_blocks<Block>, dot_blocks_scalar<Block>,
-                                      dot_blocks_avx2<Block>, nullptr};
+                                      dot_blocks_avx2<Block>, dequantize_blocks_avx2<Block>};
 
 const detail::TypeKernels& kernels(WeightType type) {
   static const detail::TypeKernels* const table[kWeightTypes] = {

@@ -9,8 +9,8 @@ struct TypeKernels {
   void (*dequantize)(const void* src, float* dst, int64_t n);
   DotFn scalar;
   DotFn avx2;  // nullptr when the type has no AVX2 version
-  // nullptr where the scalar rebuild is as fast (the compiler vectorises it) or no faster
-  // version was written; the float types need F16C's conversion instruction.
+  // The rebuild as float32 with AVX2 (bit for bit the scalar one's); nullptr where none
+  // was written (the k-quants).
   void (*dequantize_avx2)(const void* src, float* dst, int64_t n);
 };
 
