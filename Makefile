@@ -22,6 +22,9 @@ CUDA     ?= $(if $(NVCC),1,0)
 CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
 
 MODEL    := weights/SmolLM2-135M-Instruct.Q4_1.gguf
+# The sampling of SmolLM2's model card (its GGUF file declares none; a model that does, in
+# generation_config.json or GGUF general.sampling.*, needs no flags). Empty: kvlm's defaults.
+RUN_SAMPLING ?= --temp 0.2 --top-p 0.9
 
 # Every build runs on any x86-64 of the last 15 years, so the binaries tested here are the
 # ones the GPU kit carries: kernels/cpu/simd.h's clones give the hot loops AVX2 or AVX-512
@@ -145,7 +148,7 @@ bench: kvlm model
 	./kvlm bench --model $(MODEL) --prompt-len 4096 --gen 32 --kv-list $(BENCH_METHODS)
 
 run: deps model kvlm
-	./kvlm chat --model $(MODEL)
+	./kvlm chat --model $(MODEL) $(RUN_SAMPLING)
 
 model: $(MODEL)
 $(MODEL): | $(filter deps,$(DEPS_GATE))

@@ -35,15 +35,18 @@ const char* kHelp =
 
 int chat_repl(Session& session, const ChatOptions& options) {
   const ChatTemplate tmpl = session.chat_template();
-  Sampler sampler(options.sampling);
+  const SamplingHints& hints = session.file().config().sampling;
+  Sampler sampler(with_model_hints(options.sampling, hints, options.sampling_given));
+  const std::string hinted = hints_used(hints, options.sampling_given);
   // What the model has seen so far, its answers as it wrote them.
   std::vector<ChatMessage> conversation;
   const int n_predict = options.n_predict < 0 ? 1 << 30 : options.n_predict;
 
   const bool interactive = isatty(STDIN_FILENO);
   if (interactive)
-    std::fprintf(stderr, "chat with %s (template %s). /help for commands.\n",
-                 session.file().config().name.c_str(), tmpl.name().c_str());
+    std::fprintf(stderr, "chat with %s (template %s; sampling %s%s). /help for commands.\n",
+                 session.file().config().name.c_str(), tmpl.name().c_str(),
+                 describe(sampler.params()).c_str(), hinted.empty() ? "" : (", " + hinted).c_str());
 
   while (true) {
     std::string message;

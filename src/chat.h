@@ -12,6 +12,7 @@ struct ChatOptions {
   std::string system;  // "" = the template's default
   int n_predict = -1;  // per answer; -1 = until the end token or a full context
   SamplingParams sampling;
+  SamplingFlagsGiven sampling_given;  // the flags the user gave win over the model's hints
 };
 
 // Reads user messages from stdin until EOF or /quit; answers stream to stdout, status to

@@ -110,6 +110,11 @@ int run_command(const RuntimeOptions& rt, const RunOptions& o) {
                                 std::to_string(session.file().config().n_layers) + " layers (0.." +
                                 std::to_string(session.file().config().n_layers - 1) + ")");
 
+  const SamplingHints& hints = session.file().config().sampling;
+  const SamplingParams sampling = with_model_hints(o.sampling, hints, o.sampling_given);
+  if (const std::string used = hints_used(hints, o.sampling_given); !used.empty() && !rt.quiet)
+    std::fprintf(stderr, "kvlm: sampling %s (%s)\n", describe(sampling).c_str(), used.c_str());
+
   std::vector<KeptPanel> panels;
   nlohmann::json runs = nlohmann::json::array();
   for (size_t i = 0; i < specs.size(); i++) {
@@ -125,7 +130,7 @@ int run_command(const RuntimeOptions& rt, const RunOptions& o) {
         panels.push_back(capture_kept(specs[i].text(), session.cache(), session.strategy(),
                                       int(ids.size())));
     };
-    Sampler sampler(o.sampling);
+    Sampler sampler(sampling);
     GenerationStats st = session.generate(ids, o.n_predict, sampler, [](const std::string& piece) {
       // A terminal gets control characters shown, not obeyed; a pipe or file the exact text.
       const std::string shown = isatty(STDOUT_FILENO) ? visible_controls(piece) : piece;
@@ -195,6 +200,10 @@ int info_command(const RuntimeOptions& rt) {
     std::printf("            template text from %s\n", f.chat_template_source().c_str());
   if (!tmpl.default_system().empty())
     std::printf("            default system prompt: \"%s\"\n", tmpl.default_system().c_str());
+  // What run and chat sample with when no sampling flag is given.
+  const std::string hinted = hints_used(c.sampling, {});
+  std::printf("sampling    %s (%s)\n", describe(with_model_hints({}, c.sampling, {})).c_str(),
+              hinted.empty() ? "kvlm's defaults: the model recommends none" : (hinted + "; flags override").c_str());
 
   struct TypeCount {
     int tensors = 0;

@@ -19,6 +19,7 @@ struct RunOptions {
   std::string kept_svg;          // draw what each method kept of the prompt (eval/svg.h)
   std::vector<KVSpec> kv_list;   // several methods in turn; empty: --kv alone
   SamplingParams sampling;
+  SamplingFlagsGiven sampling_given;  // the flags the user gave win over the model's hints
 };
 
 // The prompt with the tokens that `layer` kept (by a majority of its KV heads) marked:

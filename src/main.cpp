@@ -53,15 +53,20 @@ void add_template_flag(CLI::App* cmd, RuntimeOptions& rt) {
       ->check(CLI::IsMember(ChatTemplate::names()));
 }
 
-void add_sampling_flags(CLI::App* cmd, SamplingParams& s) {
-  cmd->add_option("--temp", s.temperature, "temperature; 0 = greedy")->default_val(s.temperature)
-      ->check(CLI::Range(0.0, 100.0));
-  cmd->add_option("--top-k", s.top_k, "keep the k most likely tokens; 0 = off")
-      ->default_val(s.top_k)->check(CLI::Range(0, 1 << 24));
-  cmd->add_option("--top-p", s.top_p, "keep the smallest set with this much probability; 1 = off")
-      ->default_val(s.top_p)->check(CLI::Range(0.0, 1.0));
-  cmd->add_option("--min-p", s.min_p, "drop tokens below min-p x p(best); 0 = off")
-      ->default_val(s.min_p)->check(CLI::Range(0.0, 1.0));
+// The defaults shown are kvlm's; a model that recommends its own sampling
+// (generation_config.json, GGUF general.sampling.*) replaces them for the flags not given.
+void add_sampling_flags(CLI::App* cmd, SamplingParams& s, SamplingFlagsGiven& given) {
+  auto mark = [](bool& flag) { return [&flag](const std::string&) { flag = true; }; };
+  cmd->add_option("--temp", s.temperature, "temperature; 0 = greedy (default: the model's, else 0.8)")
+      ->check(CLI::Range(0.0, 100.0))->each(mark(given.temperature));
+  cmd->add_option("--top-k", s.top_k, "keep the k most likely tokens; 0 = off (default: the model's, else 40)")
+      ->check(CLI::Range(0, 1 << 24))->each(mark(given.top_k));
+  cmd->add_option("--top-p", s.top_p,
+                  "keep the smallest set with this much probability; 1 = off (default: the "
+                  "model's, else 0.95)")
+      ->check(CLI::Range(0.0, 1.0))->each(mark(given.top_p));
+  cmd->add_option("--min-p", s.min_p, "drop tokens below min-p x p(best); 0 = off (default: the model's, else 0.05)")
+      ->check(CLI::Range(0.0, 1.0))->each(mark(given.min_p));
   cmd->add_option("--repeat-penalty", s.repeat_penalty, "penalise recent tokens; 1 = off")
       ->default_val(s.repeat_penalty)->check(CLI::Range(0.0, 100.0));
   cmd->add_option("--repeat-last-n", s.repeat_last_n, "how many recent tokens the penalty sees")
@@ -134,7 +139,7 @@ int main(int argc, char** argv) {
                   "obeyed; a pipe or file gets the exact text. Ctrl-C exits with status 130 and "
                   "writes no output file.");
   add_runtime_flags(run_cmd, rt, dev);
-  add_sampling_flags(run_cmd, run.sampling);
+  add_sampling_flags(run_cmd, run.sampling, run.sampling_given);
   add_template_flag(run_cmd, rt);
   auto* prompt_opt = run_cmd->add_option("-p,--prompt", run.prompt, "prompt text");
   run_cmd->add_option("-f,--file", run.prompt_file, "read the prompt from a file")
@@ -165,7 +170,7 @@ int main(int argc, char** argv) {
                    "Control characters in answers are shown (^[ for ESC), not obeyed. Ctrl-C "
                    "drops the turn in progress; the conversation goes on as before it.");
   add_runtime_flags(chat_cmd, rt, dev);
-  add_sampling_flags(chat_cmd, chat.sampling);
+  add_sampling_flags(chat_cmd, chat.sampling, chat.sampling_given);
   add_template_flag(chat_cmd, rt);
   chat_cmd->add_option("--system", chat.system, "system prompt (default: the template's)");
   chat_cmd->add_option("-n,--n-predict", chat.n_predict,

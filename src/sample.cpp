@@ -4,10 +4,42 @@
 #include <cmath>
 #include <numeric>
 
+#include "util/text_format.h"
+
 namespace kvlm {
 
 int32_t argmax(const std::vector<float>& v) {
   return int32_t(std::max_element(v.begin(), v.end()) - v.begin());
+}
+
+SamplingParams with_model_hints(SamplingParams p, const SamplingHints& hints,
+                                const SamplingFlagsGiven& given) {
+  if (hints.temperature && !given.temperature) p.temperature = *hints.temperature;
+  if (hints.top_k && !given.top_k) p.top_k = *hints.top_k;
+  if (hints.top_p && !given.top_p) p.top_p = *hints.top_p;
+  if (hints.min_p && !given.min_p) p.min_p = *hints.min_p;
+  return p;
+}
+
+std::string hints_used(const SamplingHints& hints, const SamplingFlagsGiven& given) {
+  std::string used;
+  auto add = [&](bool hinted, bool overridden, const char* name) {
+    if (hinted && !overridden) used += (used.empty() ? "" : ", ") + std::string(name);
+  };
+  add(bool(hints.temperature), given.temperature, "temperature");
+  add(bool(hints.top_k), given.top_k, "top-k");
+  add(bool(hints.top_p), given.top_p, "top-p");
+  add(bool(hints.min_p), given.min_p, "min-p");
+  return used.empty() ? used : used + " from " + hints.source;
+}
+
+std::string describe(const SamplingParams& p) {
+  if (p.temperature <= 0) return "greedy";
+  std::string text = "temperature " + format_number(p.temperature);
+  text += p.top_k > 0 ? ", top-k " + std::to_string(p.top_k) : ", top-k off";
+  text += p.top_p < 1 ? ", top-p " + format_number(p.top_p) : ", top-p off";
+  text += p.min_p > 0 ? ", min-p " + format_number(p.min_p) : ", min-p off";
+  return text;
 }
 
 Sampler::Sampler(const SamplingParams& params) : params_(params), state_(params.seed) {}

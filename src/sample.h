@@ -2,7 +2,10 @@
 // top-k, top-p (nucleus) and min-p, after a repetition penalty. Seeded and reproducible.
 #pragma once
 #include <cstdint>
+#include <string>
 #include <vector>
+
+#include "model/config.h"
 
 namespace kvlm {
 
@@ -15,6 +18,20 @@ struct SamplingParams {
   int repeat_last_n = 64;
   uint64_t seed = 42;
 };
+
+// Which of the sampling flags a user gave: those keep the user's values.
+struct SamplingFlagsGiven {
+  bool temperature = false, top_k = false, top_p = false, min_p = false;
+};
+
+// p with the checkpoint's recommendations in place of kvlm's defaults, for every flag the
+// user did not give (given: the user's).
+SamplingParams with_model_hints(SamplingParams p, const SamplingHints& hints,
+                                const SamplingFlagsGiven& given);
+// Which hints took effect, e.g. "temperature, top-p from generation_config.json"; "" if none.
+std::string hints_used(const SamplingHints& hints, const SamplingFlagsGiven& given);
+// "temperature 0.2, top-k 40, top-p 0.9, min-p 0.05" (greedy: "greedy").
+std::string describe(const SamplingParams& p);
 
 class Sampler {
  public:

@@ -2,6 +2,7 @@
 // (message naming the culprit, exit status 1 for runtime failures, 2 for bad usage).
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -9,6 +10,7 @@
 #include "device.h"
 #include "kernels/cpu/simd.h"
 #include "model_fixture.h"
+#include "safetensors_writer.h"
 
 namespace kvlm {
 namespace {
@@ -77,6 +79,35 @@ TEST(Cli, InfoDescribesAHuggingFaceDirectory) {
   for (const char* s : {"model.safetensors.index.json -> safetensors loader (3 shards",
                         "sentencepiece", "tokenizer.model", "zephyr", "dynamic"})
     EXPECT_NE(r.out.find(s), std::string::npos) << s << " in\n" << r.out;
+}
+
+// A model's generation_config.json sets the sampling that run, chat and info use for the
+// flags not given; do_sample false is greedy, exactly as --temp 0.
+TEST(Cli, SamplingDefaultsComeFromTheModel) {
+  test::TempDir dir("sampling-hints");
+  std::filesystem::copy(test::data_path("hf/sharded-dynamic"), dir.path(),
+                        std::filesystem::copy_options::recursive);
+  const std::string gen = dir.file("generation_config.json");
+  test::write_text(gen, R"({"bos_token_id": 1, "eos_token_id": 2, "temperature": 0.25, "top_p": 0.8})");
+  Result info = kvlm("info -m " + dir.path());
+  ASSERT_EQ(info.status, 0) << info.err;
+  EXPECT_NE(info.out.find("sampling    temperature 0.25, top-k 40, top-p 0.8, min-p 0.05 (temperature, "
+                          "top-p from generation_config.json; flags override)"), std::string::npos) << info.out;
+  Result hinted = kvlm("run -m " + dir.path() + " -n 3 -p hello");
+  ASSERT_EQ(hinted.status, 0) << hinted.err;
+  EXPECT_NE(hinted.err.find("kvlm: sampling temperature 0.25, top-k 40, top-p 0.8, min-p 0.05 "
+                            "(temperature, top-p from generation_config.json)"), std::string::npos) << hinted.err;
+  Result flagged = kvlm("run -m " + dir.path() + " -n 3 -p hello --temp 0.7 --top-p 0.5");
+  ASSERT_EQ(flagged.status, 0) << flagged.err;
+  EXPECT_EQ(flagged.err.find("kvlm: sampling"), std::string::npos) << "every hinted flag was given";
+
+  test::write_text(gen, R"({"bos_token_id": 1, "eos_token_id": 2, "temperature": 0.9, "do_sample": false})");
+  Result model_greedy = kvlm("run -m " + dir.path() + " -n 8 -p hello --seed 3");
+  Result flag_greedy = kvlm("run -m " + dir.path() + " -n 8 -p hello --seed 3 --temp 0");
+  ASSERT_EQ(model_greedy.status, 0) << model_greedy.err;
+  EXPECT_NE(model_greedy.err.find("kvlm: sampling greedy (temperature from generation_config.json)"),
+            std::string::npos) << model_greedy.err;
+  EXPECT_EQ(model_greedy.out, flag_greedy.out);
 }
 
 TEST(Cli, MethodsListsEveryMethodWithParamsAndPaper) {

@@ -297,6 +297,27 @@ TEST(HfConfig, GenerationConfigIdsWin) {
   EXPECT_TRUE(mentions(d.open_error(), {"generation_config.json", "not valid JSON"}));
 }
 
+// generation_config.json's sampling is the model's recommendation; do_sample false
+// (transformers' greedy decoding) makes it greedy.
+TEST(HfConfig, GenerationConfigSamplingHints) {
+  DirCopy d("untied-linear");
+  d.write("generation_config.json", {{"eos_token_id", 3}});
+  EXPECT_EQ(config_from_hf_directory(d.dir.path()).sampling.source, "");
+  d.write("generation_config.json", {{"temperature", 0.2}, {"top_p", 0.9}, {"top_k", 50}, {"do_sample", true}});
+  SamplingHints h = config_from_hf_directory(d.dir.path()).sampling;
+  EXPECT_EQ(h.temperature, 0.2f);
+  EXPECT_EQ(h.top_p, 0.9f);
+  EXPECT_EQ(h.top_k, 50);
+  EXPECT_FALSE(h.min_p.has_value());
+  EXPECT_EQ(h.source, "generation_config.json");
+  d.write("generation_config.json", {{"temperature", 0.6}, {"do_sample", false}});
+  EXPECT_EQ(config_from_hf_directory(d.dir.path()).sampling.temperature, 0.0f);
+  d.write("generation_config.json", {{"top_p", 1.5}});
+  EXPECT_TRUE(mentions(d.open_error(), {"generation_config.json", "'top_p' = 1.5 is outside [0, 1]"}));
+  d.write("generation_config.json", {{"temperature", "warm"}});
+  EXPECT_TRUE(mentions(d.open_error(), {"generation_config.json", "'temperature'", "expected a number"}));
+}
+
 TEST(HfConfig, ChatTemplateSources) {
   DirCopy d("untied-linear");
   SourcedText t = chat_template_from_hf_directory(d.dir.path());

@@ -97,4 +97,27 @@ TEST(Sample, RepetitionPenaltyDemotesRecentTokens) {
 }
 
 }  // namespace
+// A checkpoint's hints replace kvlm's defaults only for the flags the user did not give.
+TEST(Sample, ModelHintsFillOnlyTheFlagsNotGiven) {
+  SamplingHints hints;
+  hints.temperature = 0.2f;
+  hints.top_p = 0.9f;
+  hints.source = "generation_config.json";
+  SamplingParams user;
+  user.temperature = 1.1f;
+  SamplingFlagsGiven given;
+  given.temperature = true;
+  const SamplingParams p = with_model_hints(user, hints, given);
+  EXPECT_EQ(p.temperature, 1.1f) << "the flag wins";
+  EXPECT_EQ(p.top_p, 0.9f) << "the hint replaces the default";
+  EXPECT_EQ(p.top_k, SamplingParams{}.top_k) << "no hint: kvlm's default";
+  EXPECT_EQ(hints_used(hints, given), "top-p from generation_config.json");
+  EXPECT_EQ(hints_used(hints, {}), "temperature, top-p from generation_config.json");
+  EXPECT_EQ(hints_used({}, {}), "");
+  EXPECT_EQ(describe(with_model_hints({}, hints, {})), "temperature 0.2, top-k 40, top-p 0.9, min-p 0.05");
+  SamplingParams greedy;
+  greedy.temperature = 0;
+  EXPECT_EQ(describe(greedy), "greedy");
+}
+
 }  // namespace kvlm

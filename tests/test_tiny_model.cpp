@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <optional>
 #include <random>
 
 #include "backend_fixture.h"
@@ -26,6 +27,8 @@ struct Tiny {
   bool tied = false;
   int claimed_ffn = 0, claimed_layers = 0;  // metadata that lies about the tensors, when set
   std::vector<float> freq_factors;  // rope_freqs.weight when non-empty
+  std::optional<float> sampling_temp;  // general.sampling.temp when set
+  std::optional<int32_t> sampling_top_k;
 };
 
 // Weights in Hugging Face layout, already rounded through their GGUF type.
@@ -73,6 +76,8 @@ Weights write_tiny(const Tiny& m, const std::string& path, uint32_t seed = 1) {
   w.set("llama.feed_forward_length", uint32_t(m.claimed_ffn ? m.claimed_ffn : m.ffn));
   w.set("llama.context_length", uint32_t(128));
   w.set("llama.attention.layer_norm_rms_epsilon", m.eps);
+  if (m.sampling_temp) w.set("general.sampling.temp", *m.sampling_temp);
+  if (m.sampling_top_k) w.set("general.sampling.top_k", *m.sampling_top_k);
   w.set("llama.rope.freq_base", m.theta);
   if (m.linear_factor != 1) {
     w.set("llama.rope.scaling.type", "linear");
@@ -262,6 +267,26 @@ TEST(TinyModel, MetadataThatContradictsTheTensorsIsAClearError) {
   write_tiny(m, file.path());
   EXPECT_EQ(load_error(file.path()),
             file.path() + ": tensor 'blk.0.ffn_gate.weight' has shape [96, 64], expected [192, 64]");
+}
+
+// llama.cpp's general.sampling.* keys are the file's recommended sampling (run and chat use
+// them for the flags not given).
+TEST(TinyModel, SamplingHintsFromGgufMetadata) {
+  test::TempFile file("sampling.gguf");
+  Tiny m;
+  write_tiny(m, file.path());
+  EXPECT_EQ(ModelFile(file.path()).config().sampling.source, "") << "none declared";
+  m.sampling_temp = 0.3f;
+  m.sampling_top_k = 20;
+  write_tiny(m, file.path());
+  const SamplingHints h = ModelFile(file.path()).config().sampling;
+  EXPECT_EQ(h.temperature, 0.3f);
+  EXPECT_EQ(h.top_k, 20);
+  EXPECT_FALSE(h.top_p.has_value());
+  EXPECT_EQ(h.source, "GGUF general.sampling.*");
+  m.sampling_temp = 150.0f;
+  write_tiny(m, file.path());
+  EXPECT_EQ(load_error(file.path()), file.path() + ": general.sampling.temp = 150 is outside [0, 100]");
 }
 
 TEST(TinyModel, AbsurdDimensionsAreRefusedBeforeAllocating) {

@@ -1,6 +1,7 @@
 // ModelConfig: everything the forward pass needs to know about a Llama-family model.
 #pragma once
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -8,6 +9,16 @@ namespace kvlm {
 
 // How positions are turned into rotation frequencies.
 enum class RopeScaling { None, Linear, Dynamic, Llama3 };
+
+// Sampling a checkpoint recommends: a Hugging Face generation_config.json's temperature,
+// top_p and top_k (with do_sample false: greedy), or a GGUF file's general.sampling.temp,
+// .top_k, .top_p and .min_p. They replace kvlm's defaults for the flags a user does not
+// give (sample.h: with_model_hints).
+struct SamplingHints {
+  std::optional<float> temperature, top_p, min_p;
+  std::optional<int> top_k;
+  std::string source;  // where they were read; empty when the checkpoint has none
+};
 
 struct ModelConfig {
   std::string name;            // human-readable, from metadata
@@ -36,6 +47,7 @@ struct ModelConfig {
   // tokenizer reads its own). Empty for GGUF, whose tokenizer metadata carries them.
   int32_t bos_id = -1;
   std::vector<int32_t> eos_ids;
+  SamplingHints sampling;
 
   int q_dim() const { return n_heads * head_dim; }
   int kv_dim() const { return n_kv_heads * head_dim; }

@@ -9,6 +9,7 @@
 #include <stdexcept>
 
 #include "model/json_file.h"
+#include "util/text_format.h"
 
 namespace kvlm {
 
@@ -223,6 +224,27 @@ ModelConfig config_from_hf_json(const json& config, const std::string& source) {
   return c;
 }
 
+// transformers samples only when do_sample is true and is greedy otherwise, whatever the
+// temperature says; a chat runtime is expected to sample with the temperature a model
+// declares, so an absent do_sample counts as true, and only do_sample: false means greedy.
+SamplingHints sampling_hints(const Fields& g) {
+  SamplingHints h;
+  auto in_range = [&](const char* key, double lo, double hi) {
+    const double v = g.number(key);
+    if (v < lo || v > hi)
+      g.fail(std::string("'") + key + "' = " + format_number(v) + " is outside [" +
+             format_number(lo) + ", " + format_number(hi) + "]");
+    return float(v);
+  };
+  if (g.has("temperature")) h.temperature = in_range("temperature", 0, 100);
+  if (g.has("top_p")) h.top_p = in_range("top_p", 0, 1);
+  if (g.has("min_p")) h.min_p = in_range("min_p", 0, 1);
+  if (g.has("top_k")) h.top_k = int(in_range("top_k", 0, 1 << 24));
+  if (!g.boolean("do_sample", true)) h.temperature = 0.0f;
+  if (h.temperature || h.top_p || h.min_p || h.top_k) h.source = "generation_config.json";
+  return h;
+}
+
 ModelConfig config_from_hf_directory(const std::string& dir) {
   const std::string config_path = dir + "/config.json";
   ModelConfig c = config_from_hf_json(read_json_file(config_path), config_path);
@@ -237,6 +259,7 @@ ModelConfig config_from_hf_directory(const std::string& dir) {
     if (g.has("eos_token_id")) c.eos_ids = g.token_ids("eos_token_id");
     check_token_ids(g, "bos_token_id", {c.bos_id}, c.vocab_size);
     check_token_ids(g, "eos_token_id", c.eos_ids, c.vocab_size);
+    c.sampling = sampling_hints(g);
   }
   return c;
 }

@@ -8,6 +8,7 @@
 #include "model/gguf_tokenizer.h"
 #include "model/hf_config.h"
 #include "model/random_model.h"
+#include "util/text_format.h"
 
 namespace kvlm {
 
@@ -86,6 +87,23 @@ ModelConfig config_from_gguf(const gguf::File& f) {
     c.rope_freq_factors.resize(freqs->n_elements);
     dequantize(freqs->type, freqs->data, c.rope_freq_factors.data(), freqs->n_elements);
   }
+
+  // Sampling the file recommends (llama.cpp's general.sampling.* keys), if any.
+  auto hint = [&](const char* k, double lo, double hi) -> std::optional<float> {
+    const std::string name = std::string("general.sampling.") + k;
+    if (!f.has(name)) return std::nullopt;
+    const double v = f.get_float(name);
+    if (!(v >= lo && v <= hi))
+      throw std::runtime_error(f.path() + ": " + name + " = " + format_number(v) +
+                               " is outside [" + format_number(lo) + ", " + format_number(hi) + "]");
+    return float(v);
+  };
+  SamplingHints& h = c.sampling;
+  h.temperature = hint("temp", 0, 100);
+  h.top_p = hint("top_p", 0, 1);
+  h.min_p = hint("min_p", 0, 1);
+  if (const std::optional<float> k = hint("top_k", 0, 1 << 24)) h.top_k = int(*k);
+  if (h.temperature || h.top_p || h.min_p || h.top_k) h.source = "GGUF general.sampling.*";
 
   const gguf::TensorInfo* embd = f.find_tensor("token_embd.weight");
   if (!embd) throw std::runtime_error(f.path() + ": tensor 'token_embd.weight' is missing");
