@@ -121,7 +121,19 @@ inline float horizontal_sum(const Vec& v) {
 
 inline void store(float* p, const Vec& v) { std::memcpy(p, &v, sizeof(v)); }
 
-inline Vec broadcast(float x) { return Vec{} + x; }
+// x in every lane. Lane 0 shuffled to all: in GCC's function clones this is one
+// vbroadcastss, where a braced {x, x, ...} became 8 scalar inserts and Vec{} + x kept an
+// addition (-0 + 0 is +0).
+inline Vec broadcast(float x) {
+  Vec v{};
+  v[0] = x;
+#if defined(__clang__)
+  return __builtin_shufflevector(v, v, 0, 0, 0, 0, 0, 0, 0, 0);
+#else
+  using Lanes = int __attribute__((vector_size(kLanes * sizeof(int))));
+  return __builtin_shuffle(v, Lanes{});
+#endif
+}
 
 // e^x for every lane, to ~2 ulp: x = n ln2 + r with |r| <= ln2/2, e^r by a degree-6
 // polynomial (Cephes' expf coefficients), 2^n built in the exponent bits. Lanes below
