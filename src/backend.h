@@ -124,6 +124,12 @@ inline void check_score_rows(const char* op, const std::vector<KVHeadView>& kv, 
                              std::to_string(h.len) + " slots");
 }
 
+// newest_key_norms' own argument: every head holds the token whose key it measures.
+inline void check_newest_rows(const char* op, const std::vector<KVHeadView>& kv) {
+  for (size_t h = 0; h < kv.size(); h++)
+    if (kv[h].len == 0) reject_kv_call(op, "KV head " + std::to_string(h) + " is empty");
+}
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -199,6 +205,10 @@ class Backend {
                                 int n_rows, int n_heads, int head_dim, bool average) = 0;
   // out[j] = ||head.keys[j]||_2 for j < head.len.
   virtual void key_norms(float* out, const KVHeadView& head, int head_dim) = 0;
+  // out[h] = the norm of kv[h]'s last key, for every KV head of a layer in one op: the key
+  // a decode step just appended (KNorm ranks it against the rest). Throws
+  // std::invalid_argument as attention() does (with n_heads = kv.size()) and for an empty head.
+  virtual void newest_key_norms(float* out, const std::vector<KVHeadView>& kv, int head_dim) = 0;
 
   // ---- cache movement (rows of any dtype, counted in bytes) -----------------------------
   // Writes the T new rows of every KV head of one layer, rounded from float32 to `dtype`:

@@ -92,6 +92,9 @@ class CountingBackend final : public Backend, public MergeBackend {
   void key_norms(float* out, const KVHeadView& head, int head_dim) override {
     hit("key_norms"), inner_.key_norms(out, head, head_dim);
   }
+  void newest_key_norms(float* out, const std::vector<KVHeadView>& kv, int head_dim) override {
+    hit("newest_key_norms"), inner_.newest_key_norms(out, kv, head_dim);
+  }
   void append_kv(const std::vector<KVAppendTarget>& dst, DType dtype, const float* keys,
                  const float* values, int row_stride, int head_dim, int T) override {
     hit("append_kv"), inner_.append_kv(dst, dtype, keys, values, row_stride, head_dim, T);

@@ -305,9 +305,10 @@ TEST(KNorm, SpecToysKeepTheSmallestNorms) {
   }
   KVCache cache(b, 1, 1, kDim, 64);
   auto s = make_strategy("knorm:budget=3,skip_layers=0");
-  EXPECT_EQ(s->name(), "knorm:budget=3,skip_layers=0,protect=0,slack=0");
+  EXPECT_EQ(s->name(), "knorm:budget=3,skip_layers=0,protect=0,slack=0,decode=1");
   const Needs n = s->needs();
   EXPECT_TRUE(n.key_norms);
+  EXPECT_TRUE(n.decode_key_norms);
   EXPECT_FALSE(n.window || n.all_queries || n.decode_attention);
   prefill(*s, cache, 5, [](Observation& o) { o.key_norms = {{0.3f, 2.2f, 0.9f, 0.1f, 1.4f}}; });
   EXPECT_EQ(cache.positions(0, 0), (std::vector<int32_t>{0, 2, 3}));
@@ -318,29 +319,49 @@ TEST(KNorm, SkipsTheFirstLayersAndProtectsRecent) {
   CpuBackend b(1);
   KVCache cache(b, 3, 1, kDim, 64);
   auto s = make_strategy("knorm:budget=3,protect=1");  // skip_layers=2 by default
-  EXPECT_EQ(s->name(), "knorm:budget=3,skip_layers=2,protect=1,slack=0");
+  EXPECT_EQ(s->name(), "knorm:budget=3,skip_layers=2,protect=1,slack=0,decode=1");
   prefill(*s, cache, 5, [](Observation& o) { o.key_norms = {{0.3f, 2.2f, 0.9f, 0.1f, 1.4f}}; });
   EXPECT_EQ(cache.length(0, 0), 5);
   EXPECT_EQ(cache.length(1, 0), 5);
   EXPECT_EQ(cache.positions(2, 0), (std::vector<int32_t>{0, 3, 4})) << "token 4 is protected";
 }
 
-TEST(KNorm, DecodedTokensWithoutNormsDisplacePromptTokensByNorm) {
+// A decode step observes the new key's norm; over budget, every slot is ranked by norm
+// and the largest goes, the new token included.
+DecodeObservation new_key_norm(float norm) {
+  DecodeObservation o;
+  o.key_norms = {{norm}};
+  return o;
+}
+
+TEST(KNorm, DecodeRanksTheNewKeyByItsNorm) {
   CpuBackend b(1);
   KVCache cache(b, 1, 1, kDim, 64);
   auto s = make_strategy("knorm:budget=3,skip_layers=0");
   prefill(*s, cache, 5, [](Observation& o) { o.key_norms = {{0.3f, 2.2f, 0.9f, 0.1f, 1.4f}}; });
-  decode(*s, cache);  // evicts the largest known norm: token 2 (0.9)
+  ASSERT_EQ(cache.positions(0, 0), (std::vector<int32_t>{0, 2, 3}));  // 0.3, 0.9, 0.1
+  decode(*s, cache, [](const KVCache&) { return new_key_norm(0.5f); });  // 0.9 goes
   EXPECT_EQ(cache.positions(0, 0), (std::vector<int32_t>{0, 3, 5}));
-  decode(*s, cache);  // then token 0 (0.3)
-  EXPECT_EQ(cache.positions(0, 0), (std::vector<int32_t>{3, 5, 6}));
-  decode(*s, cache);  // then the last known one, token 3
-  EXPECT_EQ(cache.positions(0, 0), (std::vector<int32_t>{5, 6, 7}));
-  decode(*s, cache);  // no known norm left: the oldest decoded token goes
-  EXPECT_EQ(cache.positions(0, 0), (std::vector<int32_t>{6, 7, 8}));
-  // A chat turn observes every slot's norm again.
-  prefill(*s, cache, 2, [](Observation& o) { o.key_norms = {{0.5f, 0.2f, 0.9f, 0.1f, 0.4f}}; });
-  EXPECT_EQ(cache.positions(0, 0), (std::vector<int32_t>{7, 9, 10}));
+  decode(*s, cache, [](const KVCache&) { return new_key_norm(5.0f); });  // the new key goes
+  EXPECT_EQ(cache.positions(0, 0), (std::vector<int32_t>{0, 3, 5}));
+  decode(*s, cache, [](const KVCache&) { return new_key_norm(0.05f); });  // 0.5 goes
+  EXPECT_EQ(cache.positions(0, 0), (std::vector<int32_t>{0, 3, 7}));
+  EXPECT_THROW(decode(*s, cache), std::logic_error) << "a step without the norms";
+}
+
+// decode=0 (the official passkey and needle scripts): nothing is evicted while decoding;
+// the next prefill (a chat turn) ranks every slot again.
+TEST(KNorm, DecodeZeroEvictsAtPrefillOnly) {
+  CpuBackend b(1);
+  KVCache cache(b, 1, 1, kDim, 64);
+  auto s = make_strategy("knorm:budget=3,skip_layers=0,decode=0");
+  EXPECT_FALSE(s->needs().decode_key_norms);
+  prefill(*s, cache, 5, [](Observation& o) { o.key_norms = {{0.3f, 2.2f, 0.9f, 0.1f, 1.4f}}; });
+  decode(*s, cache);
+  decode(*s, cache);
+  EXPECT_EQ(cache.positions(0, 0), (std::vector<int32_t>{0, 2, 3, 5, 6}));
+  prefill(*s, cache, 2, [](Observation& o) { o.key_norms = {{0.5f, 0.2f, 0.9f, 0.1f, 0.4f, 0.7f, 0.6f}}; });
+  EXPECT_EQ(cache.positions(0, 0), (std::vector<int32_t>{2, 5, 6}));  // 0.2, 0.1, 0.4
 }
 
 // The paper ranks rotated keys; RoPE turns coordinate pairs, so norms (and the choice) are
@@ -507,7 +528,7 @@ TEST(DecodeMethods, NamesRecreateTheStrategy) {
   }
   EXPECT_EQ(make_strategy("streaming")->name(), "streaming:budget=128,sinks=4,slack=0");
   EXPECT_EQ(make_strategy("h2o")->name(), "h2o:budget=128,heavy=0.5,obs=full,slack=0");
-  EXPECT_EQ(make_strategy("knorm")->name(), "knorm:budget=128,skip_layers=2,protect=0,slack=0");
+  EXPECT_EQ(make_strategy("knorm")->name(), "knorm:budget=128,skip_layers=2,protect=0,slack=0,decode=1");
   EXPECT_EQ(make_strategy("simlayerkv")->name(),
             "simlayerkv:delta=0.9,sinks=4,recent=1024,probe=32,detect=prefill,slack=0");
   for (const MethodInfo& m : known_methods())
@@ -522,7 +543,7 @@ TEST(DecodeMethods, RejectBadParameters) {
   for (const char* spec :
        {"streaming:budget=4,sinks=4", "streaming:window=3", "streaming:budget=5,ratio=0.5",
         "h2o:heavy=1.5", "h2o:obs=all", "h2o:window=8", "h2o:budget=0", "knorm:budget=3,protect=4",
-        "knorm:skip_layers=-1", "simlayerkv:delta=2", "simlayerkv:recent=0", "simlayerkv:recent=1.5",
+        "knorm:skip_layers=-1", "knorm:decode=2", "simlayerkv:delta=2", "simlayerkv:recent=0", "simlayerkv:recent=1.5",
         "simlayerkv:detect=decode,probe=4", "simlayerkv:detect=never", "simlayerkv:budget=3"})
     EXPECT_THROW(make_strategy(spec), std::invalid_argument) << spec;
 }
@@ -594,7 +615,10 @@ TEST(DecodeMethods, PrefillInvariantsOnRandomObservations) {
 // ---------------------------------------------------------------------------------------
 // Long decode runs: bounded rows and bounded memory
 
-void run_decode_maintenance(const std::string& spec, int budget, int slack, bool attention) {
+// Every step hands over random key norms (and random attention when `attention`); the
+// newest token must stay unless the method may evict it (knorm without protect ranks it too).
+void run_decode_maintenance(const std::string& spec, int budget, int slack, bool attention,
+                            bool newest_stays = true) {
   SCOPED_TRACE(spec);
   CpuBackend b(1);
   constexpr int kLayers = 2, kKV = 2, kGroup = 2, kPrompt = 40, kSteps = 5000;
@@ -610,14 +634,19 @@ void run_decode_maintenance(const std::string& spec, int budget, int slack, bool
   size_t steady_allocated = 0, max_allocated = 0;
   for (int step = 0; step < kSteps; step++) {
     decode(*s, cache, [&](const KVCache& c) {
-      return attention ? random_decode_attention(c, kGroup, rng) : DecodeObservation{};
+      DecodeObservation o = attention ? random_decode_attention(c, kGroup, rng) : DecodeObservation{};
+      std::uniform_real_distribution<float> norm(0.1f, 3.0f);
+      o.key_norms.assign(kLayers, std::vector<float>(kKV));
+      for (std::vector<float>& layer : o.key_norms)
+        for (float& n : layer) n = norm(rng);
+      return o;
     });
     const KVStats st = cache.stats();
     for (int l = 0; l < kLayers; l++)
       for (int h = 0; h < kKV; h++) {
         ASSERT_LE(st.lengths[l][h], budget + slack) << "step " << step;
         ASSERT_GE(st.lengths[l][h], std::min(budget, kPrompt + step + 1));
-        ASSERT_EQ(cache.positions(l, h).back(), kPrompt + step) << "the newest token stays";
+        if (newest_stays) ASSERT_EQ(cache.positions(l, h).back(), kPrompt + step) << "the newest token stays";
       }
     ASSERT_LE(st.bytes_held, 2 * size_t(budget + slack) * row_bytes * kLayers * kKV);
     if (step == 200) steady_allocated = max_allocated;
@@ -639,7 +668,7 @@ TEST(DecodeMethods, H2ODecodeStaysWithinBudget) {
 }
 
 TEST(DecodeMethods, KNormDecodeStaysWithinBudget) {
-  run_decode_maintenance("knorm:budget=16,skip_layers=0", 16, 0, false);
+  run_decode_maintenance("knorm:budget=16,skip_layers=0", 16, 0, false, false);
   run_decode_maintenance("knorm:budget=16,skip_layers=0,protect=2,slack=9", 16, 9, false);
 }
 

@@ -10,7 +10,7 @@
 //              gate/up), swiglu, matmul (down), add_rmsnorm (residual + next layer's
 //              attention norm, or the final norm): 10 ops;
 //              + attention_scores when the method observes this step (H2O; SimLayerKV's
-//              decode detection): kOpsPerLayer = 11 at most;
+//              decode detection), or newest_key_norms (KNorm): kOpsPerLayer = 11 at most;
 //              + the cache's row movement when a method rewrites a head, not bounded here:
 //              compact_rows for evictions (2 per KV head evicted from), restore_rows for
 //              merged layers. A steady step copies no rows (copy_rows only when storage
@@ -119,6 +119,7 @@ TEST(DecodePlan, EachMethodStaysWithinThePerLayerBounds) {
       SCOPED_TRACE("decode step " + std::to_string(i + 1));
       const StepCounts& s = steps[i];
       const bool observed = m.observes_at_decode && (i == 0 || m.spec.starts_with("h2o"));
+      const bool norms = m.spec.starts_with("knorm");  // the new keys' norms, every step
       EXPECT_LE(s.compute - s.movement(), kOpsPerStep + L * kOpsPerLayer);
       EXPECT_EQ(s.count("matmul"), 4 * L + 1) << "fused Q/K/V and gate/up";
       EXPECT_EQ(s.count("rope_qk"), L) << "queries and keys in one op";
@@ -126,14 +127,16 @@ TEST(DecodePlan, EachMethodStaysWithinThePerLayerBounds) {
       EXPECT_EQ(s.count("add_rmsnorm"), 2 * L) << "after attention and after the FFN";
       EXPECT_EQ(s.count("attention_scores"), observed ? L : 0);
       EXPECT_EQ(s.count("key_norms"), 0);
+      EXPECT_EQ(s.count("newest_key_norms"), norms ? L : 0) << "one op per layer, every KV head";
       EXPECT_EQ(s.count("append_kv"), L) << "one append per layer, not per head";
       // No storage grows in these steps; merged layers (MiniCache) copy their own rows next
       // to the restored shared ones each step, which is their view's cost, not the append's.
       if (!m.spec.starts_with("minicache")) {
         EXPECT_EQ(s.count("copy_rows"), 0);
       }
-      // Observations come down once per layer, the logits once per step.
-      EXPECT_EQ(s.count("download"), 1 + (observed ? L : 0));
+      // Attention observations come down once per layer, the new keys' norms once per step
+      // (all layers together), the logits once per step.
+      EXPECT_EQ(s.count("download"), 1 + (observed ? L : 0) + (norms ? 1 : 0));
       // Positions go by value and nothing else is copied up.
       EXPECT_EQ(s.count("upload"), 0);
       if (i > 0) {  // the first step may still grow a per-step buffer to its decode size

@@ -611,6 +611,31 @@ struct KVRows {
   KVHeadView view() const { return {keys.ptr, values.ptr, len, dtype}; }
 };
 
+// newest_key_norms: the last key of every head (ragged lengths, every KV dtype) in one op,
+// equal to key_norms' value for that row.
+TEST_P(Kernels, NewestKeyNormsAreTheLastRowsNorms) {
+  Backend& b = *backend;
+  const int d = 80;
+  const std::vector<int> lens = {1, 7, 33};
+  for (DType t : kKVTypes) {
+    std::vector<std::unique_ptr<KVRows>> heads;
+    std::vector<KVHeadView> view;
+    for (size_t h = 0; h < lens.size(); h++) {
+      const auto k = random_vector(size_t(lens[h]) * d, 90 + int(h));
+      heads.push_back(std::make_unique<KVRows>(b, k, k, d, t));
+      view.push_back(heads.back()->view());
+    }
+    Buf newest(b, std::vector<float>(lens.size(), -7.0f));
+    b.newest_key_norms(newest.ptr, view, d);
+    const std::vector<float> got = newest.host();
+    for (size_t h = 0; h < lens.size(); h++) {
+      Buf all(b, size_t(lens[h]));
+      b.key_norms(all.ptr, view[h], d);
+      EXPECT_EQ(got[h], all.host().back()) << dtype_name(t) << " head " << h;
+    }
+  }
+}
+
 // append_kv writes every head's rows, from a strided source, rounded to nearest even (the
 // bytes equal ggml's conversion: an independent implementation).
 TEST_P(Kernels, AppendKvRoundsEveryHeadInOneCall) {
@@ -772,6 +797,8 @@ TEST_P(Kernels, ViewOpsRejectInvalidShapes) {
       EXPECT_NE(std::string(e.what()).find(words), std::string::npos) << e.what();
     }
   };
+  expect_invalid([&] { b.newest_key_norms(out.ptr, {head, KVHeadView{k.ptr, k.ptr, 0}}, d); },
+                 "newest_key_norms: KV head 1 is empty");
   expect_invalid([&] { b.attention(out.ptr, q.ptr, {head, head}, 1, 3, d); },
                  "attention: 3 query heads are not a multiple of 2 KV heads");
   expect_invalid([&] { b.attention(out.ptr, q.ptr, {}, 1, 2, d); }, "attention: no KV heads");

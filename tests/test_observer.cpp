@@ -216,6 +216,29 @@ TEST(Observer, DecodeAttentionCoversEveryLayerHeadAndSlot) {
   }
 }
 
+// The norms a decode step hands over are those of the keys it appended: the last slot of
+// every layer and KV head, as key_norms measures the cached rows.
+TEST(Observer, DecodeKeyNormsAreTheNewKeysNorms) {
+  Harness h(Needs{.decode_key_norms = true});
+  h.forward(kPrompt);
+  h.forward({600});
+  h.forward({700});
+  const DecodeObservation& d = h.strategy.events.back().decode;
+  ASSERT_EQ(h.strategy.events.back().kind, Event::Decode);
+  ASSERT_EQ(d.key_norms.size(), size_t(h.config.n_layers));
+  for (int l = 0; l < h.config.n_layers; l++) {
+    ASSERT_EQ(d.key_norms[l].size(), size_t(h.config.n_kv_heads));
+    const std::vector<KVHeadView> view = h.cache->view(l);
+    for (int kv = 0; kv < h.config.n_kv_heads; kv++) {
+      std::vector<float> norms(view[kv].len);
+      random_model().backend.key_norms(norms.data(), view[kv], h.config.head_dim);
+      EXPECT_EQ(d.key_norms[l][kv], norms.back()) << "layer " << l << " head " << kv;
+      EXPECT_GT(d.key_norms[l][kv], 0.0f);
+    }
+  }
+  EXPECT_TRUE(d.attention.empty()) << "not asked for";
+}
+
 TEST(Observer, ClearedCacheStartsANewSequence) {
   Harness h;
   h.forward(kPrompt);

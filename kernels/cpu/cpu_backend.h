@@ -48,6 +48,7 @@ class CpuBackend final : public Backend, public MergeBackend {
                         int T, int first_row, int n_rows, int n_heads, int head_dim,
                         bool average) override;
   void key_norms(float* out, const KVHeadView& head, int head_dim) override;
+  void newest_key_norms(float* out, const std::vector<KVHeadView>& kv, int head_dim) override;
   void pair_angles(float* out, DType dtype, const void* a, const int32_t* a_rows, const void* b,
                    const int32_t* b_rows, int n, int head_dim) override;
   void merge_pair(void* dir, float* mag_a, float* mag_b, DType dtype, const void* a,

@@ -25,4 +25,15 @@ void CpuBackend::key_norms(float* out, const KVHeadView& head, int head_dim) {
   });
 }
 
+void CpuBackend::newest_key_norms(float* out, const std::vector<KVHeadView>& kv, int head_dim) {
+  check_kv_view("newest_key_norms", kv, int(kv.size()), head_dim);
+  check_newest_rows("newest_key_norms", kv);
+  for (size_t h = 0; h < kv.size(); h++) {
+    const KVHeadView last{static_cast<const uint8_t*>(kv[h].keys) +
+                              size_t(kv[h].len - 1) * head_dim * dtype_bytes(kv[h].dtype),
+                          nullptr, 1, kv[h].dtype};
+    key_norms(out + h, last, head_dim);
+  }
+}
+
 }  // namespace kvlm

@@ -103,6 +103,17 @@ __global__ void key_norms_kernel(float* out, const K* keys, int len, int head_di
   if ((threadIdx.x & 31) == 0) out[j] = sqrtf(s);
 }
 
+// One warp per KV head: the norm of the head's last key.
+template <class K>
+__global__ void newest_key_norms_kernel(float* out, const KVHeadView* kv, int head_dim) {
+  const KVHeadView& head = kv[blockIdx.x];
+  const K* k = static_cast<const K*>(head.keys) + size_t(head.len - 1) * head_dim;
+  float s = 0.0f;
+  for (int d = threadIdx.x; d < head_dim; d += 32) s += to_float(k[d]) * to_float(k[d]);
+  s = warp_sum(s);
+  if (threadIdx.x == 0) out[blockIdx.x] = sqrtf(s);
+}
+
 }  // namespace
 
 void CudaBackend::attention_scores(float* out, int stride, const float* q,
@@ -144,6 +155,17 @@ void CudaBackend::key_norms(float* out, const KVHeadView& head, int head_dim) {
         out, static_cast<const K*>(head.keys), head.len, head_dim);
   });
   launched("key_norms");
+}
+
+void CudaBackend::newest_key_norms(float* out, const std::vector<KVHeadView>& kv, int head_dim) {
+  check_kv_view("newest_key_norms", kv, int(kv.size()), head_dim);
+  check_newest_rows("newest_key_norms", kv);
+  const KVHeadView* device_kv = stage(kv.data(), kv.size());
+  with_storage_type(kv[0].dtype, [&](auto tag) {
+    using K = typename decltype(tag)::type;
+    newest_key_norms_kernel<K><<<int(kv.size()), 32, 0, stream_>>>(out, device_kv, head_dim);
+  });
+  launched("newest_key_norms");
 }
 
 }  // namespace kvlm

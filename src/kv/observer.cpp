@@ -26,18 +26,19 @@ KVObserver::KVObserver(Backend& backend, KVStrategy& strategy, int n_heads, int 
     : backend_(backend), strategy_(strategy), n_heads_(n_heads), head_dim_(head_dim) {}
 
 KVObserver::~KVObserver() {
-  if (scratch_) backend_.release(scratch_);
+  for (DeviceBuffer* b : {&scores_, &newest_norms_})
+    if (b->data) backend_.release(b->data);
 }
 
-float* KVObserver::device_scratch(size_t n_floats) {
-  if (n_floats > scratch_floats_) {
-    if (scratch_) backend_.release(scratch_);
-    scratch_ = nullptr;  // not left dangling should the alloc below throw
-    scratch_floats_ = std::max(n_floats, 2 * scratch_floats_);
-    scratch_ = backend_.alloc(scratch_floats_);
+float* KVObserver::grow(DeviceBuffer& buffer, size_t n_floats) {
+  if (n_floats > buffer.floats) {
+    if (buffer.data) backend_.release(buffer.data);
+    buffer.data = nullptr;  // not left dangling should the alloc below throw
+    buffer.floats = std::max(n_floats, 2 * buffer.floats);
+    buffer.data = backend_.alloc(buffer.floats);
   }
-  host_.resize(n_floats);
-  return scratch_;
+  host_.resize(std::max(host_.size(), n_floats));
+  return buffer.data;
 }
 
 void KVObserver::begin_call(KVCache& cache, int n_new) {
@@ -45,15 +46,19 @@ void KVObserver::begin_call(KVCache& cache, int n_new) {
   decode_ = {};
   if (cache.tokens_seen() == 0) strategy_.begin_sequence(cache, n_new);
   needs_ = strategy_.needs();  // read per call: a strategy may stop asking
+  if (n_new == 1 && needs_.decode_key_norms)
+    grow(newest_norms_, size_t(cache.n_layers()) * cache.n_kv_heads());
 }
 
 void KVObserver::after_attention(KVCache& cache, int layer, const float* q,
                                  const std::vector<KVHeadView>& view) {
   if (layer_done_) layer_done_(layer);
   if (n_new_ == 1) {
-    if (!needs_.decode_attention) return;
+    if (!needs_.decode_attention && !needs_.decode_key_norms) return;
     Stopwatch timed(seconds_);
-    decode_.attention.push_back(attention_rows(view, q, 0, 1, false));
+    if (needs_.decode_attention) decode_.attention.push_back(attention_rows(view, q, 0, 1, false));
+    if (needs_.decode_key_norms)
+      backend_.newest_key_norms(newest_norms_.data + size_t(layer) * view.size(), view, head_dim_);
     return;
   }
   Observation obs;
@@ -72,8 +77,15 @@ void KVObserver::after_attention(KVCache& cache, int layer, const float* q,
 }
 
 void KVObserver::end_call(KVCache& cache) {
-  if (n_new_ > 1) strategy_.after_prefill(cache);
-  else strategy_.on_decode_step(cache, decode_);
+  if (n_new_ > 1) return strategy_.after_prefill(cache);
+  if (needs_.decode_key_norms) {
+    Stopwatch timed(seconds_);
+    const int n_kv = cache.n_kv_heads();
+    backend_.download(host_.data(), newest_norms_.data, size_t(cache.n_layers()) * n_kv);
+    for (int l = 0; l < cache.n_layers(); l++)
+      decode_.key_norms.emplace_back(host_.begin() + size_t(l) * n_kv, host_.begin() + size_t(l + 1) * n_kv);
+  }
+  strategy_.on_decode_step(cache, decode_);
 }
 
 std::vector<std::vector<float>> KVObserver::attention_rows(const std::vector<KVHeadView>& view,
@@ -82,10 +94,10 @@ std::vector<std::vector<float>> KVObserver::attention_rows(const std::vector<KVH
   const int group = n_heads_ / int(view.size());
   int stride = 0;
   for (const KVHeadView& h : view) stride = std::max(stride, h.len);
-  float* out = device_scratch(size_t(n_heads_) * stride);
+  float* out = grow(scores_, size_t(n_heads_) * stride);
   backend_.attention_scores(out, stride, q, view, n_new_, first_row, n_rows, n_heads_, head_dim_,
                             average);
-  backend_.download(host_.data(), out, host_.size());
+  backend_.download(host_.data(), out, size_t(n_heads_) * stride);
   std::vector<std::vector<float>> rows(n_heads_);
   for (int h = 0; h < n_heads_; h++) {
     const float* row = host_.data() + size_t(h) * stride;
@@ -97,7 +109,7 @@ std::vector<std::vector<float>> KVObserver::attention_rows(const std::vector<KVH
 std::vector<std::vector<float>> KVObserver::key_norms(const std::vector<KVHeadView>& view) {
   size_t total = 0;
   for (const KVHeadView& h : view) total += h.len;
-  float* out = device_scratch(total);
+  float* out = grow(scores_, total);
   size_t offset = 0;
   for (const KVHeadView& h : view) {
     backend_.key_norms(out + offset, h, head_dim_);

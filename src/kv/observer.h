@@ -51,9 +51,12 @@ class KVObserver {
                                                  bool average);
   // Per KV head, the norm of every key, copied to the host in one download.
   std::vector<std::vector<float>> key_norms(const std::vector<KVHeadView>& view);
-  // The backend buffer both write into, grown by doubling, so steady steps allocate nothing;
-  // host_ is its host copy.
-  float* device_scratch(size_t n_floats);
+  // A backend buffer grown by doubling, so steady steps allocate nothing.
+  struct DeviceBuffer {
+    float* data = nullptr;
+    size_t floats = 0;
+  };
+  float* grow(DeviceBuffer& buffer, size_t n_floats);
 
   Backend& backend_;
   KVStrategy& strategy_;
@@ -64,9 +67,9 @@ class KVObserver {
   Needs needs_;
   DecodeObservation decode_;
   std::function<void(int)> layer_done_;
-  float* scratch_ = nullptr;
-  size_t scratch_floats_ = 0;
-  std::vector<float> host_;
+  DeviceBuffer scores_;         // attention rows and key norms, downloaded as computed
+  DeviceBuffer newest_norms_;  // a decode step's [layer][KV head] key norms, downloaded at its end
+  std::vector<float> host_;    // what was downloaded last
 };
 
 }  // namespace kvlm

@@ -24,6 +24,7 @@ struct Needs {
   bool all_queries = false;       // prefill: attention summed over every new query (H2O)
   bool key_norms = false;         // prefill: L2 norm of every cached key
   bool decode_attention = false;  // decode: the attention the new token paid to each slot
+  bool decode_key_norms = false;  // decode: the L2 norm of the new token's key
 };
 
 // What one layer's prefill produced, filled according to Needs; empty when not asked.
@@ -46,6 +47,8 @@ struct Observation {
 struct DecodeObservation {
   // [layer][query head][slot]: softmax attention of the new token (its own slot included).
   std::vector<std::vector<std::vector<float>>> attention;
+  // [layer][KV head]: the norm of the key the step appended (the head's last slot).
+  std::vector<std::vector<float>> key_norms;
 };
 
 class KVStrategy {
