@@ -112,7 +112,9 @@ ChatTemplate Session::chat_template() const {
 }
 
 void Session::set_strategy(const KVSpec& spec) {
-  use_strategy(make_strategy(spec));
+  std::unique_ptr<KVStrategy> strategy = make_strategy(spec);
+  strategy->set_model(file_->config());
+  use_strategy(std::move(strategy));
   reset();
 }
 

@@ -110,6 +110,16 @@ TEST(Cli, SamplingDefaultsComeFromTheModel) {
   EXPECT_EQ(model_greedy.out, flag_greedy.out);
 }
 
+// SimLayerKV's threshold follows the model family; SmolLM2 has none and gets LLaMA-3's.
+TEST(Cli, StatsNameSimLayerKVsThresholdAndWhy) {
+  KVLM_REQUIRE_MODEL();
+  Result r = kvlm("run " + model_flag() + " --temp 0 -n 1 --kv simlayerkv --stats -p " +
+                  quote("The river runs past the old mill."));
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.err.find("simlayerkv: delta 0.9 (no official value for this model; LLaMA-3's"),
+            std::string::npos) << r.err;
+}
+
 TEST(Cli, MethodsListsEveryMethodWithParamsAndPaper) {
   Result r = kvlm("methods");
   EXPECT_EQ(r.status, 0);

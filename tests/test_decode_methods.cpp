@@ -440,7 +440,7 @@ TEST(SimLayerKV, SpecToyFindsLazyLayers) {
   EXPECT_EQ(s->name(), "simlayerkv:delta=0.7,sinks=1,recent=2,probe=4,detect=prefill,slack=0");
   EXPECT_EQ(s->needs().window, 4);
   EXPECT_FALSE(s->needs().decode_attention);
-  EXPECT_EQ(s->report(), "");
+  EXPECT_EQ(s->report(), "simlayerkv: delta 0.7 (given)\n");
   prefill(*s, cache, 8, [&](Observation& o) {
     o.window = 4;
     // Query heads of a layer differ; their mean is the toy row.
@@ -454,7 +454,7 @@ TEST(SimLayerKV, SpecToyFindsLazyLayers) {
     EXPECT_EQ(cache.length(2, h), 8);
     EXPECT_EQ(cache.positions(3, h), (std::vector<int32_t>{0, 6, 7}));
   }
-  EXPECT_EQ(s->report(), "simlayerkv: lazy layers 1, 3 (2 of 4)\n");
+  EXPECT_EQ(s->report(), "simlayerkv: delta 0.7 (given)\nsimlayerkv: lazy layers 1, 3 (2 of 4)\n");
   // Decode: lazy layers act like streaming, the others grow.
   decode(*s, cache);
   EXPECT_EQ(cache.positions(1, 0), (std::vector<int32_t>{0, 7, 8}));
@@ -484,7 +484,7 @@ TEST(SimLayerKV, DecodeDetectionUsesTheFirstGeneratedToken) {
   EXPECT_EQ(cache.positions(1, 0), (std::vector<int32_t>{0, 6, 7}));
   EXPECT_EQ(cache.positions(3, 0), (std::vector<int32_t>{0, 6, 7}));
   EXPECT_EQ(cache.length(2, 0), 8);
-  EXPECT_EQ(s->report(), "simlayerkv: lazy layers 1, 3 (2 of 4)\n");
+  EXPECT_EQ(s->report(), "simlayerkv: delta 0.7 (given)\nsimlayerkv: lazy layers 1, 3 (2 of 4)\n");
   // Later steps only maintain: layer 2 stays non-lazy whatever its attention.
   decode(*s, cache, [](const KVCache& c) {
     DecodeObservation o;
@@ -497,6 +497,42 @@ TEST(SimLayerKV, DecodeDetectionUsesTheFirstGeneratedToken) {
   // The next chat turn asks again.
   prefill(*s, cache, 2);
   EXPECT_TRUE(s->needs().decode_attention);
+}
+
+// Without delta=, the threshold is the official one of the model's family: by name, else
+// by shape, else LLaMA-3's (SmolLM2 has none of its own). A given delta stays.
+TEST(SimLayerKV, DeltaFollowsTheModelFamily) {
+  auto delta_for = [](const std::string& name, int vocab, int heads, int kv_heads,
+                      const std::string& spec = "simlayerkv") {
+    ModelConfig c;
+    c.name = name;
+    c.vocab_size = vocab;
+    c.n_heads = heads;
+    c.n_kv_heads = kv_heads;
+    auto s = make_strategy(spec);
+    s->set_model(c);
+    return s->report();
+  };
+  EXPECT_EQ(delta_for("Meta Llama 3.1 8B Instruct", 128256, 32, 8),
+            "simlayerkv: delta 0.9 (LLaMA-3's official value: the model is named \"Meta Llama 3.1 8B Instruct\")\n");
+  EXPECT_EQ(delta_for("Llama-2-7b-chat-hf", 32000, 32, 32),
+            "simlayerkv: delta 0.65 (LLaMA-2's official value: the model is named \"Llama-2-7b-chat-hf\")\n");
+  EXPECT_NE(delta_for("Mistral-7B-Instruct-v0.2", 32000, 32, 8).find("delta 0.8 (Mistral's"), std::string::npos);
+  EXPECT_NE(delta_for("Qwen2-7B", 152064, 28, 4).find("delta 0.85 (Qwen's"), std::string::npos);
+  EXPECT_EQ(delta_for("my-finetune", 128256, 32, 8),
+            "simlayerkv: delta 0.9 (LLaMA-3's official value: its 128256-token vocabulary)\n");
+  EXPECT_EQ(delta_for("vicuna", 32000, 32, 32),
+            "simlayerkv: delta 0.65 (LLaMA-2's official value: a 32000-token vocabulary without GQA)\n");
+  EXPECT_EQ(delta_for("Smollm2 135M 8k Lc100K Mix1 Ep2", 49152, 9, 3),
+            "simlayerkv: delta 0.9 (no official value for this model; LLaMA-3's, the official "
+            "default, for a Llama-style GQA model)\n");
+  EXPECT_EQ(delta_for("Llama-2-7b-chat-hf", 32000, 32, 32, "simlayerkv:delta=0.5"),
+            "simlayerkv: delta 0.5 (given)\n");
+  auto s = make_strategy("simlayerkv");
+  ModelConfig llama2;
+  llama2.name = "Llama-2-13b";
+  s->set_model(llama2);
+  EXPECT_EQ(s->name().substr(0, 21), "simlayerkv:delta=0.65") << "the spec it recreates";
 }
 
 TEST(SimLayerKV, RecentAsAShareOfThePrompt) {
@@ -512,7 +548,7 @@ TEST(SimLayerKV, RecentAsAShareOfThePrompt) {
     o.window_attention = {row};
   });
   EXPECT_EQ(cache.positions(0, 0), (std::vector<int32_t>{0, 1, 15, 16, 17, 18, 19}));  // 2 + ceil(5)
-  EXPECT_EQ(s->report(), "simlayerkv: lazy layers 0 (1 of 1)\n");
+  EXPECT_EQ(s->report(), "simlayerkv: delta 0.5 (given)\nsimlayerkv: lazy layers 0 (1 of 1)\n");
 }
 
 // ---------------------------------------------------------------------------------------

@@ -84,6 +84,9 @@ class Composite final : public KVStrategy {
   void on_decode_step(KVCache& c, const DecodeObservation& o) override {
     for (const auto& p : parts_) p->on_decode_step(c, o);
   }
+  void set_model(const ModelConfig& c) override {
+    for (const auto& p : parts_) p->set_model(c);
+  }
   std::string report() const override {
     std::string s;
     for (const auto& p : parts_) s += p->report();

@@ -15,6 +15,7 @@
 
 #include "kv/kv_cache.h"
 #include "kv/spec.h"
+#include "model/config.h"
 
 namespace kvlm {
 
@@ -59,6 +60,9 @@ class KVStrategy {
   // Read at every forward call, after begin_sequence, so a strategy may stop asking once it
   // has what it needs (e.g. a detection made at the first decode step).
   virtual Needs needs() const { return {}; }
+  // Once, for the model the strategy will run on, before its first sequence: defaults that
+  // depend on the model family are chosen here (SimLayerKV's threshold).
+  virtual void set_model(const ModelConfig&) {}
   // A new sequence starts on the empty cache with a call of `prompt_tokens` tokens (a
   // prompt, or a one-token start): forget the last one's state, fix per-prompt budgets.
   virtual void begin_sequence(const KVCache&, int /*prompt_tokens*/) {}

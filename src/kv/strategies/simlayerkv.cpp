@@ -12,8 +12,11 @@
 // (arXiv 2410.13846); official code github.com/sail-sg/SimLayerKV (LongBench/).
 // kvlm's choices, from the official code (the reasons, and the worked examples the tests
 // check: simlayerkv.md):
-//  - delta=0.9, its threshold for LLaMA3-8B (LLaMA2 0.65, Mistral 0.8, Qwen 0.85); kvlm's
-//    models are LLaMA-3-style (GQA), so the LLaMA3 value is the default.
+//  - delta: the official threshold of the model's family when the spec gives none, read
+//    from the model's name (LLaMA-3 0.9, LLaMA-2 0.65, Mistral 0.8, Qwen 0.85), else from
+//    its shape (LLaMA-3's 128256-token vocabulary; LLaMA-2's 32000 tokens without GQA);
+//    other models (SmolLM2) have no official value and get LLaMA-3's 0.9, the official
+//    default, being Llama-style GQA models too. --stats says which and why.
 //  - probe=32: its prefill detection averages the last 32 queries. (Its active default is
 //    decode detection; the spec makes prefill the default here, decode is detect=decode.)
 //  - sinks=4, recent=1024 as it keeps; recent=r with 0 < r <= 1 means ceil(r * prompt
@@ -29,8 +32,11 @@
 //  - detect=decode asks for decode attention only until the step that detects (the
 //    observer reads needs() on every call), so later steps cost nothing extra.
 #include <algorithm>
+#include <cctype>
 #include <cmath>
+#include <optional>
 #include <stdexcept>
+#include <tuple>
 
 #include "kv/eviction.h"
 #include "kv/strategies/strategies.h"
@@ -40,7 +46,31 @@ namespace kvlm {
 
 namespace {
 
-constexpr double kDefaultDelta = 0.9;  // official threshold for LLaMA3-8B
+constexpr double kDefaultDelta = 0.9;  // official threshold for LLaMA3-8B, its default
+
+// The official threshold of a model's family, and why it applies.
+std::pair<double, std::string> family_delta(const ModelConfig& c) {
+  struct Family {
+    const char* name;
+    std::vector<const char*> in_name;
+    double delta;
+  };
+  static const std::vector<Family> kFamilies = {{"LLaMA-3", {"llama-3", "llama3", "llama 3"}, 0.9},
+                                                {"LLaMA-2", {"llama-2", "llama2", "llama 2"}, 0.65},
+                                                {"Mistral", {"mistral", "mixtral"}, 0.8},
+                                                {"Qwen", {"qwen"}, 0.85}};
+  std::string name = c.name;
+  for (char& ch : name) ch = char(std::tolower(static_cast<unsigned char>(ch)));
+  for (const Family& f : kFamilies)
+    for (const char* word : f.in_name)
+      if (name.find(word) != std::string::npos)
+        return {f.delta, std::string(f.name) + "'s official value: the model is named \"" + c.name + "\""};
+  if (c.vocab_size == 128256) return {0.9, "LLaMA-3's official value: its 128256-token vocabulary"};
+  if (c.vocab_size == 32000 && c.n_kv_heads == c.n_heads)
+    return {0.65, "LLaMA-2's official value: a 32000-token vocabulary without GQA"};
+  return {kDefaultDelta, "no official value for this model; LLaMA-3's, the official default, "
+                         "for a Llama-style GQA model"};
+}
 constexpr int kDefaultSinks = 4;
 constexpr int kDefaultRecent = 1024;
 constexpr int kDefaultProbe = 32;
@@ -48,9 +78,11 @@ constexpr int kDefaultSlack = 0;
 
 class SimLayerKVStrategy final : public CopyableStrategy<SimLayerKVStrategy> {
  public:
-  SimLayerKVStrategy(double delta, int sinks, Budget recent, int probe, bool detect_at_decode,
-                     int slack)
-      : delta_(delta), sinks_(sinks), spec_recent_(recent), probe_(probe),
+  SimLayerKVStrategy(std::optional<double> delta, int sinks, Budget recent, int probe,
+                     bool detect_at_decode, int slack)
+      : delta_(delta.value_or(kDefaultDelta)),
+        delta_source_(delta ? "given" : "the official default, LLaMA-3's"), delta_given_(delta.has_value()),
+        sinks_(sinks), spec_recent_(recent), probe_(probe),
         detect_at_decode_(detect_at_decode), slack_(slack) {}
 
   std::string name() const override {
@@ -65,6 +97,10 @@ class SimLayerKVStrategy final : public CopyableStrategy<SimLayerKVStrategy> {
     if (!detect_at_decode_) n.window = probe_;
     else n.decode_attention = detect_pending_ || lazy_.empty();  // not detected yet
     return n;
+  }
+
+  void set_model(const ModelConfig& c) override {
+    if (!delta_given_) std::tie(delta_, delta_source_) = family_delta(c);
   }
 
   // A fresh prompt: no layer is lazy yet, and the recent window is fixed for it.
@@ -98,12 +134,14 @@ class SimLayerKVStrategy final : public CopyableStrategy<SimLayerKVStrategy> {
   }
 
   std::string report() const override {
-    if (lazy_.empty()) return "";
+    const std::string threshold =
+        "simlayerkv: delta " + format_number(delta_) + " (" + delta_source_ + ")\n";
+    if (lazy_.empty()) return threshold;
     std::string layers;
     int count = 0;
     for (size_t l = 0; l < lazy_.size(); l++)
       if (lazy_[l]) layers += (count++ ? ", " : "") + std::to_string(l);
-    return "simlayerkv: lazy layers " + (count ? layers : "none") + " (" +
+    return threshold + "simlayerkv: lazy layers " + (count ? layers : "none") + " (" +
            std::to_string(count) + " of " + std::to_string(lazy_.size()) + ")\n";
   }
 
@@ -128,6 +166,8 @@ class SimLayerKVStrategy final : public CopyableStrategy<SimLayerKVStrategy> {
   }
 
   double delta_;
+  std::string delta_source_;  // why delta_ has its value, for --stats
+  bool delta_given_;
   int sinks_;
   Budget spec_recent_;  // a count, or a share of the prompt
   int probe_;
@@ -143,7 +183,7 @@ class SimLayerKVStrategy final : public CopyableStrategy<SimLayerKVStrategy> {
 MethodInfo simlayerkv_method_info() {
   return {"simlayerkv",
           "detect lazy layers (attention on sinks + recent > delta) and keep only sinks + recent there",
-          {{"delta", format_number(kDefaultDelta)},
+          {{"delta", "the model family's (LLaMA-3 0.9, LLaMA-2 0.65, Mistral 0.8, Qwen 0.85; others 0.9)"},
            {"sinks", std::to_string(kDefaultSinks)},
            {"recent", std::to_string(kDefaultRecent) + " (or a share of the prompt, e.g. 0.25)"},
            {"probe", std::to_string(kDefaultProbe)},
@@ -155,7 +195,9 @@ MethodInfo simlayerkv_method_info() {
 
 std::unique_ptr<KVStrategy> make_simlayerkv(const Params& params) {
   params.reject_unknown("simlayerkv", {"delta", "sinks", "recent", "probe", "detect", "slack"});
-  const double delta = params.get_double("delta", kDefaultDelta, 0.0, 1.0);
+  const std::optional<double> delta =
+      params.values.count("delta") ? std::optional(params.get_double("delta", kDefaultDelta, 0.0, 1.0))
+                                   : std::nullopt;
   const int sinks = params.get_int("sinks", kDefaultSinks, 0);
   const Budget recent = read_count_or_share(params, "recent", kDefaultRecent);
   const int probe = params.get_int("probe", kDefaultProbe, 1);
