@@ -46,7 +46,7 @@ int chat_repl(Session& session, const ChatOptions& options) {
   if (interactive)
     std::fprintf(stderr, "chat with %s (template %s; sampling %s%s). /help for commands.\n",
                  session.file().config().name.c_str(), tmpl.name().c_str(),
-                 describe(sampler.params()).c_str(), hinted.empty() ? "" : (", " + hinted).c_str());
+                 describe(sampler.params()).c_str(), hinted.empty() ? "" : ("; " + hinted).c_str());
 
   while (true) {
     std::string message;

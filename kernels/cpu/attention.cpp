@@ -8,8 +8,8 @@
 // each query row keeps a running max and sum, and its partial output is rescaled when a
 // larger score appears, so the T x len score matrix is never stored.
 //
-// A block's keys and values are widened to float32 once per task (F16C's conversion where
-// the CPU has it, through quant::dequantize_row), so every query row reads floats: a
+// A block's 16-bit keys and values are widened to float32 once per task (F16C's conversion
+// where the CPU has it, through quant::dequantize_row), so every query row reads floats: a
 // 16-bit row converted inside the inner loops costs more than the multiply-adds (the
 // compiler widens a _Float16 vector one element at a time in the portable clones).
 // Scores: with many query rows (prefill) the key block is transposed once, and a row's
@@ -46,7 +46,7 @@ struct QueryBlock {
   std::vector<int> visible;   // [rows] keys each row may see
   std::vector<float> acc;     // [rows][head_dim] unnormalised output
   std::vector<float> max, sum;
-  std::vector<float> keys, values;  // [kKeyBlock][head_dim] one block, widened
+  std::vector<float> keys, values;  // [kKeyBlock][head_dim] one 16-bit block, widened
   std::vector<float> k_t, p;        // [head_dim][kKeyBlock] its keys transposed; the scores
 };
 
@@ -108,10 +108,14 @@ KVLM_SIMD_CLONES void update_output(float* acc, float rescale, const float* p, c
     for (int j = 0; j < n; j++) acc[d0] += p[j] * values[size_t(j) * head_dim + d0];
 }
 
-// Rows [first, first + n) of a head's keys or values, widened to float32.
-void widen_rows(float* out, const void* rows, DType dtype, int first, int n, int head_dim) {
+// Rows [first, first + n) of a head's keys or values as float32: float32 rows where they
+// lie, 16-bit ones widened into `scratch` (n * head_dim floats).
+const float* float_rows(float* scratch, const void* rows, DType dtype, int first, int n,
+                        int head_dim) {
   const auto* bytes = static_cast<const uint8_t*>(rows) + size_t(first) * head_dim * dtype_bytes(dtype);
-  quant::dequantize_row(weight_type(dtype), bytes, out, int64_t(n) * head_dim);
+  if (dtype == DType::F32) return reinterpret_cast<const float*>(bytes);
+  quant::dequantize_row(weight_type(dtype), bytes, scratch, int64_t(n) * head_dim);
+  return scratch;
 }
 
 // The rows of b over keys [key_begin, key_end) (each row also stops at its visible end).
@@ -127,19 +131,19 @@ void attend_block(QueryBlock& b, const KVHeadView& cache, int head_dim, int key_
 
   for (int j0 = key_begin; j0 < n_keys; j0 += kKeyBlock) {
     const int n_block = std::min(kKeyBlock, n_keys - j0);
-    widen_rows(b.keys.data(), cache.keys, cache.dtype, j0, n_block, head_dim);
-    widen_rows(b.values.data(), cache.values, cache.dtype, j0, n_block, head_dim);
+    const float* keys = float_rows(b.keys.data(), cache.keys, cache.dtype, j0, n_block, head_dim);
+    const float* values = float_rows(b.values.data(), cache.values, cache.dtype, j0, n_block, head_dim);
     if (transpose)
       for (int d = 0; d < head_dim; d++)
         for (int j = 0; j < kKeyBlock; j++)
-          b.k_t[size_t(d) * kKeyBlock + j] = j < n_block ? b.keys[size_t(j) * head_dim + d] : 0.0f;
+          b.k_t[size_t(d) * kKeyBlock + j] = j < n_block ? keys[size_t(j) * head_dim + d] : 0.0f;
 
     for (int r = 0; r < b.rows; r++) {
       const int n = std::min(n_block, b.visible[r] - j0);  // keys this row sees here
       if (n <= 0) continue;
       const float* q = &b.q[size_t(r) * head_dim];
       if (transpose) transposed_scores(p, q, b.k_t.data(), head_dim);
-      else dot_scores(p, q, b.keys.data(), n, head_dim);
+      else dot_scores(p, q, keys, n, head_dim);
 
       const float block_max = *std::max_element(p, p + n);
       const float new_max = std::max(b.max[r], block_max);
@@ -147,7 +151,7 @@ void attend_block(QueryBlock& b, const KVHeadView& cache, int head_dim, int key_
       const float block_sum = exponentiate(p, n, new_max);
       b.sum[r] = b.sum[r] * rescale + block_sum;
       b.max[r] = new_max;
-      update_output(&b.acc[size_t(r) * head_dim], rescale, p, b.values.data(), n, head_dim);
+      update_output(&b.acc[size_t(r) * head_dim], rescale, p, values, n, head_dim);
     }
   }
 }
@@ -256,7 +260,7 @@ void CpuBackend::attention_scores(float* out, int stride, const float* q,
   std::vector<std::vector<float>> key_block(threads(), std::vector<float>(size_t(kKeyBlock) * head_dim));
   pool_.run(n_heads, [&](int h, int thread) {
     float* p = scores[thread].data();
-    float* keys = key_block[thread].data();
+    float* scratch = key_block[thread].data();
     const KVHeadView& cache = kv[h / group];
     float* row = out + size_t(h) * stride;
     std::fill(row, row + cache.len, 0.0f);
@@ -265,8 +269,7 @@ void CpuBackend::attention_scores(float* out, int stride, const float* q,
       const int visible = cache.len - T + t + 1;
       for (int j0 = 0; j0 < visible; j0 += kKeyBlock) {
         const int n = std::min(kKeyBlock, visible - j0);
-        widen_rows(keys, cache.keys, cache.dtype, j0, n, head_dim);
-        dot_scores(p + j0, qt, keys, n, head_dim);
+        dot_scores(p + j0, qt, float_rows(scratch, cache.keys, cache.dtype, j0, n, head_dim), n, head_dim);
       }
       float max_score = -INFINITY;
       for (int j = 0; j < visible; j++) max_score = std::max(max_score, p[j] *= scale);

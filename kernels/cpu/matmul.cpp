@@ -66,8 +66,9 @@ struct PartPlan {
 
 // From this many tokens on, a quantised or 16-bit row block is rebuilt as float32 once and
 // multiplied in tiles like a float32 matrix (16-bit loads inside the tiles cost a
-// conversion per multiply-add, and F16C is not available to every clone): the rebuilding is paid once per row for all the tokens,
-// and the tiles do 4 multiply-adds per load where the block dot products do 1.
+// conversion per multiply-add, and F16C is not available to every clone): the rebuilding
+// is paid once per row for all the tokens, and the tiles do 4 multiply-adds per load where
+// the block dot products do 1.
 constexpr int kDequantizeFromTokens = 16;
 constexpr int kTileTokens = 4, kTileRows = 3;
 

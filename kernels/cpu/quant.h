@@ -17,7 +17,6 @@
 
 namespace kvlm::quant {
 
-
 // What a weight type's dot product reads as its second operand.
 enum class ActFormat { F32, Q8_32, Q8_256 };
 ActFormat act_format(WeightType type);
