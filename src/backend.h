@@ -222,6 +222,13 @@ class Backend {
   // Moves rows keep[0..n) of buf (row_bytes bytes each) to rows 0..n, in order. keep is
   // ascending, so every row moves towards the front and the move can happen in place.
   virtual void compact_rows(void* buf, const int32_t* keep, int n, size_t row_bytes) = 0;
+  // Turns key row r of `keys` (n rows of head_dim in `dtype`, already rotated) by
+  // shifts[r] more positions, as rope_qk would: a key cached after RoPE at position p reads
+  // as if it had been rotated at p + shifts[r] (rotations add). Rows with shift 0 are left
+  // alone. For caches that renumber positions when slots move (pos=cache). shifts is host
+  // memory; inv_freq, rope_dim and adjacent_pairs are rope_qk's.
+  virtual void rotate_keys(void* keys, DType dtype, const int32_t* shifts, int n, int head_dim,
+                           const float* inv_freq, int rope_dim, bool adjacent_pairs) = 0;
 
   // ---- measurement ----------------------------------------------------------------------
   // Bytes per second this backend reads from its own memory, streaming a fresh buffer of

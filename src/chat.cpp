@@ -18,7 +18,21 @@ const char kCtrlCAtThePrompt[] = "\n(Ctrl-D or /quit leaves the chat)\n> ";
 
 void print_stats(Session& s) {
   std::fputs(kv_stats_text(s.cache(), s.strategy()).c_str(), stderr);
-  std::fprintf(stderr, "context %d / %d tokens\n", s.cache().tokens_seen(), s.ctx_size());
+  std::fprintf(stderr, "context %d / %d positions used (%d tokens seen)\n",
+               s.cache().next_position(), s.ctx_size(), s.cache().tokens_seen());
+}
+
+// The conversation, with its first `dropped` user/assistant turns left out (a system
+// message stays), and the user's next message: the whole text a fresh cache reads.
+std::vector<ChatMessage> shifted(const std::vector<ChatMessage>& conversation, int dropped,
+                                 const std::vector<ChatMessage>& turn) {
+  std::vector<ChatMessage> kept;
+  size_t i = 0;
+  if (!conversation.empty() && conversation[0].role == "system") kept.push_back(conversation[i++]);
+  kept.insert(kept.end(), conversation.begin() + std::min(conversation.size(), i + 2 * dropped),
+              conversation.end());
+  kept.insert(kept.end(), turn.begin(), turn.end());
+  return kept;
 }
 
 const char* kHelp =
@@ -40,7 +54,12 @@ int chat_repl(Session& session, const ChatOptions& options) {
   const std::string hinted = hints_used(hints, options.sampling_given);
   // What the model has seen so far, its answers as it wrote them.
   std::vector<ChatMessage> conversation;
+  // False after a context shift whose turn then failed: the cache is empty and the next
+  // turn reads the whole conversation again.
+  bool cache_holds_conversation = true;
   const int n_predict = options.n_predict < 0 ? 1 << 30 : options.n_predict;
+  // A turn that needs a context shift also leaves this much room for its answer.
+  const int answer_room = std::min(n_predict, session.ctx_size() / 4);
 
   const bool interactive = isatty(STDIN_FILENO);
   if (interactive)
@@ -79,11 +98,13 @@ int chat_repl(Session& session, const ChatOptions& options) {
       else if (cmd == "/reset") {
         session.reset();
         conversation.clear();
+        cache_holds_conversation = true;
         std::fprintf(stderr, "(conversation reset)\n");
       } else if (cmd == "/kv") {
         try {
           session.set_strategy(KVSpec::parse(arg));
           conversation.clear();
+          cache_holds_conversation = true;
           std::fprintf(stderr, "(kv method: %s; conversation reset)\n",
                        session.strategy().name().c_str());
         } catch (const std::exception& e) {
@@ -96,9 +117,35 @@ int chat_repl(Session& session, const ChatOptions& options) {
     std::vector<ChatMessage> turn;
     if (conversation.empty() && !options.system.empty()) turn.push_back({"system", options.system});
     turn.push_back({"user", message});
-    const std::string text = conversation.empty() ? tmpl.render(turn, true)
-                                                  : tmpl.next_turn(conversation, message);
-    std::vector<int32_t> ids = encode_chat(session.tokenizer(), text, conversation.empty());
+    const bool fresh = conversation.empty() || !cache_holds_conversation;
+    const auto encode_all = [&](int dropped) {  // into an empty cache
+      return encode_chat(session.tokenizer(),
+                         tmpl.render(shifted(conversation, dropped, turn), true), true);
+    };
+    std::vector<int32_t> ids =
+        fresh ? encode_all(0)
+              : encode_chat(session.tokenizer(), tmpl.next_turn(conversation, message), false);
+    // Context shift: when the turn and room for an answer do not fit after what the cache
+    // holds, drop the oldest turns until the rest and the new message fit, and read them
+    // into an empty cache.
+    const int held = fresh ? 0 : session.cache().next_position();
+    const bool system = !conversation.empty() && conversation[0].role == "system";
+    const int turns = int(conversation.size() - system) / 2;
+    if (options.context_shift && turns > 0 &&
+        held + int(ids.size()) + answer_room > session.ctx_size()) {
+      int dropped = 0;
+      std::vector<int32_t> all = encode_all(0);
+      while (dropped < turns && int(all.size()) + answer_room > session.ctx_size())
+        all = encode_all(++dropped);
+      if (int(all.size()) <= session.ctx_size()) {  // else the message alone is too long
+        ids = std::move(all);
+        session.reset();
+        conversation = shifted(conversation, dropped, {});
+        cache_holds_conversation = false;  // until this turn is done
+        std::fprintf(stderr, "(context shift: the oldest %d turn%s dropped, %zu tokens read again)\n",
+                     dropped, dropped == 1 ? "" : "s", ids.size());
+      }
+    }
     if (int(ids.size()) > session.ctx_size()) {
       std::fprintf(stderr, "error: the message is %zu tokens in the chat template, more than the "
                    "whole context of %d (--ctx-size)\n", ids.size(), session.ctx_size());
@@ -130,6 +177,7 @@ int chat_repl(Session& session, const ChatOptions& options) {
       continue;
     }
     session.commit();
+    cache_holds_conversation = true;
     conversation.insert(conversation.end(), turn.begin(), turn.end());
     conversation.push_back({"assistant", answer});
     std::fputs("\n", stdout);

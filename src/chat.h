@@ -13,6 +13,9 @@ struct ChatOptions {
   int n_predict = -1;  // per answer; -1 = until the end token or a full context
   SamplingParams sampling;
   SamplingFlagsGiven sampling_given;  // the flags the user gave win over the model's hints
+  // When a turn does not fit in the context, drop the oldest turns (the system prompt
+  // stays) and read what remains again; false: the turn fails with "context full".
+  bool context_shift = true;
 };
 
 // Reads user messages from stdin until EOF or /quit; answers stream to stdout, status to

@@ -6,6 +6,7 @@
 #include "commands.h"
 #include "device.h"
 #include "eval/bench.h"
+#include "eval/ppl.h"
 #include "eval/eval_commands.h"
 #include "kernels/cpu/simd.h"
 #include "util/interrupt.h"
@@ -176,6 +177,9 @@ int main(int argc, char** argv) {
   chat_cmd->add_option("-n,--n-predict", chat.n_predict,
                        "tokens per answer at most (-1: until the model stops)")
       ->default_val(chat.n_predict)->check(CLI::Range(-1, 1 << 24));
+  chat_cmd->add_flag_callback("--no-context-shift", [&chat] { chat.context_shift = false; },
+                              "when a turn does not fit in the context, fail it (default: drop "
+                              "the oldest turns, keep the system prompt, read the rest again)");
 
   CLI::App* info_cmd = app.add_subcommand("info", "model configuration, tensors, tokenizer, template, memory");
   add_runtime_flags(info_cmd, rt, dev);
@@ -194,6 +198,28 @@ int main(int argc, char** argv) {
   bench_cmd->add_option("--kv-list", kv_list, "KV methods to compare, comma-separated, e.g. full,snapkv:budget=256,window=32,streaming:budget=256 (default: full)");
   bench_cmd->add_option("--seed", bench.seed, "seed of the random prompt")->default_val(bench.seed);
   bench_cmd->add_option("--json", bench.json_path, "write the results as JSON to this file");
+
+  PplOptions ppl;
+  std::string ppl_kv_list = "full";
+  CLI::App* ppl_cmd = app.add_subcommand(
+      "ppl", "perplexity of a text file read through the KV cache one token at a time, per "
+             "segment and overall, for each method");
+  ppl_cmd->footer("Methods evict as the text streams in. Original positions end at the context "
+                  "size; streaming (positions inside the cache) reads any length. Example: kvlm "
+                  "ppl -f book.txt --ctx 2048 --kv-list full,streaming:budget=256,"
+                  "streaming:budget=256,sinks=0 --svg ppl.svg");
+  add_runtime_flags(ppl_cmd, rt, dev, false);
+  ppl_cmd->add_option("--ctx", rt.ctx_size, "the same as -c, --ctx-size")->check(CLI::Range(1, 1 << 24));
+  ppl_cmd->add_option("-f,--file", ppl.text_path, "the text (UTF-8)")->required();
+  ppl_cmd->add_option("--kv-list", ppl_kv_list, "KV methods, comma-separated, e.g. "
+                      "full,streaming:budget=256,h2o:budget=256")->default_val(ppl_kv_list);
+  ppl_cmd->add_option("--segment", ppl.segment, "tokens per reported segment")
+      ->default_val(ppl.segment)->check(CLI::Range(1, 1 << 24));
+  ppl_cmd->add_option("--max-tokens", ppl.max_tokens, "read at most this many tokens of the text")
+      ->check(CLI::Range(2, 1 << 30));
+  ppl_cmd->add_option("--csv", ppl.csv_path, "write the segments as CSV");
+  ppl_cmd->add_option("--json", ppl.json_path, "write the results as JSON");
+  ppl_cmd->add_option("--svg", ppl.svg_path, "write a chart (perplexity against position) as SVG");
 
   EvalOptions passkey, needle, sweep;
   CLI::App* passkey_cmd = add_eval_command(
@@ -248,6 +274,10 @@ int main(int argc, char** argv) {
     if (*passkey_cmd) return eval_command(EvalCommand::Passkey, rt, passkey);
     if (*needle_cmd) return eval_command(EvalCommand::Needle, rt, needle);
     if (*sweep_cmd) return eval_command(EvalCommand::Sweep, rt, sweep);
+    if (*ppl_cmd) {
+      ppl.kv_list = parse_kv_list(ppl_kv_list);
+      return run_ppl(rt, ppl);
+    }
     if (*bench_cmd) {
       if (!kv_list.empty()) bench.kv_list = parse_kv_list(kv_list);
       for (const KVSpec& spec : bench.kv_list) make_strategy(spec);  // fail before loading

@@ -116,6 +116,7 @@ void Session::set_strategy(const KVSpec& spec) {
   strategy->set_model(file_->config());
   use_strategy(std::move(strategy));
   reset();
+  cache_->set_position_mode(strategy_->position_mode());
 }
 
 void Session::use_strategy(std::unique_ptr<KVStrategy> strategy) {
@@ -173,8 +174,8 @@ std::vector<float> Session::feed_uncompressed(const std::vector<int32_t>& ids) {
 }
 
 std::vector<float> Session::feed_with(const std::vector<int32_t>& ids, KVObserver* observer) {
-  if (cache_->tokens_seen() + int(ids.size()) > ctx_size())
-    throw std::runtime_error("context full: " + std::to_string(cache_->tokens_seen()) + " + " +
+  if (cache_->next_position() + int(ids.size()) > ctx_size())
+    throw std::runtime_error("context full: " + std::to_string(cache_->next_position()) + " + " +
                              std::to_string(ids.size()) + " tokens exceed the context size of " +
                              std::to_string(ctx_size()) + " (--ctx-size, or /reset in chat)");
   for (int32_t id : ids)
@@ -203,7 +204,7 @@ GenerationStats Session::generate(const std::vector<int32_t>& prompt, int n_pred
       st.hit_end = true;
       break;
     }
-    if (cache_->tokens_seen() >= ctx_size()) {
+    if (cache_->next_position() >= ctx_size()) {
       st.context_full = true;
       break;
     }

@@ -106,6 +106,11 @@ class CountingBackend final : public Backend, public MergeBackend {
   void compact_rows(void* buf, const int32_t* keep, int n, size_t row_bytes) override {
     hit("compact_rows"), inner_.compact_rows(buf, keep, n, row_bytes);
   }
+  void rotate_keys(void* keys, DType dtype, const int32_t* shifts, int n, int head_dim,
+                   const float* inv_freq, int rope_dim, bool adjacent_pairs) override {
+    hit("rotate_keys"), inner_.rotate_keys(keys, dtype, shifts, n, head_dim, inv_freq, rope_dim,
+                                           adjacent_pairs);
+  }
   double read_bandwidth(size_t bytes) override {
     return hit("read_bandwidth"), inner_.read_bandwidth(bytes);
   }

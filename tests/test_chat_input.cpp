@@ -64,13 +64,13 @@ TEST(ChatInput, AnyLineGetsAnAnswerOrAOneLineError) {
   EXPECT_EQ(r.out.find('\x1b'), std::string::npos) << "nothing the model wrote drives the terminal";
 }
 
-// A message that fits the context but not after the conversation is refused whole: the
-// conversation and its cache are as they were.
+// With --no-context-shift, a message that fits the context but not after the conversation
+// is refused whole: the conversation and its cache are as they were.
 TEST(ChatInput, AMessagePastTheContextLeftIsDroppedAndTheChatGoesOn) {
   KVLM_REQUIRE_MODEL();
   std::string seventy_words;
   for (int i = 0; i < 70; i++) seventy_words += " word";
-  const Result r = kvlm("chat " + model_flag() + " --temp 0 -n 4 -c 96",
+  const Result r = kvlm("chat " + model_flag() + " --temp 0 -n 4 -c 96 --no-context-shift",
                         "Hi\n/stats\n" + seventy_words + "\n/stats\n");
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_NE(r.err.find("error: context full: "), std::string::npos) << r.err;
@@ -80,6 +80,32 @@ TEST(ChatInput, AMessagePastTheContextLeftIsDroppedAndTheChatGoesOn) {
   EXPECT_EQ(r.err.substr(first, r.err.find('\n', first + 1) - first),
             r.err.substr(second, r.err.find('\n', second + 1) - second))
       << "the context holds what it held before the message";
+}
+
+// By default a turn that does not fit drops the oldest turns (the system prompt stays) and
+// the chat goes on: every message is answered, each shift says how many turns went, and
+// the cache never holds more than the context.
+TEST(ChatInput, ContextShiftDropsWholeTurnsAndTheChatGoesOn) {
+  KVLM_REQUIRE_MODEL();
+  const std::string messages =
+      "What is the capital of France?\nName a river in Germany.\nWhat colour is the sky?\n"
+      "How many legs does a spider have?\nWhat is two plus two?\n/stats\n";
+  const Result r = kvlm("chat " + model_flag() + " --temp 0 -n 24 -c 96 --system 'Be brief.'",
+                        messages);
+  ASSERT_EQ(r.status, 0) << r.err;
+  size_t answers = 0, shifts = 0;
+  for (size_t at = r.err.find(" full]\n"); at != std::string::npos; at = r.err.find(" full]\n", at + 1))
+    answers++;
+  for (size_t at = r.err.find("(context shift: the oldest "); at != std::string::npos;
+       at = r.err.find("(context shift: the oldest ", at + 1))
+    shifts++;
+  EXPECT_EQ(answers, 5u) << r.err;
+  EXPECT_GE(shifts, 1u) << r.err;
+  EXPECT_EQ(r.err.find("error"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("context full"), std::string::npos) << "room was left for each answer\n" << r.err;
+  const size_t stats = r.err.find("\ncontext ");
+  ASSERT_NE(stats, std::string::npos) << r.err;
+  EXPECT_LE(std::stoi(r.err.substr(stats + 9)), 96) << r.err;
 }
 
 }  // namespace

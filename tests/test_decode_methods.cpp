@@ -144,7 +144,7 @@ TEST(Streaming, SpecToyPrefillThenDecode) {
   CpuBackend b(1);
   KVCache cache(b, 2, 2, kDim, 64);
   auto s = make_strategy("streaming:budget=5,sinks=2");
-  EXPECT_EQ(s->name(), "streaming:budget=5,sinks=2,slack=0");
+  EXPECT_EQ(s->name(), "streaming:budget=5,sinks=2,slack=0,pos=cache");
   const Needs n = s->needs();
   EXPECT_FALSE(n.window || n.all_queries || n.key_norms || n.decode_attention) << "needs no scores";
   prefill(*s, cache, 10);
@@ -186,7 +186,7 @@ TEST(Streaming, RatioBudgetIsFixedAtThePrompt) {
   CpuBackend b(1);
   KVCache cache(b, 1, 1, kDim, 128);
   auto s = make_strategy("streaming:ratio=0.25,sinks=1");
-  EXPECT_EQ(s->name(), "streaming:ratio=0.25,sinks=1,slack=0");
+  EXPECT_EQ(s->name(), "streaming:ratio=0.25,sinks=1,slack=0,pos=cache");
   prefill(*s, cache, 20);  // ceil(0.25 * 20) = 5
   EXPECT_EQ(cache.positions(0, 0), (std::vector<int32_t>{0, 16, 17, 18, 19}));
   for (int t = 0; t < 10; t++) decode(*s, cache);
@@ -207,7 +207,7 @@ TEST(H2O, SpecToyKeepsHeavyHittersAndRecent) {
   CpuBackend b(1);
   KVCache cache(b, 1, 1, kDim, 64);
   auto s = make_strategy("h2o:budget=3,heavy=0.5");  // 2 heavy + 1 recent
-  EXPECT_EQ(s->name(), "h2o:budget=3,heavy=0.5,obs=full,slack=0");
+  EXPECT_EQ(s->name(), "h2o:budget=3,heavy=0.5,obs=full,slack=0,pos=original");
   EXPECT_TRUE(s->needs().all_queries);
   EXPECT_TRUE(s->needs().decode_attention);
   EXPECT_EQ(s->needs().window, 0);
@@ -239,7 +239,7 @@ TEST(H2O, WindowObservationSumsTheWindowQueries) {
   CpuBackend b(1);
   KVCache cache(b, 1, 1, kDim, 64);
   auto s = make_strategy("h2o:budget=3,obs=window,window=2");
-  EXPECT_EQ(s->name(), "h2o:budget=3,heavy=0.5,obs=window,window=2,slack=0");
+  EXPECT_EQ(s->name(), "h2o:budget=3,heavy=0.5,obs=window,window=2,slack=0,pos=original");
   EXPECT_EQ(s->needs().window, 2);
   EXPECT_FALSE(s->needs().all_queries);
   prefill(*s, cache, 5, [](Observation& o) {
@@ -305,7 +305,7 @@ TEST(KNorm, SpecToysKeepTheSmallestNorms) {
   }
   KVCache cache(b, 1, 1, kDim, 64);
   auto s = make_strategy("knorm:budget=3,skip_layers=0");
-  EXPECT_EQ(s->name(), "knorm:budget=3,skip_layers=0,protect=0,slack=0,decode=1");
+  EXPECT_EQ(s->name(), "knorm:budget=3,skip_layers=0,protect=0,slack=0,decode=1,pos=original");
   const Needs n = s->needs();
   EXPECT_TRUE(n.key_norms);
   EXPECT_TRUE(n.decode_key_norms);
@@ -319,7 +319,7 @@ TEST(KNorm, SkipsTheFirstLayersAndProtectsRecent) {
   CpuBackend b(1);
   KVCache cache(b, 3, 1, kDim, 64);
   auto s = make_strategy("knorm:budget=3,protect=1");  // skip_layers=2 by default
-  EXPECT_EQ(s->name(), "knorm:budget=3,skip_layers=2,protect=1,slack=0,decode=1");
+  EXPECT_EQ(s->name(), "knorm:budget=3,skip_layers=2,protect=1,slack=0,decode=1,pos=original");
   prefill(*s, cache, 5, [](Observation& o) { o.key_norms = {{0.3f, 2.2f, 0.9f, 0.1f, 1.4f}}; });
   EXPECT_EQ(cache.length(0, 0), 5);
   EXPECT_EQ(cache.length(1, 0), 5);
@@ -437,7 +437,7 @@ TEST(SimLayerKV, SpecToyFindsLazyLayers) {
   constexpr int kGroup = 2;
   KVCache cache(b, 4, 2, kDim, 64);
   auto s = make_strategy("simlayerkv:delta=0.7,sinks=1,recent=2,probe=4");
-  EXPECT_EQ(s->name(), "simlayerkv:delta=0.7,sinks=1,recent=2,probe=4,detect=prefill,slack=0");
+  EXPECT_EQ(s->name(), "simlayerkv:delta=0.7,sinks=1,recent=2,probe=4,detect=prefill,slack=0,pos=original");
   EXPECT_EQ(s->needs().window, 4);
   EXPECT_FALSE(s->needs().decode_attention);
   EXPECT_EQ(s->report(), "simlayerkv: delta 0.7 (given)\n");
@@ -467,7 +467,7 @@ TEST(SimLayerKV, DecodeDetectionUsesTheFirstGeneratedToken) {
   CpuBackend b(1);
   KVCache cache(b, 4, 1, kDim, 64);
   auto s = make_strategy("simlayerkv:delta=0.7,sinks=1,recent=2,detect=decode");
-  EXPECT_EQ(s->name(), "simlayerkv:delta=0.7,sinks=1,recent=2,detect=decode,slack=0");
+  EXPECT_EQ(s->name(), "simlayerkv:delta=0.7,sinks=1,recent=2,detect=decode,slack=0,pos=original");
   EXPECT_TRUE(s->needs().decode_attention);
   EXPECT_EQ(s->needs().window, 0);
   prefill(*s, cache, 7);
@@ -539,7 +539,7 @@ TEST(SimLayerKV, RecentAsAShareOfThePrompt) {
   CpuBackend b(1);
   KVCache cache(b, 1, 1, kDim, 64);
   auto s = make_strategy("simlayerkv:delta=0.5,recent=0.25,sinks=2,probe=1");
-  EXPECT_EQ(s->name(), "simlayerkv:delta=0.5,sinks=2,recent=0.25,probe=1,detect=prefill,slack=0");
+  EXPECT_EQ(s->name(), "simlayerkv:delta=0.5,sinks=2,recent=0.25,probe=1,detect=prefill,slack=0,pos=original");
   std::vector<float> row(20, 0.0f);
   row[0] = 0.6f;
   row[19] = 0.4f;
@@ -562,11 +562,11 @@ TEST(DecodeMethods, NamesRecreateTheStrategy) {
     auto s = make_strategy(spec);
     EXPECT_EQ(make_strategy(s->name())->name(), s->name()) << spec;
   }
-  EXPECT_EQ(make_strategy("streaming")->name(), "streaming:budget=128,sinks=4,slack=0");
-  EXPECT_EQ(make_strategy("h2o")->name(), "h2o:budget=128,heavy=0.5,obs=full,slack=0");
-  EXPECT_EQ(make_strategy("knorm")->name(), "knorm:budget=128,skip_layers=2,protect=0,slack=0,decode=1");
+  EXPECT_EQ(make_strategy("streaming")->name(), "streaming:budget=128,sinks=4,slack=0,pos=cache");
+  EXPECT_EQ(make_strategy("h2o")->name(), "h2o:budget=128,heavy=0.5,obs=full,slack=0,pos=original");
+  EXPECT_EQ(make_strategy("knorm")->name(), "knorm:budget=128,skip_layers=2,protect=0,slack=0,decode=1,pos=original");
   EXPECT_EQ(make_strategy("simlayerkv")->name(),
-            "simlayerkv:delta=0.9,sinks=4,recent=1024,probe=32,detect=prefill,slack=0");
+            "simlayerkv:delta=0.9,sinks=4,recent=1024,probe=32,detect=prefill,slack=0,pos=original");
   for (const MethodInfo& m : known_methods())
     if (m.name == "streaming" || m.name == "h2o" || m.name == "knorm" || m.name == "simlayerkv") {
       EXPECT_NE(m.paper.find("arXiv"), std::string::npos) << m.name;
@@ -682,7 +682,9 @@ void run_decode_maintenance(const std::string& spec, int budget, int slack, bool
       for (int h = 0; h < kKV; h++) {
         ASSERT_LE(st.lengths[l][h], budget + slack) << "step " << step;
         ASSERT_GE(st.lengths[l][h], std::min(budget, kPrompt + step + 1));
-        if (newest_stays) ASSERT_EQ(cache.positions(l, h).back(), kPrompt + step) << "the newest token stays";
+        if (newest_stays) {
+          ASSERT_EQ(cache.positions(l, h).back(), kPrompt + step) << "the newest token stays";
+        }
       }
     ASSERT_LE(st.bytes_held, 2 * size_t(budget + slack) * row_bytes * kLayers * kKV);
     if (step == 200) steady_allocated = max_allocated;

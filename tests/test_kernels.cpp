@@ -636,6 +636,56 @@ TEST_P(Kernels, NewestKeyNormsAreTheLastRowsNorms) {
   }
 }
 
+// The rows of a KVRows buffer as float32 (16-bit ones widened).
+std::vector<float> widened(const Buf& rows, DType t, size_t n) {
+  const std::vector<float> words = rows.host();
+  if (t == DType::F32) return {words.begin(), words.begin() + n};
+  std::vector<float> out(n);
+  dequantize(t == DType::F16 ? gguf::TensorType::F16 : gguf::TensorType::BF16,
+             reinterpret_cast<const uint8_t*>(words.data()), out.data(), n);
+  return out;
+}
+
+// rotate_keys turns each stored key row by its shift, as rope_qk turns by a position: the
+// reference rotates the stored (rounded) rows in double, and the result is rounded once
+// more, so 16-bit rows agree within one rounding of the type. Shift 0 leaves a row's bytes
+// as they were; large shifts need the angle in double, as rope_qk.
+TEST_P(Kernels, RotateKeysTurnsEachRowByItsShift) {
+  Backend& b = *backend;
+  const int d = 64;
+  const std::vector<int32_t> shifts = {0, -1, -1, -3, 5, 0, -39999};
+  const int n = int(shifts.size());
+  for (DType t : kKVTypes)
+    for (int rope_dim : {d, d / 2})
+      for (bool adjacent : {false, true}) {
+        SCOPED_TRACE(std::string(dtype_name(t)) + ", rope_dim " + std::to_string(rope_dim) +
+                     (adjacent ? ", adjacent pairs" : ", halves"));
+        const int half = rope_dim / 2;
+        std::vector<float> inv_freq(half);
+        for (int i = 0; i < half; i++) inv_freq[i] = std::pow(10000.0f, -2.0f * i / rope_dim);
+        const auto keys = random_vector(size_t(n) * d, 95);
+        KVRows rows(b, keys, keys, d, t);
+        const std::vector<float> before = widened(rows.keys, t, keys.size());
+        std::vector<float> want = before;
+        for (int r = 0; r < n; r++)
+          for (int i = 0; i < half; i++) {
+            const double a = double(shifts[r]) * inv_freq[i];
+            const int i0 = adjacent ? 2 * i : i, i1 = adjacent ? 2 * i + 1 : i + half;
+            const double x0 = before[size_t(r) * d + i0], x1 = before[size_t(r) * d + i1];
+            want[size_t(r) * d + i0] = float(x0 * std::cos(a) - x1 * std::sin(a));
+            want[size_t(r) * d + i1] = float(x0 * std::sin(a) + x1 * std::cos(a));
+          }
+        Buf bf(b, inv_freq);
+        b.rotate_keys(rows.keys.ptr, t, shifts.data(), n, d, bf.ptr, rope_dim, adjacent);
+        const std::vector<float> got = widened(rows.keys, t, keys.size());
+        const float unit = t == DType::F32 ? 1e-5f : t == DType::F16 ? 0x1p-10f : 0x1p-7f;
+        expect_close(got, want, unit, "rotated rows");
+        for (int r = 0; r < n; r++)
+          if (shifts[r] == 0)
+            for (int c = 0; c < d; c++) ASSERT_EQ(got[size_t(r) * d + c], before[size_t(r) * d + c]);
+      }
+}
+
 // append_kv writes every head's rows, from a strided source, rounded to nearest even (the
 // bytes equal ggml's conversion: an independent implementation).
 TEST_P(Kernels, AppendKvRoundsEveryHeadInOneCall) {

@@ -741,11 +741,11 @@ TEST(DynamicKV, PeakMemoryOnALongPrompt) {
 
 TEST(WindowMethods, NamesCarryEveryParameter) {
   const std::pair<const char*, const char*> cases[] = {
-      {"snapkv", "snapkv:budget=128,window=32,kernel=7,pool=max,gqa=mean"},
-      {"snapkv:ratio=0.1,pool=avg,gqa=max", "snapkv:ratio=0.1,window=32,kernel=7,pool=avg,gqa=max"},
-      {"pyramidkv", "pyramidkv:budget=128,window=32,kernel=7,pool=max,gqa=mean,beta=20,faithful=0"},
+      {"snapkv", "snapkv:budget=128,window=32,kernel=7,pool=max,gqa=mean,pos=original"},
+      {"snapkv:ratio=0.1,pool=avg,gqa=max", "snapkv:ratio=0.1,window=32,kernel=7,pool=avg,gqa=max,pos=original"},
+      {"pyramidkv", "pyramidkv:budget=128,window=32,kernel=7,pool=max,gqa=mean,beta=20,faithful=0,pos=original"},
       {"pyramidkv:window=8,faithful=1",
-       "pyramidkv:budget=128,window=8,kernel=7,pool=max,gqa=mean,beta=20,faithful=1"},
+       "pyramidkv:budget=128,window=8,kernel=7,pool=max,gqa=mean,beta=20,faithful=1,pos=original"},
       {"adakv",
        "adakv:budget=128,window=32,kernel=7,pool=max,gqa=mean,alpha=0.2,pyramid=0,"
        "beta=20,faithful=0"},

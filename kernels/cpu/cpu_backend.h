@@ -61,6 +61,8 @@ class CpuBackend final : public Backend, public MergeBackend {
   void copy_rows(void* dst, size_t dst_stride, const void* src, size_t src_stride, int rows,
                  size_t row_bytes) override;
   void compact_rows(void* buf, const int32_t* keep, int n, size_t row_bytes) override;
+  void rotate_keys(void* keys, DType dtype, const int32_t* shifts, int n, int head_dim,
+                   const float* inv_freq, int rope_dim, bool adjacent_pairs) override;
   double read_bandwidth(size_t bytes) override;
 
  private:

@@ -1,7 +1,11 @@
-// RMSNorm (alone, and after the residual add it follows) and rotary position embedding.
+// RMSNorm (alone, and after the residual add it follows), rotary position embedding, and
+// the re-rotation of cached keys whose positions change.
 #include <cmath>
+#include <vector>
 
 #include "kernels/cpu/cpu_backend.h"
+#include "kernels/cpu/quant.h"
+#include "kernels/cpu/simd.h"
 
 namespace kvlm {
 
@@ -74,6 +78,72 @@ void CpuBackend::rope_qk(float* q_out, float* qkv, int first_position, const flo
       }
     }
   });
+}
+
+namespace {
+
+// Rounds a float32 row to f16 with F16C, 8 values an instruction (GCC otherwise converts
+// _Float16 one value at a time in software, which made re-rotation cost more than a whole
+// decode step). Round to nearest even, as the scalar conversion.
+__attribute__((target("avx2,f16c"))) void narrow_f16c(const float* src, _Float16* dst, int n) {
+  int i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i),
+                     _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
+  for (; i < n; i++) dst[i] = _Float16(src[i]);
+}
+
+void narrow_row(DType dtype, const float* src, void* dst, int n) {
+  static const bool f16c = __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx2");
+  if (dtype == DType::F16 && f16c) return narrow_f16c(src, static_cast<_Float16*>(dst), n);
+  simd::with_storage_type(dtype, [&](auto type) {
+    using K = decltype(type);
+    for (int i = 0; i < n; i++) static_cast<K*>(dst)[i] = simd::from_float<K>(src[i]);
+  });
+}
+
+WeightType stored_type(DType dtype) {
+  return dtype == DType::F16 ? WeightType::F16 : dtype == DType::BF16 ? WeightType::BF16 : WeightType::F32;
+}
+
+}  // namespace
+
+// Consecutive rows usually share a shift (a window sliding by one moves every row by -1),
+// so the angles are computed once per run of equal shifts. Each row is widened, turned in
+// float32 and rounded back once.
+void CpuBackend::rotate_keys(void* keys, DType dtype, const int32_t* shifts, int n, int head_dim,
+                             const float* inv_freq, int rope_dim, bool adjacent_pairs) {
+  const int half = rope_dim / 2;
+  const size_t row_bytes = size_t(head_dim) * dtype_bytes(dtype);
+  std::vector<float> cos_angle(half), sin_angle(half), row(head_dim);
+  int32_t angles_for = 0;
+  for (int r = 0; r < n; r++) {
+    if (shifts[r] == 0) continue;
+    if (shifts[r] != angles_for) {
+      for (int i = 0; i < half; i++) {
+        const double angle = double(shifts[r]) * inv_freq[i];
+        cos_angle[i] = float(std::cos(angle)), sin_angle[i] = float(std::sin(angle));
+      }
+      angles_for = shifts[r];
+    }
+    void* key = static_cast<char*>(keys) + r * row_bytes;
+    quant::dequantize_row(stored_type(dtype), key, row.data(), head_dim);
+    float* x = row.data();
+    if (adjacent_pairs) {
+      for (int i = 0; i < half; i++) {
+        const float a = x[2 * i], b = x[2 * i + 1];
+        x[2 * i] = a * cos_angle[i] - b * sin_angle[i];
+        x[2 * i + 1] = a * sin_angle[i] + b * cos_angle[i];
+      }
+    } else {
+      for (int i = 0; i < half; i++) {
+        const float a = x[i], b = x[i + half];
+        x[i] = a * cos_angle[i] - b * sin_angle[i];
+        x[i + half] = a * sin_angle[i] + b * cos_angle[i];
+      }
+    }
+    narrow_row(dtype, x, key, head_dim);
+  }
 }
 
 }  // namespace kvlm

@@ -1,4 +1,5 @@
-// RMSNorm (alone, and after the residual add it follows) and rotary position embedding.
+// RMSNorm (alone, and after the residual add it follows), rotary position embedding, and
+// the re-rotation of cached keys whose positions change.
 #include "kernels/cuda/cuda_backend.cuh"
 
 namespace kvlm {
@@ -47,6 +48,24 @@ __global__ void rope_qk_kernel(float* q_out, float* qkv, int first_position,
     for (int j = 2 * half + i; j < head_dim; j += half) out[j] = in[j];
 }
 
+// One thread per (row, rotated pair) of a head's cached keys: the pair turns by
+// shifts[row] positions, in float32, and is rounded back to the storage type.
+template <class K>
+__global__ void rotate_keys_kernel(K* keys, const int32_t* shifts, int n, int head_dim, int half,
+                                   const float* inv_freq, bool adjacent_pairs) {
+  const size_t idx = blockIdx.x * size_t(blockDim.x) + threadIdx.x;
+  if (idx >= size_t(n) * half) return;
+  const int i = int(idx % half), r = int(idx / half);
+  if (shifts[r] == 0) return;
+  double s, c;
+  sincos(double(shifts[r]) * inv_freq[i], &s, &c);
+  K* k = keys + size_t(r) * head_dim;
+  const int ia = adjacent_pairs ? 2 * i : i, ib = adjacent_pairs ? 2 * i + 1 : i + half;
+  const float cf = float(c), sf = float(s), a = to_float(k[ia]), b = to_float(k[ib]);
+  k[ia] = from_float<K>(a * cf - b * sf);
+  k[ib] = from_float<K>(a * sf + b * cf);
+}
+
 }  // namespace
 
 void CudaBackend::rmsnorm(float* out, const float* x, const float* weight, int T, int dim,
@@ -74,6 +93,19 @@ void CudaBackend::rope_qk(float* q_out, float* qkv, int first_position, const fl
   rope_qk_kernel<<<int((n + 255) / 256), 256, 0, stream_>>>(
       q_out, qkv, first_position, inv_freq, T, n_heads, n_kv_heads, head_dim, half, adjacent_pairs);
   launched("rope_qk");
+}
+
+void CudaBackend::rotate_keys(void* keys, DType dtype, const int32_t* shifts, int n, int head_dim,
+                              const float* inv_freq, int rope_dim, bool adjacent_pairs) {
+  const int half = rope_dim / 2;
+  if (n == 0 || half == 0) return;
+  const int32_t* device_shifts = stage(shifts, n);
+  with_storage_type(dtype, [&](auto tag) {
+    using K = typename decltype(tag)::type;
+    rotate_keys_kernel<K><<<int((size_t(n) * half + 255) / 256), 256, 0, stream_>>>(
+        static_cast<K*>(keys), device_shifts, n, head_dim, half, inv_freq, adjacent_pairs);
+  });
+  launched("rotate_keys");
 }
 
 }  // namespace kvlm

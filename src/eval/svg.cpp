@@ -1,6 +1,7 @@
 #include "eval/svg.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <iterator>
 #include <tuple>
@@ -196,6 +197,56 @@ std::string line_chart_svg(const std::vector<Cell>& cells, const EvalGrid& grid,
                      " px above or below their value so equal scores stay visible; hover a point for its number.",
                  "font-size=\"11\" fill=\"#555\"");
   if (any_cannot) body += text(16, height - 10, kCannotNote + 2, "font-size=\"11\"");  // no "* "
+  return document(width, height, body);
+}
+
+std::string perplexity_chart_svg(const std::vector<PerplexitySeries>& series,
+                                 const std::string& title, const std::string& x_label) {
+  double x_max = 1, y_min = 1e300, y_max = 0;
+  for (const PerplexitySeries& s : series)
+    for (auto [x, y] : s.points)
+      x_max = std::max(x_max, x), y_min = std::min(y_min, y), y_max = std::max(y_max, y);
+  if (y_max <= 0) y_min = 1, y_max = 10;
+  // The log axis runs between whole powers of ten, with lines at 1x, 2x and 5x.
+  const double lo = std::pow(10.0, std::floor(std::log10(std::max(y_min, 1.0)))),
+               hi = std::pow(10.0, std::ceil(std::log10(std::max(y_max, lo * 10))));
+  const double left = 64, top = 48, plot_w = 560, plot_h = 300, legend_x = left + plot_w + 28;
+  double longest = 0;
+  for (const PerplexitySeries& s : series) longest = std::max(longest, 7.5 * s.name.size());
+  const int width = width_for(title, legend_x + 40 + longest), height = int(top + plot_h + 70);
+  auto x_of = [&](double x) { return left + plot_w * x / x_max; };
+  auto y_of = [&](double y) {
+    return top + plot_h * (1 - std::log(std::max(y, lo) / lo) / std::log(hi / lo));
+  };
+  auto line = [&](double x1, double y1, double x2, double y2, const std::string& style) {
+    return "<line x1=\"" + fmt("%.1f", x1) + "\" y1=\"" + fmt("%.1f", y1) + "\" x2=\"" +
+           fmt("%.1f", x2) + "\" y2=\"" + fmt("%.1f", y2) + "\" " + style + "/>\n";
+  };
+  std::string body = text(16, 24, title, "font-size=\"15\" font-weight=\"bold\"");
+  for (double decade = lo; decade <= hi * 1.001; decade *= 10)
+    for (double step : {1.0, 2.0, 5.0}) {
+      const double v = decade * step, y = y_of(v);
+      if (v > hi * 1.001) break;
+      body += line(left, y, left + plot_w, y, step == 1 ? "stroke=\"#ccc\"" : "stroke=\"#eee\"");
+      body += text(left - 8, y + 4, fmt("%g", v), "text-anchor=\"end\"");
+    }
+  const double x_step = std::pow(10.0, std::floor(std::log10(x_max / 2)));
+  for (double x = 0; x <= x_max; x += x_step)
+    body += text(x_of(x), top + plot_h + 20, fmt("%g", x), "text-anchor=\"middle\"");
+  body += text(left + plot_w / 2, top + plot_h + 44, x_label, "text-anchor=\"middle\"");
+  body += text(16, top + plot_h / 2, "perplexity (log scale)",
+               "text-anchor=\"middle\" transform=\"rotate(-90 16 " + fmt("%.1f", top + plot_h / 2) + ")\"");
+  for (size_t k = 0; k < series.size(); k++) {
+    const std::string colour = kLineColours[k % std::size(kLineColours)];
+    std::string points;
+    for (auto [x, y] : series[k].points)
+      points += fmt("%.1f", x_of(x)) + "," + fmt("%.1f", y_of(y)) + " ";
+    body += "<polyline fill=\"none\" stroke=\"" + colour + "\" stroke-width=\"2\" points=\"" +
+            points + "\"><title>" + escaped(series[k].name) + "</title></polyline>\n";
+    const double ly = top + 8 + 20 * k;
+    body += line(legend_x, ly, legend_x + 24, ly, "stroke=\"" + colour + "\" stroke-width=\"2\"");
+    body += text(legend_x + 30, ly + 4, series[k].name);
+  }
   return document(width, height, body);
 }
 

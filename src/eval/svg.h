@@ -1,5 +1,5 @@
 // Self-contained SVG images written by the binary itself: the needle heatmap (context x
-// depth), the sweep's line chart (accuracy vs budget) and kept maps (which prompt tokens
+// depth), the sweep's line chart (accuracy vs budget), ppl's chart and kept maps (which prompt tokens
 // every layer and KV head kept, one panel per method).
 #pragma once
 #include <string>
@@ -16,6 +16,14 @@ std::string heatmap_svg(const std::vector<Cell>& cells, const std::string& title
 // without a budget is a dashed level line.
 std::string line_chart_svg(const std::vector<Cell>& cells, const EvalGrid& grid,
                            const std::string& title);
+// One line of a perplexity chart: (position in the text, perplexity) points.
+struct PerplexitySeries {
+  std::string name;
+  std::vector<std::pair<double, double>> points;
+};
+// Perplexity (log scale) against position in the text, one line per method.
+std::string perplexity_chart_svg(const std::vector<PerplexitySeries>& series,
+                                 const std::string& title, const std::string& x_label);
 // x = prompt position (hover shows the token), y = layer, a thin row per KV head within
 // it; a cell is kept (blue), merged into a shared layer pair (orange) or evicted (grey).
 // One panel per method with its KV bytes held; layer notes (SimLayerKV's lazy layers)

@@ -23,9 +23,31 @@ int round_up_rows(int rows) { return (rows + kChunkRows - 1) / kChunkRows * kChu
 }  // namespace
 
 KVCache::KVCache(Backend& backend, int n_layers, int n_kv_heads, int head_dim, int max_tokens,
-                 DType kv_dtype)
+                 DType kv_dtype, KeyRotation rotation)
     : backend_(backend), n_layers_(n_layers), n_kv_heads_(n_kv_heads), head_dim_(head_dim),
-      max_tokens_(max_tokens), dtype_(kv_dtype), heads_(size_t(n_layers) * n_kv_heads) {}
+      max_tokens_(max_tokens), dtype_(kv_dtype), rotation_(rotation),
+      heads_(size_t(n_layers) * n_kv_heads) {}
+
+void KVCache::set_position_mode(KVPositions mode) {
+  if (tokens_seen_ > 0) throw std::logic_error("KVCache: the position mode changes only when empty");
+  if (mode == KVPositions::Cache && !rotation_.inv_freq)
+    throw std::invalid_argument("KVCache: positions in the cache need the model's RoPE settings");
+  position_mode_ = mode;
+}
+
+int KVCache::next_position(int layer) const {
+  if (position_mode_ == KVPositions::Original) return tokens_seen_;
+  int slots = 0;  // the heads hold equally many; the largest is the safe reading regardless
+  for (int h = 0; h < n_kv_heads_; h++) slots = std::max(slots, length(layer, h));
+  return slots;
+}
+
+int KVCache::next_position() const {
+  if (position_mode_ == KVPositions::Original) return tokens_seen_;
+  int slots = 0;
+  for (int l = 0; l < n_layers_; l++) slots = std::max(slots, next_position(l));
+  return slots;
+}
 
 KVCache::~KVCache() { clear(); }
 
@@ -111,6 +133,14 @@ void KVCache::compact(int layer, int head, const std::vector<int32_t>& keep_indi
   std::vector<int32_t> keep(keep_indices.begin() + s.shared, keep_indices.end());
   for (int32_t& k : keep) k -= s.shared;
   keep_rows(s, keep, false);
+  if (position_mode_ == KVPositions::Cache) {
+    std::vector<int32_t> shifts(keep.size());  // row i was row keep[i]: it moved i - keep[i]
+    bool moved = false;
+    for (size_t i = 0; i < keep.size(); i++) moved |= (shifts[i] = int32_t(i) - keep[i]) != 0;
+    if (moved)
+      backend_.rotate_keys(s.keys, dtype_, shifts.data(), s.len, head_dim_, rotation_.inv_freq,
+                           rotation_.rope_dim, rotation_.adjacent_pairs);
+  }
 }
 
 void KVCache::clear() {

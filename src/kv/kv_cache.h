@@ -3,7 +3,7 @@
 // Each (layer, kv head) owns its own storage with its own live length, so compression
 // methods can keep different numbers of tokens per head and per layer, and the attention
 // op reads exactly those lengths. Keys are stored after RoPE, together with the original
-// position of each token, so eviction never changes what a kept key means.
+// position of each token (positions() reports those in either mode below).
 //
 // Slots: what one (layer, head) attends over, in order; view() rows and positions()
 // entries are slots. Usually a head's slots are its own rows. Cross-layer merging
@@ -12,6 +12,16 @@
 //
 // Rows are stored in the cache's KV dtype (f32, f16 or bf16), rounded once as they are
 // appended; the kernels widen them to float32 as they read them.
+//
+// Positions (the angle RoPE turns a key by) come in two modes:
+//  - Original (the default): a token keeps its index in the sequence for good. Its key is
+//    rotated once, as it is appended, and eviction never touches it.
+//  - Cache (pos=cache, StreamingLLM's rule): a token's position is its slot. A new token
+//    takes the next slot of its layer, and when eviction moves a key to an earlier slot the
+//    key is turned back by the same number of positions (Backend::rotate_keys; rotations
+//    add up, so it reads exactly as if it had been rotated at its new slot). Positions then
+//    never exceed what the cache holds, however long the sequence runs. This needs every
+//    head of a layer to hold the same number of slots (one query position per layer).
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -24,6 +34,14 @@
 
 namespace kvlm {
 
+enum class KVPositions { Original, Cache };
+
+// What rotate_keys needs to turn cached keys: the model's RoPE settings (Model owns them).
+struct KeyRotation {
+  const float* inv_freq = nullptr;  // backend memory, rope_dim / 2 frequencies
+  int rope_dim = 0;
+  bool adjacent_pairs = false;
+};
 
 struct KVStats {
   int tokens_seen = 0;                   // tokens ever appended (the next token's position)
@@ -39,8 +57,9 @@ class KVCache {
  public:
   // max_tokens: the context limit; no head ever holds more slots than this. kv_dtype: the
   // type rows are stored in (float32, the reference, unless a caller chooses otherwise).
+  // rotation: needed only for KVPositions::Cache.
   KVCache(Backend& backend, int n_layers, int n_kv_heads, int head_dim, int max_tokens,
-          DType kv_dtype = DType::F32);
+          DType kv_dtype = DType::F32, KeyRotation rotation = {});
   ~KVCache();
   KVCache(const KVCache&) = delete;
   KVCache& operator=(const KVCache&) = delete;
@@ -57,6 +76,16 @@ class KVCache {
   int tokens_seen() const { return tokens_seen_; }
   DType kv_dtype() const { return dtype_; }
 
+  // The mode, chosen while the cache is empty (else std::logic_error); Cache needs the
+  // KeyRotation given at construction (else std::invalid_argument).
+  void set_position_mode(KVPositions mode);
+  KVPositions position_mode() const { return position_mode_; }
+  // The position the next token appended to `layer` rotates by: tokens_seen() in Original
+  // mode, the layer's number of slots in Cache mode. Without a layer: the largest over
+  // layers (what a context limit checks).
+  int next_position(int layer) const;
+  int next_position() const;
+
   // Appends T new tokens, at positions first_position .. first_position + T - 1, to every
   // head of `layer`, in one backend op. keys/values are float32 backend buffers: row t of
   // head h starts at keys + t * row_stride + h * head_dim (row_stride >= n_kv_heads *
@@ -67,7 +96,8 @@ class KVCache {
   void advance(int T) { tokens_seen_ += T; }
 
   // Keeps slots keep_indices (ascending, unique, < length) of one head, in order, and
-  // returns storage that is no longer needed to the backend. Shared slots cannot be
+  // returns storage that is no longer needed to the backend. In Cache mode the keys that
+  // move are turned to their new slots. Shared slots cannot be
   // evicted: keep_indices must begin with 0..shared_length-1, else std::invalid_argument.
   void compact(int layer, int head, const std::vector<int32_t>& keep_indices);
   // Drops every token and all shared storage (and the checkpoint).
@@ -150,6 +180,8 @@ class KVCache {
   Backend& backend_;
   int n_layers_, n_kv_heads_, head_dim_, max_tokens_;
   DType dtype_;
+  KeyRotation rotation_;
+  KVPositions position_mode_ = KVPositions::Original;
   int tokens_seen_ = 0;
   // The step (tokens_seen_) and layer of the last growth ahead of need: one layer per step.
   int ahead_step_ = -1, ahead_layer_ = -1;

@@ -1,5 +1,7 @@
 // The table of known methods, typed parameters, and composition ("a+b").
+#include <algorithm>
 #include <cmath>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 
@@ -52,63 +54,89 @@ T parse_number(const std::string& key, const std::string& text, T min_value, T m
   return T(v);
 }
 
-// Applies several methods in order (e.g. token eviction, then cross-layer merging).
+// A part of a spec made into a strategy, with its pos= when its method takes one.
+struct Part {
+  std::unique_ptr<KVStrategy> strategy;
+  std::optional<KVPositions> positions;
+};
+
+// Applies one or several methods in order (e.g. token eviction, then cross-layer merging)
+// and carries the parts' pos= (the spec's name shows it wherever a method takes it).
 class Composite final : public KVStrategy {
  public:
-  explicit Composite(std::vector<std::unique_ptr<KVStrategy>> parts) : parts_(std::move(parts)) {}
+  explicit Composite(std::vector<Part> parts) : parts_(std::move(parts)) {}
   std::string name() const override {
-    std::string s = parts_.front()->name();
-    for (size_t i = 1; i < parts_.size(); i++) s.append(1, '+').append(parts_[i]->name());
+    std::string s;
+    for (const Part& p : parts_) {
+      std::string part = p.strategy->name();
+      if (p.positions)
+        part += std::string(part.find(':') == std::string::npos ? ":" : ",") + "pos=" +
+                (*p.positions == KVPositions::Cache ? "cache" : "original");
+      s += (s.empty() ? "" : "+") + part;
+    }
     return s;
+  }
+  KVPositions position_mode() const override {
+    for (const Part& p : parts_)
+      if (p.positions == KVPositions::Cache) return KVPositions::Cache;
+    return KVPositions::Original;
   }
   Needs needs() const override {
     Needs n;
-    for (const auto& p : parts_) {
-      Needs m = p->needs();
+    for (const Part& p : parts_) {
+      Needs m = p.strategy->needs();
       n.window = std::max(n.window, m.window);
       n.all_queries |= m.all_queries;
       n.key_norms |= m.key_norms;
       n.decode_attention |= m.decode_attention;
+      n.decode_key_norms |= m.decode_key_norms;
     }
     return n;
   }
   void begin_sequence(const KVCache& c, int prompt_tokens) override {
-    for (const auto& p : parts_) p->begin_sequence(c, prompt_tokens);
+    for (const Part& p : parts_) p.strategy->begin_sequence(c, prompt_tokens);
   }
   void on_prefill_layer(KVCache& c, const Observation& o) override {
-    for (const auto& p : parts_) p->on_prefill_layer(c, o);
+    for (const Part& p : parts_) p.strategy->on_prefill_layer(c, o);
   }
   void after_prefill(KVCache& c) override {
-    for (const auto& p : parts_) p->after_prefill(c);
+    for (const Part& p : parts_) p.strategy->after_prefill(c);
   }
   void on_decode_step(KVCache& c, const DecodeObservation& o) override {
-    for (const auto& p : parts_) p->on_decode_step(c, o);
+    for (const Part& p : parts_) p.strategy->on_decode_step(c, o);
   }
   void set_model(const ModelConfig& c) override {
-    for (const auto& p : parts_) p->set_model(c);
+    for (const Part& p : parts_) p.strategy->set_model(c);
   }
   std::string report() const override {
     std::string s;
-    for (const auto& p : parts_) s += p->report();
+    for (const Part& p : parts_) s += p.strategy->report();
     return s;
   }
   std::unique_ptr<KVStrategy> clone() const override {
-    std::vector<std::unique_ptr<KVStrategy>> parts;
-    for (const auto& p : parts_) parts.push_back(p->clone());
+    std::vector<Part> parts;
+    for (const Part& p : parts_) parts.push_back({p.strategy->clone(), p.positions});
     return std::make_unique<Composite>(std::move(parts));
   }
   std::string layer_note(int layer) const override {
     std::string s;
-    for (const auto& p : parts_)
-      if (std::string note = p->layer_note(layer); !note.empty()) s += (s.empty() ? "" : ", ") + note;
+    for (const Part& p : parts_)
+      if (std::string note = p.strategy->layer_note(layer); !note.empty()) s += (s.empty() ? "" : ", ") + note;
     return s;
   }
 
  private:
-  std::vector<std::unique_ptr<KVStrategy>> parts_;
+  std::vector<Part> parts_;
 };
 
-std::unique_ptr<KVStrategy> make_one(const MethodSpec& spec) {
+std::string methods_taking_positions() {
+  std::vector<std::string> names;
+  for (const Method& m : methods())
+    if (m.info().traits.cache_positions) names.push_back(m.info().name);
+  return join(names);
+}
+
+Part make_one(const MethodSpec& spec) {
   const Method* method = nullptr;
   std::vector<std::string> names;
   for (const Method& m : methods()) {
@@ -120,7 +148,22 @@ std::unique_ptr<KVStrategy> make_one(const MethodSpec& spec) {
                                 join(names) + "; see `kvlm methods`)");
   Params params;
   for (const auto& [key, value] : spec.params) params.values.emplace(key, value);
-  return method->make(params);
+  const MethodTraits traits = method->info().traits;
+  Part part;
+  if (traits.cache_positions) {
+    const bool cache = params.get_choice("pos", traits.cache_positions_by_default
+                                                    ? std::vector<std::string>{"cache", "original"}
+                                                    : std::vector<std::string>{"original", "cache"}) == "cache";
+    part.positions = cache ? KVPositions::Cache : KVPositions::Original;
+    params.values.erase("pos");
+  } else if (params.values.count("pos")) {
+    throw std::invalid_argument("--kv " + spec.name + ": pos= is not one of its parameters: "
+                                "positions inside the cache need a method that evicts and keeps "
+                                "equally many tokens in every head of a layer (" +
+                                methods_taking_positions() + ")");
+  }
+  part.strategy = method->make(params);
+  return part;
 }
 
 }  // namespace
@@ -186,9 +229,8 @@ Budget read_count_or_share(const Params& p, const std::string& key, int fallback
 }
 
 std::unique_ptr<KVStrategy> make_strategy(const KVSpec& spec) {
-  std::vector<std::unique_ptr<KVStrategy>> parts;
+  std::vector<Part> parts;
   for (const MethodSpec& part : spec.parts) parts.push_back(make_one(part));
-  if (parts.size() == 1) return std::move(parts.front());
 
   // Observations are computed once per layer, before any part runs: the one part that
   // uses them must come first, or it would read scores of slots another part evicted.
@@ -203,7 +245,7 @@ std::unique_ptr<KVStrategy> make_strategy(const KVSpec& spec) {
                                   " is the second (e.g. snapkv:budget=128+minicache)");
     if (i > 0)
       throw std::invalid_argument(where + "put the method that uses attention scores or key "
-                                  "norms first (" + parts[i]->name() + ")");
+                                  "norms first (" + parts[i].strategy->name() + ")");
   }
   // Merging shares what the others kept, so it goes last; and it cannot follow a method
   // that keeps evicting while decoding, which would have to evict inside shared storage.
@@ -218,6 +260,15 @@ std::unique_ptr<KVStrategy> make_strategy(const KVSpec& spec) {
                                     "methods (snapkv, pyramidkv, adakv, dynamickv), not with " +
                                     other.name + ", which evicts while decoding");
   }
+  // One position per layer's queries needs equal lengths across its heads from every part.
+  const bool cache_positions = std::any_of(parts.begin(), parts.end(), [](const Part& p) {
+    return p.positions == KVPositions::Cache;
+  });
+  for (const MethodSpec& part : spec.parts)
+    if (cache_positions && !find_method(part.name)->traits.cache_positions)
+      throw std::invalid_argument(where + "pos=cache cannot compose with " + part.name +
+                                  " (it takes no pos=; those that do: " +
+                                  methods_taking_positions() + ")");
   return std::make_unique<Composite>(std::move(parts));
 }
 
@@ -234,7 +285,12 @@ const MethodInfo* find_method(const std::string& name) {
 const std::vector<MethodInfo>& known_methods() {
   static const std::vector<MethodInfo> infos = [] {
     std::vector<MethodInfo> v;
-    for (const Method& m : methods()) v.push_back(m.info());
+    for (const Method& m : methods()) {
+      v.push_back(m.info());
+      const MethodTraits& t = v.back().traits;
+      if (t.cache_positions)
+        v.back().params.push_back({"pos", t.cache_positions_by_default ? "cache" : "original"});
+    }
     return v;
   }();
   return infos;

@@ -80,6 +80,9 @@ class KVStrategy {
   virtual std::string report() const { return ""; }
   // A word on one layer for kept maps (SimLayerKV: "lazy"); "" for nothing to say.
   virtual std::string layer_note(int /*layer*/) const { return ""; }
+  // Where keys get their RoPE positions (kv_cache.h): the pos= parameter, which the
+  // registry reads for the methods whose traits take it.
+  virtual KVPositions position_mode() const { return KVPositions::Original; }
 };
 
 // The base of a strategy whose state is all in copyable members: clone() is a copy.
@@ -97,6 +100,11 @@ struct MethodTraits {
   bool observes = false;               // needs attention scores or key norms
   bool evicts_while_decoding = false;  // keeps a budget as tokens arrive
   bool merges_layers = false;          // shares storage across layers (kv/merged_layers.h)
+  // Takes pos=original|cache: it evicts and keeps equally many tokens in every head of a
+  // layer (a layer's queries share one position). The default is Original unless
+  // cache_positions_by_default.
+  bool cache_positions = false;
+  bool cache_positions_by_default = false;
 };
 
 // One entry of `kvlm methods`.

@@ -120,8 +120,9 @@ Model::~Model() {
 }
 
 std::unique_ptr<KVCache> Model::make_cache(int max_tokens, DType kv_dtype) {
-  return std::make_unique<KVCache>(backend_, config_.n_layers, config_.n_kv_heads,
-                                   config_.head_dim, max_tokens, kv_dtype);
+  return std::make_unique<KVCache>(
+      backend_, config_.n_layers, config_.n_kv_heads, config_.head_dim, max_tokens, kv_dtype,
+      KeyRotation{inv_freq_, config_.rope_dim, config_.rope_adjacent_pairs});
 }
 
 std::vector<float> Model::forward(const std::vector<int32_t>& tokens, KVCache& cache,
@@ -130,9 +131,9 @@ std::vector<float> Model::forward(const std::vector<int32_t>& tokens, KVCache& c
   const int T = int(tokens.size());
   Backend& b = backend_;
   Scratch& s = scratch(T);
-  const int first_position = cache.tokens_seen();
+  const int first_position = cache.tokens_seen();  // in the sequence, whatever the cache keeps
   const int qkv_dim = c.q_dim() + 2 * c.kv_dim();
-  if (c.rope_scaling == RopeScaling::Dynamic) update_rope_frequencies(first_position + T);
+  if (c.rope_scaling == RopeScaling::Dynamic) update_rope_frequencies(cache.next_position() + T);
   if (kv) kv->begin_call(cache, T);
 
   // s.x is the residual stream; s.xn its normed copy, which every sub-block reads and
@@ -144,8 +145,9 @@ std::vector<float> Model::forward(const std::vector<int32_t>& tokens, KVCache& c
     const LayerWeights& lw = w_.layers[l];
     // Attention: the new tokens join the cache first, then attend to it (causally).
     b.matmul(s.qkv, s.xn, lw.wqkv, T);
-    b.rope_qk(s.q, s.qkv, first_position, inv_freq_, T, c.n_heads, c.n_kv_heads, c.head_dim,
-              c.rope_dim, c.rope_adjacent_pairs);
+    // RoPE turns by the sequence position, or the slot with positions in the cache.
+    b.rope_qk(s.q, s.qkv, cache.next_position(l), inv_freq_, T, c.n_heads, c.n_kv_heads,
+              c.head_dim, c.rope_dim, c.rope_adjacent_pairs);
     cache.append(l, s.qkv + c.q_dim(), s.qkv + c.q_dim() + c.kv_dim(), qkv_dim, first_position, T);
     const std::vector<KVHeadView> view = cache.view(l);
     b.attention(s.att, s.q, view, T, c.n_heads, c.head_dim);

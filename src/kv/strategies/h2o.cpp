@@ -122,7 +122,7 @@ MethodInfo h2o_method_info() {
            {"slack", std::to_string(kDefaultSlack)}},
           "H2O: Heavy-Hitter Oracle for Efficient Generative Inference of Large Language Models "
           "(arXiv 2306.14048)",
-          {.budgeted = true, .observes = true, .evicts_while_decoding = true}};
+          {.budgeted = true, .observes = true, .evicts_while_decoding = true, .cache_positions = true}};
 }
 
 std::unique_ptr<KVStrategy> make_h2o(const Params& params) {

@@ -64,7 +64,7 @@ MethodInfo pyramidkv_method_info() {
           voting_param_rows(kDefaultVoting, true, "; average per layer"),
           "PyramidKV: Dynamic KV Cache Compression based on Pyramidal Information Funneling "
           "(arXiv 2406.02069)",
-          {.budgeted = true, .observes = true}};
+          {.budgeted = true, .observes = true, .cache_positions = true}};
   info.params.push_back({"beta", std::to_string(kDefaultBeta)});
   info.params.push_back({"faithful", "0 (1 = KVCache-Factory's arithmetic)"});
   return info;

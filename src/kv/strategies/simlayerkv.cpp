@@ -190,14 +190,13 @@ MethodInfo simlayerkv_method_info() {
            {"detect", "prefill (or decode)"},
            {"slack", std::to_string(kDefaultSlack)}},
           "SimLayerKV: A Simple Framework for Layer-Level KV Cache Reduction (arXiv 2410.13846)",
-          {.observes = true, .evicts_while_decoding = true}};
+          {.observes = true, .evicts_while_decoding = true, .cache_positions = true}};
 }
 
 std::unique_ptr<KVStrategy> make_simlayerkv(const Params& params) {
   params.reject_unknown("simlayerkv", {"delta", "sinks", "recent", "probe", "detect", "slack"});
-  const std::optional<double> delta =
-      params.values.count("delta") ? std::optional(params.get_double("delta", kDefaultDelta, 0.0, 1.0))
-                                   : std::nullopt;
+  std::optional<double> delta;
+  if (params.values.count("delta")) delta = params.get_double("delta", kDefaultDelta, 0.0, 1.0);
   const int sinks = params.get_int("sinks", kDefaultSinks, 0);
   const Budget recent = read_count_or_share(params, "recent", kDefaultRecent);
   const int probe = params.get_int("probe", kDefaultProbe, 1);

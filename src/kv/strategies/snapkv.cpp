@@ -55,7 +55,7 @@ MethodInfo snapkv_method_info() {
           "the last window's attention votes for prefix tokens (pooled); top budget per head",
           voting_param_rows(kDefaultVoting, true, ""),
           "SnapKV: LLM Knows What You are Looking for Before Generation (arXiv 2404.14469)",
-          {.budgeted = true, .observes = true}};
+          {.budgeted = true, .observes = true, .cache_positions = true}};
 }
 
 std::unique_ptr<KVStrategy> make_snapkv(const Params& params) {

@@ -5,9 +5,13 @@
 //   Decode: when a head exceeds budget + slack rows, cut it back to the same shape.
 // Paper: Efficient Streaming Language Models with Attention Sinks (arXiv 2309.17453).
 // kvlm's choices (the reasons, and the worked examples the tests check: streaming.md):
-//  - Positions stay the original ones (keys are cached after RoPE and never re-rotated).
-//    The paper renumbers positions inside its rolling cache; we keep them like every
-//    other method, so the methods differ only in what they keep.
+//  - pos=cache (the default) numbers positions inside the cache, as the paper does: a
+//    token's position is its slot, and keys that slide towards the front are turned back
+//    to their new slot (KVCache, Backend::rotate_keys). Positions then stay below
+//    budget however long a chat or text runs, which is the point of the method: run and
+//    chat go on past --ctx-size with bounded memory. pos=original keeps each token's index
+//    in the sequence, like the other methods' defaults, for comparing what methods keep
+//    at equal positions; it stops at --ctx-size.
 //  - A budget counts the sinks. With ratio=r the budget is fixed per prompt
 //    (ceil(r * prompt length)); if that leaves no room beyond the sinks, fewer sinks are
 //    kept so the newest token always stays.
@@ -67,12 +71,15 @@ class StreamingStrategy final : public CopyableStrategy<StreamingStrategy> {
 
 MethodInfo streaming_method_info() {
   return {"streaming",
-          "attention sinks + recent window (StreamingLLM); keeps original positions, no re-rotation",
+          "attention sinks + recent window (StreamingLLM); positions inside the cache by default",
           {{"budget", std::to_string(kDefaultBudget) + " (or ratio=r)"},
            {"sinks", std::to_string(kDefaultSinks)},
            {"slack", std::to_string(kDefaultSlack)}},
           "Efficient Streaming Language Models with Attention Sinks (arXiv 2309.17453)",
-          {.budgeted = true, .evicts_while_decoding = true}};
+          {.budgeted = true,
+           .evicts_while_decoding = true,
+           .cache_positions = true,
+           .cache_positions_by_default = true}};
 }
 
 std::unique_ptr<KVStrategy> make_streaming(const Params& params) {
