@@ -97,6 +97,9 @@ CLI::App* add_eval_command(CLI::App& app, const std::string& name, const std::st
                   "aware: the question is in the prompt the method compresses; agnostic: it is "
                   "appended to the compressed context")
       ->default_val(e.query_mode)->check(CLI::IsMember({"aware", "agnostic"}));
+  cmd->add_flag_callback("--no-share-prefill", [&e] { e.share_prefill = false; },
+                         "prefill every prompt once per method, as a single-method run does "
+                         "(default: once for all methods, which gives the same results)");
   cmd->add_option("--csv", e.csv_path, "write the cells as CSV to this file");
   CLI::Option* json = cmd->add_option("--json", e.json_path, "write the settings, cells and every answer as JSON to this file");
   cmd->add_option("--svg", e.svg_path, name == "sweep" ? "write a line chart (accuracy vs budget) as SVG"
@@ -198,6 +201,10 @@ int main(int argc, char** argv) {
   bench_cmd->add_option("--kv-list", kv_list, "KV methods to compare, comma-separated, e.g. full,snapkv:budget=256,window=32,streaming:budget=256 (default: full)");
   bench_cmd->add_option("--seed", bench.seed, "seed of the random prompt")->default_val(bench.seed);
   bench_cmd->add_option("--json", bench.json_path, "write the results as JSON to this file");
+  bench_cmd->add_option("--report-every", bench.report_every,
+                        "a line on stderr every N decoded tokens: speed, KV bytes, resident "
+                        "memory (a soak test; pair with --kv-list streaming:budget=256 and a "
+                        "large --gen)")->check(CLI::Range(1, 1 << 30));
 
   PplOptions ppl;
   std::string ppl_kv_list = "full";

@@ -7,6 +7,7 @@
 #include <unistd.h>
 #include <algorithm>
 #include <stdexcept>
+#include <tuple>
 
 #include "device.h"
 #include "memory_plan.h"
@@ -184,6 +185,47 @@ std::vector<float> Session::feed_with(const std::vector<int32_t>& ids, KVObserve
   history_.insert(history_.end(), ids.begin(), ids.end());
   return model_->forward(ids, *cache_, observer);
 }
+
+Needs Session::prefill_needs(const KVSpec& spec, int n_tokens) const {
+  std::unique_ptr<KVStrategy> strategy = make_strategy(spec);
+  strategy->set_model(file_->config());
+  const KVCache empty(*backend_, cache_->n_layers(), cache_->n_kv_heads(), cache_->head_dim(),
+                      cache_->max_tokens(), cache_->kv_dtype());
+  strategy->begin_sequence(empty, n_tokens);
+  return strategy->needs().prefill_part();
+}
+
+void Session::prefill_shared(const std::vector<int32_t>& ids, std::vector<Needs> needs) {
+  if (ids.size() < 2) throw std::invalid_argument("prefill_shared: a prefill has 2 tokens or more");
+  drop_shared();
+  auto shared = std::make_unique<SharedPrefill>();
+  shared->ids = ids;
+  shared->cache = model_->make_cache(cache_->max_tokens(), cache_->kv_dtype());
+  std::sort(needs.begin(), needs.end(), [](const Needs& a, const Needs& b) {
+    return std::tie(a.window, a.window_rows, a.all_queries, a.key_norms) <
+           std::tie(b.window, b.window_rows, b.all_queries, b.key_norms);
+  });
+  needs.erase(std::unique(needs.begin(), needs.end()), needs.end());
+  shared->needs = needs;
+  std::unique_ptr<KVStrategy> keep_all = make_strategy("full");
+  KVObserver recorder(*backend_, *keep_all, file_->config().n_heads, file_->config().head_dim);
+  recorder.record(needs);
+  const auto start = std::chrono::steady_clock::now();
+  shared->logits = model_->forward(ids, *shared->cache, &recorder);
+  shared->seconds = seconds_since(start);
+  shared->observations = recorder.take_recorded();
+  shared_ = std::move(shared);
+}
+
+std::vector<float> Session::replay_shared() {
+  if (!shared_) throw std::logic_error("replay_shared: no shared prefill");
+  reset();
+  history_ = shared_->ids;
+  observer_->replay_prefill(*cache_, *shared_->cache, shared_->needs, shared_->observations);
+  return shared_->logits;
+}
+
+void Session::drop_shared() { shared_.reset(); }
 
 GenerationStats Session::generate(const std::vector<int32_t>& prompt, int n_predict,
                                   Sampler& sampler,

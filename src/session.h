@@ -81,6 +81,20 @@ class Session {
   // it). The strategy still sees the tokens that follow.
   std::vector<float> feed_uncompressed(const std::vector<int32_t>& ids);
 
+  // ---- shared prefill: one prefill for several methods (evaluations) ------------------
+  // prefill_shared runs `ids` once through a full cache of its own and records every
+  // layer's observations for each entry of `needs` (Needs::prefill_part of each method's
+  // strategy: prefill_needs). replay_shared then starts the current strategy on an empty
+  // cache as if it had prefilled those ids itself, and returns the last logits: a method
+  // evicts layer l only after layer l's attention, so no hidden state of the prompt
+  // depends on it, and the kept tokens and logits are exactly those of feed(ids).
+  void prefill_shared(const std::vector<int32_t>& ids, std::vector<Needs> needs);
+  std::vector<float> replay_shared();
+  void drop_shared();  // frees the shared prefill's cache
+  double shared_prefill_seconds() const { return shared_ ? shared_->seconds : 0; }
+  // What `spec`'s strategy asks a prefill of n_tokens to observe.
+  Needs prefill_needs(const KVSpec& spec, int n_tokens) const;
+
   // Feeds the prompt, then samples up to n_predict tokens (fewer at an end-of-generation
   // token or a full context). Each piece of finished UTF-8 text goes to on_text as soon as
   // it exists. Generated tokens are fed back, so the cache ends holding the whole exchange
@@ -107,6 +121,15 @@ class Session {
   // The checkpoint's copy of the strategy and length of the history; null: none.
   std::unique_ptr<KVStrategy> marked_strategy_;
   size_t marked_history_ = 0;
+  struct SharedPrefill {
+    std::vector<int32_t> ids;
+    std::unique_ptr<KVCache> cache;  // the full prefill
+    std::vector<Needs> needs;
+    std::vector<std::vector<Observation>> observations;  // [needs entry][layer]
+    std::vector<float> logits;
+    double seconds = 0;  // the prefill's wall time
+  };
+  std::unique_ptr<SharedPrefill> shared_;
 };
 
 // Multi-line summary of the cache: method, bytes held vs full, kept lengths per layer

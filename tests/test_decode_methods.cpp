@@ -463,6 +463,42 @@ TEST(SimLayerKV, SpecToyFindsLazyLayers) {
   expect_consistent(cache);
 }
 
+// The official prefill variant by hand (simlayerkv.md): 10 tokens, probe 2 (queries at
+// slots 8 and 9), sinks 1, window 3, delta 0.5. Each row's mass is its sink plus its own
+// previous 3 slots, plus itself with self=1:
+//   layer 0: query 8: 0.1 + (0.1 + 0.1 + 0.2) [+ 0.5] ; query 9: 0.1 + (0.1 + 0.1 + 0.1) [+ 0.3]
+//            self=0: mean(0.5, 0.4) = 0.45, not lazy; self=1: mean(1.0, 0.7) = 0.85, lazy
+//   layer 1: query 8: 0.4 + (0.1 + 0.1 + 0.2) [+ 0.2] ; query 9: 0.5 + (0.1 + 0.1 + 0.1) [+ 0.2]
+//            self=0: mean(0.8, 0.8) = 0.8, lazy
+// Slot 1's 0.3 in layer 0's second row lies outside both windows and never counts.
+TEST(SimLayerKV, OfficialPrefillVariantMeasuresEachQuerysOwnWindow) {
+  const std::vector<std::vector<float>> rows[2] = {
+      {{0.1f, 0, 0, 0, 0, 0.1f, 0.1f, 0.2f, 0.5f}, {0.1f, 0.3f, 0, 0, 0, 0, 0.1f, 0.1f, 0.1f, 0.3f}},
+      {{0.4f, 0, 0, 0, 0, 0.1f, 0.1f, 0.2f, 0.2f}, {0.5f, 0, 0, 0, 0, 0, 0.1f, 0.1f, 0.1f, 0.2f}}};
+  for (const auto& [spec, lazy0] : {std::pair{"window=3,self=0", false}, {"window=3", true}}) {
+    SCOPED_TRACE(spec);
+    CpuBackend b(1);
+    KVCache cache(b, 2, 1, kDim, 64);
+    auto s = make_strategy(std::string("simlayerkv:delta=0.5,sinks=1,recent=2,probe=2,") + spec);
+    EXPECT_NE(s->name().find(std::string(",detect=prefill,") + (lazy0 ? "window=3,self=1" : spec)),
+              std::string::npos) << s->name();
+    EXPECT_TRUE(s->needs().window_rows);
+    EXPECT_EQ(s->needs().window, 2);
+    prefill(*s, cache, 10, [&](Observation& o) {
+      o.window = 2;
+      for (const std::vector<float>& row : rows[o.layer]) {
+        std::vector<float> padded = row;
+        padded.resize(10, 0.0f);  // slots past the query's own are not visible
+        o.window_rows.push_back({padded});
+      }
+    });
+    EXPECT_EQ(cache.length(0, 0), lazy0 ? 3 : 10);
+    EXPECT_EQ(cache.positions(1, 0), (std::vector<int32_t>{0, 8, 9}));
+  }
+  EXPECT_THROW(make_strategy("simlayerkv:self=0"), std::invalid_argument) << "self= needs window=";
+  EXPECT_THROW(make_strategy("simlayerkv:detect=decode,window=512"), std::invalid_argument);
+}
+
 TEST(SimLayerKV, DecodeDetectionUsesTheFirstGeneratedToken) {
   CpuBackend b(1);
   KVCache cache(b, 4, 1, kDim, 64);

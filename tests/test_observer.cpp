@@ -165,6 +165,27 @@ TEST(Observer, WindowAttentionIsTheMeanOfTheWindowsSoftmaxRows) {
   }
 }
 
+// Kept apart, the window's rows are causal softmax rows (query i sees slots up to its own)
+// whose mean is the averaged window observation.
+TEST(Observer, WindowRowsAreTheWindowsRowsOneByOne) {
+  Harness h(Needs{.window = 3, .window_rows = true});
+  h.forward(kPrompt);
+  for (const Observation* obs : h.strategy.prefill_layers()) {
+    ASSERT_EQ(obs->window_rows.size(), 3u) << "layer " << obs->layer;
+    for (size_t q = 0; q < obs->window_attention.size(); q++) {
+      std::vector<float> mean(5, 0.0f);
+      for (int i = 0; i < 3; i++) {
+        const std::vector<float>& row = obs->window_rows[i][q];
+        ASSERT_EQ(row.size(), 5u);
+        EXPECT_NEAR(sum(row), 1.0f, 1e-4f);
+        for (int j = 5 - 3 + i + 1; j < 5; j++) EXPECT_EQ(row[j], 0.0f) << "query " << i << " sees slot " << j;
+        for (int j = 0; j < 5; j++) mean[j] += row[j] / 3;
+      }
+      for (int j = 0; j < 5; j++) EXPECT_NEAR(mean[j], obs->window_attention[q][j], 1e-5f);
+    }
+  }
+}
+
 TEST(Observer, WindowIsClampedToTheCall) {
   Harness h(Needs{.window = 32});
   h.forward(kPrompt);

@@ -18,14 +18,28 @@ namespace {
 constexpr size_t kBandwidthProbeBytes = size_t(1) << 30;
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+// Whether a method keeps positions below its budget (pos=cache, evicting while decoding),
+// so that decoding may run past the context size.
+bool bounded_positions(const KVSpec& spec) {
+  bool evicts_while_decoding = false;
+  for (const MethodSpec& part : spec.parts)
+    evicts_while_decoding |= find_method(part.name)->traits.evicts_while_decoding;
+  return evicts_while_decoding && make_strategy(spec)->position_mode() == KVPositions::Cache;
+}
 }  // namespace
 
 int run_bench(Session& session, const BenchOptions& o) {
   const ModelConfig& c = session.file().config();
-  if (o.prompt_len + o.gen + 1 > session.ctx_size())
-    throw std::runtime_error("--prompt-len " + std::to_string(o.prompt_len) + " + --gen " +
-                             std::to_string(o.gen) + " exceed the context size of " +
-                             std::to_string(session.ctx_size()));
+  for (const KVSpec& kv : o.kv_list)
+    if (o.prompt_len + o.gen + 1 > session.ctx_size() && !bounded_positions(kv))
+      throw std::runtime_error("--prompt-len " + std::to_string(o.prompt_len) + " + --gen " +
+                               std::to_string(o.gen) + " exceed the context size of " +
+                               std::to_string(session.ctx_size()) + " (" + kv.text() +
+                               " keeps original positions; only a method that evicts while "
+                               "decoding with pos=cache runs past it)");
+  if (o.prompt_len + 1 > session.ctx_size())
+    throw std::runtime_error("--prompt-len " + std::to_string(o.prompt_len) +
+                             " does not fit the context size of " + std::to_string(session.ctx_size()));
   check_output_path(o.json_path, "--json");
   std::fprintf(stderr, "bench: measuring memory read bandwidth...\n");
   const double bandwidth = session.backend().read_bandwidth(kBandwidthProbeBytes);
@@ -60,7 +74,19 @@ int run_bench(Session& session, const BenchOptions& o) {
     const double scoring_share = (session.scoring_seconds() - scoring_before) / prefill;
     const KVStats after_prefill = session.cache().stats();
     t = Clock::now();
-    for (int i = 0; i < o.gen; i++) next = greedy.sample(session.feed({next}), {});
+    auto interval = t;
+    for (int i = 0; i < o.gen; i++) {
+      next = greedy.sample(session.feed({next}), {});
+      if (o.report_every > 0 && (i + 1) % o.report_every == 0) {
+        const KVStats now = session.cache().stats();
+        std::fprintf(stderr, "bench: %s: %d tokens decoded, %.2f tok/s over the last %d, KV %s "
+                     "held (%s allocated), positions used %d, resident %s\n", spec.c_str(), i + 1,
+                     o.report_every / since(interval), o.report_every,
+                     format_bytes(now.bytes_held).c_str(), format_bytes(now.bytes_allocated).c_str(),
+                     session.cache().next_position(), format_bytes(resident_bytes()).c_str());
+        interval = Clock::now();
+      }
+    }
     const double decode = since(t);
     const KVStats end = session.cache().stats();
 

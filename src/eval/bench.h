@@ -13,6 +13,7 @@ struct BenchOptions {
   std::vector<KVSpec> kv_list = {KVSpec::parse("full")};
   uint64_t seed = 42;
   std::string json_path;  // "" = none
+  int report_every = 0;   // > 0: a line every this many decoded tokens (a soak test)
 };
 
 int run_bench(Session& session, const BenchOptions& options);

@@ -180,6 +180,7 @@ EvalGrid make_grid(EvalCommand command, const RuntimeOptions& rt, const EvalOpti
   grid.trials = o.trials;
   grid.seed = o.seed;
   grid.mode = parse_query_mode(o.query_mode);
+  grid.share_prefill = o.share_prefill;
   if (!o.depths.empty()) grid.depths = parse_depths(o.depths, "--depths");
   if (command == EvalCommand::Needle) {
     for (const std::string& c : split(o.ctx_list, ','))
@@ -267,6 +268,11 @@ int eval_command(EvalCommand command, RuntimeOptions rt, const EvalOptions& o) {
   const PromptBuilder builder(session.tokenizer(), framing, task, o.seed, haystack);
   const std::string title = describe(command, o, task, grid, rt, chat);
   std::fprintf(stderr, "%s: %s; model %s\n", name.c_str(), title.c_str(), session.file().path().c_str());
+  if (grid.methods.size() > 1)
+    std::fprintf(stderr, "%s: %s\n", name.c_str(),
+                 grid.share_prefill ? "each prompt is prefilled once for all methods (the same "
+                                      "results; --no-share-prefill prefills it per method)"
+                                    : "each method prefills each prompt itself (--no-share-prefill)");
 
   const GridRun run =
       run_grid(session, builder, grid, name, false, o.kept_svg.empty() ? nullptr : &kept);

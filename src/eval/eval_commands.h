@@ -26,6 +26,7 @@ struct EvalOptions {
   std::string replot_path;  // an earlier --json file to show again instead of running
   std::string kept_svg;     // draw what every method kept of one prompt
   int kept_prompt = 0;      // which prompt of the run (run_grid's order)
+  bool share_prefill = true;  // --no-share-prefill: every method prefills every prompt itself
 };
 
 enum class EvalCommand { Passkey, Needle, Sweep };

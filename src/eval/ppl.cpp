@@ -69,7 +69,7 @@ PplSeries score_text(Session& session, const std::vector<int32_t>& tokens, int s
     if (++in_segment == segment) close_segment();
     if (t + 1 == tokens.size()) break;
     if (session.cache().next_position() >= session.ctx_size()) {
-      r.stopped_at = int(t + 1);  // the context is full: the tokens after t are not scored
+      r.stopped_at = int(t);  // the context is full: t tokens read, the rest not scored
       break;
     }
     logits = session.feed({tokens[t]});

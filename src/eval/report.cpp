@@ -8,6 +8,8 @@
 #include <map>
 #include <stdexcept>
 
+#include "eval/stats.h"
+
 namespace kvlm {
 
 namespace {
@@ -45,6 +47,20 @@ std::string pad_left(const std::string& s, size_t width) {
 
 const char* kCannotNote =
     "* full scores below 50% here: the model cannot do this, whatever the KV method\n";
+const char* kIntervalNote = "[low,high]: the 95% Wilson interval of the accuracy over the cell's trials\n";
+const char* kDiffersNote =
+    "! differs from full on the same prompts (exact sign test on the prompts one of the two "
+    "gets right, p < 0.05)\n";
+
+// A sweep cell: "67 [ 21, 94] " and its mark ("*": full cannot; "!": differs from full).
+constexpr int kAccuracyWidth = 14;
+std::string accuracy_text(const Cell& c) {
+  const Interval i = wilson_interval(c.accuracy, c.trials);
+  char text[64];
+  std::snprintf(text, sizeof text, "%3.0f [%3.0f,%3.0f]%c", 100 * c.accuracy, 100 * i.low,
+                100 * i.high, c.model_cannot ? '*' : c.differs_from_full() ? '!' : ' ');
+  return text;
+}
 
 std::string csv_field(const std::string& s) {
   if (s.find_first_of(",\"\n") == std::string::npos) return s;
@@ -62,6 +78,11 @@ std::vector<Cell> summarise(const std::vector<TrialRecord>& records, const EvalG
     double prompt_tokens = 0, prefill_seconds = 0, generated_tokens = 0, decode_seconds = 0;
   };
   std::map<std::tuple<int, int, double>, Sums> sums;  // (method, ctx, depth)
+  // Which prompts `full` got exactly right, for the paired comparison: (ctx, depth, trial).
+  std::map<std::tuple<int, double, int>, bool> full_right;
+  for (const TrialRecord& r : records)
+    if (grid.methods[r.method].spec == "full") full_right[{r.ctx, r.depth, r.trial}] = r.outcome.score.strict;
+  std::map<std::tuple<int, int, double>, std::pair<int, int>> split;  // (only full, only the method)
   for (const TrialRecord& r : records) {
     const double depth = by_depth ? r.depth : -1;
     Sums& s = sums[{r.method, r.ctx, depth}];
@@ -76,10 +97,18 @@ std::vector<Cell> summarise(const std::vector<TrialRecord>& records, const EvalG
     s.prefill_seconds += r.outcome.prefill_seconds;
     s.generated_tokens += r.outcome.generated_tokens;
     s.decode_seconds += r.outcome.decode_seconds;
+    if (grid.methods[r.method].spec == "full") continue;
+    if (auto it = full_right.find({r.ctx, r.depth, r.trial}); it != full_right.end()) {
+      std::pair<int, int>& counts = split[{r.method, r.ctx, depth}];
+      if (it->second && !r.outcome.score.strict) counts.first++;
+      if (!it->second && r.outcome.score.strict) counts.second++;
+      c.p_vs_full = 0;  // compared; the p-value follows
+    }
   }
   std::vector<Cell> out;
   for (auto& [key, s] : sums) {
     Cell c = s.cell;
+    if (c.p_vs_full >= 0) c.p_vs_full = sign_test_p(split[key].first, split[key].second);
     c.accuracy /= c.trials, c.strict /= c.trials;
     c.kv_bytes_held /= c.trials, c.kv_bytes_full /= c.trials;
     // Total tokens over total time, so long prompts weigh what they cost.
@@ -167,7 +196,7 @@ std::string sweep_text(const std::vector<Cell>& cells, const EvalGrid& grid, boo
   auto cost_text = [](const Cell& c) {
     return format("%.1f", c.kv_bytes_held / (1 << 20)) + " / " + format("%.1f", c.decode_tokens_per_s);
   };
-  size_t width = 12;  // every column keeps at least two spaces before its widest entry
+  size_t width = kAccuracyWidth + 2;  // every column keeps two spaces before its widest entry
   for (const std::string& b : budgets) width = std::max(width, b.size() + 2);
   for (const Cell& c : cells) width = std::max(width, cost_text(c).size() + 2);
 
@@ -175,7 +204,7 @@ std::string sweep_text(const std::vector<Cell>& cells, const EvalGrid& grid, boo
   for (const std::string& b : budgets) head += pad_left(b, width);
   std::string accuracy = "accuracy (%)\n" + head + "\n";
   std::string cost = "KV held (MiB) / decode speed (tokens/s)\n" + head + "\n";
-  bool any_cannot = false;
+  bool any_cannot = false, any_differs = false;
   for (const std::string& row : rows) {
     accuracy += pad_right(row, label_width);
     cost += pad_right(row, label_width);
@@ -187,8 +216,9 @@ std::string sweep_text(const std::vector<Cell>& cells, const EvalGrid& grid, boo
         continue;
       }
       any_cannot |= c->model_cannot;
-      accuracy += std::string(width - 6, ' ') +
-                  coloured_cell(percent(c->accuracy) + (c->model_cannot ? "*" : " "), c->accuracy, 6, colour);
+      any_differs |= c->differs_from_full() && !c->model_cannot;
+      accuracy += std::string(width - kAccuracyWidth, ' ') +
+                  coloured_cell(accuracy_text(*c), c->accuracy, kAccuracyWidth, colour);
       cost += pad_left(cost_text(*c), width);
     }
     accuracy += "\n";
@@ -197,22 +227,26 @@ std::string sweep_text(const std::vector<Cell>& cells, const EvalGrid& grid, boo
   bool any_missing = false;
   for (const std::string& row : rows)
     for (const std::string& b : budgets) any_missing |= find(row, b) == nullptr;
-  return accuracy + (any_cannot ? kCannotNote : "") +
+  return accuracy + kIntervalNote + (any_cannot ? kCannotNote : "") +
+         (any_differs ? kDiffersNote : "") +
          (any_missing ? "- the method cannot take this budget (see stderr)\n" : "") + "\n" + cost;
 }
 
 std::string cells_csv(const std::vector<Cell>& cells, const EvalGrid& grid) {
   std::string out =
-      "method,budget,spec,query_mode,ctx,depth,trials,accuracy,strict,kv_bytes_held,"
-      "kv_bytes_full,kv_kept_share,prefill_tokens_per_s,decode_tokens_per_s,model_cannot\n";
+      "method,budget,spec,query_mode,ctx,depth,trials,accuracy,accuracy_low,accuracy_high,"
+      "strict,kv_bytes_held,kv_bytes_full,kv_kept_share,prefill_tokens_per_s,"
+      "decode_tokens_per_s,model_cannot,p_vs_full\n";
   for (const Cell& c : cells) {
     const MethodRun& m = grid.methods[c.method];
-    char numbers[256];
-    std::snprintf(numbers, sizeof numbers, "%d,%s,%d,%.4f,%.4f,%.0f,%.0f,%.4f,%.1f,%.2f,%d", c.ctx,
-                  c.depth < 0 ? "" : format("%.4f", c.depth).c_str(), c.trials, c.accuracy,
-                  c.strict, c.kv_bytes_held, c.kv_bytes_full,
+    char numbers[320];
+    const Interval interval = wilson_interval(c.accuracy, c.trials);
+    std::snprintf(numbers, sizeof numbers, "%d,%s,%d,%.4f,%.4f,%.4f,%.4f,%.0f,%.0f,%.4f,%.1f,%.2f,%d,%s",
+                  c.ctx, c.depth < 0 ? "" : format("%.4f", c.depth).c_str(), c.trials, c.accuracy,
+                  interval.low, interval.high, c.strict, c.kv_bytes_held, c.kv_bytes_full,
                   c.kv_bytes_full > 0 ? c.kv_bytes_held / c.kv_bytes_full : 0.0,
-                  c.prefill_tokens_per_s, c.decode_tokens_per_s, int(c.model_cannot));
+                  c.prefill_tokens_per_s, c.decode_tokens_per_s, int(c.model_cannot),
+                  c.p_vs_full < 0 ? "" : format("%.4g", c.p_vs_full).c_str());
     out += csv_field(m.method) + "," + csv_field(m.budget) + "," + csv_field(m.spec) + "," +
            query_mode_name(grid.mode) + "," + numbers + "\n";
   }
@@ -229,7 +263,10 @@ nlohmann::json cells_json(const std::vector<Cell>& cells, const EvalGrid& grid) 
                    {"kv_bytes_held", c.kv_bytes_held}, {"kv_bytes_full", c.kv_bytes_full},
                    {"prefill_tokens_per_s", c.prefill_tokens_per_s},
                    {"decode_tokens_per_s", c.decode_tokens_per_s},
-                   {"model_cannot", c.model_cannot}});
+                   {"model_cannot", c.model_cannot},
+                   {"accuracy_low", wilson_interval(c.accuracy, c.trials).low},
+                   {"accuracy_high", wilson_interval(c.accuracy, c.trials).high},
+                   {"p_vs_full", c.p_vs_full < 0 ? nlohmann::json() : nlohmann::json(c.p_vs_full)}});
   }
   return out;
 }
@@ -270,6 +307,8 @@ std::vector<Cell> cells_from_json(const nlohmann::json& cells, EvalGrid& grid) {
     c.prefill_tokens_per_s = j.at("prefill_tokens_per_s").get<double>();
     c.decode_tokens_per_s = j.at("decode_tokens_per_s").get<double>();
     c.model_cannot = j.at("model_cannot").get<bool>();
+    // Files written before the comparison existed have no p_vs_full.
+    if (j.contains("p_vs_full") && !j.at("p_vs_full").is_null()) c.p_vs_full = j.at("p_vs_full").get<double>();
     out.push_back(c);
   }
   return out;

@@ -21,9 +21,14 @@ struct Cell {
   // `full` scores below 50% on the same prompts: the model cannot do this, whatever the
   // method, so the cell says nothing about compression.
   bool model_cannot = false;
+  // Against `full` on the same prompts (exactly right or not): the exact sign test's
+  // two-sided p-value (eval/stats.h); -1 when not compared (full itself, or no full).
+  double p_vs_full = -1;
+  bool differs_from_full() const { return p_vs_full >= 0 && p_vs_full < 0.05; }
 };
 
-// One cell per (method, ctx, depth), or per (method, ctx) with by_depth false.
+// One cell per (method, ctx, depth), or per (method, ctx) with by_depth false. A cell's
+// 95% interval is wilson_interval(accuracy, trials).
 std::vector<Cell> summarise(const std::vector<TrialRecord>& records, const EvalGrid& grid,
                             bool by_depth);
 

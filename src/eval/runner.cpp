@@ -22,19 +22,21 @@ QueryMode parse_query_mode(const std::string& name) {
 }
 
 TrialOutcome run_trial(Session& session, const Prompt& prompt, QueryMode mode, int max_tokens,
-                       const std::function<void()>& after_prefill) {
+                       const std::function<void()>& after_prefill, bool shared) {
   TrialOutcome r;
   r.prompt_tokens = int(prompt.ids.size());
   session.reset();
   auto t = Clock::now();
   std::vector<float> logits;
+  const std::vector<int32_t> context(prompt.ids.begin(), prompt.ids.begin() + prompt.question_start);
   if (mode == QueryMode::Aware) {
-    logits = session.feed(prompt.ids);
+    logits = shared ? session.replay_shared() : session.feed(prompt.ids);
   } else {
-    session.feed({prompt.ids.begin(), prompt.ids.begin() + prompt.question_start});
+    if (shared) session.replay_shared();
+    else session.feed(context);
     logits = session.feed_uncompressed({prompt.ids.begin() + prompt.question_start, prompt.ids.end()});
   }
-  r.prefill_seconds = since(t);
+  r.prefill_seconds = since(t) + (shared ? session.shared_prefill_seconds() : 0);
   if (after_prefill) after_prefill();
   const KVStats kv = session.cache().stats();
   r.kv_bytes_held = kv.bytes_held;
@@ -95,32 +97,56 @@ GridRun run_grid(Session& session, const PromptBuilder& builder, const EvalGrid&
 
   GridRun run;
   run.planned = int(planned.size() * grid.methods.size());
-  Progress progress(label, work_per_method * grid.methods.size(), run.planned, !quiet);
+  const bool shared = grid.share_prefill && grid.methods.size() > 1;
+  // Shared: a prompt's prefill is most of its cost, paid once for all methods.
+  Progress progress(label, work_per_method * (shared ? 1 : grid.methods.size()), run.planned, !quiet);
+  const auto run_one = [&](size_t m, size_t i) {
+    const Planned& p = planned[i];
+    char where[96];
+    std::snprintf(where, sizeof where, " | ctx %d, depth %.2f, trial %d/%d", p.ctx,
+                  p.prompt.depth, p.trial + 1, grid.trials);
+    progress.start(grid.methods[m].method +
+                   (grid.methods[m].budget.empty() ? "" : ":" + grid.methods[m].budget) + where);
+    TrialRecord r{int(m), p.ctx, p.prompt.depth, p.trial, p.prompt.expected, {}};
+    std::function<void()> capture;
+    if (kept && int(i) == kept->prompt)
+      capture = [&] {
+        kept->panels.push_back(capture_kept(grid.methods[m].spec, session.cache(),
+                                            session.strategy(), int(p.prompt.ids.size())));
+      };
+    r.outcome = run_trial(session, p.prompt, grid.mode, builder.answer_tokens(), capture, shared);
+    progress.finish(double(p.prompt.ids.size()) / (shared ? grid.methods.size() : 1),
+                    r.outcome.score.recall);
+    run.records.push_back(std::move(r));
+  };
   try {
-    for (size_t m = 0; m < grid.methods.size(); m++) {
-      session.set_strategy(KVSpec::parse(grid.methods[m].spec));
+    if (shared) {
+      std::vector<KVSpec> specs;
+      for (const MethodRun& m : grid.methods) specs.push_back(KVSpec::parse(m.spec));
       for (size_t i = 0; i < planned.size(); i++) {
-        const Planned& p = planned[i];
-        char where[96];
-        std::snprintf(where, sizeof where, " | ctx %d, depth %.2f, trial %d/%d", p.ctx,
-                      p.prompt.depth, p.trial + 1, grid.trials);
-        progress.start(grid.methods[m].method +
-                       (grid.methods[m].budget.empty() ? "" : ":" + grid.methods[m].budget) + where);
-        TrialRecord r{int(m), p.ctx, p.prompt.depth, p.trial, p.prompt.expected, {}};
-        std::function<void()> capture;
-        if (kept && int(i) == kept->prompt)
-          capture = [&] {
-            kept->panels.push_back(capture_kept(grid.methods[m].spec, session.cache(),
-                                                session.strategy(), int(p.prompt.ids.size())));
-          };
-        r.outcome = run_trial(session, p.prompt, grid.mode, builder.answer_tokens(), capture);
-        progress.finish(double(p.prompt.ids.size()), r.outcome.score.recall);
-        run.records.push_back(std::move(r));
+        const Prompt& prompt = planned[i].prompt;
+        const int prefilled = grid.mode == QueryMode::Aware ? int(prompt.ids.size()) : prompt.question_start;
+        std::vector<Needs> needs;
+        for (const KVSpec& spec : specs) needs.push_back(session.prefill_needs(spec, prefilled));
+        session.prefill_shared({prompt.ids.begin(), prompt.ids.begin() + prefilled}, needs);
+        for (size_t m = 0; m < grid.methods.size(); m++) {
+          session.set_strategy(specs[m]);
+          run_one(m, i);
+        }
+      }
+    } else {
+      for (size_t m = 0; m < grid.methods.size(); m++) {
+        session.set_strategy(KVSpec::parse(grid.methods[m].spec));
+        for (size_t i = 0; i < planned.size(); i++) run_one(m, i);
       }
     }
   } catch (const Interrupted&) {  // the prompt in progress is dropped; the finished ones stand
     run.interrupted = true;
   }
+  session.drop_shared();
+  // Method-major, as the unshared order: reports and JSON do not depend on the path.
+  std::stable_sort(run.records.begin(), run.records.end(),
+                   [](const TrialRecord& a, const TrialRecord& b) { return a.method < b.method; });
   return run;
 }
 

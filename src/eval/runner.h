@@ -33,9 +33,11 @@ struct TrialOutcome {
 
 // One prompt through the session's current method: the answer is greedy, at most
 // max_tokens long, and ends at an end-of-generation token or a blank line. after_prefill
-// (optional) sees the cache once the whole prompt is in.
+// (optional) sees the cache once the whole prompt is in. With `shared`, the session's
+// shared prefill (Session::prefill_shared) of the prompt (aware) or of its context
+// (agnostic) stands in for the method's own; its time counts as this trial's prefill.
 TrialOutcome run_trial(Session& session, const Prompt& prompt, QueryMode mode, int max_tokens,
-                       const std::function<void()>& after_prefill = {});
+                       const std::function<void()>& after_prefill = {}, bool shared = false);
 
 // One KV method of a grid, with the labels a report shows for it.
 struct MethodRun {
@@ -51,6 +53,9 @@ struct EvalGrid {
   int trials = 1;
   uint64_t seed = 0;
   QueryMode mode = QueryMode::Aware;
+  // Prefill each prompt once for all methods (Session::prefill_shared); false: each
+  // method prefills it itself (--no-share-prefill), the reference the shared path equals.
+  bool share_prefill = true;
 };
 
 struct TrialRecord {
@@ -81,8 +86,10 @@ struct GridRun {
   bool interrupted = false;          // Ctrl-C stopped it: records hold what finished before
 };
 
-// Every prompt is built once and shared by all methods. Method-major order, so a method's
-// cells finish together; the progress line follows along. `kept` (optional) captures
+// Every prompt is built once and shared by all methods. With share_prefill (and several
+// methods) each prompt is prefilled once and every method runs on it in turn; otherwise
+// method-major order, so a method's cells finish together. Records come back in
+// method-major order either way; the progress line follows along. `kept` (optional) captures
 // what each method kept of one prompt; a prompt index past the grid's is an
 // std::invalid_argument before anything runs.
 GridRun run_grid(Session& session, const PromptBuilder& builder, const EvalGrid& grid,

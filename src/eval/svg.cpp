@@ -6,6 +6,7 @@
 #include <iterator>
 #include <tuple>
 
+#include "eval/stats.h"
 #include "util/text_format.h"
 
 namespace kvlm {
@@ -179,9 +180,15 @@ std::string line_chart_svg(const std::vector<Cell>& cells, const EvalGrid& grid,
       const size_t i = std::find(budgets.begin(), budgets.end(), m.budget) - budgets.begin();
       const std::string x = fmt("%.1f", x_of(i)), y = fmt("%.1f", line_y(c.accuracy, k));
       points += x + "," + y + " ";
+      const Interval interval = wilson_interval(c.accuracy, c.trials);  // an error bar
+      markers += "<line x1=\"" + x + "\" y1=\"" + fmt("%.1f", line_y(interval.low, k)) + "\" x2=\"" +
+                 x + "\" y2=\"" + fmt("%.1f", line_y(interval.high, k)) + "\" stroke=\"" + colour +
+                 "\" stroke-width=\"5\" stroke-opacity=\"0.25\"/>\n";
       markers += "<circle cx=\"" + x + "\" cy=\"" + y + "\" r=\"3.5\" fill=\"" + colour +
                  "\"><title>" + escaped(m.method + " " + m.budget) + ": " +
-                 fmt("%.0f", 100 * c.accuracy) + "%</title></circle>\n";
+                 fmt("%.0f", 100 * c.accuracy) + "% (95% interval " + fmt("%.0f", 100 * interval.low) +
+                 "-" + fmt("%.0f", 100 * interval.high) + "%, " + std::to_string(c.trials) +
+                 " trials)</title></circle>\n";
     }
     body += "<polyline fill=\"none\" stroke=\"" + colour + "\" stroke-width=\"2\"" +
             (level ? " stroke-dasharray=\"6 4\"" : "") + " points=\"" + points + "\"/>\n" + markers;
@@ -194,7 +201,8 @@ std::string line_chart_svg(const std::vector<Cell>& cells, const EvalGrid& grid,
   if (methods.size() > 1)
     body += text(16, height - 26,
                  "Lines are drawn up to " + fmt("%.0f", spread * (methods.size() - 1) / 2) +
-                     " px above or below their value so equal scores stay visible; hover a point for its number.",
+                     " px above or below their value so equal scores stay visible; bars: 95% Wilson "
+                     "intervals; hover a point for its numbers.",
                  "font-size=\"11\" fill=\"#555\"");
   if (any_cannot) body += text(16, height - 10, kCannotNote + 2, "font-size=\"11\"");  // no "* "
   return document(width, height, body);

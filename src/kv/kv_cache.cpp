@@ -107,6 +107,23 @@ void KVCache::append(int layer, const float* keys, const float* values, int row_
   }
 }
 
+void KVCache::append_layer_from(const KVCache& source, int layer) {
+  if (source.n_kv_heads_ != n_kv_heads_ || source.head_dim_ != head_dim_ || source.dtype_ != dtype_)
+    throw std::invalid_argument("KVCache::append_layer_from: the caches differ in shape or dtype");
+  for (int h = 0; h < n_kv_heads_; h++) {
+    const HeadStore& from = source.store(layer, h);
+    HeadStore& s = store(layer, h);
+    if (s.shared + s.len > 0 || from.shared > 0 || from.len > max_tokens_)
+      throw std::invalid_argument("KVCache::append_layer_from: layer " + std::to_string(layer) +
+                                  " is not empty here, shared there, or too long");
+    if (from.len > s.capacity) reallocate(s, grown_capacity(s, from.len));
+    backend_.copy_rows(s.keys, row_bytes(), from.keys, row_bytes(), from.len, row_bytes());
+    backend_.copy_rows(s.values, row_bytes(), from.values, row_bytes(), from.len, row_bytes());
+    s.len = from.len;
+    s.positions = from.positions;
+  }
+}
+
 void KVCache::keep_rows(HeadStore& s, const std::vector<int32_t>& keep, bool shrink_to_fit) {
   const int n = int(keep.size());
   backend_.compact_rows(s.keys, keep.data(), n, row_bytes());

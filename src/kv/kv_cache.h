@@ -92,6 +92,10 @@ class KVCache {
   // head_dim, so they may be columns of a wider buffer such as the fused QKV projection).
   void append(int layer, const float* keys, const float* values, int row_stride,
               int first_position, int T);
+  // Appends every row `source` holds in `layer` (same shape and dtype, no shared slots),
+  // with their positions, to this cache's empty `layer`: a copy of a prefill another cache
+  // made (shared prefill, kv/observer.h). Else std::invalid_argument.
+  void append_layer_from(const KVCache& source, int layer);
   // Called once per forward pass, after every layer appended its T tokens.
   void advance(int T) { tokens_seen_ += T; }
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <stdexcept>
 
 namespace kvlm {
 
@@ -64,16 +65,46 @@ void KVObserver::after_attention(KVCache& cache, int layer, const float* q,
   Observation obs;
   {
     Stopwatch timed(seconds_);
-    obs.layer = layer;
-    obs.n_new = n_new_;
-    obs.n_tokens = cache.tokens_seen() + n_new_;  // the cache advances after the last layer
-    obs.window = std::min(needs_.window, n_new_);
-    if (obs.window > 0)
-      obs.window_attention = attention_rows(view, q, n_new_ - obs.window, obs.window, true);
-    if (needs_.all_queries) obs.query_attention_sum = attention_rows(view, q, 0, n_new_, false);
-    if (needs_.key_norms) obs.key_norms = key_norms(view);
+    obs = observe(cache, layer, q, view, needs_);
+    recorded_.resize(recording_.size());
+    for (size_t i = 0; i < recording_.size(); i++)
+      recorded_[i].push_back(observe(cache, layer, q, view, recording_[i]));
   }
   strategy_.on_prefill_layer(cache, obs);
+}
+
+Observation KVObserver::observe(const KVCache& cache, int layer, const float* q,
+                                const std::vector<KVHeadView>& view, const Needs& needs) {
+  Observation obs;
+  obs.layer = layer;
+  obs.n_new = n_new_;
+  obs.n_tokens = cache.tokens_seen() + n_new_;  // the cache advances after the last layer
+  obs.window = std::min(needs.window, n_new_);
+  if (obs.window > 0)
+    obs.window_attention = attention_rows(view, q, n_new_ - obs.window, obs.window, true);
+  if (obs.window > 0 && needs.window_rows)
+    for (int i = 0; i < obs.window; i++)
+      obs.window_rows.push_back(attention_rows(view, q, n_new_ - obs.window + i, 1, false));
+  if (needs.all_queries) obs.query_attention_sum = attention_rows(view, q, 0, n_new_, false);
+  if (needs.key_norms) obs.key_norms = key_norms(view);
+  return obs;
+}
+
+void KVObserver::replay_prefill(KVCache& cache, const KVCache& source,
+                                const std::vector<Needs>& needs,
+                                const std::vector<std::vector<Observation>>& recorded) {
+  const int n = source.tokens_seen();
+  begin_call(cache, n);
+  const auto entry = std::find(needs.begin(), needs.end(), needs_.prefill_part());
+  if (entry == needs.end())
+    throw std::logic_error("shared prefill: nothing was recorded for " + strategy_.name());
+  const std::vector<Observation>& layers = recorded[entry - needs.begin()];
+  for (int l = 0; l < cache.n_layers(); l++) {
+    cache.append_layer_from(source, l);
+    strategy_.on_prefill_layer(cache, layers[l]);
+  }
+  cache.advance(n);
+  end_call(cache);
 }
 
 void KVObserver::end_call(KVCache& cache) {

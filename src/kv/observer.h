@@ -42,6 +42,21 @@ class KVObserver {
   // After every layer appended and the cache advanced past the call.
   void end_call(KVCache& cache);
 
+  // ---- shared prefill (one prefill, several methods: Session::prefill_shared) ----------
+  // While set, every prefill call also computes, for each entry of `needs`, what a
+  // strategy with those needs would observe at each layer, for take_recorded().
+  void record(std::vector<Needs> needs) { recording_ = std::move(needs), recorded_.clear(); }
+  // [entry of record()'s needs][layer]
+  std::vector<std::vector<Observation>> take_recorded() { return std::move(recorded_); }
+  // Runs the strategy over a prefill another cache already holds, as the forward pass
+  // would have: layer by layer, `source`'s rows join the empty `cache`, then the strategy
+  // sees the observation recorded for its needs (else std::logic_error); then the cache
+  // advances and after_prefill runs. Since a method evicts a layer only after that layer's
+  // attention, no hidden state of the prompt depends on the method, so this equals the
+  // method's own prefill, bit for bit.
+  void replay_prefill(KVCache& cache, const KVCache& source, const std::vector<Needs>& needs,
+                      const std::vector<std::vector<Observation>>& recorded);
+
  private:
   // Per query head, the softmax attention of query rows [first_row, first_row + n_rows) of
   // this call over the slots of its KV head, summed (or averaged), copied to the host in
@@ -51,6 +66,9 @@ class KVObserver {
                                                  bool average);
   // Per KV head, the norm of every key, copied to the host in one download.
   std::vector<std::vector<float>> key_norms(const std::vector<KVHeadView>& view);
+  // What a prefill call's strategy with `needs` observes at `layer`.
+  Observation observe(const KVCache& cache, int layer, const float* q,
+                      const std::vector<KVHeadView>& view, const Needs& needs);
   // A backend buffer grown by doubling, so steady steps allocate nothing.
   struct DeviceBuffer {
     float* data = nullptr;
@@ -70,6 +88,8 @@ class KVObserver {
   DeviceBuffer scores_;         // attention rows and key norms, downloaded as computed
   DeviceBuffer newest_norms_;  // a decode step's [layer][KV head] key norms, downloaded at its end
   std::vector<float> host_;    // what was downloaded last
+  std::vector<Needs> recording_;                       // record(): what to observe as well
+  std::vector<std::vector<Observation>> recorded_;     // [entry][layer]
 };
 
 }  // namespace kvlm

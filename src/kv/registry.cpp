@@ -86,6 +86,7 @@ class Composite final : public KVStrategy {
     for (const Part& p : parts_) {
       Needs m = p.strategy->needs();
       n.window = std::max(n.window, m.window);
+      n.window_rows |= m.window_rows;
       n.all_queries |= m.all_queries;
       n.key_norms |= m.key_norms;
       n.decode_attention |= m.decode_attention;

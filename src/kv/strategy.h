@@ -22,10 +22,15 @@ namespace kvlm {
 // What the observer must compute for the strategy. Nothing is computed unless asked.
 struct Needs {
   int window = 0;                 // prefill: attention of the last `window` new queries
+  bool window_rows = false;       // prefill: those queries' rows one by one, not averaged
   bool all_queries = false;       // prefill: attention summed over every new query (H2O)
   bool key_norms = false;         // prefill: L2 norm of every cached key
   bool decode_attention = false;  // decode: the attention the new token paid to each slot
   bool decode_key_norms = false;  // decode: the L2 norm of the new token's key
+
+  // The part a prefill call computes (the decode fields cleared).
+  Needs prefill_part() const { return {window, window_rows, all_queries, key_norms}; }
+  bool operator==(const Needs&) const = default;
 };
 
 // What one layer's prefill produced, filled according to Needs; empty when not asked.
@@ -38,6 +43,9 @@ struct Observation {
   // query over the head's slots (causal, normalised over the full row), averaged over
   // the window queries. [n_heads][slots of that KV head]
   std::vector<std::vector<float>> window_attention;
+  // With Needs::window_rows: each window query's own softmax row, query i of the window
+  // first seeing slots [0, slots - window + i]. [window][n_heads][slots of that KV head]
+  std::vector<std::vector<std::vector<float>>> window_rows;
   // Per query head: softmax attention summed over all n_new queries (column sums of the
   // causal attention matrix). [n_heads][slots]
   std::vector<std::vector<float>> query_attention_sum;

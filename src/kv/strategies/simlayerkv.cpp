@@ -21,14 +21,19 @@
 //    decode detection; the spec makes prefill the default here, decode is detect=decode.)
 //  - sinks=4, recent=1024 as it keeps; recent=r with 0 < r <= 1 means ceil(r * prompt
 //    length), for short prompts. Its prefill detection measures each probe query's own
-//    last 512 tokens while keeping 1024; kvlm measures and keeps the same slots, the last
-//    `recent` of the layer (the observation averages the probe queries, so the window
-//    cannot follow each query), and counts a slot once where sinks and recent overlap.
+//    last 512 tokens while keeping 1024; kvlm by default measures and keeps the same
+//    slots, the last `recent` of the layer (over the probe queries' averaged rows), and
+//    counts a slot once where sinks and recent overlap; window=512,self=0 (below) is the
+//    official measure.
 //    Keep probe well below recent (official: 32 vs 1024): the neighbours of earlier probe
 //    queries otherwise fall outside the window and layers look less lazy than they are.
 //  - The official code only trims lazy layers once; kvlm keeps them at sinks + recent while
 //    decoding, as the spec asks, and a layer stays lazy for the rest of the conversation
 //    (its middle tokens are gone). A chat turn's prefill can find more lazy layers.
+//  - window=512,self=0 is the official prefill variant: each probe query's mass on the
+//    sinks and its own previous 512 tokens, itself left out (the observer keeps the probe
+//    rows apart for it). The default (window=0) measures the layer's last `recent` slots
+//    over the averaged rows, which is cheaper (one scoring pass instead of `probe`).
 //  - detect=decode asks for decode attention only until the step that detects (the
 //    observer reads needs() on every call), so later steps cost nothing extra.
 #include <algorithm>
@@ -79,22 +84,23 @@ constexpr int kDefaultSlack = 0;
 class SimLayerKVStrategy final : public CopyableStrategy<SimLayerKVStrategy> {
  public:
   SimLayerKVStrategy(std::optional<double> delta, int sinks, Budget recent, int probe,
-                     bool detect_at_decode, int slack)
+                     bool detect_at_decode, int window, bool self, int slack)
       : delta_(delta.value_or(kDefaultDelta)),
         delta_source_(delta ? "given" : "the official default, LLaMA-3's"), delta_given_(delta.has_value()),
         sinks_(sinks), spec_recent_(recent), probe_(probe),
-        detect_at_decode_(detect_at_decode), slack_(slack) {}
+        detect_at_decode_(detect_at_decode), window_(window), self_(self), slack_(slack) {}
 
   std::string name() const override {
     return "simlayerkv:delta=" + format_number(delta_) + ",sinks=" + std::to_string(sinks_) +
            ",recent=" + spec_recent_.value() +
            (detect_at_decode_ ? ",detect=decode" : ",probe=" + std::to_string(probe_) + ",detect=prefill") +
+           (window_ > 0 ? ",window=" + std::to_string(window_) + ",self=" + (self_ ? "1" : "0") : "") +
            ",slack=" + std::to_string(slack_);
   }
 
   Needs needs() const override {
     Needs n;
-    if (!detect_at_decode_) n.window = probe_;
+    if (!detect_at_decode_) n.window = probe_, n.window_rows = window_ > 0;
     else n.decode_attention = detect_pending_ || lazy_.empty();  // not detected yet
     return n;
   }
@@ -112,7 +118,8 @@ class SimLayerKVStrategy final : public CopyableStrategy<SimLayerKVStrategy> {
 
   void on_prefill_layer(KVCache& cache, const Observation& obs) override {
     if (detect_at_decode_) detect_pending_ = true;
-    else if (lazy_mass(obs.window_attention) > delta_) lazy_[obs.layer] = true;
+    else if ((window_ > 0 ? per_query_mass(obs.window_rows) : lazy_mass(obs.window_attention)) > delta_)
+      lazy_[obs.layer] = true;
     if (lazy_[obs.layer]) cut_layer(cache, obs.layer, 0);
   }
 
@@ -157,6 +164,24 @@ class SimLayerKVStrategy final : public CopyableStrategy<SimLayerKVStrategy> {
     return mass / double(per_query_head.size());
   }
 
+  // The official prefill variant: each probe query's mass on the sinks and on its own
+  // previous `window` slots (its own slot too when self_), averaged over the probe
+  // queries and the query heads. rows[i][h]: query i of the probe, slot len - probes + i.
+  double per_query_mass(const std::vector<std::vector<std::vector<float>>>& rows) const {
+    if (rows.empty()) throw std::logic_error("simlayerkv: no probe attention observed");
+    const int probes = int(rows.size());
+    double mass = 0;
+    size_t n = 0;
+    for (int i = 0; i < probes; i++)
+      for (const std::vector<float>& row : rows[i]) {
+        const int own = int(row.size()) - probes + i, from = std::max(0, own - window_);
+        for (int j = 0; j < own + (self_ ? 1 : 0); j++)
+          if (j < sinks_ || j >= from) mass += row[j];
+        n++;
+      }
+    return mass / double(n);
+  }
+
   void cut_layer(KVCache& cache, int layer, int slack) const {
     for (int h = 0; h < cache.n_kv_heads(); h++) {
       const int len = cache.length(layer, h);
@@ -172,6 +197,8 @@ class SimLayerKVStrategy final : public CopyableStrategy<SimLayerKVStrategy> {
   Budget spec_recent_;  // a count, or a share of the prompt
   int probe_;
   bool detect_at_decode_;
+  int window_;  // > 0: each probe query's own previous `window` slots (official prefill variant)
+  bool self_;   // with window_: the query's own slot counts
   int slack_;
   int recent_ = 0;                // recent window for the current conversation
   std::vector<bool> lazy_;        // per layer; empty before the first prompt
@@ -188,13 +215,16 @@ MethodInfo simlayerkv_method_info() {
            {"recent", std::to_string(kDefaultRecent) + " (or a share of the prompt, e.g. 0.25)"},
            {"probe", std::to_string(kDefaultProbe)},
            {"detect", "prefill (or decode)"},
+           {"window", "0 (the layer's last `recent` slots; N: each probe query's own previous N)"},
+           {"self", "1 (with window=N: 0 leaves the query's own slot out)"},
            {"slack", std::to_string(kDefaultSlack)}},
           "SimLayerKV: A Simple Framework for Layer-Level KV Cache Reduction (arXiv 2410.13846)",
           {.observes = true, .evicts_while_decoding = true, .cache_positions = true}};
 }
 
 std::unique_ptr<KVStrategy> make_simlayerkv(const Params& params) {
-  params.reject_unknown("simlayerkv", {"delta", "sinks", "recent", "probe", "detect", "slack"});
+  params.reject_unknown("simlayerkv",
+                        {"delta", "sinks", "recent", "probe", "detect", "window", "self", "slack"});
   std::optional<double> delta;
   if (params.values.count("delta")) delta = params.get_double("delta", kDefaultDelta, 0.0, 1.0);
   const int sinks = params.get_int("sinks", kDefaultSinks, 0);
@@ -204,9 +234,16 @@ std::unique_ptr<KVStrategy> make_simlayerkv(const Params& params) {
   if (detect_at_decode && params.values.count("probe"))
     throw std::invalid_argument("--kv simlayerkv: probe= applies only with detect=prefill "
                                 "(detect=decode probes with the first generated token)");
+  const int window = params.get_int("window", 0, 0);
+  const bool self = params.get_choice("self", {"1", "0"}) == "1";
+  if ((window > 0 || params.values.count("self")) && detect_at_decode)
+    throw std::invalid_argument("--kv simlayerkv: window= and self= apply only with detect=prefill");
+  if (params.values.count("self") && window == 0)
+    throw std::invalid_argument("--kv simlayerkv: self= needs window=N (each probe query's own "
+                                "previous N tokens, e.g. window=512,self=0 as the official code)");
   const int slack = params.get_int("slack", kDefaultSlack, 0);
   return std::make_unique<SimLayerKVStrategy>(delta, sinks, recent, probe, detect_at_decode,
-                                              slack);
+                                              window, self, slack);
 }
 
 }  // namespace kvlm
