@@ -84,6 +84,7 @@ int run_command(const RuntimeOptions& rt, const RunOptions& o) {
   std::string text = o.prompt_file.empty() ? o.prompt : read_file(o.prompt_file);
   check_output_path(o.json_path, "--json");
   check_output_path(o.kept_svg, "--kept-svg");
+  check_output_path(o.dump_kept, "--dump-kept");
   const std::vector<KVSpec> specs = o.kv_list.empty() ? std::vector<KVSpec>{KVSpec::parse(rt.kv)}
                                                       : o.kv_list;
   for (const KVSpec& spec : specs) make_strategy(spec);  // fail before loading
@@ -116,7 +117,7 @@ int run_command(const RuntimeOptions& rt, const RunOptions& o) {
     std::fprintf(stderr, "kvlm: sampling %s (%s)\n", describe(sampling).c_str(), used.c_str());
 
   std::vector<KeptPanel> panels;
-  nlohmann::json runs = nlohmann::json::array();
+  nlohmann::json runs = nlohmann::json::array(), kept_positions = nlohmann::json::array();
   for (size_t i = 0; i < specs.size(); i++) {
     if (i > 0) session.set_strategy(specs[i]);
     if (specs.size() > 1) std::printf("%s--- %s\n", i ? "\n" : "", specs[i].text().c_str());
@@ -129,6 +130,18 @@ int run_command(const RuntimeOptions& rt, const RunOptions& o) {
       if (!o.kept_svg.empty())
         panels.push_back(capture_kept(specs[i].text(), session.cache(), session.strategy(),
                                       int(ids.size())));
+      if (!o.dump_kept.empty()) {
+        const KVCache& cache = session.cache();
+        nlohmann::json layers = nlohmann::json::array(), notes = nlohmann::json::array();
+        for (int l = 0; l < cache.n_layers(); l++) {
+          nlohmann::json heads = nlohmann::json::array();
+          for (int h = 0; h < cache.n_kv_heads(); h++) heads.push_back(cache.positions(l, h));
+          layers.push_back(heads);
+          notes.push_back(session.strategy().layer_note(l));
+        }
+        kept_positions.push_back({{"spec", specs[i].text()}, {"method", session.strategy().name()},
+                                  {"layer_notes", notes}, {"kept", layers}});
+      }
     };
     Sampler sampler(sampling);
     GenerationStats st = session.generate(ids, o.n_predict, sampler, [](const std::string& piece) {
@@ -162,6 +175,13 @@ int run_command(const RuntimeOptions& rt, const RunOptions& o) {
   if (!o.json_path.empty())
     write_output(o.json_path, (specs.size() == 1 ? runs[0] : nlohmann::json{{"runs", runs}}).dump(2) + "\n",
                  "--json");
+  if (!o.dump_kept.empty()) {
+    // [method].kept[layer][KV head]: the original positions kept after prefill.
+    nlohmann::json doc = {{"model", session.file().path()}, {"prompt_tokens", ids.size()},
+                          {"methods", kept_positions}};
+    if (rt.verbose) doc["tokens"] = token_texts(tok, ids);
+    write_output(o.dump_kept, doc.dump(1) + "\n", "--dump-kept");
+  }
   if (!o.kept_svg.empty())
     write_output(o.kept_svg,
                  kept_map_svg("What each method kept of a " + std::to_string(ids.size()) +

@@ -17,6 +17,7 @@ struct RunOptions {
   std::string system;
   std::string json_path;
   std::string kept_svg;          // draw what each method kept of the prompt (eval/svg.h)
+  std::string dump_kept;         // JSON: each method's kept positions per layer and KV head
   std::vector<KVSpec> kv_list;   // several methods in turn; empty: --kv alone
   SamplingParams sampling;
   SamplingFlagsGiven sampling_given;  // the flags the user gave win over the model's hints

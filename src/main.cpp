@@ -112,6 +112,13 @@ CLI::App* add_eval_command(CLI::App& app, const std::string& name, const std::st
       "--kept-svg", e.kept_svg,
       "draw which tokens every layer and KV head kept of one prompt, one panel per method, with "
       "the question and the planted key marked, as an SVG image")->excludes(replot);
+  cmd->add_option("--shard", e.shard,
+                  "K/N: run only every N-th prompt, starting at prompt K (0 <= K < N), to split a "
+                  "run across machines; `kvlm merge` puts the shards' --json files together")
+      ->excludes(kept);
+  cmd->add_option("--resume", e.resume_path,
+                  "an earlier --json file of this very run (same settings, same shard): the "
+                  "answers it holds are kept and not run again")->excludes(replot);
   cmd->add_option("--kept-prompt", e.kept_prompt,
                   "the prompt --kept-svg draws: 0 = the first of the run (prompts go by context, "
                   "then trial, then depth)")
@@ -164,6 +171,10 @@ int main(int argc, char** argv) {
                       "several KV methods, comma-separated (e.g. full,snapkv:budget=128,"
                       "streaming:budget=128): the prompt runs with each in turn")
       ->excludes(run_cmd->get_option("--kv"));
+  run_cmd->add_option("--dump-kept", run.dump_kept,
+                      "write, per method, layer and KV head, the original positions of the prompt "
+                      "tokens kept after prefill as JSON (with -v: the tokens' text too), to "
+                      "compare kept sets with other implementations");
   run_cmd->add_option("--kept-svg", run.kept_svg,
                       "draw which prompt tokens every layer and KV head kept after prefill, one "
                       "panel per method, as an SVG image");
@@ -189,6 +200,16 @@ int main(int argc, char** argv) {
   add_template_flag(info_cmd, rt);
 
   CLI::App* methods_cmd = app.add_subcommand("methods", "list the KV cache methods and their parameters");
+
+  EvalOptions merge;
+  std::vector<std::string> merge_files;
+  CLI::App* merge_cmd = app.add_subcommand(
+      "merge", "put the --json files of a passkey, needle or sweep run's shards together: the "
+               "table an unsharded run prints");
+  merge_cmd->add_option("files", merge_files, "the shards' --json files")->required()->check(CLI::ExistingFile);
+  merge_cmd->add_option("--json", merge.json_path, "write the merged run as JSON");
+  merge_cmd->add_option("--csv", merge.csv_path, "write the cells as CSV");
+  merge_cmd->add_option("--svg", merge.svg_path, "write the chart (sweep) or heatmap as SVG");
 
   BenchOptions bench;
   std::string kv_list;
@@ -217,7 +238,10 @@ int main(int argc, char** argv) {
                   "streaming:budget=256,sinks=0 --svg ppl.svg");
   add_runtime_flags(ppl_cmd, rt, dev, false);
   ppl_cmd->add_option("--ctx", rt.ctx_size, "the same as -c, --ctx-size")->check(CLI::Range(1, 1 << 24));
-  ppl_cmd->add_option("-f,--file", ppl.text_path, "the text (UTF-8)")->required();
+  CLI::Option* ppl_file = ppl_cmd->add_option("-f,--file", ppl.text_path, "the text (UTF-8)");
+  ppl_cmd->add_option("--replot", ppl.replot_path,
+                      "show an earlier run again from its --json file (the table, --csv, --svg), "
+                      "without the model")->excludes(ppl_file);
   ppl_cmd->add_option("--kv-list", ppl_kv_list, "KV methods, comma-separated, e.g. "
                       "full,streaming:budget=256,h2o:budget=256")->default_val(ppl_kv_list);
   ppl_cmd->add_option("--segment", ppl.segment, "tokens per reported segment")
@@ -261,7 +285,7 @@ int main(int argc, char** argv) {
 
   catch_interrupts();  // Ctrl-C stops work where it can be left cleanly (util/interrupt.h)
   try {
-    if (!*methods_cmd) rt.device = resolve_device(dev.device, dev.dtype, dev.kv_dtype);
+    if (!*methods_cmd && !*merge_cmd) rt.device = resolve_device(dev.device, dev.dtype, dev.kv_dtype);
     // Loading and long prefills show a status line on a terminal (not in pipes or logs).
     rt.progress = (*run_cmd || *chat_cmd) && !rt.quiet;
     if (*run_cmd) {
@@ -278,10 +302,15 @@ int main(int argc, char** argv) {
     }
     if (*info_cmd) return info_command(rt);
     if (*methods_cmd) return methods_command();
+    if (*merge_cmd) return merge_command(merge_files, merge);
     if (*passkey_cmd) return eval_command(EvalCommand::Passkey, rt, passkey);
     if (*needle_cmd) return eval_command(EvalCommand::Needle, rt, needle);
     if (*sweep_cmd) return eval_command(EvalCommand::Sweep, rt, sweep);
     if (*ppl_cmd) {
+      if (ppl.text_path.empty() && ppl.replot_path.empty()) {
+        std::fprintf(stderr, "kvlm ppl: give the text with -f FILE (or --replot RUN.json)\n");
+        return 2;
+      }
       ppl.kv_list = parse_kv_list(ppl_kv_list);
       return run_ppl(rt, ppl);
     }

@@ -309,5 +309,37 @@ TEST(Cli, RunWritesStatsJson) {
   fs::remove(out);
 }
 
+// --dump-kept: per method, layer and KV head, the kept original positions; snapkv keeps
+// its budget per head, the observation window among them; -v adds the tokens' text.
+TEST(Cli, DumpKeptWritesEveryHeadsKeptPositions) {
+  const fs::path out = fs::temp_directory_path() / ("kvlm_cli_kept_" + std::to_string(::getpid()) + ".json");
+  std::string prompt;
+  for (int i = 0; i < 12; i++) prompt += "the quick brown fox jumps over the lazy dog ";
+  const Result r = kvlm("run -m tests/data/hf/llama3-gqa -v --temp 0 -n 2 -p " + quote(prompt) +
+                        " --kv-list full,snapkv:budget=16,window=4 --dump-kept " + out.string());
+  ASSERT_EQ(r.status, 0) << r.err;
+  const nlohmann::json j = nlohmann::json::parse(slurp(out));
+  const int n = j["prompt_tokens"];
+  ASSERT_GT(n, 40);
+  ASSERT_EQ(j["tokens"].size(), size_t(n));
+  ASSERT_EQ(j["methods"].size(), 2u);
+  EXPECT_EQ(j["methods"][1]["spec"], "snapkv:budget=16,window=4");
+  for (int m = 0; m < 2; m++) {
+    const nlohmann::json& layers = j["methods"][m]["kept"];
+    ASSERT_EQ(layers.size(), 2u);
+    for (const nlohmann::json& layer : layers) {
+      ASSERT_EQ(layer.size(), 2u) << "two KV heads";
+      for (const nlohmann::json& head : layer) {
+        const std::vector<int> kept = head;
+        ASSERT_EQ(kept.size(), size_t(m == 0 ? n : 16));
+        EXPECT_TRUE(std::is_sorted(kept.begin(), kept.end()));
+        for (int w = 1; w <= 4; w++) EXPECT_EQ(kept[kept.size() - w], n - w) << "the window stays";
+      }
+    }
+  }
+  EXPECT_EQ(kvlm("run -m tests/data/hf/llama3-gqa -p hi -n 1 --dump-kept /no/such/dir/k.json").status, 1);
+  fs::remove(out);
+}
+
 }  // namespace
 }  // namespace kvlm

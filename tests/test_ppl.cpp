@@ -120,6 +120,10 @@ TEST(Ppl, WritesTheTableCsvJsonAndSvg) {
     lines++;
   EXPECT_EQ(lines, 2u);
   EXPECT_NE(test::cli::slurp(out + ".csv").find("method,spec,segment_start"), std::string::npos);
+  const Result again = kvlm("ppl --replot " + out + ".json");
+  ASSERT_EQ(again.status, 0) << again.err;
+  EXPECT_EQ(again.out, r.out) << "--replot shows the same table, without the model";
+  EXPECT_EQ(kvlm("ppl --replot " + in).status, 1) << "a text file is not a run";
   for (const char* ext : {".csv", ".json", ".svg"}) fs::remove(out + ext);
   fs::remove(in);
 }
@@ -141,7 +145,9 @@ TEST(Ppl, BadTextFilesAreRefusedWithNoOutputLeft) {
   const Result missing = kvlm("ppl -f /nonexistent/text.txt");
   EXPECT_EQ(missing.status, 1);
   EXPECT_NE(missing.err.find("/nonexistent/text.txt: cannot read the text file"), std::string::npos);
-  EXPECT_EQ(kvlm("ppl -m x").status, 2) << "-f is required";
+  const Result no_text = kvlm("ppl -m x");
+  EXPECT_EQ(no_text.status, 2) << "-f is required";
+  EXPECT_NE(no_text.err.find("give the text with -f FILE"), std::string::npos) << no_text.err;
 }
 
 }  // namespace

@@ -110,40 +110,43 @@ WeightType stored_type(DType dtype) {
 
 // Consecutive rows usually share a shift (a window sliding by one moves every row by -1),
 // so the angles are computed once per run of equal shifts. Each row is widened, turned in
-// float32 and rounded back once.
+// float32 and rounded back once; the rows are split among the threads.
 void CpuBackend::rotate_keys(void* keys, DType dtype, const int32_t* shifts, int n, int head_dim,
                              const float* inv_freq, int rope_dim, bool adjacent_pairs) {
   const int half = rope_dim / 2;
   const size_t row_bytes = size_t(head_dim) * dtype_bytes(dtype);
-  std::vector<float> cos_angle(half), sin_angle(half), row(head_dim);
-  int32_t angles_for = 0;
-  for (int r = 0; r < n; r++) {
-    if (shifts[r] == 0) continue;
-    if (shifts[r] != angles_for) {
-      for (int i = 0; i < half; i++) {
-        const double angle = double(shifts[r]) * inv_freq[i];
-        cos_angle[i] = float(std::cos(angle)), sin_angle[i] = float(std::sin(angle));
+  // Chunks of at least 128 rows: each chunk computes its angles again.
+  pool_.parallel_for(n, 128, [&](int64_t begin, int64_t end) {
+    std::vector<float> cos_angle(half), sin_angle(half), row(head_dim);
+    int32_t angles_for = 0;
+    for (int64_t r = begin; r < end; r++) {
+      if (shifts[r] == 0) continue;
+      if (shifts[r] != angles_for) {
+        for (int i = 0; i < half; i++) {
+          const double angle = double(shifts[r]) * inv_freq[i];
+          cos_angle[i] = float(std::cos(angle)), sin_angle[i] = float(std::sin(angle));
+        }
+        angles_for = shifts[r];
       }
-      angles_for = shifts[r];
+      void* key = static_cast<char*>(keys) + r * row_bytes;
+      quant::dequantize_row(stored_type(dtype), key, row.data(), head_dim);
+      float* x = row.data();
+      if (adjacent_pairs) {
+        for (int i = 0; i < half; i++) {
+          const float a = x[2 * i], b = x[2 * i + 1];
+          x[2 * i] = a * cos_angle[i] - b * sin_angle[i];
+          x[2 * i + 1] = a * sin_angle[i] + b * cos_angle[i];
+        }
+      } else {
+        for (int i = 0; i < half; i++) {
+          const float a = x[i], b = x[i + half];
+          x[i] = a * cos_angle[i] - b * sin_angle[i];
+          x[i + half] = a * sin_angle[i] + b * cos_angle[i];
+        }
+      }
+      narrow_row(dtype, x, key, head_dim);
     }
-    void* key = static_cast<char*>(keys) + r * row_bytes;
-    quant::dequantize_row(stored_type(dtype), key, row.data(), head_dim);
-    float* x = row.data();
-    if (adjacent_pairs) {
-      for (int i = 0; i < half; i++) {
-        const float a = x[2 * i], b = x[2 * i + 1];
-        x[2 * i] = a * cos_angle[i] - b * sin_angle[i];
-        x[2 * i + 1] = a * sin_angle[i] + b * cos_angle[i];
-      }
-    } else {
-      for (int i = 0; i < half; i++) {
-        const float a = x[i], b = x[i + half];
-        x[i] = a * cos_angle[i] - b * sin_angle[i];
-        x[i + half] = a * sin_angle[i] + b * cos_angle[i];
-      }
-    }
-    narrow_row(dtype, x, key, head_dim);
-  }
+  });
 }
 
 }  // namespace kvlm

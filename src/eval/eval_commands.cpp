@@ -7,8 +7,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <stdexcept>
+#include <tuple>
 
 #include "session.h"
 #include "util/interrupt.h"
@@ -152,6 +154,17 @@ std::vector<double> parse_depths(const std::string& text, const std::string& fla
   return depths;
 }
 
+std::pair<int, int> parse_shard(const std::string& text) {
+  const std::vector<std::string> parts = split(text, '/');
+  const std::optional<double> k = parts.size() == 2 ? parse_finite(parts[0]) : std::nullopt,
+                              n = parts.size() == 2 ? parse_finite(parts[1]) : std::nullopt;
+  if (!k || !n || *k != std::floor(*k) || *n != std::floor(*n) || *k < 0 || *n < 1 || *k >= *n ||
+      *n > (1 << 20))
+    throw std::invalid_argument("--shard " + text + ": give K/N with 0 <= K < N, e.g. 0/16 for the "
+                                "first of 16 shards");
+  return {int(*k), int(*n)};
+}
+
 namespace {
 
 const char* command_name(EvalCommand command) {
@@ -181,6 +194,7 @@ EvalGrid make_grid(EvalCommand command, const RuntimeOptions& rt, const EvalOpti
   grid.seed = o.seed;
   grid.mode = parse_query_mode(o.query_mode);
   grid.share_prefill = o.share_prefill;
+  if (!o.shard.empty()) std::tie(grid.shard, grid.shards) = parse_shard(o.shard);
   if (!o.depths.empty()) grid.depths = parse_depths(o.depths, "--depths");
   if (command == EvalCommand::Needle) {
     for (const std::string& c : split(o.ctx_list, ','))
@@ -236,6 +250,62 @@ int replot(EvalCommand command, const EvalOptions& o) {
   return 0;
 }
 
+// The settings a --json file records; files agree on all of them when they are parts of
+// one run (--resume, kvlm merge).
+const char* const kSettings[] = {"command", "task", "model", "query_mode", "chat_template",
+                                 "seed", "trials", "ctx", "depths", "kv", "haystack", "needles"};
+
+nlohmann::json methods_json(const EvalGrid& grid) {
+  nlohmann::json methods = nlohmann::json::array();
+  for (const MethodRun& m : grid.methods)
+    methods.push_back({{"spec", m.spec}, {"method", m.method}, {"budget", m.budget}});
+  return methods;
+}
+
+// What --json holds: the settings, the cells of `records` and every answer. `state`:
+// "running" (written after each prompt), "interrupted" or "finished".
+nlohmann::json run_document(const nlohmann::json& settings, const std::string& title,
+                            const std::string& backend, const EvalGrid& grid, EvalCommand command,
+                            const std::vector<TrialRecord>& records, int planned,
+                            const std::string& state) {
+  nlohmann::json doc = settings;
+  doc["title"] = title;
+  doc["backend"] = backend;
+  doc["methods"] = methods_json(grid);
+  doc["cells"] = cells_json(summarise(records, grid, command != EvalCommand::Sweep), grid);
+  doc["trials_detail"] = trials_json(records, grid);
+  doc["state"] = state;
+  doc["interrupted"] = state == "interrupted";
+  doc["prompts_planned"] = planned;
+  return doc;
+}
+
+// The first setting where two --json documents differ (the shard too, when asked), or ""
+// when they agree.
+std::string differing_setting(const nlohmann::json& a, const nlohmann::json& b, bool with_shard) {
+  for (const char* key : kSettings)
+    if (a.value(key, nlohmann::json()) != b.value(key, nlohmann::json())) return key;
+  if (with_shard && a.value("shard", nlohmann::json()) != b.value("shard", nlohmann::json())) return "shard";
+  return "";
+}
+
+nlohmann::json shard_json(const EvalGrid& grid) {
+  return grid.shards > 1 ? nlohmann::json(std::to_string(grid.shard) + "/" + std::to_string(grid.shards))
+                         : nlohmann::json();
+}
+
+nlohmann::json read_run(const std::string& path, const std::string& flag) {
+  try {
+    nlohmann::json doc = read_json_file(path);
+    if (!doc.is_object() || !doc.contains("trials_detail") || !doc.contains("methods"))
+      throw std::runtime_error(path + ": not the --json file of a kvlm passkey, needle or sweep "
+                               "run (or one written before --resume and merge existed)");
+    return doc;
+  } catch (const std::runtime_error& e) {
+    throw std::runtime_error(flag + e.what());
+  }
+}
+
 }  // namespace
 
 int eval_command(EvalCommand command, RuntimeOptions rt, const EvalOptions& o) {
@@ -274,8 +344,40 @@ int eval_command(EvalCommand command, RuntimeOptions rt, const EvalOptions& o) {
                                       "results; --no-share-prefill prefills it per method)"
                                     : "each method prefills each prompt itself (--no-share-prefill)");
 
-  const GridRun run =
-      run_grid(session, builder, grid, name, false, o.kept_svg.empty() ? nullptr : &kept);
+  nlohmann::json specs = nlohmann::json::array();
+  for (const MethodRun& m : grid.methods) specs.push_back(m.spec);
+  const nlohmann::json settings = {
+      {"command", name}, {"task", task_name(task.task)}, {"model", session.file().path()},
+      {"query_mode", query_mode_name(grid.mode)}, {"chat_template", chat}, {"seed", o.seed},
+      {"trials", grid.trials}, {"ctx", grid.ctx_list}, {"depths", grid.depths}, {"kv", specs},
+      {"haystack", o.haystack.empty() ? "built-in" : o.haystack}, {"needles", task.needles},
+      {"shard", shard_json(grid)}};
+  std::vector<TrialRecord> done;
+  if (!o.resume_path.empty()) {
+    const nlohmann::json earlier = read_run(o.resume_path, "--resume ");
+    if (const std::string differs = differing_setting(earlier, settings, true); !differs.empty())
+      throw std::invalid_argument("--resume " + o.resume_path + ": its " + differs + " (" +
+                                  earlier.value(differs, nlohmann::json()).dump() +
+                                  ") is not this run's (" + settings[differs].dump() + ")");
+    try {
+      done = trials_from_json(earlier.at("trials_detail"), grid);
+    } catch (const nlohmann::json::exception& e) {
+      throw std::runtime_error("--resume " + o.resume_path + ": unreadable trials (" + e.what() + ")");
+    }
+    std::fprintf(stderr, "%s: resuming %s: %zu of the run's answers are there and are not run again\n",
+                 name.c_str(), o.resume_path.c_str(), done.size());
+  }
+  // Written after every prompt, so that a crash loses at most the prompt in progress.
+  const int planned = (prompt_count(grid) - grid.shard + grid.shards - 1) / grid.shards *
+                      int(grid.methods.size());
+  const auto save = [&](const std::vector<TrialRecord>& so_far) {
+    if (o.json_path.empty()) return;
+    write_output(o.json_path, run_document(settings, title, session.backend().name(), grid,
+                                           command, so_far, planned, "running").dump(2) + "\n",
+                 "--json");
+  };
+  const GridRun run = run_grid(session, builder, grid, name, false,
+                               o.kept_svg.empty() ? nullptr : &kept, done, save);
   const std::vector<TrialRecord>& records = run.records;
   const std::vector<Cell> cells = summarise(records, grid, command != EvalCommand::Sweep);
   // Interrupted: the finished prompts go to --json, marked; a table, CSV or SVG of part of
@@ -288,19 +390,11 @@ int eval_command(EvalCommand command, RuntimeOptions rt, const EvalOptions& o) {
   } else {
     show_results(command, title, cells, grid, o);
   }
-  if (!o.json_path.empty()) {
-    nlohmann::json specs = nlohmann::json::array();
-    for (const MethodRun& m : grid.methods) specs.push_back(m.spec);
-    const nlohmann::json doc = {
-        {"command", name}, {"title", title}, {"task", task_name(task.task)},
-        {"model", session.file().path()}, {"backend", session.backend().name()},
-        {"query_mode", query_mode_name(grid.mode)}, {"chat_template", chat}, {"seed", o.seed},
-        {"trials", grid.trials}, {"ctx", grid.ctx_list}, {"depths", grid.depths},
-        {"kv", specs}, {"haystack", o.haystack.empty() ? "built-in" : o.haystack},
-        {"cells", cells_json(cells, grid)}, {"trials_detail", trials_json(records, grid)},
-        {"interrupted", run.interrupted}, {"prompts_planned", run.planned}};
-    write_output(o.json_path, doc.dump(2) + "\n", "--json");
-  }
+  if (!o.json_path.empty())
+    write_output(o.json_path,
+                 run_document(settings, title, session.backend().name(), grid, command, records,
+                              run.planned, run.interrupted ? "interrupted" : "finished").dump(2) + "\n",
+                 "--json");
   if (run.interrupted) return kInterruptedExitStatus;
   if (!o.kept_svg.empty()) {
     const Prompt& p = kept.drawn;
@@ -311,6 +405,66 @@ int eval_command(EvalCommand command, RuntimeOptions rt, const EvalOptions& o) {
                   p.ids.size(), p.depth);
     write_output(o.kept_svg, kept_map_svg(title + which, token_texts(tok, p.ids), kept.panels, marks),
                  "--kept-svg");
+  }
+  return 0;
+}
+
+int merge_command(const std::vector<std::string>& files, const EvalOptions& o) {
+  check_output_path(o.csv_path, "--csv");
+  check_output_path(o.json_path, "--json");
+  check_output_path(o.svg_path, "--svg");
+  std::vector<nlohmann::json> docs;
+  for (const std::string& file : files) docs.push_back(read_run(file, "kvlm merge: "));
+  const nlohmann::json& first = docs.front();
+  std::map<std::string, std::string> shard_files;  // shard -> the file holding it
+  for (size_t i = 0; i < docs.size(); i++) {
+    if (const std::string differs = differing_setting(first, docs[i], false); !differs.empty())
+      throw std::invalid_argument("kvlm merge: " + files[0] + " and " + files[i] + " differ in " +
+                                  differs + " (" + first.value(differs, nlohmann::json()).dump() +
+                                  " vs " + docs[i].value(differs, nlohmann::json()).dump() + ")");
+    const std::string shard = docs[i].value("shard", nlohmann::json()).dump();
+    if (!shard_files.emplace(shard, files[i]).second)
+      throw std::invalid_argument("kvlm merge: " + shard_files[shard] + " and " + files[i] +
+                                  " hold the same shard (" + shard + ")");
+  }
+  EvalCommand command = EvalCommand::Sweep;
+  for (EvalCommand c : {EvalCommand::Passkey, EvalCommand::Needle, EvalCommand::Sweep})
+    if (first.at("command") == command_name(c)) command = c;
+  EvalGrid grid;
+  std::vector<TrialRecord> records;
+  int planned = 0;
+  try {
+    for (const nlohmann::json& m : first.at("methods"))
+      grid.methods.push_back({m.at("spec").get<std::string>(), m.at("method").get<std::string>(),
+                              m.at("budget").get<std::string>()});
+    for (const nlohmann::json& doc : docs) {
+      const std::vector<TrialRecord> part = trials_from_json(doc.at("trials_detail"), grid);
+      records.insert(records.end(), part.begin(), part.end());
+      planned += doc.at("prompts_planned").get<int>();
+    }
+  } catch (const nlohmann::json::exception& e) {
+    throw std::runtime_error("kvlm merge: " + std::string(e.what()));
+  }
+  std::sort(records.begin(), records.end(), [](const TrialRecord& a, const TrialRecord& b) {
+    return std::tie(a.method, a.prompt) < std::tie(b.method, b.prompt);
+  });
+  for (size_t i = 1; i < records.size(); i++)
+    if (records[i].method == records[i - 1].method && records[i].prompt == records[i - 1].prompt)
+      throw std::invalid_argument("kvlm merge: prompt " + std::to_string(records[i].prompt) + " of " +
+                                  grid.methods[records[i].method].spec + " is in two files");
+  std::fprintf(stderr, "merge: %zu files, %zu of %d answers%s\n", files.size(), records.size(),
+               planned, int(records.size()) < planned ? " (some shards did not finish)" : "");
+  const std::string title = first.at("title").get<std::string>();
+  show_results(command, title, summarise(records, grid, command != EvalCommand::Sweep), grid, o);
+  if (!o.json_path.empty()) {
+    nlohmann::json settings;
+    for (const char* key : kSettings) settings[key] = first.value(key, nlohmann::json());
+    settings["shard"] = nullptr;
+    write_output(o.json_path,
+                 run_document(settings, title, first.value("backend", ""), grid, command, records,
+                              planned, int(records.size()) < planned ? "interrupted" : "finished")
+                         .dump(2) + "\n",
+                 "--json");
   }
   return 0;
 }

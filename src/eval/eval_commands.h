@@ -2,6 +2,7 @@
 // heatmap on stdout, CSV/JSON/SVG files.
 #pragma once
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "session.h"
@@ -27,6 +28,8 @@ struct EvalOptions {
   std::string kept_svg;     // draw what every method kept of one prompt
   int kept_prompt = 0;      // which prompt of the run (run_grid's order)
   bool share_prefill = true;  // --no-share-prefill: every method prefills every prompt itself
+  std::string shard;          // "K/N": run every N-th prompt, starting at K; "" = all
+  std::string resume_path;    // an earlier --json of the same run: skip what it finished
 };
 
 enum class EvalCommand { Passkey, Needle, Sweep };
@@ -36,9 +39,15 @@ enum class EvalCommand { Passkey, Needle, Sweep };
 // is written, and it returns kInterruptedExitStatus.
 int eval_command(EvalCommand command, RuntimeOptions rt, const EvalOptions& options);
 
+// kvlm merge: the --json files of shards (or resumed parts) of one run, put together into
+// the table an unsharded run prints, and --json/--csv/--svg files as it writes them. Throws
+// std::invalid_argument naming the files and the setting where two differ.
+int merge_command(const std::vector<std::string>& files, const EvalOptions& outputs);
+
 // Parsers of the flag values, exposed for the tests. Throw std::invalid_argument naming
 // the flag and what is wrong.
 int parse_token_count(const std::string& text, const std::string& flag);  // "4096", "4k"
 std::vector<double> parse_depths(const std::string& text, const std::string& flag);
+std::pair<int, int> parse_shard(const std::string& text);  // "K/N" -> (K, N), 0 <= K < N
 
 }  // namespace kvlm

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "eval/svg.h"
+#include "model/json_file.h"
 #include "util/interrupt.h"
 #include "util/output_file.h"
 #include "util/status_line.h"
@@ -89,14 +90,13 @@ PplSeries score_text(Session& session, const std::vector<int32_t>& tokens, int s
 namespace {
 
 // Each method's column: the spec as the user wrote it.
-std::string table_text(const std::vector<PplSeries>& series, const std::vector<KVSpec>& specs,
-                       int segment) {
+std::string table_text(const std::vector<PplSeries>& series, int segment) {
   std::vector<int> widths;
   std::string out = "tokens         ";
-  for (const KVSpec& spec : specs) {
-    widths.push_back(std::max(10, int(spec.text().size())));
+  for (const PplSeries& s : series) {
+    widths.push_back(std::max(10, int(s.spec.size())));
     char cell[256];
-    std::snprintf(cell, sizeof cell, " %*s", widths.back(), spec.text().c_str());
+    std::snprintf(cell, sizeof cell, " %*s", widths.back(), s.spec.c_str());
     out += cell;
   }
   out += "\n";
@@ -124,13 +124,103 @@ std::string table_text(const std::vector<PplSeries>& series, const std::vector<K
   return out;
 }
 
+// What a run shows and writes, from the series it scored or an earlier --json.
+struct PplRun {
+  std::string model, text_path;
+  int tokens = 0, ctx = 0, segment = 0;
+  std::vector<PplSeries> series;
+};
+
+nlohmann::json run_json(const PplRun& run) {
+  nlohmann::json methods = nlohmann::json::array();
+  for (const PplSeries& s : run.series) {
+    nlohmann::json segments = nlohmann::json::array();
+    for (int k = 0, start = 1; k < int(s.segment_nll.size()); start += s.segment_tokens[k++])
+      segments.push_back({{"start", start}, {"end", start + s.segment_tokens[k]},
+                          {"tokens", s.segment_tokens[k]}, {"perplexity", std::exp(s.segment_nll[k])}});
+    methods.push_back({{"spec", s.spec}, {"method", s.method}, {"perplexity", s.perplexity()},
+                       {"tokens_scored", s.tokens_scored},
+                       {"stopped_at", s.stopped_at ? nlohmann::json(s.stopped_at) : nlohmann::json()},
+                       {"kv_bytes_held", s.kv_bytes_held}, {"kv_bytes_full", s.kv_bytes_full},
+                       {"seconds", s.seconds}, {"segments", segments}});
+  }
+  return {{"command", "ppl"}, {"model", run.model}, {"text", run.text_path}, {"tokens", run.tokens},
+          {"ctx", run.ctx}, {"segment", run.segment}, {"methods", methods}};
+}
+
+PplRun run_from_json(const nlohmann::json& doc) {
+  PplRun run{doc.at("model").get<std::string>(), doc.at("text").get<std::string>(),
+             doc.at("tokens").get<int>(), doc.at("ctx").get<int>(), doc.at("segment").get<int>(), {}};
+  for (const nlohmann::json& m : doc.at("methods")) {
+    PplSeries s;
+    s.spec = m.at("spec").get<std::string>();
+    s.method = m.at("method").get<std::string>();
+    s.tokens_scored = m.at("tokens_scored").get<int>();
+    s.stopped_at = m.at("stopped_at").is_null() ? 0 : m.at("stopped_at").get<int>();
+    s.kv_bytes_held = m.at("kv_bytes_held").get<size_t>();
+    s.kv_bytes_full = m.at("kv_bytes_full").get<size_t>();
+    s.seconds = m.at("seconds").get<double>();
+    for (const nlohmann::json& seg : m.at("segments")) {
+      s.segment_nll.push_back(std::log(seg.at("perplexity").get<double>()));
+      s.segment_tokens.push_back(seg.at("tokens").get<int>());
+    }
+    run.series.push_back(std::move(s));
+  }
+  return run;
+}
+
+// The table on stdout, then --csv, --json and --svg, each written whole.
+void show(const PplRun& run, const PplOptions& o) {
+  std::fputs(table_text(run.series, run.segment).c_str(), stdout);
+  std::fflush(stdout);
+  std::string csv = "method,spec,segment_start,segment_end,tokens,perplexity\n";
+  std::vector<PerplexitySeries> lines;
+  for (const PplSeries& s : run.series) {
+    PerplexitySeries line{s.spec, {}};
+    for (int k = 0, start = 1; k < int(s.segment_nll.size()); start += s.segment_tokens[k++]) {
+      const int end = start + s.segment_tokens[k];
+      const double ppl = std::exp(s.segment_nll[k]);
+      csv += "\"" + s.method + "\",\"" + s.spec + "\"," + std::to_string(start) + "," +
+             std::to_string(end) + "," + std::to_string(s.segment_tokens[k]) + "," + format_number(ppl) + "\n";
+      line.points.push_back({0.5 * (start + end), ppl});
+    }
+    csv += "\"" + s.method + "\",\"" + s.spec + "\",1," + std::to_string(1 + s.tokens_scored) + "," +
+           std::to_string(s.tokens_scored) + "," + format_number(s.perplexity()) + "\n";
+    lines.push_back(std::move(line));
+  }
+  if (!o.csv_path.empty()) write_output(o.csv_path, csv, "--csv");
+  if (!o.json_path.empty()) write_output(o.json_path, run_json(run).dump(2) + "\n", "--json");
+  if (!o.svg_path.empty()) {
+    const std::string name = run.text_path.substr(run.text_path.find_last_of('/') + 1);
+    write_output(o.svg_path,
+                 perplexity_chart_svg(lines, "Perplexity of " + name + " (" + std::to_string(run.tokens) +
+                                                 " tokens), context " + std::to_string(run.ctx),
+                                      "position in the text (tokens; each point a segment of " +
+                                          std::to_string(run.segment) + ")"),
+                 "--svg");
+  }
+}
+
 }  // namespace
 
 int run_ppl(const RuntimeOptions& rt, const PplOptions& o) {
-  const std::string text = read_text_file(o.text_path);
   check_output_path(o.csv_path, "--csv");
   check_output_path(o.json_path, "--json");
   check_output_path(o.svg_path, "--svg");
+  if (!o.replot_path.empty()) {
+    try {
+      const nlohmann::json doc = read_json_file(o.replot_path);
+      if (!doc.is_object() || !doc.contains("segment") || !doc.contains("methods"))
+        throw std::runtime_error("not the --json file of a kvlm ppl run");
+      show(run_from_json(doc), o);
+    } catch (const nlohmann::json::exception& e) {
+      throw std::runtime_error("--replot " + o.replot_path + ": not a kvlm ppl --json file (" + e.what() + ")");
+    } catch (const std::runtime_error& e) {
+      throw std::runtime_error("--replot " + o.replot_path + ": " + e.what());
+    }
+    return 0;
+  }
+  const std::string text = read_text_file(o.text_path);
   for (const KVSpec& spec : o.kv_list) {
     make_strategy(spec);  // a bad spec fails before the model loads
     bool evicts_while_decoding = false, compresses = false;
@@ -155,67 +245,19 @@ int run_ppl(const RuntimeOptions& rt, const PplOptions& o) {
   std::fprintf(stderr, "ppl: %s, %zu tokens, segments of %d, context %d\n", o.text_path.c_str(),
                tokens.size(), o.segment, session.ctx_size());
 
-  std::vector<PplSeries> series;
+  PplRun run{session.file().path(), o.text_path, int(tokens.size()), session.ctx_size(), o.segment, {}};
   for (const KVSpec& spec : o.kv_list) {
     session.set_strategy(spec);
-    series.push_back(score_text(session, tokens, o.segment));
-    const PplSeries& s = series.back();
+    run.series.push_back(score_text(session, tokens, o.segment));
+    PplSeries& s = run.series.back();
+    s.spec = spec.text();
     std::fprintf(stderr, "ppl %s: perplexity %.3f over %d tokens in %.0f s (%.1f tok/s), KV %s held "
                  "at the end%s\n", s.method.c_str(), s.perplexity(), s.tokens_scored, s.seconds,
                  s.tokens_scored / std::max(s.seconds, 1e-9), format_bytes(s.kv_bytes_held).c_str(),
                  s.stopped_at ? (", stopped at token " + std::to_string(s.stopped_at) +
                                  ": the context is full").c_str() : "");
   }
-  std::fputs(table_text(series, o.kv_list, o.segment).c_str(), stdout);
-  std::fflush(stdout);
-
-  nlohmann::json methods = nlohmann::json::array();
-  std::string csv = "method,spec,segment_start,segment_end,tokens,perplexity\n";
-  std::vector<PerplexitySeries> lines;
-  for (size_t m = 0; m < series.size(); m++) {
-    const PplSeries& s = series[m];
-    const std::string spec = o.kv_list[m].text();
-    nlohmann::json segments = nlohmann::json::array();
-    PerplexitySeries line{spec, {}};
-    int start = 1;
-    for (size_t k = 0; k < s.segment_nll.size(); k++) {
-      const int end = start + s.segment_tokens[k];
-      const double ppl = std::exp(s.segment_nll[k]);
-      segments.push_back({{"start", start}, {"end", end}, {"tokens", s.segment_tokens[k]},
-                          {"perplexity", ppl}});
-      csv += "\"" + s.method + "\",\"" + spec + "\"," + std::to_string(start) + "," +
-             std::to_string(end) + "," + std::to_string(s.segment_tokens[k]) + "," +
-             format_number(ppl) + "\n";
-      line.points.push_back({0.5 * (start + end), ppl});
-      start = end;
-    }
-    csv += "\"" + s.method + "\",\"" + spec + "\",1," + std::to_string(1 + s.tokens_scored) + "," +
-           std::to_string(s.tokens_scored) + "," + format_number(s.perplexity()) + "\n";
-    methods.push_back({{"spec", spec}, {"method", s.method}, {"perplexity", s.perplexity()},
-                       {"tokens_scored", s.tokens_scored},
-                       {"stopped_at", s.stopped_at ? nlohmann::json(s.stopped_at) : nlohmann::json()},
-                       {"kv_bytes_held", s.kv_bytes_held}, {"kv_bytes_full", s.kv_bytes_full},
-                       {"seconds", s.seconds}, {"segments", segments}});
-    lines.push_back(std::move(line));
-  }
-  const std::string model = session.file().path();
-  if (!o.csv_path.empty()) write_output(o.csv_path, csv, "--csv");
-  if (!o.json_path.empty()) {
-    const nlohmann::json doc = {{"model", model}, {"text", o.text_path},
-                                {"tokens", tokens.size()}, {"ctx", session.ctx_size()},
-                                {"segment", o.segment}, {"methods", methods}};
-    write_output(o.json_path, doc.dump(2) + "\n", "--json");
-  }
-  if (!o.svg_path.empty()) {
-    const std::string name = o.text_path.substr(o.text_path.find_last_of('/') + 1);
-    write_output(o.svg_path,
-                 perplexity_chart_svg(lines, "Perplexity of " + name + " (" +
-                                                 std::to_string(tokens.size()) + " tokens), context " +
-                                                 std::to_string(session.ctx_size()),
-                                      "position in the text (tokens; each point a segment of " +
-                                          std::to_string(o.segment) + ")"),
-                 "--svg");
-  }
+  show(run, o);
   return 0;
 }
 

@@ -16,11 +16,13 @@ struct PplOptions {
   int segment = 1024;   // tokens per reported segment
   int max_tokens = 0;   // 0: the whole file
   std::string csv_path, json_path, svg_path;  // "" = none
+  std::string replot_path;  // an earlier --json: show it again (table, --csv, --svg), no model
 };
 
 // One method's result: the mean negative log-likelihood of each segment's tokens.
 struct PplSeries {
-  std::string method;
+  std::string spec;    // as the user gave it (the table's column)
+  std::string method;  // the strategy's full name
   std::vector<double> segment_nll;  // segments scored completely or in part
   std::vector<int> segment_tokens;  // tokens scored in each
   int tokens_scored = 0;

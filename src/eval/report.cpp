@@ -334,12 +334,43 @@ nlohmann::json trials_json(const std::vector<TrialRecord>& records, const EvalGr
   nlohmann::json out = nlohmann::json::array();
   for (const TrialRecord& r : records) {
     const TrialOutcome& o = r.outcome;
-    out.push_back({{"spec", grid.methods[r.method].spec}, {"ctx", r.ctx}, {"depth", r.depth},
-                   {"trial", r.trial}, {"expected", r.expected.items}, {"answer", o.answer},
+    out.push_back({{"spec", grid.methods[r.method].spec}, {"prompt", r.prompt}, {"ctx", r.ctx},
+                   {"depth", r.depth}, {"trial", r.trial}, {"expected", r.expected.items},
+                   {"answer_kind", int(r.expected.kind)}, {"answer", o.answer},
                    {"recall", o.score.recall}, {"strict", o.score.strict},
                    {"prompt_tokens", o.prompt_tokens}, {"prefill_seconds", o.prefill_seconds},
                    {"generated_tokens", o.generated_tokens}, {"decode_seconds", o.decode_seconds},
                    {"kv_bytes_held", o.kv_bytes_held}, {"kv_bytes_full", o.kv_bytes_full}});
+  }
+  return out;
+}
+
+std::vector<TrialRecord> trials_from_json(const nlohmann::json& trials, const EvalGrid& grid) {
+  std::vector<TrialRecord> out;
+  for (const nlohmann::json& j : trials) {
+    const std::string spec = j.at("spec").get<std::string>();
+    const auto it = std::find_if(grid.methods.begin(), grid.methods.end(),
+                                 [&](const MethodRun& m) { return m.spec == spec; });
+    if (it == grid.methods.end())
+      throw std::invalid_argument("a trial of method " + spec + ", which this grid does not run");
+    TrialRecord r;
+    r.method = int(it - grid.methods.begin());
+    r.prompt = count_of(j, "prompt");
+    r.ctx = count_of(j, "ctx");
+    r.depth = j.at("depth").get<double>();
+    r.trial = count_of(j, "trial");
+    r.expected.items = j.at("expected").get<std::vector<std::string>>();
+    r.expected.kind = AnswerKind(count_of(j, "answer_kind"));
+    TrialOutcome& o = r.outcome;
+    o.answer = j.at("answer").get<std::string>();
+    o.score = {j.at("recall").get<double>(), j.at("strict").get<bool>()};
+    o.prompt_tokens = count_of(j, "prompt_tokens");
+    o.prefill_seconds = j.at("prefill_seconds").get<double>();
+    o.generated_tokens = count_of(j, "generated_tokens");
+    o.decode_seconds = j.at("decode_seconds").get<double>();
+    o.kv_bytes_held = j.at("kv_bytes_held").get<size_t>();
+    o.kv_bytes_full = j.at("kv_bytes_full").get<size_t>();
+    out.push_back(std::move(r));
   }
   return out;
 }

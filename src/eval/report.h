@@ -61,5 +61,9 @@ SavedReport report_from_json(const nlohmann::json& doc, const std::string& comma
                              const std::string& source);
 
 nlohmann::json trials_json(const std::vector<TrialRecord>& records, const EvalGrid& grid);
+// The inverse of trials_json, for the methods of `grid` (by spec). Throws
+// nlohmann::json::exception on a missing or mistyped field, std::invalid_argument on a
+// method the grid does not hold.
+std::vector<TrialRecord> trials_from_json(const nlohmann::json& trials, const EvalGrid& grid);
 
 }  // namespace kvlm

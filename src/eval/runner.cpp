@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <set>
 #include <stdexcept>
+#include <tuple>
 
 #include "eval/rng.h"
 #include "util/interrupt.h"
@@ -71,7 +73,9 @@ std::string prompt_index_error(int index, const EvalGrid& grid) {
 }
 
 GridRun run_grid(Session& session, const PromptBuilder& builder, const EvalGrid& grid,
-                 const std::string& label, bool quiet, KeptCapture* kept) {
+                 const std::string& label, bool quiet, KeptCapture* kept,
+                 const std::vector<TrialRecord>& done,
+                 const std::function<void(const std::vector<TrialRecord>&)>& saved) {
   struct Planned {
     int ctx;
     int trial;
@@ -92,11 +96,19 @@ GridRun run_grid(Session& session, const PromptBuilder& builder, const EvalGrid&
       throw std::invalid_argument(prompt_index_error(kept->prompt, grid));
     kept->drawn = planned[kept->prompt].prompt;
   }
+  // This shard's prompts, and which (method, prompt) pairs an earlier run finished.
+  std::vector<size_t> mine;
+  for (size_t i = 0; i < planned.size(); i++)
+    if (int(i) % grid.shards == grid.shard) mine.push_back(i);
+  std::set<std::pair<int, int>> finished;
+  for (const TrialRecord& r : done) finished.insert({r.method, r.prompt});
+  const auto to_run = [&](size_t m, size_t i) { return !finished.count({int(m), int(i)}); };
   double work_per_method = 0;
-  for (const Planned& p : planned) work_per_method += double(p.prompt.ids.size());
+  for (size_t i : mine) work_per_method += double(planned[i].prompt.ids.size());
 
   GridRun run;
-  run.planned = int(planned.size() * grid.methods.size());
+  run.planned = int(mine.size() * grid.methods.size());
+  run.records = done;
   const bool shared = grid.share_prefill && grid.methods.size() > 1;
   // Shared: a prompt's prefill is most of its cost, paid once for all methods.
   Progress progress(label, work_per_method * (shared ? 1 : grid.methods.size()), run.planned, !quiet);
@@ -107,7 +119,7 @@ GridRun run_grid(Session& session, const PromptBuilder& builder, const EvalGrid&
                   p.prompt.depth, p.trial + 1, grid.trials);
     progress.start(grid.methods[m].method +
                    (grid.methods[m].budget.empty() ? "" : ":" + grid.methods[m].budget) + where);
-    TrialRecord r{int(m), p.ctx, p.prompt.depth, p.trial, p.prompt.expected, {}};
+    TrialRecord r{int(m), p.ctx, p.prompt.depth, p.trial, p.prompt.expected, {}, int(i)};
     std::function<void()> capture;
     if (kept && int(i) == kept->prompt)
       capture = [&] {
@@ -123,30 +135,41 @@ GridRun run_grid(Session& session, const PromptBuilder& builder, const EvalGrid&
     if (shared) {
       std::vector<KVSpec> specs;
       for (const MethodRun& m : grid.methods) specs.push_back(KVSpec::parse(m.spec));
-      for (size_t i = 0; i < planned.size(); i++) {
+      for (size_t i : mine) {
+        std::vector<size_t> methods;
+        for (size_t m = 0; m < grid.methods.size(); m++)
+          if (to_run(m, i)) methods.push_back(m);
+        if (methods.empty()) continue;
         const Prompt& prompt = planned[i].prompt;
         const int prefilled = grid.mode == QueryMode::Aware ? int(prompt.ids.size()) : prompt.question_start;
         std::vector<Needs> needs;
-        for (const KVSpec& spec : specs) needs.push_back(session.prefill_needs(spec, prefilled));
+        for (size_t m : methods) needs.push_back(session.prefill_needs(specs[m], prefilled));
         session.prefill_shared({prompt.ids.begin(), prompt.ids.begin() + prefilled}, needs);
-        for (size_t m = 0; m < grid.methods.size(); m++) {
+        for (size_t m : methods) {
           session.set_strategy(specs[m]);
           run_one(m, i);
         }
+        if (saved) saved(run.records);
       }
     } else {
       for (size_t m = 0; m < grid.methods.size(); m++) {
         session.set_strategy(KVSpec::parse(grid.methods[m].spec));
-        for (size_t i = 0; i < planned.size(); i++) run_one(m, i);
+        for (size_t i : mine)
+          if (to_run(m, i)) {
+            run_one(m, i);
+            if (saved) saved(run.records);
+          }
       }
     }
   } catch (const Interrupted&) {  // the prompt in progress is dropped; the finished ones stand
     run.interrupted = true;
   }
   session.drop_shared();
-  // Method-major, as the unshared order: reports and JSON do not depend on the path.
-  std::stable_sort(run.records.begin(), run.records.end(),
-                   [](const TrialRecord& a, const TrialRecord& b) { return a.method < b.method; });
+  // Method-major, then prompt order: reports and JSON depend neither on the path nor on
+  // what an earlier run (--resume) or another shard did.
+  std::sort(run.records.begin(), run.records.end(), [](const TrialRecord& a, const TrialRecord& b) {
+    return std::tie(a.method, a.prompt) < std::tie(b.method, b.prompt);
+  });
   return run;
 }
 

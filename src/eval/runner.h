@@ -56,6 +56,9 @@ struct EvalGrid {
   // Prefill each prompt once for all methods (Session::prefill_shared); false: each
   // method prefills it itself (--no-share-prefill), the reference the shared path equals.
   bool share_prefill = true;
+  // Shard `shard` of `shards`: only the prompts whose index % shards == shard run, so that
+  // N machines can split a grid and `kvlm merge` can put it together again.
+  int shard = 0, shards = 1;
 };
 
 struct TrialRecord {
@@ -65,6 +68,7 @@ struct TrialRecord {
   int trial = 0;
   Expected expected;
   TrialOutcome outcome;
+  int prompt = 0;  // index in run_grid's order of prompts (context, trial, depth)
 };
 
 // Prompts run_grid builds: contexts x trials x depths (one seeded depth per trial when
@@ -92,7 +96,12 @@ struct GridRun {
 // method-major order either way; the progress line follows along. `kept` (optional) captures
 // what each method kept of one prompt; a prompt index past the grid's is an
 // std::invalid_argument before anything runs.
+// `done` (--resume): records of an earlier run of the same grid; those (method, prompt)
+// pairs are not run again and come back among the records. `saved` (optional) is called
+// with every record so far each time a prompt finishes (--json writes them as it goes).
 GridRun run_grid(Session& session, const PromptBuilder& builder, const EvalGrid& grid,
-                 const std::string& label, bool quiet, KeptCapture* kept = nullptr);
+                 const std::string& label, bool quiet, KeptCapture* kept = nullptr,
+                 const std::vector<TrialRecord>& done = {},
+                 const std::function<void(const std::vector<TrialRecord>&)>& saved = {});
 
 }  // namespace kvlm

@@ -238,7 +238,13 @@ std::string perplexity_chart_svg(const std::vector<PerplexitySeries>& series,
       body += line(left, y, left + plot_w, y, step == 1 ? "stroke=\"#ccc\"" : "stroke=\"#eee\"");
       body += text(left - 8, y + 4, fmt("%g", v), "text-anchor=\"end\"");
     }
-  const double x_step = std::pow(10.0, std::floor(std::log10(x_max / 2)));
+  // Position labels every 1, 2 or 5 x 10^k tokens, at most 8 of them.
+  double x_step = std::pow(10.0, std::floor(std::log10(x_max / 8)));
+  for (double factor : {1.0, 2.0, 5.0, 10.0})
+    if (x_max / (x_step * factor) <= 8) {
+      x_step *= factor;
+      break;
+    }
   for (double x = 0; x <= x_max; x += x_step)
     body += text(x_of(x), top + plot_h + 20, fmt("%g", x), "text-anchor=\"middle\"");
   body += text(left + plot_w / 2, top + plot_h + 44, x_label, "text-anchor=\"middle\"");

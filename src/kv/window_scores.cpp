@@ -60,7 +60,8 @@ std::vector<std::pair<std::string, std::string>> voting_param_rows(const VotingP
       {"budget", std::to_string(kWindowMethodsBudget) + " (or ratio=r" + budget_note + ")"},
       {"window", std::to_string(defaults.window)},
       {"kernel", std::to_string(defaults.kernel)},
-      {"pool", max_pool ? "max (or avg)" : "avg (or max)"}};
+      {"pool", std::string(max_pool ? "max (or avg)" : "avg (or max)") +
+                   "; kvpress's SnapKV pools by average"}};
   if (with_gqa) rows.push_back({"gqa", mean_gqa ? "mean (or max)" : "max (or mean)"});
   return rows;
 }

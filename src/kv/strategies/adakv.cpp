@@ -158,7 +158,9 @@ MethodInfo adakv_method_info() {
           "Inference (arXiv 2407.11550)",
           {.budgeted = true, .observes = true}};
   info.params.insert(info.params.end(),
-                     {{"alpha", format_number(kDefaultAlpha)},
+                     {{"alpha", format_number(kDefaultAlpha) +
+                                    " (caps = (1 - alpha) x the global counts + alpha x budget; "
+                                    "kvpress's AdaKV instead protects alpha x kept per head)"},
                       {"pyramid", "0 (1 = Ada-Pyramid: pyramidkv's layer budgets)"},
                       {"beta", std::to_string(kDefaultBeta) + " (pyramid=1 only)"},
                       {"faithful", "0 (1 = the official rounding and pyramid arithmetic)"}});

@@ -65,7 +65,10 @@ MethodInfo pyramidkv_method_info() {
           "PyramidKV: Dynamic KV Cache Compression based on Pyramidal Information Funneling "
           "(arXiv 2406.02069)",
           {.budgeted = true, .observes = true, .cache_positions = true}};
-  info.params.push_back({"beta", std::to_string(kDefaultBeta)});
+  info.params.push_back({"beta", std::to_string(kDefaultBeta) +
+                                    " (the pyramid applies at every budget; kvpress's PyramidKV "
+                                    "falls back to uniform budgets unless its smallest layer "
+                                    "budget reaches the window)"});
   info.params.push_back({"faithful", "0 (1 = KVCache-Factory's arithmetic)"});
   return info;
 }

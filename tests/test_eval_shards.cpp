@@ -1,0 +1,120 @@
+// Runs split across machines and runs taken up again: --shard K/N, kvlm merge and
+// --resume give the table and answers of one whole run, and refuse parts of other runs.
+// On a tiny model (a whole sweep takes a second), whose answers are noise: only their
+// equality matters here.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "cli_fixture.h"
+
+namespace kvlm {
+namespace {
+
+using namespace test::cli;
+
+std::string sweep_args(int ctx = 250) {
+  return "sweep -m tests/data/hf/llama3-gqa --ctx " + std::to_string(ctx) +
+         " --trials 3 --kv-list full,snapkv,streaming --budgets 32,64";
+}
+const std::string kSweep = sweep_args();
+
+fs::path output_dir(const std::string& name) {
+  fs::path dir = fs::temp_directory_path() / ("kvlm_shards_" + name + "_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir;
+}
+
+// The accuracy table: what a run prints before its speed table, which timing changes.
+std::string accuracy_part(const std::string& out) { return out.substr(0, out.find("KV held")); }
+
+nlohmann::json json_of(const fs::path& p) { return nlohmann::json::parse(slurp(p)); }
+
+void expect_same_answers(const nlohmann::json& a, const nlohmann::json& b) {
+  ASSERT_EQ(a["trials_detail"].size(), b["trials_detail"].size());
+  for (size_t i = 0; i < a["trials_detail"].size(); i++)
+    for (const char* key : {"spec", "prompt", "answer", "kv_bytes_held"})
+      EXPECT_EQ(a["trials_detail"][i][key], b["trials_detail"][i][key]) << key << " of trial " << i;
+}
+
+TEST(EvalShards, ShardsMergeIntoTheTableOfTheWholeRun) {
+  const fs::path dir = output_dir("merge");
+  const Result whole = kvlm(kSweep + " --json " + (dir / "whole.json").string());
+  ASSERT_EQ(whole.status, 0) << whole.err;
+  for (const char* shard : {"0/3", "1/3", "2/3"}) {
+    const std::string name = std::string("shard") + shard[0] + ".json";
+    const Result part = kvlm(kSweep + " --shard " + shard + " --json " + (dir / name).string());
+    ASSERT_EQ(part.status, 0) << part.err;
+    EXPECT_EQ(json_of(dir / name)["shard"], shard);
+    EXPECT_EQ(json_of(dir / name)["trials_detail"].size(), 4u) << "one prompt of three, 4 method runs";
+  }
+  const Result merged = kvlm("merge " + (dir / "shard2.json").string() + " " + (dir / "shard0.json").string() +
+                             " " + (dir / "shard1.json").string() + " --json " + (dir / "merged.json").string() +
+                             " --csv " + (dir / "merged.csv").string());
+  ASSERT_EQ(merged.status, 0) << merged.err;
+  EXPECT_NE(merged.err.find("merge: 3 files, 12 of 12 answers"), std::string::npos) << merged.err;
+  EXPECT_EQ(accuracy_part(merged.out), accuracy_part(whole.out));
+  const nlohmann::json a = json_of(dir / "whole.json"), b = json_of(dir / "merged.json");
+  expect_same_answers(a, b);
+  ASSERT_EQ(a["cells"].size(), b["cells"].size());
+  for (size_t i = 0; i < a["cells"].size(); i++)
+    for (const char* key : {"spec", "accuracy", "trials", "kv_bytes_held", "p_vs_full"})
+      EXPECT_EQ(a["cells"][i][key], b["cells"][i][key]) << key << " of cell " << i;
+  EXPECT_TRUE(b["shard"].is_null());
+  EXPECT_EQ(b["state"], "finished");
+  EXPECT_TRUE(fs::exists(dir / "merged.csv"));
+  fs::remove_all(dir);
+}
+
+TEST(EvalShards, ResumeRunsOnlyWhatIsMissing) {
+  const fs::path dir = output_dir("resume");
+  ASSERT_EQ(kvlm(kSweep + " --json " + (dir / "whole.json").string()).status, 0);
+  nlohmann::json half = json_of(dir / "whole.json");
+  nlohmann::json kept = nlohmann::json::array();
+  for (size_t i = 0; i < half["trials_detail"].size(); i += 2) kept.push_back(half["trials_detail"][i]);
+  half["trials_detail"] = kept;
+  half["state"] = "interrupted";
+  std::ofstream(dir / "half.json") << half.dump();
+  const Result resumed = kvlm(kSweep + " --resume " + (dir / "half.json").string() + " --json " +
+                              (dir / "resumed.json").string());
+  ASSERT_EQ(resumed.status, 0) << resumed.err;
+  EXPECT_NE(resumed.err.find("6 of the run's answers are there and are not run again"), std::string::npos)
+      << resumed.err;
+  expect_same_answers(json_of(dir / "whole.json"), json_of(dir / "resumed.json"));
+  fs::remove_all(dir);
+}
+
+TEST(EvalShards, PartsOfOtherRunsAndBadShardsAreRefused) {
+  const fs::path dir = output_dir("bad");
+  for (const char* shard : {"3/2", "0/0", "1", "a/b", "-1/2"}) {
+    const Result r = kvlm(kSweep + " --shard " + shard);
+    EXPECT_EQ(r.status, 2) << shard;
+    EXPECT_NE(r.err.find(std::string("--shard ") + shard + ": give K/N with 0 <= K < N"), std::string::npos)
+        << r.err;
+  }
+  ASSERT_EQ(kvlm(kSweep + " --shard 0/2 --json " + (dir / "a.json").string()).status, 0);
+  ASSERT_EQ(kvlm(kSweep + " --shard 1/2 --seed 7 --json " + (dir / "b.json").string()).status, 0);
+  const Result other_seed = kvlm("merge " + (dir / "a.json").string() + " " + (dir / "b.json").string());
+  EXPECT_EQ(other_seed.status, 2);
+  EXPECT_NE(other_seed.err.find("differ in seed (42 vs 7)"), std::string::npos) << other_seed.err;
+  const Result same_shard = kvlm("merge " + (dir / "a.json").string() + " " + (dir / "a.json").string());
+  EXPECT_EQ(same_shard.status, 2);
+  EXPECT_NE(same_shard.err.find("hold the same shard (\"0/2\")"), std::string::npos) << same_shard.err;
+  const Result wrong_resume = kvlm(kSweep + " --shard 1/2 --resume " + (dir / "a.json").string());
+  EXPECT_EQ(wrong_resume.status, 2);
+  EXPECT_NE(wrong_resume.err.find("its shard (\"0/2\") is not this run's (\"1/2\")"), std::string::npos)
+      << wrong_resume.err;
+  const Result other_run = kvlm(sweep_args(240) + " --shard 0/2 --resume " + (dir / "a.json").string());
+  EXPECT_EQ(other_run.status, 2);
+  EXPECT_NE(other_run.err.find("its ctx ([250]) is not this run's ([240])"), std::string::npos) << other_run.err;
+  std::ofstream(dir / "not.json") << "{\"cells\": []}";
+  const Result not_a_run = kvlm("merge " + (dir / "not.json").string());
+  EXPECT_EQ(not_a_run.status, 1);
+  EXPECT_NE(not_a_run.err.find("not the --json file of a kvlm passkey, needle or sweep run"), std::string::npos)
+      << not_a_run.err;
+  fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace kvlm
