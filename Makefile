@@ -171,7 +171,8 @@ FUZZ_LIB_SRC  := $(addprefix src/model/,gguf.cpp mapped_file.cpp safetensors.cpp
                  $(wildcard tokenizer/*.cpp src/kv/strategies/*.cpp src/util/*.cpp) \
                  $(addprefix src/kv/,spec.cpp registry.cpp eviction.cpp scoring.cpp \
                                      window_scores.cpp kv_cache.cpp merged_layers.cpp) \
-                 src/chat_template.cpp src/eval/report.cpp src/eval/svg.cpp tests/fuzz/targets.cpp
+                 src/chat_template.cpp src/eval/report.cpp src/eval/stats.cpp src/eval/svg.cpp \
+                 tests/fuzz/targets.cpp
 FUZZ_LIB_OBJ  := $(FUZZ_LIB_SRC:%.cpp=$(FUZZ_BUILD)/%.o)
 FUZZ_SEED_OBJ := $(addprefix $(FUZZ_BUILD)/tests/,fuzz/make_seeds.o fuzz/seeds.o gguf_writer.o \
                                                   safetensors_writer.o)
