@@ -134,7 +134,7 @@ int chat_repl(Session& session, const ChatOptions& options) {
     if (options.context_shift && turns > 0 &&
         held + int(ids.size()) + answer_room > session.ctx_size()) {
       int dropped = 0;
-      std::vector<int32_t> all = encode_all(0);
+      std::vector<int32_t> all = fresh ? ids : encode_all(0);
       while (dropped < turns && int(all.size()) + answer_room > session.ctx_size())
         all = encode_all(++dropped);
       if (int(all.size()) <= session.ctx_size()) {  // else the message alone is too long

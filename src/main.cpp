@@ -183,7 +183,8 @@ int main(int argc, char** argv) {
   CLI::App* chat_cmd = app.add_subcommand("chat", "interactive chat in the terminal");
   chat_cmd->footer("Input bytes that are not UTF-8, and NUL bytes, become U+FFFD (with a note). "
                    "Control characters in answers are shown (^[ for ESC), not obeyed. Ctrl-C "
-                   "drops the turn in progress; the conversation goes on as before it.");
+                   "drops the turn in progress; the conversation goes on as before it. A turn "
+                   "that does not fit drops the oldest turns first (--no-context-shift).");
   add_runtime_flags(chat_cmd, rt, dev);
   add_sampling_flags(chat_cmd, chat.sampling, chat.sampling_given);
   add_template_flag(chat_cmd, rt);

@@ -7,7 +7,6 @@
 #include <unistd.h>
 #include <algorithm>
 #include <stdexcept>
-#include <tuple>
 
 #include "device.h"
 #include "memory_plan.h"
@@ -195,21 +194,18 @@ Needs Session::prefill_needs(const KVSpec& spec, int n_tokens) const {
   return strategy->needs().prefill_part();
 }
 
-void Session::prefill_shared(const std::vector<int32_t>& ids, std::vector<Needs> needs) {
+void Session::prefill_shared(const std::vector<int32_t>& ids, const std::vector<Needs>& needs) {
   if (ids.size() < 2) throw std::invalid_argument("prefill_shared: a prefill has 2 tokens or more");
   drop_shared();
   auto shared = std::make_unique<SharedPrefill>();
   shared->ids = ids;
   shared->cache = model_->make_cache(cache_->max_tokens(), cache_->kv_dtype());
-  std::sort(needs.begin(), needs.end(), [](const Needs& a, const Needs& b) {
-    return std::tie(a.window, a.window_rows, a.all_queries, a.key_norms) <
-           std::tie(b.window, b.window_rows, b.all_queries, b.key_norms);
-  });
-  needs.erase(std::unique(needs.begin(), needs.end()), needs.end());
-  shared->needs = needs;
+  for (const Needs& n : needs)  // one record for methods that ask the same
+    if (std::find(shared->needs.begin(), shared->needs.end(), n) == shared->needs.end())
+      shared->needs.push_back(n);
   std::unique_ptr<KVStrategy> keep_all = make_strategy("full");
   KVObserver recorder(*backend_, *keep_all, file_->config().n_heads, file_->config().head_dim);
-  recorder.record(needs);
+  recorder.record(shared->needs);
   const auto start = std::chrono::steady_clock::now();
   shared->logits = model_->forward(ids, *shared->cache, &recorder);
   shared->seconds = seconds_since(start);

@@ -88,7 +88,7 @@ class Session {
   // cache as if it had prefilled those ids itself, and returns the last logits: a method
   // evicts layer l only after layer l's attention, so no hidden state of the prompt
   // depends on it, and the kept tokens and logits are exactly those of feed(ids).
-  void prefill_shared(const std::vector<int32_t>& ids, std::vector<Needs> needs);
+  void prefill_shared(const std::vector<int32_t>& ids, const std::vector<Needs>& needs);
   std::vector<float> replay_shared();
   void drop_shared();  // frees the shared prefill's cache
   double shared_prefill_seconds() const { return shared_ ? shared_->seconds : 0; }

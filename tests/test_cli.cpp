@@ -341,5 +341,19 @@ TEST(Cli, DumpKeptWritesEveryHeadsKeptPositions) {
   fs::remove(out);
 }
 
+// bench --report-every: a method with positions inside the cache decodes past the context
+// in bounded memory (a small soak); one with original positions is refused up front.
+TEST(Cli, BenchReportsAsItDecodesPastTheContext) {
+  const std::string args = "bench -m tests/data/hf/untied-linear -c 32 --prompt-len 8 --gen 40 ";
+  const Result r = kvlm(args + "--report-every 20 --kv-list streaming:budget=8");
+  ASSERT_EQ(r.status, 0) << r.err;
+  for (const char* line : {": 20 tokens decoded,", ": 40 tokens decoded,"})
+    EXPECT_NE(r.err.find(line), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("positions used 8,"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("positions used 9"), std::string::npos) << r.err;
+  expect_error(kvlm(args + "--kv-list full"), 1,
+               "exceed the context size of 32 (full keeps original positions");
+}
+
 }  // namespace
 }  // namespace kvlm

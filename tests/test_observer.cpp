@@ -166,13 +166,19 @@ TEST(Observer, WindowAttentionIsTheMeanOfTheWindowsSoftmaxRows) {
 }
 
 // Kept apart, the window's rows are causal softmax rows (query i sees slots up to its own)
-// whose mean is the averaged window observation.
+// whose mean is the averaged window observation, which they replace.
 TEST(Observer, WindowRowsAreTheWindowsRowsOneByOne) {
+  Harness averaged(Needs{.window = 3});
+  averaged.forward(kPrompt);
   Harness h(Needs{.window = 3, .window_rows = true});
   h.forward(kPrompt);
+  const std::vector<const Observation*> means = averaged.strategy.prefill_layers();
   for (const Observation* obs : h.strategy.prefill_layers()) {
     ASSERT_EQ(obs->window_rows.size(), 3u) << "layer " << obs->layer;
-    for (size_t q = 0; q < obs->window_attention.size(); q++) {
+    EXPECT_TRUE(obs->window_attention.empty()) << "no averaged pass as well";
+    const std::vector<std::vector<float>>& mean_rows = means[obs->layer]->window_attention;
+    ASSERT_EQ(mean_rows.size(), size_t(h.config.n_heads));
+    for (size_t q = 0; q < mean_rows.size(); q++) {
       std::vector<float> mean(5, 0.0f);
       for (int i = 0; i < 3; i++) {
         const std::vector<float>& row = obs->window_rows[i][q];
@@ -181,7 +187,7 @@ TEST(Observer, WindowRowsAreTheWindowsRowsOneByOne) {
         for (int j = 5 - 3 + i + 1; j < 5; j++) EXPECT_EQ(row[j], 0.0f) << "query " << i << " sees slot " << j;
         for (int j = 0; j < 5; j++) mean[j] += row[j] / 3;
       }
-      for (int j = 0; j < 5; j++) EXPECT_NEAR(mean[j], obs->window_attention[q][j], 1e-5f);
+      for (int j = 0; j < 5; j++) EXPECT_NEAR(mean[j], mean_rows[q][j], 1e-5f);
     }
   }
 }

@@ -80,11 +80,11 @@ Observation KVObserver::observe(const KVCache& cache, int layer, const float* q,
   obs.n_new = n_new_;
   obs.n_tokens = cache.tokens_seen() + n_new_;  // the cache advances after the last layer
   obs.window = std::min(needs.window, n_new_);
-  if (obs.window > 0)
-    obs.window_attention = attention_rows(view, q, n_new_ - obs.window, obs.window, true);
   if (obs.window > 0 && needs.window_rows)
     for (int i = 0; i < obs.window; i++)
       obs.window_rows.push_back(attention_rows(view, q, n_new_ - obs.window + i, 1, false));
+  else if (obs.window > 0)
+    obs.window_attention = attention_rows(view, q, n_new_ - obs.window, obs.window, true);
   if (needs.all_queries) obs.query_attention_sum = attention_rows(view, q, 0, n_new_, false);
   if (needs.key_norms) obs.key_norms = key_norms(view);
   return obs;

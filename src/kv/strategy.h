@@ -22,7 +22,7 @@ namespace kvlm {
 // What the observer must compute for the strategy. Nothing is computed unless asked.
 struct Needs {
   int window = 0;                 // prefill: attention of the last `window` new queries
-  bool window_rows = false;       // prefill: those queries' rows one by one, not averaged
+  bool window_rows = false;       // prefill: those queries' rows one by one, instead of averaged
   bool all_queries = false;       // prefill: attention summed over every new query (H2O)
   bool key_norms = false;         // prefill: L2 norm of every cached key
   bool decode_attention = false;  // decode: the attention the new token paid to each slot
@@ -43,8 +43,9 @@ struct Observation {
   // query over the head's slots (causal, normalised over the full row), averaged over
   // the window queries. [n_heads][slots of that KV head]
   std::vector<std::vector<float>> window_attention;
-  // With Needs::window_rows: each window query's own softmax row, query i of the window
-  // first seeing slots [0, slots - window + i]. [window][n_heads][slots of that KV head]
+  // With Needs::window_rows, instead of window_attention: each window query's own softmax
+  // row, query i of the window seeing slots [0, slots - window + i].
+  // [window][n_heads][slots of that KV head]
   std::vector<std::vector<std::vector<float>>> window_rows;
   // Per query head: softmax attention summed over all n_new queries (column sums of the
   // causal attention matrix). [n_heads][slots]
