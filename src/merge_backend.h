@@ -28,9 +28,11 @@ class MergeBackend {
   virtual void merge_pair(void* dir, float* mag_a, float* mag_b, DType dtype, const void* a,
                           const int32_t* a_rows, const void* b, const int32_t* b_rows, int n,
                           int head_dim, float t) = 0;
-  // out[i][c] = dir[i][c] * mag[i]                          out, dir [n][head_dim]
-  virtual void restore_rows(void* out, DType dtype, const void* dir, const float* mag, int n,
-                            int head_dim) = 0;
+  // out[r][c] = dir[i][c] * mag[i] with r = out_rows[i] (out_rows: a host array, or
+  // nullptr for r = i); a null mag scales by 1, which copies the rows exactly.
+  // dir [n][head_dim]; out has every row r.
+  virtual void restore_rows(void* out, const int32_t* out_rows, DType dtype, const void* dir,
+                            const float* mag, int n, int head_dim) = 0;
 };
 
 // The merge ops of `backend`. Throws std::logic_error when the backend has none.

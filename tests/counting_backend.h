@@ -125,9 +125,9 @@ class CountingBackend final : public Backend, public MergeBackend {
     hit("merge_pair"),
         merge().merge_pair(dir, mag_a, mag_b, dtype, a, a_rows, b, b_rows, n, head_dim, t);
   }
-  void restore_rows(void* out, DType dtype, const void* dir, const float* mag, int n,
-                    int head_dim) override {
-    hit("restore_rows"), merge().restore_rows(out, dtype, dir, mag, n, head_dim);
+  void restore_rows(void* out, const int32_t* out_rows, DType dtype, const void* dir,
+                    const float* mag, int n, int head_dim) override {
+    hit("restore_rows"), merge().restore_rows(out, out_rows, dtype, dir, mag, n, head_dim);
   }
 
  private:

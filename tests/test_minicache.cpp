@@ -87,8 +87,8 @@ MergedPair merge_one(Backend& b, const std::vector<float>& x, const std::vector<
   MergeBackend& ops = merge_ops(b);
   ops.pair_angles(angle.ptr, DType::F32, bx.ptr, &row, by.ptr, &row, 1, d);
   ops.merge_pair(dir.ptr, ma.ptr, mb.ptr, DType::F32, bx.ptr, &row, by.ptr, &row, 1, d, t);
-  ops.restore_rows(ra.ptr, DType::F32, dir.ptr, ma.ptr, 1, d);
-  ops.restore_rows(rb.ptr, DType::F32, dir.ptr, mb.ptr, 1, d);
+  ops.restore_rows(ra.ptr, nullptr, DType::F32, dir.ptr, ma.ptr, 1, d);
+  ops.restore_rows(rb.ptr, nullptr, DType::F32, dir.ptr, mb.ptr, 1, d);
   return {angle.host()[0], dir.host(), ra.host(), rb.host(), ma.host()[0], mb.host()[0]};
 }
 
@@ -159,6 +159,110 @@ TEST(MiniCacheToy, ThreeRetainedRestoresExactly) {
   }
 }
 
+// Two layers, one head, head_dim 4: token i's key and value are [1, 0, 0, 0] in layer 0
+// and [cos a, sin a, 0, 0] in layer 1 (a = key_angles[i], value_angles[i]), so the angles
+// are known exactly. Magnitudes are 1.
+struct AngleToy {
+  CpuBackend b{1};
+  KVCache cache{b, 2, 1, 4, 16};
+  AngleToy(const std::vector<double>& key_angles, const std::vector<double>& value_angles) {
+    const int n = int(key_angles.size());
+    std::vector<float> lower(size_t(n) * 4, 0.0f), upper_keys(size_t(n) * 4, 0.0f),
+        upper_values(size_t(n) * 4, 0.0f);
+    for (int i = 0; i < n; i++) {
+      lower[size_t(i) * 4] = 1;
+      upper_keys[size_t(i) * 4] = float(std::cos(key_angles[i]));
+      upper_keys[size_t(i) * 4 + 1] = float(std::sin(key_angles[i]));
+      upper_values[size_t(i) * 4] = float(std::cos(value_angles[i]));
+      upper_values[size_t(i) * 4 + 1] = float(std::sin(value_angles[i]));
+    }
+    Buf lo(b, lower), uk(b, upper_keys), uv(b, upper_values);
+    cache.append(0, lo.ptr, lo.ptr, 4, 0, n);
+    cache.append(1, uk.ptr, uv.ptr, 4, 0, n);
+    cache.advance(n);
+  }
+  // Slot `slot` of a layer's restored keys (values), first two components.
+  std::vector<float> row(int layer, int slot, bool keys) const {
+    const KVHeadView v = cache.view(layer)[0];
+    const float* r = test::f32_rows(keys ? v.keys : v.values) + size_t(slot) * 4;
+    return {r[0], r[1]};
+  }
+};
+
+// The paper's threshold: keep unmerged d > d_min + gamma (d_max - d_min), d = angle / pi.
+// Angles 0.4, 1.0, 0.1, 0.2 (d = 0.127324, 0.318310, 0.031831, 0.063662):
+//   gamma = 0.5:  0.031831 + 0.5 * 0.286479 = 0.175070 -> token 1 stays unmerged
+//   gamma = 0.25: 0.031831 + 0.25 * 0.286479 = 0.103451 -> tokens 0 and 1
+//   gamma = 0:    d > d_min -> tokens 0, 1, 3;   gamma = 1: nothing exceeds d_max
+// Merged tokens take the first slots, the kept ones follow.
+TEST(MiniCacheToy, FourGammaThresholdOnTheAngleRange) {
+  const std::vector<double> angles = {0.4, 1.0, 0.1, 0.2};
+  struct Case {
+    const char* gamma;
+    std::vector<int32_t> positions;
+    int merged;
+  };
+  for (const Case& c : {Case{"0.5", {0, 2, 3, 1}, 3}, Case{"0.25", {2, 3, 0, 1}, 2},
+                        Case{"0", {2, 0, 1, 3}, 1}, Case{"1", {0, 1, 2, 3}, 4}}) {
+    AngleToy toy(angles, angles);
+    make_strategy(std::string("minicache:start=0,gamma=") + c.gamma)->after_prefill(toy.cache);
+    EXPECT_EQ(toy.cache.shared_length(0, 0), c.merged) << "gamma " << c.gamma;
+    EXPECT_EQ(toy.cache.shared_length(1, 0), c.merged) << "gamma " << c.gamma;
+    EXPECT_EQ(toy.cache.positions(0, 0), c.positions) << "gamma " << c.gamma;
+  }
+}
+
+// Keys and values deciding apart (separate=1), retain = 0.5: two of four halves each.
+//   token:        0     1     2     3
+//   key angle:    1.0   0.1   0.2   1.2   -> keys kept: 3, 0
+//   value angle:  0.1   1.0   0.2   1.2   -> values kept: 3, 1
+// Token 3 stays a row; token 0 is shared with its key exact, token 1 with its value exact,
+// token 2 merged in both. A merged half of unit vectors restores to the direction at
+// t * angle: 0.06 for angle 0.1 -> [0.998201, 0.059964]; 0.12 -> [0.992809, 0.119712].
+// Joint (the default) ranks by max(key, value) = 1.0, 1.0, 0.2, 1.2: tokens 3 and 0 stay
+// (the tie goes to the earlier slot). Both keep four halves: the same bytes.
+TEST(MiniCacheToy, FiveKeysAndValuesDecideApart) {
+  const std::vector<double> key_angles = {1.0, 0.1, 0.2, 1.2}, value_angles = {0.1, 1.0, 0.2, 1.2};
+  AngleToy apart(key_angles, value_angles), joint(key_angles, value_angles);
+  make_strategy("minicache:start=0,retain=0.5,separate=1")->after_prefill(apart.cache);
+  make_strategy("minicache:start=0,retain=0.5")->after_prefill(joint.cache);
+
+  ASSERT_EQ(apart.cache.shared_length(0, 0), 3);
+  EXPECT_EQ(apart.cache.positions(1, 0), (std::vector<int32_t>{0, 1, 2, 3}));
+  const MergedLayers::ExactCounts exact = apart.cache.merged_layers().exact_counts(0, 0);
+  EXPECT_EQ(exact.keys, 1);
+  EXPECT_EQ(exact.values, 1);
+  const std::vector<float> at_006 = {0.998201f, 0.059964f}, at_012 = {0.992809f, 0.119712f};
+  const std::vector<float> lower = {1, 0};
+  auto upper = [](double a) { return std::vector<float>{float(std::cos(a)), float(std::sin(a))}; };
+  auto expect_row = [&](int layer, int slot, bool keys, const std::vector<float>& want) {
+    const std::vector<float> got = apart.row(layer, slot, keys);
+    for (int c = 0; c < 2; c++)
+      EXPECT_NEAR(got[c], want[c], 1e-6) << "layer " << layer << " slot " << slot
+                                         << (keys ? " key" : " value");
+  };
+  for (int layer : {0, 1}) {
+    expect_row(layer, 0, true, layer == 0 ? lower : upper(1.0));  // token 0: key exact
+    expect_row(layer, 0, false, at_006);                          //          value merged
+    expect_row(layer, 1, true, at_006);                           // token 1: key merged
+    expect_row(layer, 1, false, layer == 0 ? lower : upper(1.0)); //          value exact
+    expect_row(layer, 2, true, at_012);                           // token 2: both merged
+    expect_row(layer, 2, false, at_012);
+    expect_row(layer, 3, true, layer == 0 ? lower : upper(1.2));  // token 3: a row
+  }
+  // Exact halves are bit-exact.
+  EXPECT_EQ(apart.row(1, 0, true), upper(1.0));
+  EXPECT_EQ(apart.row(1, 1, false), upper(1.0));
+
+  ASSERT_EQ(joint.cache.shared_length(0, 0), 2);
+  EXPECT_EQ(joint.cache.positions(0, 0), (std::vector<int32_t>{1, 2, 0, 3}));
+  // Rows: 16 bytes. Joint: 2 tokens x 2 layers x K,V rows (128) + 2 shared tokens x K,V x
+  // (direction + 2 magnitudes, 24) = 224. Apart: 1 token's rows (64) + per half 2 merged
+  // (48) and 1 exact in both layers (32) = 224.
+  EXPECT_EQ(apart.cache.stats().bytes_held, 224u);
+  EXPECT_EQ(joint.cache.stats().bytes_held, 224u);
+}
+
 // ---- the ops against the scalar reference -------------------------------------------------
 
 // Parameterised by backend like the Kernels suite, so a GPU backend runs the same cases.
@@ -180,7 +284,7 @@ TEST_P(MiniCacheOps, GatheredPairsMatchTheReference) {
     ops.pair_angles(angle.ptr, DType::F32, ba.ptr, a_rows.data(), bc.ptr, c_rows.data(), n, d);
     for (float t : {0.0f, 0.3f, 0.6f, 1.0f}) {
       ops.merge_pair(dir.ptr, ma.ptr, mc.ptr, DType::F32, ba.ptr, a_rows.data(), bc.ptr, c_rows.data(), n, d, t);
-      ops.restore_rows(out.ptr, DType::F32, dir.ptr, mc.ptr, n, d);
+      ops.restore_rows(out.ptr, nullptr, DType::F32, dir.ptr, mc.ptr, n, d);
       auto angles = angle.host(), dirs = dir.host(), mags_a = ma.host(), mags_c = mc.host(),
            restored = out.host();
       for (int i = 0; i < n; i++) {
@@ -240,6 +344,37 @@ TEST_P(MiniCacheOps, ZeroMagnitudeHasNoAngle) {
   m = merge_one(b, zero, zero, 0.6f);
   EXPECT_EQ(m.angle, -1.0f);
   for (float v : m.dir) EXPECT_EQ(v, 0.0f);
+}
+
+// Restoring into given rows (shared tokens whose key or value is kept exact sit between
+// merged ones), and a null magnitude copying the rows bit for bit.
+TEST_P(MiniCacheOps, RestoreScattersRowsAndCopiesWithoutMagnitude) {
+  Backend& b = *backend;
+  const int d = 70, n = 5, out_rows_total = 9;
+  auto dir = random_vector(size_t(n) * d, 11);
+  const std::vector<float> mag = {2.0f, -1.0f, 0.5f, 3.0f, 1.0f};
+  const std::vector<int32_t> rows = {7, 0, 3, 8, 1};
+  const std::vector<float> untouched(size_t(out_rows_total) * d, 42.0f);
+  Buf bdir(b, dir), bmag(b, mag), scaled(b, untouched), copied(b, untouched);
+  MergeBackend& ops = merge_ops(b);
+  ops.restore_rows(scaled.ptr, rows.data(), DType::F32, bdir.ptr, bmag.ptr, n, d);
+  ops.restore_rows(copied.ptr, rows.data(), DType::F32, bdir.ptr, nullptr, n, d);
+  const std::vector<float> got_scaled = scaled.host(), got_copied = copied.host();
+  std::vector<bool> written(out_rows_total, false);
+  for (int i = 0; i < n; i++) {
+    written[rows[i]] = true;
+    for (int c = 0; c < d; c++) {
+      const size_t at = size_t(rows[i]) * d + c;
+      EXPECT_EQ(got_scaled[at], dir[size_t(i) * d + c] * mag[i]) << "row " << rows[i];
+      EXPECT_EQ(got_copied[at], dir[size_t(i) * d + c]) << "row " << rows[i];
+    }
+  }
+  for (int r = 0; r < out_rows_total; r++)
+    if (!written[r])
+      for (int c = 0; c < d; c++) {
+        EXPECT_EQ(got_scaled[size_t(r) * d + c], 42.0f) << "row " << r << " is not a target";
+        EXPECT_EQ(got_copied[size_t(r) * d + c], 42.0f);
+      }
 }
 
 INSTANTIATE_TEST_SUITE_P(, MiniCacheOps, ::testing::Values("cpu", "cuda"), test::backend_param_name);
@@ -376,6 +511,74 @@ TEST(MiniCacheCache, MergeRestoresRetainsAndFreesExactBytes) {
   EXPECT_EQ(after.bytes_scratch, 2 * size_t(4 * kChunk) * kRow);  // 2 heads x 100 rows, rounded
 }
 
+// separate=1 on random states: each half keeps the 10 of 100 with its own largest angles;
+// a token kept in both stays a row, the others are shared with their kept half exact.
+// Same bytes as the joint rule (20 halves kept either way).
+TEST(MiniCacheCache, SeparateKeepsEachHalfByItsOwnAngle) {
+  Filled f, joint;
+  f.append(kPrompt);
+  joint.append(kPrompt);
+  make_strategy("minicache:start=2,retain=0.1,separate=1")->after_prefill(f.cache);
+  make_strategy("minicache:start=2,retain=0.1")->after_prefill(joint.cache);
+  EXPECT_EQ(f.cache.stats().bytes_held, joint.cache.stats().bytes_held);
+  for (int h = 0; h < kHeads; h++) {
+    auto largest = [&](auto angle_of) {
+      std::vector<int32_t> order(kPrompt);
+      std::iota(order.begin(), order.end(), 0);
+      std::stable_sort(order.begin(), order.end(),
+                       [&](int32_t x, int32_t y) { return angle_of(x) > angle_of(y); });
+      std::vector<bool> kept(kPrompt, false);
+      for (int i = 0; i < 10; i++) kept[order[i]] = true;
+      return kept;
+    };
+    const std::vector<bool> keep_key = largest([&](int32_t p) {
+      return ref_angle(f.key(2, p, h), f.key(3, p, h), kDim);
+    });
+    const std::vector<bool> keep_value = largest([&](int32_t p) {
+      return ref_angle(f.value(2, p, h), f.value(3, p, h), kDim);
+    });
+    std::vector<int32_t> shared, rows;
+    int exact_keys = 0, exact_values = 0;
+    for (int p = 0; p < kPrompt; p++) {
+      if (keep_key[p] && keep_value[p]) {
+        rows.push_back(p);
+        continue;
+      }
+      shared.push_back(p);
+      exact_keys += keep_key[p];
+      exact_values += keep_value[p];
+    }
+    std::vector<int32_t> expected = shared;
+    expected.insert(expected.end(), rows.begin(), rows.end());
+    ASSERT_EQ(f.cache.positions(2, h), expected) << "head " << h;
+    EXPECT_EQ(f.cache.positions(3, h), expected) << "head " << h;
+    const MergedLayers::ExactCounts exact = f.cache.merged_layers().exact_counts(2, h);
+    EXPECT_EQ(exact.keys, exact_keys);
+    EXPECT_EQ(exact.values, exact_values);
+    EXPECT_GT(exact.keys, 0) << "the random states should split some tokens";
+
+    for (int layer : {2, 3}) {
+      const KVHeadView v = f.cache.view(layer)[h];
+      for (int slot = 0; slot < int(shared.size()); slot++) {
+        const int p = shared[slot];
+        for (bool is_key : {true, false}) {
+          const float* got = test::f32_rows(is_key ? v.keys : v.values) + size_t(slot) * kDim;
+          const float* lower = is_key ? f.key(2, p, h) : f.value(2, p, h);
+          const float* upper = is_key ? f.key(3, p, h) : f.value(3, p, h);
+          if ((is_key ? keep_key : keep_value)[p]) {
+            for (int c = 0; c < kDim; c++)
+              ASSERT_EQ(got[c], (layer == 2 ? lower : upper)[c]) << "exact, slot " << slot;
+          } else {
+            const std::vector<float> want = ref_restore(lower, upper, kDim, 0.6, layer - 2);
+            for (int c = 0; c < kDim; c++)
+              ASSERT_NEAR(got[c], want[c], 1e-5 * (1 + std::fabs(want[c]))) << "merged, slot " << slot;
+          }
+        }
+      }
+    }
+  }
+}
+
 TEST(MiniCacheCache, NewTokensComeLastAndAttendLikeAnExplicitlyRestoredCache) {
   Filled f;
   f.append(kPrompt);
@@ -444,10 +647,11 @@ TEST(MiniCacheCache, ClearForgetsMergesAndTheCacheWorksAgain) {
 // A chat turn whose merge is taken back: the shared storage, the pairing and the rows
 // the merge moved all return.
 TEST(MiniCacheCache, RollbackUndoesMergesAndPairing) {
+  for (const char* spec : {"minicache:start=2,retain=0.1", "minicache:start=2,retain=0.1,separate=1"})
   for (bool merged_before : {false, true}) {
     Filled f;
     f.append(kPrompt);
-    auto strategy = make_strategy("minicache:start=2,retain=0.1");
+    auto strategy = make_strategy(spec);
     if (merged_before) strategy->after_prefill(f.cache);
     const test::CacheContents before = test::contents(f.cache);
     f.cache.checkpoint();
@@ -455,7 +659,7 @@ TEST(MiniCacheCache, RollbackUndoesMergesAndPairing) {
     strategy->after_prefill(f.cache);
     ASSERT_GT(f.cache.shared_length(2, 1), before.shared[2][1]);
     f.cache.rollback();
-    EXPECT_TRUE(test::contents(f.cache) == before) << "merged before: " << merged_before;
+    EXPECT_TRUE(test::contents(f.cache) == before) << spec << ", merged before: " << merged_before;
     EXPECT_EQ(f.cache.merged_layers().partner(2), merged_before ? 3 : -1);
   }
 }
@@ -588,11 +792,14 @@ TEST(MiniCacheStrategy, ZeroStatesStayUnmergedAndMergeEveryZeroNeverMergesDecode
 
 TEST(MiniCacheStrategy, ParametersAndName) {
   EXPECT_EQ(make_strategy("minicache")->name(), "minicache:t=0.6,retain=0.05,merge_every=0");
-  const std::string spec = "minicache:start=3,t=0.5,retain=0.2,merge_every=16";
-  EXPECT_EQ(make_strategy(spec)->name(), spec);
+  for (const std::string spec : {"minicache:start=3,t=0.5,retain=0.2,merge_every=16",
+                                 "minicache:t=0.6,gamma=0.05,merge_every=0",
+                                 "minicache:t=0.6,retain=0.05,separate=1,merge_every=0"})
+    EXPECT_EQ(make_strategy(spec)->name(), spec);
   for (const char* bad : {"minicache:t=1.5", "minicache:t=-0.1", "minicache:retain=2",
                           "minicache:merge_every=-1", "minicache:start=-1", "minicache:start=x",
-                          "minicache:gamma=0.05"})
+                          "minicache:gamma=1.5", "minicache:gamma=0.05,retain=0.1",
+                          "minicache:separate=2", "minicache:window=4"})
     EXPECT_THROW(make_strategy(bad), std::invalid_argument) << bad;
   CpuBackend b(1);
   KVCache cache(b, 4, 1, 4, 8);
@@ -602,7 +809,7 @@ TEST(MiniCacheStrategy, ParametersAndName) {
     if (m.name == "minicache") {
       listed = true;
       EXPECT_NE(m.paper.find("2405.14366"), std::string::npos);
-      EXPECT_EQ(m.params.size(), 4u);
+      EXPECT_EQ(m.params.size(), 6u);
     }
   EXPECT_TRUE(listed);
 }
@@ -624,17 +831,21 @@ TEST(MiniCacheModel, NothingMergedGivesFullLogitsExactly) {
               m.model->forward({token}, *none_cache, &none_kv));
   EXPECT_EQ(none_cache->stats().bytes_held, full_cache->stats().bytes_held);
 
-  // And with merging: the deep half holds less, and decoding goes on.
-  auto merging = make_strategy("minicache:merge_every=2");
-  KVObserver merging_kv = observer(*merging);
-  auto cache = m.model->make_cache(128);
-  m.model->forward(prompt, *cache, &merging_kv);
-  EXPECT_LT(cache->stats().bytes_held, full_cache->stats().bytes_held);
-  for (int32_t token : {500, 501, 502})
-    for (float x : m.model->forward({token}, *cache, &merging_kv)) ASSERT_TRUE(std::isfinite(x));
+  // And with merging, by either rule and with keys and values apart: the deep half holds
+  // less, and decoding goes on.
   const int n_layers = m.model->config().n_layers;
-  EXPECT_GT(cache->shared_length(n_layers / 2, 0), 0);
-  EXPECT_EQ(cache->shared_length(n_layers / 2 - 1, 0), 0);
+  for (const char* spec : {"minicache:merge_every=2", "minicache:separate=1,merge_every=2",
+                           "minicache:gamma=0.5,merge_every=2"}) {
+    auto merging = make_strategy(spec);
+    KVObserver merging_kv = observer(*merging);
+    auto cache = m.model->make_cache(128);
+    m.model->forward(prompt, *cache, &merging_kv);
+    EXPECT_LT(cache->stats().bytes_held, full_cache->stats().bytes_held) << spec;
+    for (int32_t token : {500, 501, 502})
+      for (float x : m.model->forward({token}, *cache, &merging_kv)) ASSERT_TRUE(std::isfinite(x));
+    EXPECT_GT(cache->shared_length(n_layers / 2, 0), 0) << spec;
+    EXPECT_EQ(cache->shared_length(n_layers / 2 - 1, 0), 0) << spec;
+  }
 }
 
 }  // namespace

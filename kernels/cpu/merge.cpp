@@ -118,15 +118,15 @@ void CpuBackend::merge_pair(void* dir, float* mag_a, float* mag_b, DType dtype, 
   });
 }
 
-void CpuBackend::restore_rows(void* out, DType dtype, const void* dir, const float* mag, int n,
-                              int head_dim) {
+void CpuBackend::restore_rows(void* out, const int32_t* out_rows, DType dtype, const void* dir,
+                              const float* mag, int n, int head_dim) {
   simd::with_storage_type(dtype, [&](auto type) {
     using K = decltype(type);
     pool_.parallel_for(n, 65536 / head_dim, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; i++) {
-        const float m = mag[i];
+        const float m = mag ? mag[i] : 1.0f;
         const K* e = static_cast<const K*>(dir) + size_t(i) * head_dim;
-        K* o = static_cast<K*>(out) + size_t(i) * head_dim;
+        K* o = static_cast<K*>(out) + size_t(out_rows ? out_rows[i] : i) * head_dim;
         for (int c = 0; c < head_dim; c++) o[c] = simd::from_float<K>(to_float(e[c]) * m);
       }
     });

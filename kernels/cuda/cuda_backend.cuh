@@ -82,8 +82,8 @@ class CudaBackend final : public Backend, public MergeBackend {
   void merge_pair(void* dir, float* mag_a, float* mag_b, DType dtype, const void* a,
                   const int32_t* a_rows, const void* b, const int32_t* b_rows, int n, int head_dim,
                   float t) override;
-  void restore_rows(void* out, DType dtype, const void* dir, const float* mag, int n,
-                    int head_dim) override;
+  void restore_rows(void* out, const int32_t* out_rows, DType dtype, const void* dir,
+                    const float* mag, int n, int head_dim) override;
   void append_kv(const std::vector<KVAppendTarget>& dst, DType dtype, const float* keys,
                  const float* values, int row_stride, int head_dim, int T) override;
   void copy_rows(void* dst, size_t dst_stride, const void* src, size_t src_stride, int rows,

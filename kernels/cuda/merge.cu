@@ -100,11 +100,15 @@ __global__ void merge_pair_kernel(K* dir, float* mag_a, float* mag_b, const K* a
 }
 
 template <class K>
-__global__ void restore_rows_kernel(K* out, const K* dir, const float* mag, int n, int head_dim) {
+__global__ void restore_rows_kernel(K* out, const int32_t* out_rows, const K* dir, const float* mag,
+                                    int n, int head_dim) {
   const size_t total = size_t(n) * head_dim;
   for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < total;
-       i += size_t(gridDim.x) * blockDim.x)
-    out[i] = from_float<K>(to_float(dir[i]) * mag[i / head_dim]);
+       i += size_t(gridDim.x) * blockDim.x) {
+    const size_t row = i / head_dim, col = i % head_dim;
+    const size_t out_row = out_rows ? size_t(out_rows[row]) : row;
+    out[out_row * head_dim + col] = from_float<K>(to_float(dir[i]) * (mag ? mag[row] : 1.0f));
+  }
 }
 
 }  // namespace
@@ -137,14 +141,15 @@ void CudaBackend::merge_pair(void* dir, float* mag_a, float* mag_b, DType dtype,
   launched("merge_pair");
 }
 
-void CudaBackend::restore_rows(void* out, DType dtype, const void* dir, const float* mag, int n,
-                               int head_dim) {
+void CudaBackend::restore_rows(void* out, const int32_t* out_rows, DType dtype, const void* dir,
+                               const float* mag, int n, int head_dim) {
   const size_t total = size_t(n) * head_dim;
   if (total == 0) return;
+  const int32_t* d_rows = out_rows ? stage(out_rows, n) : nullptr;
   with_storage_type(dtype, [&](auto tag) {
     using K = typename decltype(tag)::type;
     restore_rows_kernel<K><<<blocks_for(total, 256), 256, 0, stream_>>>(
-        static_cast<K*>(out), static_cast<const K*>(dir), mag, n, head_dim);
+        static_cast<K*>(out), d_rows, static_cast<const K*>(dir), mag, n, head_dim);
   });
   launched("restore_rows");
 }

@@ -227,6 +227,9 @@ int run_ppl(const RuntimeOptions& rt, const PplOptions& o) {
     for (const MethodSpec& part : spec.parts) {
       const MethodTraits& t = find_method(part.name)->traits;
       evicts_while_decoding |= t.evicts_while_decoding;
+      // A merging method acts while decoding when told to merge every N decoded tokens.
+      for (const auto& [key, value] : part.params)
+        evicts_while_decoding |= t.merges_layers && key == "merge_every" && value != "0";
       compresses |= t.budgeted || t.observes || t.merges_layers;
     }
     if (compresses && !evicts_while_decoding)

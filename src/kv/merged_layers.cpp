@@ -21,7 +21,7 @@ MergedLayers::MergedLayers(Backend& backend, int n_layers, int n_kv_heads, int h
       shared_(size_t(n_layers) * n_kv_heads) {}
 
 MergedLayers::~MergedLayers() {
-  for (SharedStore& sh : shared_) resize_shared(sh, 0);
+  for (SharedStore& sh : shared_) truncate_shared(sh, 0, 0, 0);
   if (scratch_keys_) release(scratch_keys_);
   if (scratch_values_) release(scratch_values_);
 }
@@ -30,21 +30,31 @@ void* MergedLayers::alloc_bytes(size_t bytes) const {
   return backend_.alloc((bytes + sizeof(float) - 1) / sizeof(float));
 }
 
-void MergedLayers::resize_shared(SharedStore& sh, int len) {
-  const int keep = std::min(sh.len, len);
-  auto resize = [&](auto*& buf, size_t bytes_per_token) {
-    void* fresh = len ? alloc_bytes(len * bytes_per_token) : nullptr;
-    const size_t kept_bytes = keep * bytes_per_token;
-    if (keep > 0) backend_.copy_rows(fresh, kept_bytes, buf, kept_bytes, 1, kept_bytes);
+void MergedLayers::resize_half(SharedHalf& half, int merged, int kept_exact) {
+  // buf holds `old_n` items of `item_bytes`; afterwards it holds `n`, the first ones kept.
+  auto resize = [&](auto*& buf, int old_n, int n, size_t item_bytes) {
+    if (n == old_n) return;
+    void* fresh = n ? alloc_bytes(n * item_bytes) : nullptr;
+    const size_t kept_bytes = std::min(old_n, n) * item_bytes;
+    if (kept_bytes > 0) backend_.copy_rows(fresh, kept_bytes, buf, kept_bytes, 1, kept_bytes);
     if (buf) release(buf);
     buf = static_cast<std::remove_reference_t<decltype(buf)>>(fresh);
   };
-  resize(sh.dir_keys, row_bytes());
-  resize(sh.dir_values, row_bytes());
+  resize(half.dir, half.merged(), merged, row_bytes());
   for (int side = 0; side < 2; side++) {
-    resize(sh.mag_keys[side], sizeof(float));
-    resize(sh.mag_values[side], sizeof(float));
+    resize(half.mag[side], half.merged(), merged, sizeof(float));
+    resize(half.exact[side], half.kept_exact(), kept_exact, row_bytes());
   }
+}
+
+void MergedLayers::truncate_shared(SharedStore& sh, int len, int exact_keys, int exact_values) {
+  auto truncate = [&](SharedHalf& half, int kept_exact) {
+    resize_half(half, len - kept_exact, kept_exact);
+    half.merged_slots.resize(len - kept_exact);
+    half.exact_slots.resize(kept_exact);
+  };
+  truncate(sh.keys, exact_keys);
+  truncate(sh.values, exact_values);
   sh.len = len;
 }
 
@@ -85,7 +95,8 @@ MergedLayers::PairAngles MergedLayers::pair_angles(const KVCache& cache, int low
 
 void MergedLayers::merge(KVCache& cache, int lower, int upper, int head,
                          const std::vector<int32_t>& lower_slots,
-                         const std::vector<int32_t>& upper_slots, float t) {
+                         const std::vector<int32_t>& upper_slots, float t,
+                         const ExactHalves& exact) {
   const std::string where = "KVCache::merge(" + std::to_string(lower) + ", " +
                             std::to_string(upper) + "): ";
   if (!(0 <= lower && lower < upper && upper < n_layers_))
@@ -93,31 +104,66 @@ void MergedLayers::merge(KVCache& cache, int lower, int upper, int head,
   if ((partner_[lower] != -1 && partner_[lower] != upper) ||
       (partner_[upper] != -1 && partner_[upper] != lower))
     throw std::invalid_argument(where + "a layer is already paired with another");
-  if (lower_slots.size() != upper_slots.size())
+  const size_t m = lower_slots.size();
+  if (upper_slots.size() != m)
     throw std::invalid_argument(where + "slot lists differ in length");
+  const std::vector<bool> none(m, false);
+  const std::vector<bool>& exact_keys = exact.keys.empty() ? none : exact.keys;
+  const std::vector<bool>& exact_values = exact.values.empty() ? none : exact.values;
+  if (exact_keys.size() != m || exact_values.size() != m)
+    throw std::invalid_argument(where + "exact-half lists differ in length from the slots");
+  for (size_t i = 0; i < m; i++)
+    if (exact_keys[i] && exact_values[i])
+      throw std::invalid_argument(where + "a token kept exact in keys and values stays a row");
   const std::vector<int32_t> lo = rows_of(cache, lower, head, lower_slots);
   const std::vector<int32_t> up = rows_of(cache, upper, head, upper_slots);
-  for (size_t i = 0; i < lower_slots.size(); i++)
+  for (size_t i = 0; i < m; i++)
     if (cache.positions(lower, head)[lower_slots[i]] != cache.positions(upper, head)[upper_slots[i]])
       throw std::invalid_argument(where + "slots hold different tokens");
   partner_[lower] = upper;
   partner_[upper] = lower;
-  const int m = int(lo.size());
   if (m == 0) return;
 
   SharedStore& sh = shared(lower, head);
   const int first = sh.len;
-  resize_shared(sh, first + m);
-  const size_t dir_offset = size_t(first) * row_bytes();
   const KVHeadView a = cache.rows(lower, head), b = cache.rows(upper, head);
-  ops_.merge_pair(static_cast<char*>(sh.dir_keys) + dir_offset, sh.mag_keys[0] + first,
-                  sh.mag_keys[1] + first, dtype_, a.keys, lo.data(), b.keys, up.data(), m,
-                  head_dim_, t);
-  ops_.merge_pair(static_cast<char*>(sh.dir_values) + dir_offset, sh.mag_values[0] + first,
-                  sh.mag_values[1] + first, dtype_, a.values, lo.data(), b.values, up.data(), m,
-                  head_dim_, t);
+  store_half(sh.keys, a.keys, lo, b.keys, up, exact_keys, first, t);
+  store_half(sh.values, a.values, lo, b.values, up, exact_values, first, t);
+  sh.len = first + int(m);
   cache.move_rows_to_shared(lower, head, lo);
   cache.move_rows_to_shared(upper, head, up);
+}
+
+void MergedLayers::store_half(SharedHalf& half, const void* a, const std::vector<int32_t>& a_rows,
+                              const void* b, const std::vector<int32_t>& b_rows,
+                              const std::vector<bool>& exact, int first, float t) {
+  const int merged_before = half.merged(), exact_before = half.kept_exact();
+  const int n_exact = int(std::count(exact.begin(), exact.end(), true));
+  resize_half(half, merged_before + int(a_rows.size()) - n_exact, exact_before + n_exact);
+  const size_t row = row_bytes();
+  std::vector<int32_t> merge_a, merge_b;
+  for (size_t i = 0; i < a_rows.size(); i++) {
+    if (!exact[i]) {
+      merge_a.push_back(a_rows[i]);
+      merge_b.push_back(b_rows[i]);
+      half.merged_slots.push_back(first + int(i));
+      continue;
+    }
+    const size_t at = size_t(half.kept_exact()) * row;
+    half.exact_slots.push_back(first + int(i));
+    backend_.copy_rows(static_cast<char*>(half.exact[0]) + at, row,
+                       static_cast<const char*>(a) + a_rows[i] * row, row, 1, row);
+    backend_.copy_rows(static_cast<char*>(half.exact[1]) + at, row,
+                       static_cast<const char*>(b) + b_rows[i] * row, row, 1, row);
+  }
+  ops_.merge_pair(static_cast<char*>(half.dir) + size_t(merged_before) * row,
+                  half.mag[0] + merged_before, half.mag[1] + merged_before, dtype_, a,
+                  merge_a.data(), b, merge_b.data(), int(merge_a.size()), head_dim_, t);
+}
+
+MergedLayers::ExactCounts MergedLayers::exact_counts(int lower, int head) const {
+  const SharedStore& sh = shared(lower, head);
+  return {sh.keys.kept_exact(), sh.values.kept_exact()};
 }
 
 void MergedLayers::restore(const KVCache& cache, int layer, std::vector<KVHeadView>& heads) const {
@@ -142,8 +188,8 @@ void MergedLayers::restore(const KVCache& cache, int layer, std::vector<KVHeadVi
     const KVHeadView own = heads[h];
     char* keys = static_cast<char*>(scratch_keys_) + offset;
     char* values = static_cast<char*>(scratch_values_) + offset;
-    ops_.restore_rows(keys, dtype_, sh.dir_keys, sh.mag_keys[side], m, head_dim_);
-    ops_.restore_rows(values, dtype_, sh.dir_values, sh.mag_values[side], m, head_dim_);
+    restore_half(keys, sh.keys, side, m);
+    restore_half(values, sh.values, side, m);
     backend_.copy_rows(keys + m * row, row, own.keys, row, own.len, row);
     backend_.copy_rows(values + m * row, row, own.values, row, own.len, row);
     heads[h] = {keys, values, m + own.len, dtype_};
@@ -151,22 +197,38 @@ void MergedLayers::restore(const KVCache& cache, int layer, std::vector<KVHeadVi
   }
 }
 
+void MergedLayers::restore_half(void* out, const SharedHalf& half, int side, int len) const {
+  if (half.merged() == len) {  // no exact rows: the directions are the slots in order
+    ops_.restore_rows(out, nullptr, dtype_, half.dir, half.mag[side], len, head_dim_);
+    return;
+  }
+  ops_.restore_rows(out, half.merged_slots.data(), dtype_, half.dir, half.mag[side],
+                    half.merged(), head_dim_);
+  ops_.restore_rows(out, half.exact_slots.data(), dtype_, half.exact[side], nullptr,
+                    half.kept_exact(), head_dim_);
+}
+
 size_t MergedLayers::bytes_held() const {
   size_t bytes = 0;
   for (const SharedStore& sh : shared_)
-    bytes += 2 * size_t(sh.len) * (row_bytes() + 2 * sizeof(float));
+    for (const SharedHalf* half : {&sh.keys, &sh.values})
+      bytes += size_t(half->merged()) * (row_bytes() + 2 * sizeof(float)) +
+               size_t(half->kept_exact()) * 2 * row_bytes();
   return bytes;
 }
 
 MergedLayers::Mark MergedLayers::mark() const {
   Mark m{{}, partner_};
-  for (const SharedStore& sh : shared_) m.lengths.push_back(sh.len);
+  for (const SharedStore& sh : shared_)
+    m.lengths.push_back({sh.len, sh.keys.kept_exact(), sh.values.kept_exact()});
   return m;
 }
 
 void MergedLayers::rollback(const Mark& mark) {
-  for (size_t i = 0; i < shared_.size(); i++)
-    if (shared_[i].len != mark.lengths[i]) resize_shared(shared_[i], mark.lengths[i]);
+  for (size_t i = 0; i < shared_.size(); i++) {
+    const auto [len, exact_keys, exact_values] = mark.lengths[i];
+    if (shared_[i].len != len) truncate_shared(shared_[i], len, exact_keys, exact_values);
+  }
   partner_ = mark.partner;
 }
 
