@@ -112,6 +112,10 @@ CLI::App* add_eval_command(CLI::App& app, const std::string& name, const std::st
       "--kept-svg", e.kept_svg,
       "draw which tokens every layer and KV head kept of one prompt, one panel per method, with "
       "the question and the planted key marked, as an SVG image")->excludes(replot);
+  cmd->add_flag("--json-kept", e.json_kept,
+               "with --json: each answer's record also holds \"kept\", the original positions every "
+               "layer and KV head held after the prefill ([layer][KV head]; large: every method x prompt)")
+      ->needs(json);
   cmd->add_option("--shard", e.shard,
                   "K/N: run only every N-th prompt, starting at prompt K (0 <= K < N), to split a "
                   "run across machines; `kvlm merge` puts the shards' --json files together")

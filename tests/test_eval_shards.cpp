@@ -85,6 +85,50 @@ TEST(EvalShards, ResumeRunsOnlyWhatIsMissing) {
   fs::remove_all(dir);
 }
 
+// --json-kept: every record holds what its method kept after the prefill, per layer and
+// KV head; the shared prefill keeps exactly what each method's own prefill keeps.
+TEST(EvalShards, JsonKeptHoldsEachMethodsKeptPositionsOnBothPaths) {
+  const fs::path dir = output_dir("kept");
+  const Result plain = kvlm(kSweep + " --json " + (dir / "plain.json").string());
+  ASSERT_EQ(plain.status, 0) << plain.err;
+  for (const auto& trial : json_of(dir / "plain.json")["trials_detail"])
+    EXPECT_FALSE(trial.contains("kept")) << "only on request";
+  const Result shared = kvlm(kSweep + " --json-kept --json " + (dir / "shared.json").string());
+  ASSERT_EQ(shared.status, 0) << shared.err;
+  const Result own = kvlm(kSweep + " --json-kept --no-share-prefill --json " + (dir / "own.json").string());
+  ASSERT_EQ(own.status, 0) << own.err;
+  const nlohmann::json a = json_of(dir / "shared.json"), b = json_of(dir / "own.json");
+  expect_same_answers(a, b);
+  // 3 prompts x 4 runs: full, snapkv at 64 (32 is not above its window), streaming at 32, 64
+  ASSERT_EQ(a["trials_detail"].size(), 12u);
+  for (size_t i = 0; i < a["trials_detail"].size(); i++) {
+    const nlohmann::json& trial = a["trials_detail"][i];
+    EXPECT_EQ(trial["kept"], b["trials_detail"][i]["kept"]) << "trial " << i;
+    const std::string spec = trial["spec"];
+    const int n = trial["prompt_tokens"];
+    ASSERT_EQ(trial["kept"].size(), 2u) << "layers";
+    for (const auto& layer : trial["kept"]) {
+      ASSERT_EQ(layer.size(), 2u) << "KV heads";
+      for (const auto& head : layer) {
+        const std::vector<int32_t> kept = head.get<std::vector<int32_t>>();
+        if (spec == "full") {
+          ASSERT_EQ(int(kept.size()), n);
+          for (int p = 0; p < n; p++) ASSERT_EQ(kept[p], p);
+        } else if (spec.rfind("streaming:budget=32", 0) == 0) {
+          ASSERT_EQ(kept.size(), 32u);  // 4 sinks, then the last 28 tokens
+          for (int p = 0; p < 32; p++) ASSERT_EQ(kept[p], p < 4 ? p : n - 32 + p) << spec;
+        } else {
+          EXPECT_LE(kept.size(), spec.find("budget=32") != std::string::npos ? 32u : 64u) << spec;
+        }
+      }
+    }
+  }
+  const Result needs_json = kvlm(kSweep + " --json-kept");
+  EXPECT_EQ(needs_json.status, 2);
+  EXPECT_NE(needs_json.err.find("--json-kept requires --json"), std::string::npos) << needs_json.err;
+  fs::remove_all(dir);
+}
+
 TEST(EvalShards, PartsOfOtherRunsAndBadShardsAreRefused) {
   const fs::path dir = output_dir("bad");
   for (const char* shard : {"3/2", "0/0", "1", "a/b", "-1/2"}) {

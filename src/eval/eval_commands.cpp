@@ -194,6 +194,7 @@ EvalGrid make_grid(EvalCommand command, const RuntimeOptions& rt, const EvalOpti
   grid.seed = o.seed;
   grid.mode = parse_query_mode(o.query_mode);
   grid.share_prefill = o.share_prefill;
+  grid.record_kept = o.json_kept;
   if (!o.shard.empty()) std::tie(grid.shard, grid.shards) = parse_shard(o.shard);
   if (!o.depths.empty()) grid.depths = parse_depths(o.depths, "--depths");
   if (command == EvalCommand::Needle) {

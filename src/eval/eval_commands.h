@@ -30,6 +30,7 @@ struct EvalOptions {
   bool share_prefill = true;  // --no-share-prefill: every method prefills every prompt itself
   std::string shard;          // "K/N": run every N-th prompt, starting at K; "" = all
   std::string resume_path;    // an earlier --json of the same run: skip what it finished
+  bool json_kept = false;     // --json-kept: every answer's record holds the kept positions
 };
 
 enum class EvalCommand { Passkey, Needle, Sweep };

@@ -341,6 +341,7 @@ nlohmann::json trials_json(const std::vector<TrialRecord>& records, const EvalGr
                    {"prompt_tokens", o.prompt_tokens}, {"prefill_seconds", o.prefill_seconds},
                    {"generated_tokens", o.generated_tokens}, {"decode_seconds", o.decode_seconds},
                    {"kv_bytes_held", o.kv_bytes_held}, {"kv_bytes_full", o.kv_bytes_full}});
+    if (!r.kept.empty()) out.back()["kept"] = r.kept;
   }
   return out;
 }
@@ -370,6 +371,7 @@ std::vector<TrialRecord> trials_from_json(const nlohmann::json& trials, const Ev
     o.decode_seconds = j.at("decode_seconds").get<double>();
     o.kv_bytes_held = j.at("kv_bytes_held").get<size_t>();
     o.kv_bytes_full = j.at("kv_bytes_full").get<size_t>();
+    if (j.contains("kept")) r.kept = j.at("kept").get<std::vector<std::vector<std::vector<int32_t>>>>();
     out.push_back(std::move(r));
   }
   return out;

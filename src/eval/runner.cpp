@@ -120,11 +120,19 @@ GridRun run_grid(Session& session, const PromptBuilder& builder, const EvalGrid&
     progress.start(grid.methods[m].method +
                    (grid.methods[m].budget.empty() ? "" : ":" + grid.methods[m].budget) + where);
     TrialRecord r{int(m), p.ctx, p.prompt.depth, p.trial, p.prompt.expected, {}, int(i)};
+    const bool draw = kept && int(i) == kept->prompt;
     std::function<void()> capture;
-    if (kept && int(i) == kept->prompt)
+    if (draw || grid.record_kept)
       capture = [&] {
-        kept->panels.push_back(capture_kept(grid.methods[m].spec, session.cache(),
-                                            session.strategy(), int(p.prompt.ids.size())));
+        const KVCache& cache = session.cache();
+        if (draw)
+          kept->panels.push_back(capture_kept(grid.methods[m].spec, cache, session.strategy(),
+                                              int(p.prompt.ids.size())));
+        if (grid.record_kept)
+          for (int l = 0; l < cache.n_layers(); l++) {
+            r.kept.emplace_back();
+            for (int h = 0; h < cache.n_kv_heads(); h++) r.kept.back().push_back(cache.positions(l, h));
+          }
       };
     r.outcome = run_trial(session, p.prompt, grid.mode, builder.answer_tokens(), capture, shared);
     progress.finish(double(p.prompt.ids.size()) / (shared ? grid.methods.size() : 1),

@@ -59,6 +59,9 @@ struct EvalGrid {
   // Shard `shard` of `shards`: only the prompts whose index % shards == shard run, so that
   // N machines can split a grid and `kvlm merge` can put it together again.
   int shard = 0, shards = 1;
+  // Keep, in each record, the original positions every layer and KV head held after the
+  // prefill (the method's decisions), for --json-kept.
+  bool record_kept = false;
 };
 
 struct TrialRecord {
@@ -69,6 +72,9 @@ struct TrialRecord {
   Expected expected;
   TrialOutcome outcome;
   int prompt = 0;  // index in run_grid's order of prompts (context, trial, depth)
+  // [layer][KV head] original positions kept after the prefill; empty unless the grid
+  // records them.
+  std::vector<std::vector<std::vector<int32_t>>> kept;
 };
 
 // Prompts run_grid builds: contexts x trials x depths (one seeded depth per trial when
