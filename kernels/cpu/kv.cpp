@@ -3,10 +3,48 @@
 #include <cstring>
 
 #include "kernels/cpu/cpu_backend.h"
+#include "kernels/cpu/kv_rows.h"
 #include "kernels/cpu/quant.h"
 #include "kernels/cpu/simd.h"
 
 namespace kvlm {
+
+namespace kv_rows {
+
+namespace {
+
+__attribute__((target("avx2,f16c"))) void narrow_f16c(const float* src, _Float16* dst, int n) {
+  int i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i),
+                     _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
+  for (; i < n; i++) dst[i] = _Float16(src[i]);
+}
+
+bool has_f16c() {
+  static const bool f16c = __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx2");
+  return f16c;
+}
+
+}  // namespace
+
+// quant::dequantize_row has the F16C (and bfloat16) paths for widening.
+void widen(DType dtype, const void* src, float* dst, int n) {
+  const WeightType type = dtype == DType::F16    ? WeightType::F16
+                          : dtype == DType::BF16 ? WeightType::BF16
+                                                 : WeightType::F32;
+  quant::dequantize_row(type, src, dst, n);
+}
+
+void narrow(DType dtype, const float* src, void* dst, int n) {
+  if (dtype == DType::F16 && has_f16c()) return narrow_f16c(src, static_cast<_Float16*>(dst), n);
+  simd::with_storage_type(dtype, [&](auto type) {
+    using K = decltype(type);
+    for (int i = 0; i < n; i++) static_cast<K*>(dst)[i] = simd::from_float<K>(src[i]);
+  });
+}
+
+}  // namespace kv_rows
 
 // The table's rows stay in their storage type; a token's row is rebuilt as float32.
 void CpuBackend::embedding(float* out, const WeightMatrix& w, const int32_t* ids, int T) {
@@ -26,19 +64,14 @@ void CpuBackend::embedding(float* out, const WeightMatrix& w, const int32_t* ids
 
 void CpuBackend::append_kv(const std::vector<KVAppendTarget>& dst, DType dtype, const float* keys,
                            const float* values, int row_stride, int head_dim, int T) {
-  simd::with_storage_type(dtype, [&](auto type) {
-    using K = decltype(type);
-    for (size_t h = 0; h < dst.size(); h++)
-      for (int t = 0; t < T; t++) {
-        const size_t src = size_t(t) * row_stride + h * head_dim, row = size_t(t) * head_dim;
-        K* k = static_cast<K*>(dst[h].keys) + row;
-        K* v = static_cast<K*>(dst[h].values) + row;
-        for (int c = 0; c < head_dim; c++) {
-          k[c] = simd::from_float<K>(keys[src + c]);
-          v[c] = simd::from_float<K>(values[src + c]);
-        }
-      }
-  });
+  const size_t row_bytes = size_t(head_dim) * dtype_bytes(dtype);
+  for (size_t h = 0; h < dst.size(); h++)
+    for (int t = 0; t < T; t++) {
+      const size_t src = size_t(t) * row_stride + h * head_dim;
+      kv_rows::narrow(dtype, keys + src, static_cast<char*>(dst[h].keys) + t * row_bytes, head_dim);
+      kv_rows::narrow(dtype, values + src, static_cast<char*>(dst[h].values) + t * row_bytes,
+                      head_dim);
+    }
 }
 
 void CpuBackend::copy_rows(void* dst, size_t dst_stride, const void* src, size_t src_stride,

@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "kernels/cpu/cpu_backend.h"
-#include "kernels/cpu/simd.h"
+#include "kernels/cpu/kv_rows.h"
 
 namespace kvlm {
 
@@ -24,17 +24,13 @@ struct PairDots {
   float norm_a, norm_b, dot;
 };
 
-using simd::to_float;
-
-template <class K>
-PairDots pair_dots(const K* x, const K* y, int d) {
+PairDots pair_dots(const float* x, const float* y, int d) {
   float xx = 0, yy = 0, xy = 0;
 #pragma omp simd reduction(+ : xx, yy, xy)
   for (int c = 0; c < d; c++) {
-    const float xc = to_float(x[c]), yc = to_float(y[c]);
-    xx += xc * xc;
-    yy += yc * yc;
-    xy += xc * yc;
+    xx += x[c] * x[c];
+    yy += y[c] * y[c];
+    xy += x[c] * y[c];
   }
   return {std::sqrt(xx), std::sqrt(yy), xy};
 }
@@ -44,22 +40,19 @@ float angle(const PairDots& p) {
 }
 
 // e = wx * x + wy * y
-template <class K>
-void combine(float* e, float wx, const K* x, float wy, const K* y, int d) {
+void combine(float* e, float wx, const float* x, float wy, const float* y, int d) {
 #pragma omp simd
-  for (int c = 0; c < d; c++) e[c] = wx * to_float(x[c]) + wy * to_float(y[c]);
+  for (int c = 0; c < d; c++) e[c] = wx * x[c] + wy * y[c];
 }
 
 // e = w * x (e may be x)
-template <class K>
-void scale(float* e, float w, const K* x, int d) {
+void scale(float* e, float w, const float* x, int d) {
 #pragma omp simd
-  for (int c = 0; c < d; c++) e[c] = w * to_float(x[c]);
+  for (int c = 0; c < d; c++) e[c] = w * x[c];
 }
 
 // The shared unit direction of one pair of non-zero rows.
-template <class K>
-void slerp_direction(float* e, const K* x, const K* y, const PairDots& p, int d, float t) {
+void slerp_direction(float* e, const float* x, const float* y, const PairDots& p, int d, float t) {
   const float omega = angle(p);
   const float s = std::sin(omega);
   if (s >= kMinSin) {
@@ -77,59 +70,59 @@ void slerp_direction(float* e, const K* x, const K* y, const PairDots& p, int d,
   else scale(e, 1 / std::sqrt(ee), e, d);
 }
 
+// Row `row` of a [rows][head_dim] buffer in `dtype`.
+const void* row_at(const void* base, int64_t row, int head_dim, DType dtype) {
+  return static_cast<const char*>(base) + size_t(row) * head_dim * dtype_bytes(dtype);
+}
+void* row_at(void* base, int64_t row, int head_dim, DType dtype) {
+  return static_cast<char*>(base) + size_t(row) * head_dim * dtype_bytes(dtype);
+}
+
 }  // namespace
 
 void CpuBackend::pair_angles(float* out, DType dtype, const void* a, const int32_t* a_rows,
                              const void* b, const int32_t* b_rows, int n, int head_dim) {
-  simd::with_storage_type(dtype, [&](auto type) {
-    using K = decltype(type);
-    pool_.parallel_for(n, kRowsPerTask, [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; i++) {
-        const PairDots p = pair_dots(static_cast<const K*>(a) + size_t(a_rows[i]) * head_dim,
-                                     static_cast<const K*>(b) + size_t(b_rows[i]) * head_dim,
-                                     head_dim);
-        out[i] = p.norm_a == 0 || p.norm_b == 0 ? -1.0f : angle(p);
-      }
-    });
+  pool_.parallel_for(n, kRowsPerTask, [&](int64_t begin, int64_t end) {
+    std::vector<float> x(head_dim), y(head_dim);
+    for (int64_t i = begin; i < end; i++) {
+      kv_rows::widen(dtype, row_at(a, a_rows[i], head_dim, dtype), x.data(), head_dim);
+      kv_rows::widen(dtype, row_at(b, b_rows[i], head_dim, dtype), y.data(), head_dim);
+      const PairDots p = pair_dots(x.data(), y.data(), head_dim);
+      out[i] = p.norm_a == 0 || p.norm_b == 0 ? -1.0f : angle(p);
+    }
   });
 }
 
 void CpuBackend::merge_pair(void* dir, float* mag_a, float* mag_b, DType dtype, const void* a,
                             const int32_t* a_rows, const void* b, const int32_t* b_rows, int n,
                             int head_dim, float t) {
-  simd::with_storage_type(dtype, [&](auto type) {
-    using K = decltype(type);
-    pool_.parallel_for(n, kRowsPerTask, [&](int64_t begin, int64_t end) {
-      std::vector<float> e(head_dim);
-      for (int64_t i = begin; i < end; i++) {
-        const K* x = static_cast<const K*>(a) + size_t(a_rows[i]) * head_dim;
-        const K* y = static_cast<const K*>(b) + size_t(b_rows[i]) * head_dim;
-        const PairDots p = pair_dots(x, y, head_dim);
-        mag_a[i] = p.norm_a;
-        mag_b[i] = p.norm_b;
-        if (p.norm_a > 0 && p.norm_b > 0) slerp_direction(e.data(), x, y, p, head_dim, t);
-        else if (p.norm_a > 0) scale(e.data(), 1 / p.norm_a, x, head_dim);
-        else if (p.norm_b > 0) scale(e.data(), 1 / p.norm_b, y, head_dim);
-        else std::fill(e.begin(), e.end(), 0.0f);
-        K* out = static_cast<K*>(dir) + size_t(i) * head_dim;
-        for (int c = 0; c < head_dim; c++) out[c] = simd::from_float<K>(e[c]);
-      }
-    });
+  pool_.parallel_for(n, kRowsPerTask, [&](int64_t begin, int64_t end) {
+    std::vector<float> x(head_dim), y(head_dim), e(head_dim);
+    for (int64_t i = begin; i < end; i++) {
+      kv_rows::widen(dtype, row_at(a, a_rows[i], head_dim, dtype), x.data(), head_dim);
+      kv_rows::widen(dtype, row_at(b, b_rows[i], head_dim, dtype), y.data(), head_dim);
+      const PairDots p = pair_dots(x.data(), y.data(), head_dim);
+      mag_a[i] = p.norm_a;
+      mag_b[i] = p.norm_b;
+      if (p.norm_a > 0 && p.norm_b > 0) slerp_direction(e.data(), x.data(), y.data(), p, head_dim, t);
+      else if (p.norm_a > 0) scale(e.data(), 1 / p.norm_a, x.data(), head_dim);
+      else if (p.norm_b > 0) scale(e.data(), 1 / p.norm_b, y.data(), head_dim);
+      else std::fill(e.begin(), e.end(), 0.0f);
+      kv_rows::narrow(dtype, e.data(), row_at(dir, i, head_dim, dtype), head_dim);
+    }
   });
 }
 
 void CpuBackend::restore_rows(void* out, const int32_t* out_rows, DType dtype, const void* dir,
                               const float* mag, int n, int head_dim) {
-  simd::with_storage_type(dtype, [&](auto type) {
-    using K = decltype(type);
-    pool_.parallel_for(n, 65536 / head_dim, [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; i++) {
-        const float m = mag ? mag[i] : 1.0f;
-        const K* e = static_cast<const K*>(dir) + size_t(i) * head_dim;
-        K* o = static_cast<K*>(out) + size_t(out_rows ? out_rows[i] : i) * head_dim;
-        for (int c = 0; c < head_dim; c++) o[c] = simd::from_float<K>(to_float(e[c]) * m);
-      }
-    });
+  pool_.parallel_for(n, 65536 / head_dim, [&](int64_t begin, int64_t end) {
+    std::vector<float> row(head_dim);
+    for (int64_t i = begin; i < end; i++) {
+      kv_rows::widen(dtype, row_at(dir, i, head_dim, dtype), row.data(), head_dim);
+      if (mag) scale(row.data(), mag[i], row.data(), head_dim);
+      kv_rows::narrow(dtype, row.data(), row_at(out, out_rows ? out_rows[i] : i, head_dim, dtype),
+                      head_dim);
+    }
   });
 }
 

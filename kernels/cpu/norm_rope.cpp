@@ -4,8 +4,7 @@
 #include <vector>
 
 #include "kernels/cpu/cpu_backend.h"
-#include "kernels/cpu/quant.h"
-#include "kernels/cpu/simd.h"
+#include "kernels/cpu/kv_rows.h"
 
 namespace kvlm {
 
@@ -80,34 +79,6 @@ void CpuBackend::rope_qk(float* q_out, float* qkv, int first_position, const flo
   });
 }
 
-namespace {
-
-// Rounds a float32 row to f16 with F16C, 8 values an instruction (GCC otherwise converts
-// _Float16 one value at a time in software, which made re-rotation cost more than a whole
-// decode step). Round to nearest even, as the scalar conversion.
-__attribute__((target("avx2,f16c"))) void narrow_f16c(const float* src, _Float16* dst, int n) {
-  int i = 0;
-  for (; i + 8 <= n; i += 8)
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i),
-                     _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
-  for (; i < n; i++) dst[i] = _Float16(src[i]);
-}
-
-void narrow_row(DType dtype, const float* src, void* dst, int n) {
-  static const bool f16c = __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx2");
-  if (dtype == DType::F16 && f16c) return narrow_f16c(src, static_cast<_Float16*>(dst), n);
-  simd::with_storage_type(dtype, [&](auto type) {
-    using K = decltype(type);
-    for (int i = 0; i < n; i++) static_cast<K*>(dst)[i] = simd::from_float<K>(src[i]);
-  });
-}
-
-WeightType stored_type(DType dtype) {
-  return dtype == DType::F16 ? WeightType::F16 : dtype == DType::BF16 ? WeightType::BF16 : WeightType::F32;
-}
-
-}  // namespace
-
 // Consecutive rows usually share a shift (a window sliding by one moves every row by -1),
 // so the angles are computed once per run of equal shifts. Each row is widened, turned in
 // float32 and rounded back once; the rows are split among the threads.
@@ -129,7 +100,7 @@ void CpuBackend::rotate_keys(void* keys, DType dtype, const int32_t* shifts, int
         angles_for = shifts[r];
       }
       void* key = static_cast<char*>(keys) + r * row_bytes;
-      quant::dequantize_row(stored_type(dtype), key, row.data(), head_dim);
+      kv_rows::widen(dtype, key, row.data(), head_dim);
       float* x = row.data();
       if (adjacent_pairs) {
         for (int i = 0; i < half; i++) {
@@ -144,7 +115,7 @@ void CpuBackend::rotate_keys(void* keys, DType dtype, const int32_t* shifts, int
           x[i + half] = a * sin_angle[i] + b * cos_angle[i];
         }
       }
-      narrow_row(dtype, x, key, head_dim);
+      kv_rows::narrow(dtype, x, key, head_dim);
     }
   });
 }

@@ -6,22 +6,22 @@
 #include <vector>
 
 #include "kernels/cpu/cpu_backend.h"
-#include "kernels/cpu/simd.h"
+#include "kernels/cpu/kv_rows.h"
 
 namespace kvlm {
 
 void CpuBackend::key_norms(float* out, const KVHeadView& head, int head_dim) {
-  simd::with_storage_type(head.dtype, [&](auto type) {
-    const auto* keys = static_cast<const decltype(type)*>(head.keys);
-    pool_.parallel_for(head.len, 1024, [&](int64_t begin, int64_t end) {
-      for (int64_t j = begin; j < end; j++) {
-        const auto* k = keys + size_t(j) * head_dim;
-        float s = 0;
+  const size_t row_bytes = size_t(head_dim) * dtype_bytes(head.dtype);
+  pool_.parallel_for(head.len, 1024, [&](int64_t begin, int64_t end) {
+    std::vector<float> k(head_dim);
+    for (int64_t j = begin; j < end; j++) {
+      kv_rows::widen(head.dtype, static_cast<const char*>(head.keys) + j * row_bytes, k.data(),
+                     head_dim);
+      float s = 0;
 #pragma omp simd reduction(+ : s)
-        for (int d = 0; d < head_dim; d++) s += simd::to_float(k[d]) * simd::to_float(k[d]);
-        out[j] = std::sqrt(s);
-      }
-    });
+      for (int d = 0; d < head_dim; d++) s += k[d] * k[d];
+      out[j] = std::sqrt(s);
+    }
   });
 }
 
