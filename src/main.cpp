@@ -86,7 +86,11 @@ CLI::App* add_eval_command(CLI::App& app, const std::string& name, const std::st
                   "where the key sits in the filler, 0 = start, 1 = end: one depth (0.5), a list "
                   "(0,0.5,1) or A:B:STEP" + std::string(depths.empty() ? " (default: a seeded random depth per trial)" : ""))
       ->default_val(depths);
-  cmd->add_option("--trials", e.trials, "prompts per cell, each with its own key and filler")
+  cmd->add_option("--trials", e.trials,
+                  std::string("prompts per cell, each with its own key and filler") +
+                      (name == "sweep" ? " (96: a cell's 95% interval is then about +-10 points at "
+                                         "50% accuracy; e.g. 3 for a quick look)"
+                                       : ""))
       ->default_val(trials)->check(CLI::Range(1, 1 << 20));
   cmd->add_option("--seed", e.seed, "seed of every random choice (keys, filler, depths)")->default_val(e.seed);
   CLI::Option* chat = cmd->add_flag_callback("--chat", [&e] { e.chat = 1; },
@@ -271,7 +275,7 @@ int main(int argc, char** argv) {
       ->default_val("1k,2k,4k");
   CLI::App* sweep_cmd = add_eval_command(
       app, "sweep", "every KV method at every budget on the same prompts: accuracy table", rt,
-      dev, sweep, "", 3);
+      dev, sweep, "", 96);
   sweep_cmd->add_option("--task", sweep.task, "passkey or needle:<variant> (e.g. needle:multikey)")
       ->default_val("passkey");
   sweep_cmd->add_option("--kv-list", sweep.kv_list, "KV methods, comma-separated, without budgets")
