@@ -131,31 +131,36 @@ TEST(MiniCacheToy, ThreeOrthogonalVectors) {
 }
 
 // Toy 3 through the strategy: next to toy 1's pair it has the larger angle, so with
-// retain = 0.5 (one of two tokens) it is kept unmerged and restores exactly.
+// retain = 0.5 (one of two tokens) it is kept unmerged and restores exactly. The gamma
+// rule agrees at gamma = 0.5: angles 0.283794 and pi/2 put the threshold at
+// 0.283794 + 0.5 (1.570796 - 0.283794) = 0.927295 (on d = angle / pi alike).
 TEST(MiniCacheToy, ThreeRetainedRestoresExactly) {
-  CpuBackend b(1);
-  KVCache cache(b, 2, 1, 3, 16);
-  const std::vector<float> lower = {0.8f, 0.6f, 0, 3, 0, 0};  // token 0: toy 1, token 1: toy 3
-  const std::vector<float> upper = {0.6f, 0.8f, 0, 0, 0, 2};
-  Buf lo(b, lower), up(b, upper);
-  cache.append(0, lo.ptr, lo.ptr, 3, 0, 2);
-  cache.append(1, up.ptr, up.ptr, 3, 0, 2);
-  cache.advance(2);
-  make_strategy("minicache:start=0,retain=0.5")->after_prefill(cache);
-  ASSERT_EQ(cache.shared_length(0, 0), 1);
-  EXPECT_EQ(cache.positions(0, 0), (std::vector<int32_t>{0, 1}));
-  for (int layer : {0, 1}) {
-    const KVHeadView v = cache.view(layer)[0];
-    ASSERT_EQ(v.len, 2);
-    std::vector<float> keys(test::f32_rows(v.keys), test::f32_rows(v.keys) + 6),
-        values(test::f32_rows(v.values), test::f32_rows(v.values) + 6);
-    for (int c = 0; c < 2; c++)
-      EXPECT_NEAR(keys[c], (std::vector<double>{0.686757, 0.726887})[c], k6);
-    EXPECT_EQ(keys[2], 0.0f);
-    const std::vector<float>& original = layer == 0 ? lower : upper;
-    for (int c = 3; c < 6; c++)
-      EXPECT_EQ(keys[c], original[c]) << "retained token, layer " << layer;
-    EXPECT_EQ(keys, values);
+  for (const char* rule : {"retain=0.5", "gamma=0.5"}) {
+    SCOPED_TRACE(rule);
+    CpuBackend b(1);
+    KVCache cache(b, 2, 1, 3, 16);
+    const std::vector<float> lower = {0.8f, 0.6f, 0, 3, 0, 0};  // token 0: toy 1, token 1: toy 3
+    const std::vector<float> upper = {0.6f, 0.8f, 0, 0, 0, 2};
+    Buf lo(b, lower), up(b, upper);
+    cache.append(0, lo.ptr, lo.ptr, 3, 0, 2);
+    cache.append(1, up.ptr, up.ptr, 3, 0, 2);
+    cache.advance(2);
+    make_strategy(std::string("minicache:start=0,") + rule)->after_prefill(cache);
+    ASSERT_EQ(cache.shared_length(0, 0), 1);
+    EXPECT_EQ(cache.positions(0, 0), (std::vector<int32_t>{0, 1}));
+    for (int layer : {0, 1}) {
+      const KVHeadView v = cache.view(layer)[0];
+      ASSERT_EQ(v.len, 2);
+      std::vector<float> keys(test::f32_rows(v.keys), test::f32_rows(v.keys) + 6),
+          values(test::f32_rows(v.values), test::f32_rows(v.values) + 6);
+      for (int c = 0; c < 2; c++)
+        EXPECT_NEAR(keys[c], (std::vector<double>{0.686757, 0.726887})[c], k6);
+      EXPECT_EQ(keys[2], 0.0f);
+      const std::vector<float>& original = layer == 0 ? lower : upper;
+      for (int c = 3; c < 6; c++)
+        EXPECT_EQ(keys[c], original[c]) << "retained token, layer " << layer;
+      EXPECT_EQ(keys, values);
+    }
   }
 }
 
