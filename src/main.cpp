@@ -131,6 +131,12 @@ CLI::App* add_eval_command(CLI::App& app, const std::string& name, const std::st
                   "the prompt --kept-svg draws: 0 = the first of the run (prompts go by context, "
                   "then trial, then depth)")
       ->default_val(e.kept_prompt)->check(CLI::Range(0, 1 << 30))->needs(kept);
+  if (name != "sweep")
+    cmd->add_option("--kv-list", e.kv_list,
+                    "several KV methods, each with its parameters, comma-separated (e.g. "
+                    "full,snapkv:budget=128,streaming:budget=128): every prompt is prefilled once "
+                    "for all of them; a table per method, and --svg stacks their heatmaps")
+        ->excludes(cmd->get_option("--kv"));
   if (name != "passkey") {
     cmd->add_option("--haystack", e.haystack, "filler text file of your own (default: built-in essay generator)");
     cmd->add_option("--needles", e.needles, "needles of multikey/multivalue/multiquery, chain length of vartrack")

@@ -1,5 +1,6 @@
 // Runs split across machines and runs taken up again: --shard K/N, kvlm merge and
 // --resume give the table and answers of one whole run, and refuse parts of other runs.
+// Also what several methods in one run share: --json-kept, and passkey/needle --kv-list.
 // On a tiny model (a whole sweep takes a second), whose answers are noise: only their
 // equality matters here.
 #include <gtest/gtest.h>
@@ -30,6 +31,12 @@ fs::path output_dir(const std::string& name) {
 std::string accuracy_part(const std::string& out) { return out.substr(0, out.find("KV held")); }
 
 nlohmann::json json_of(const fs::path& p) { return nlohmann::json::parse(slurp(p)); }
+
+size_t count_of(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) n++;
+  return n;
+}
 
 void expect_same_answers(const nlohmann::json& a, const nlohmann::json& b) {
   ASSERT_EQ(a["trials_detail"].size(), b["trials_detail"].size());
@@ -126,6 +133,45 @@ TEST(EvalShards, JsonKeptHoldsEachMethodsKeptPositionsOnBothPaths) {
   const Result needs_json = kvlm(kSweep + " --json-kept");
   EXPECT_EQ(needs_json.status, 2);
   EXPECT_NE(needs_json.err.find("--json-kept requires --json"), std::string::npos) << needs_json.err;
+  fs::remove_all(dir);
+}
+
+// passkey and needle take several methods too: one shared prefill per prompt, a heatmap
+// per method, the same answers as each method's own prefill.
+TEST(EvalShards, NeedleAndPasskeyRunAKvListOnSharedPrefills) {
+  const fs::path dir = output_dir("kvlist");
+  const std::string needle = "needle -m tests/data/hf/llama3-gqa --ctx-list 300,400 --depths 0:1:0.5 "
+                             "--trials 2 --kv-list full,snapkv:budget=64,streaming:budget=32";
+  const Result shared = kvlm(needle + " --json " + (dir / "shared.json").string() + " --svg " +
+                             (dir / "h.svg").string());
+  ASSERT_EQ(shared.status, 0) << shared.err;
+  const Result own = kvlm(needle + " --no-share-prefill --json " + (dir / "own.json").string());
+  ASSERT_EQ(own.status, 0) << own.err;
+  EXPECT_NE(shared.err.find("each prompt is prefilled once for all methods"), std::string::npos);
+  EXPECT_NE(shared.out.find("needle single, kv 3 methods"), std::string::npos) << shared.out;
+  size_t at = 0;
+  for (const char* method : {"--- full\n", "--- snapkv:budget=64\n", "--- streaming:budget=32\n"}) {
+    at = shared.out.find(method, at);
+    ASSERT_NE(at, std::string::npos) << method << " after the previous one in\n" << shared.out;
+    EXPECT_EQ(shared.out.find("accuracy (%) by context", at), at + std::string(method).size());
+  }
+  const nlohmann::json a = json_of(dir / "shared.json"), b = json_of(dir / "own.json");
+  EXPECT_EQ(a["cells"].size(), 18u) << "3 methods x 2 contexts x 3 depths";
+  EXPECT_EQ(a["trials_detail"].size(), 36u);
+  expect_same_answers(a, b);
+  EXPECT_EQ(a["kv"], nlohmann::json({"full", "snapkv:budget=64", "streaming:budget=32"}));
+  const std::string svg = slurp(dir / "h.svg");
+  for (const char* caption : {">full<", ">snapkv:budget=64<", ">streaming:budget=32<"})
+    EXPECT_NE(svg.find(caption), std::string::npos) << caption;
+  EXPECT_EQ(count_of(svg, "<title>streaming:budget=32, context "), 6u);
+
+  const Result passkey = kvlm("passkey -m tests/data/hf/llama3-gqa --ctx 300 --depths 0.5 --trials 1 "
+                              "--kv-list full,streaming:budget=32");
+  ASSERT_EQ(passkey.status, 0) << passkey.err;
+  EXPECT_NE(passkey.out.find("--- streaming:budget=32"), std::string::npos) << passkey.out;
+  const Result both = kvlm("passkey -m tests/data/hf/llama3-gqa --ctx 300 --kv full --kv-list full,streaming");
+  EXPECT_EQ(both.status, 2);
+  EXPECT_NE(both.err.find("--kv excludes --kv-list"), std::string::npos) << both.err;
   fs::remove_all(dir);
 }
 

@@ -204,8 +204,14 @@ EvalGrid make_grid(EvalCommand command, const RuntimeOptions& rt, const EvalOpti
   } else {
     grid.ctx_list = {parse_token_count(o.ctx, "--ctx")};
   }
-  grid.methods = command == EvalCommand::Sweep ? sweep_methods(o.kv_list, o.budgets)
-                                               : std::vector<MethodRun>{{rt.kv, rt.kv, ""}};
+  if (command == EvalCommand::Sweep) {
+    grid.methods = sweep_methods(o.kv_list, o.budgets);
+  } else if (!o.kv_list.empty()) {  // several methods, each as given
+    for (const KVSpec& spec : parse_kv_list(o.kv_list))
+      grid.methods.push_back({spec.text(), spec.text(), ""});
+  } else {
+    grid.methods = {{rt.kv, rt.kv, ""}};
+  }
   for (const MethodRun& m : grid.methods) make_strategy(m.spec);  // fail before loading
   return grid;
 }
@@ -215,7 +221,10 @@ std::string describe(EvalCommand command, const EvalOptions& o, const TaskOption
                      const EvalGrid& grid, const RuntimeOptions& rt, bool chat) {
   std::ostringstream s;
   if (command == EvalCommand::Sweep) s << o.task << " at " << grid.ctx_list[0] << " tokens";
-  else s << (command == EvalCommand::Needle ? "needle " + task_name(task.task) : "passkey") << ", kv " << rt.kv;
+  else
+    s << (command == EvalCommand::Needle ? "needle " + task_name(task.task) : "passkey") << ", kv "
+      << (grid.methods.size() == 1 ? grid.methods[0].spec
+                                   : std::to_string(grid.methods.size()) + " methods");
   s << ", query " << query_mode_name(grid.mode) << ", " << (chat ? "chat template" : "raw prompt")
     << ", " << grid.trials << (grid.trials == 1 ? " trial" : " trials")
     << (grid.depths.empty() ? " at seeded random depths" : " per cell") << ", seed " << o.seed;
@@ -227,11 +236,27 @@ void show_results(EvalCommand command, const std::string& title, const std::vect
                   const EvalGrid& grid, const EvalOptions& o) {
   const bool by_depth = command != EvalCommand::Sweep;
   const bool colour = isatty(STDOUT_FILENO) && !(std::getenv("NO_COLOR") && *std::getenv("NO_COLOR"));
-  std::printf("%s\n%s", title.c_str(), (by_depth ? heatmap_text(cells, colour) : sweep_text(cells, grid, colour)).c_str());
+  // passkey and needle: a heatmap per method (under its name when there are several).
+  std::vector<HeatmapPanel> panels;
+  if (by_depth)
+    for (size_t m = 0; m < grid.methods.size(); m++) {
+      panels.push_back({grid.methods[m].spec, {}});
+      for (const Cell& c : cells)
+        if (c.method == int(m)) panels.back().cells.push_back(c);
+    }
+  std::printf("%s\n", title.c_str());
+  if (!by_depth) std::fputs(sweep_text(cells, grid, colour).c_str(), stdout);
+  for (const HeatmapPanel& panel : panels)
+    std::printf("%s%s", panels.size() > 1 ? ("--- " + panel.caption + "\n").c_str() : "",
+                heatmap_text(panel.cells, colour).c_str());
   std::fflush(stdout);
   if (!o.csv_path.empty()) write_output(o.csv_path, cells_csv(cells, grid), "--csv");
   if (!o.svg_path.empty())
-    write_output(o.svg_path, by_depth ? heatmap_svg(cells, title) : line_chart_svg(cells, grid, title), "--svg");
+    write_output(o.svg_path,
+                 !by_depth ? line_chart_svg(cells, grid, title)
+                 : panels.size() == 1 ? heatmap_svg(panels[0].cells, title)
+                                      : heatmaps_svg(panels, title),
+                 "--svg");
 }
 
 // An earlier run's --json file shown again without the model: an hour-long sweep can be

@@ -65,63 +65,94 @@ const char* kLineColours[] = {"#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a1
 }  // namespace
 
 std::string heatmap_svg(const std::vector<Cell>& cells, const std::string& title) {
-  std::vector<int> ctxs;
-  std::vector<double> depths;
-  for (const Cell& c : cells) {
-    if (std::find(ctxs.begin(), ctxs.end(), c.ctx) == ctxs.end()) ctxs.push_back(c.ctx);
-    if (std::find(depths.begin(), depths.end(), c.depth) == depths.end()) depths.push_back(c.depth);
+  return heatmaps_svg({{"", cells}}, title);
+}
+
+std::string heatmaps_svg(const std::vector<HeatmapPanel>& panels, const std::string& title) {
+  const double cell_w = 52, cell_h = 34, left = 90;
+  // Several panels: each under its caption, in two columns from four panels on.
+  const bool captions = panels.size() > 1;
+  const int columns = panels.size() > 3 ? 2 : 1;
+  const double caption_h = captions ? 26 : 0, first_top = captions ? 48 : 56;
+  struct Axes {
+    std::vector<int> ctxs;
+    std::vector<double> depths;
+  };
+  std::vector<Axes> axes(panels.size());
+  double panel_w = 0, panel_h = 0;  // the largest panel's grid
+  for (size_t p = 0; p < panels.size(); p++) {
+    for (const Cell& c : panels[p].cells) {
+      std::vector<int>& ctxs = axes[p].ctxs;
+      std::vector<double>& depths = axes[p].depths;
+      if (std::find(ctxs.begin(), ctxs.end(), c.ctx) == ctxs.end()) ctxs.push_back(c.ctx);
+      if (std::find(depths.begin(), depths.end(), c.depth) == depths.end()) depths.push_back(c.depth);
+    }
+    std::sort(axes[p].ctxs.begin(), axes[p].ctxs.end());
+    std::sort(axes[p].depths.begin(), axes[p].depths.end());
+    panel_w = std::max(panel_w, cell_w * axes[p].depths.size());
+    panel_h = std::max(panel_h, cell_h * axes[p].ctxs.size());
   }
-  std::sort(ctxs.begin(), ctxs.end());
-  std::sort(depths.begin(), depths.end());
-  const double cell_w = 52, cell_h = 34, left = 90, top = 56;
-  const double grid_w = cell_w * depths.size(), grid_h = cell_h * ctxs.size();
-  const double legend_x = left + grid_w + 24;
-  const int width = width_for(title, legend_x + 70);
-  const int height = int(top + grid_h + 76);
+  // A column is as wide as its grid or its depth label (about 300 px), whichever is wider.
+  const double column_w = left + std::max(panel_w, 230.0) + 40, row_h = caption_h + panel_h + 56;
 
   std::string body = text(16, 24, title, "font-size=\"15\" font-weight=\"bold\"");
   bool any_cannot = false;
-  for (size_t row = 0; row < ctxs.size(); row++) {
-    const double y = top + cell_h * row;
-    body += text(left - 10, y + cell_h / 2 + 4, std::to_string(ctxs[row]), "text-anchor=\"end\"");
-    for (size_t col = 0; col < depths.size(); col++) {
-      auto it = std::find_if(cells.begin(), cells.end(), [&](const Cell& c) {
-        return c.ctx == ctxs[row] && c.depth == depths[col];
-      });
-      if (it == cells.end()) continue;
-      const double x = left + cell_w * col;
-      const Rgb colour = accuracy_colour(it->accuracy);
-      body += "<rect x=\"" + fmt("%.1f", x) + "\" y=\"" + fmt("%.1f", y) + "\" width=\"" +
-              fmt("%.1f", cell_w) + "\" height=\"" + fmt("%.1f", cell_h) + "\" fill=\"" +
-              rgb(colour) + "\" stroke=\"white\"><title>context " + std::to_string(it->ctx) +
-              ", depth " + fmt("%.2f", it->depth) + ": " + fmt("%.0f", 100 * it->accuracy) +
-              "% of " + std::to_string(it->trials) + "</title></rect>\n";
-      const bool light = 0.299 * colour.r + 0.587 * colour.g + 0.114 * colour.b > 140;
-      any_cannot |= it->model_cannot;
-      body += text(x + cell_w / 2, y + cell_h / 2 + 4,
-                   fmt("%.0f", 100 * it->accuracy) + (it->model_cannot ? "*" : ""),
-                   std::string("text-anchor=\"middle\" fill=\"") + (light ? "black" : "white") + "\"");
+  for (size_t p = 0; p < panels.size(); p++) {
+    const HeatmapPanel& panel = panels[p];
+    const std::vector<int>& ctxs = axes[p].ctxs;
+    const std::vector<double>& depths = axes[p].depths;
+    const double x0 = column_w * (p % columns), top = first_top + row_h * (p / columns) + caption_h;
+    const double grid_w = cell_w * depths.size(), grid_h = cell_h * ctxs.size();
+    if (captions) body += text(x0 + left, top - 10, panel.caption, "font-weight=\"bold\"");
+    for (size_t row = 0; row < ctxs.size(); row++) {
+      const double y = top + cell_h * row;
+      body += text(x0 + left - 10, y + cell_h / 2 + 4, std::to_string(ctxs[row]), "text-anchor=\"end\"");
+      for (size_t col = 0; col < depths.size(); col++) {
+        auto it = std::find_if(panel.cells.begin(), panel.cells.end(), [&](const Cell& c) {
+          return c.ctx == ctxs[row] && c.depth == depths[col];
+        });
+        if (it == panel.cells.end()) continue;
+        const double x = x0 + left + cell_w * col;
+        const Rgb colour = accuracy_colour(it->accuracy);
+        body += "<rect x=\"" + fmt("%.1f", x) + "\" y=\"" + fmt("%.1f", y) + "\" width=\"" +
+                fmt("%.1f", cell_w) + "\" height=\"" + fmt("%.1f", cell_h) + "\" fill=\"" +
+                rgb(colour) + "\" stroke=\"white\"><title>" +
+                (captions ? escaped(panel.caption) + ", " : "") + "context " +
+                std::to_string(it->ctx) + ", depth " + fmt("%.2f", it->depth) + ": " +
+                fmt("%.0f", 100 * it->accuracy) + "% of " + std::to_string(it->trials) +
+                "</title></rect>\n";
+        const bool light = 0.299 * colour.r + 0.587 * colour.g + 0.114 * colour.b > 140;
+        any_cannot |= it->model_cannot;
+        body += text(x + cell_w / 2, y + cell_h / 2 + 4,
+                     fmt("%.0f", 100 * it->accuracy) + (it->model_cannot ? "*" : ""),
+                     std::string("text-anchor=\"middle\" fill=\"") + (light ? "black" : "white") + "\"");
+      }
     }
+    for (size_t col = 0; col < depths.size(); col++)
+      body += text(x0 + left + cell_w * (col + 0.5), top + grid_h + 18, fmt("%.2f", depths[col]),
+                   "text-anchor=\"middle\"");
+    body += text(x0 + left + grid_w / 2, top + grid_h + 40,
+                 "needle depth (0 = start of the text, 1 = end)", "text-anchor=\"middle\"");
+    const double label_x = x0 + 18;
+    body += text(label_x, top + grid_h / 2, "context (tokens)",
+                 "text-anchor=\"middle\" transform=\"rotate(-90 " + fmt("%.1f", label_x) + " " +
+                     fmt("%.1f", top + grid_h / 2) + ")\"");
   }
-  for (size_t col = 0; col < depths.size(); col++)
-    body += text(left + cell_w * (col + 0.5), top + grid_h + 18, fmt("%.2f", depths[col]),
-                 "text-anchor=\"middle\"");
-  body += text(left + grid_w / 2, top + grid_h + 40, "needle depth (0 = start of the text, 1 = end)",
-               "text-anchor=\"middle\"");
-  body += text(18, top + grid_h / 2, "context (tokens)",
-               "text-anchor=\"middle\" transform=\"rotate(-90 18 " + fmt("%.1f", top + grid_h / 2) + ")\"");
-  // Colour scale, 100% at the top.
+  // One colour scale, 100% at the top, right of the panels.
+  const double legend_x = column_w * (columns - 1) + left + (columns > 1 ? std::max(panel_w, 230.0) : panel_w) + 24;
+  const double legend_top = first_top + caption_h, scale_h = std::max(std::min(panel_h, 200.0), 100.0);
   body += "<defs><linearGradient id=\"scale\" x1=\"0\" y1=\"1\" x2=\"0\" y2=\"0\">";
   for (int i = 0; i <= 10; i++)
     body += "<stop offset=\"" + fmt("%.1f", i / 10.0) + "\" stop-color=\"" + rgb(accuracy_colour(i / 10.0)) + "\"/>";
   body += "</linearGradient></defs>\n";
-  const double scale_h = std::max(grid_h, 100.0);
-  body += "<rect x=\"" + fmt("%.1f", legend_x) + "\" y=\"" + fmt("%.1f", top) + "\" width=\"14\" height=\"" +
-          fmt("%.1f", scale_h) + "\" fill=\"url(#scale)\"/>\n";
-  body += text(legend_x + 20, top + 10, "100%");
-  body += text(legend_x + 20, top + scale_h, "0%");
+  body += "<rect x=\"" + fmt("%.1f", legend_x) + "\" y=\"" + fmt("%.1f", legend_top) +
+          "\" width=\"14\" height=\"" + fmt("%.1f", scale_h) + "\" fill=\"url(#scale)\"/>\n";
+  body += text(legend_x + 20, legend_top + 10, "100%");
+  body += text(legend_x + 20, legend_top + scale_h, "0%");
+  const size_t rows = (panels.size() + columns - 1) / columns;
+  const int height = int(first_top + row_h * rows + 20);
   if (any_cannot) body += text(16, height - 10, kCannotNote, "font-size=\"11\"");
-  return document(width, height, body);
+  return document(width_for(title, legend_x + 70), height, body);
 }
 
 std::string line_chart_svg(const std::vector<Cell>& cells, const EvalGrid& grid,

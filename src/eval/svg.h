@@ -12,6 +12,12 @@ namespace kvlm {
 
 // Cells of one method, one per (ctx, depth).
 std::string heatmap_svg(const std::vector<Cell>& cells, const std::string& title);
+// Several methods' heatmaps stacked, each under its caption, with one colour scale.
+struct HeatmapPanel {
+  std::string caption;
+  std::vector<Cell> cells;
+};
+std::string heatmaps_svg(const std::vector<HeatmapPanel>& panels, const std::string& title);
 // Cells of a sweep, one per method run: a line per method across the budgets; a method
 // without a budget is a dashed level line.
 std::string line_chart_svg(const std::vector<Cell>& cells, const EvalGrid& grid,
