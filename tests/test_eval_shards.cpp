@@ -98,7 +98,8 @@ TEST(EvalShards, JsonKeptHoldsEachMethodsKeptPositionsOnBothPaths) {
   const fs::path dir = output_dir("kept");
   const Result plain = kvlm(kSweep + " --json " + (dir / "plain.json").string());
   ASSERT_EQ(plain.status, 0) << plain.err;
-  for (const auto& trial : json_of(dir / "plain.json")["trials_detail"])
+  const nlohmann::json plain_json = json_of(dir / "plain.json");
+  for (const auto& trial : plain_json["trials_detail"])
     EXPECT_FALSE(trial.contains("kept")) << "only on request";
   const Result shared = kvlm(kSweep + " --json-kept --json " + (dir / "shared.json").string());
   ASSERT_EQ(shared.status, 0) << shared.err;
