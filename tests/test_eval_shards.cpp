@@ -189,6 +189,19 @@ TEST(EvalShards, PartsOfOtherRunsAndBadShardsAreRefused) {
   const Result other_seed = kvlm("merge " + (dir / "a.json").string() + " " + (dir / "b.json").string());
   EXPECT_EQ(other_seed.status, 2);
   EXPECT_NE(other_seed.err.find("differ in seed (42 vs 7)"), std::string::npos) << other_seed.err;
+  // The same model file from another directory (another machine's checkout) is the same
+  // run; another model is not.
+  const std::string elsewhere = "sweep -m ./tests/data/hf/../hf/llama3-gqa/ --ctx 250 --trials 3 "
+                                "--kv-list full,snapkv,streaming --budgets 32,64";
+  ASSERT_EQ(kvlm(elsewhere + " --shard 1/2 --json " + (dir / "c.json").string()).status, 0);
+  const Result moved = kvlm("merge " + (dir / "a.json").string() + " " + (dir / "c.json").string());
+  EXPECT_EQ(moved.status, 0) << moved.err;
+  const std::string other_model = "sweep -m tests/data/hf/untied-linear --ctx 250 --trials 3 "
+                                  "--kv-list full,snapkv,streaming --budgets 32,64";
+  ASSERT_EQ(kvlm(other_model + " --shard 1/2 --json " + (dir / "d.json").string()).status, 0);
+  const Result other = kvlm("merge " + (dir / "a.json").string() + " " + (dir / "d.json").string());
+  EXPECT_EQ(other.status, 2);
+  EXPECT_NE(other.err.find("differ in model"), std::string::npos) << other.err;
   const Result same_shard = kvlm("merge " + (dir / "a.json").string() + " " + (dir / "a.json").string());
   EXPECT_EQ(same_shard.status, 2);
   EXPECT_NE(same_shard.err.find("hold the same shard (\"0/2\")"), std::string::npos) << same_shard.err;

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -308,9 +309,19 @@ nlohmann::json run_document(const nlohmann::json& settings, const std::string& t
 
 // The first setting where two --json documents differ (the shard too, when asked), or ""
 // when they agree.
+// Models compare by file name: shards run on machines whose checkouts lie in other
+// directories are parts of one run.
 std::string differing_setting(const nlohmann::json& a, const nlohmann::json& b, bool with_shard) {
-  for (const char* key : kSettings)
-    if (a.value(key, nlohmann::json()) != b.value(key, nlohmann::json())) return key;
+  const auto file_name = [](const nlohmann::json& path) {
+    if (!path.is_string()) return path.dump();
+    std::filesystem::path p = std::filesystem::path(path.get<std::string>()).lexically_normal();
+    if (p.filename().empty()) p = p.parent_path();  // "dir/" names dir
+    return p.filename().string();
+  };
+  for (const char* key : kSettings) {
+    const nlohmann::json x = a.value(key, nlohmann::json()), y = b.value(key, nlohmann::json());
+    if (std::string(key) == "model" ? file_name(x) != file_name(y) : x != y) return key;
+  }
   if (with_shard && a.value("shard", nlohmann::json()) != b.value("shard", nlohmann::json())) return "shard";
   return "";
 }
