@@ -166,7 +166,11 @@ std::string line_chart_svg(const std::vector<Cell>& cells, const EvalGrid& grid,
   }
   const double left = 64, top = 48, plot_w = std::max(120.0 * budgets.size(), 360.0), plot_h = 300;
   const double legend_x = left + plot_w + 28;
-  const int width = width_for(title, legend_x + 190);
+  // The legend: a 30 px line sample, then the label (13 px text: about 7.5 px a character,
+  // " (no budget)" included).
+  size_t longest_label = 0;
+  for (const std::string& m : methods) longest_label = std::max(longest_label, m.size() + 12);
+  const int width = width_for(title, legend_x + std::max(190.0, 40 + 7.5 * longest_label));
   const int height = int(top + plot_h + 102);
   auto x_of = [&](size_t i) {
     return budgets.size() < 2 ? left + plot_w / 2 : left + 20 + (plot_w - 40) * i / (budgets.size() - 1);
