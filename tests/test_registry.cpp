@@ -64,19 +64,19 @@ TEST(Registry, CompositionRules) {
 TEST(Registry, TraitsOfEveryMethod) {
   struct Expected {
     std::string name;
-    bool budgeted, observes, evicts_while_decoding, merges_layers;
+    bool budgeted, observes, merges_layers;
   };
   const std::vector<Expected> expected = {
-      {"full", false, false, false, false},
-      {"streaming", true, false, true, false},   // sinks + recent, no scores
-      {"h2o", true, true, true, false},
-      {"knorm", true, true, true, false},
-      {"simlayerkv", false, true, true, false},  // per-layer rule, no budget= parameter
-      {"snapkv", true, true, false, false},      // the prefill-time methods
-      {"pyramidkv", true, true, false, false},
-      {"adakv", true, true, false, false},
-      {"dynamickv", true, true, false, false},
-      {"minicache", false, false, false, true},
+      {"full", false, false, false},
+      {"streaming", true, false, false},  // sinks + recent, no scores
+      {"h2o", true, true, false},
+      {"knorm", true, true, false},
+      {"simlayerkv", false, true, false},  // per-layer rule, no budget= parameter
+      {"snapkv", true, true, false},
+      {"pyramidkv", true, true, false},
+      {"adakv", true, true, false},
+      {"dynamickv", true, true, false},
+      {"minicache", false, false, true},
   };
   EXPECT_EQ(known_methods().size(), expected.size()) << "a new method needs a row here";
   for (const Expected& e : expected) {
@@ -85,9 +85,20 @@ TEST(Registry, TraitsOfEveryMethod) {
     EXPECT_EQ(info->name, e.name);
     EXPECT_EQ(info->traits.budgeted, e.budgeted) << e.name;
     EXPECT_EQ(info->traits.observes, e.observes) << e.name;
-    EXPECT_EQ(info->traits.evicts_while_decoding, e.evicts_while_decoding) << e.name;
     EXPECT_EQ(info->traits.merges_layers, e.merges_layers) << e.name;
   }
+}
+
+// The strategy's own answer follows its parameters: knorm with decode=0 and minicache
+// without merge_every compress only after a prefill (so knorm:decode=0 composes with
+// minicache, as the prefill-time methods do).
+TEST(Registry, CompressesWhileDecodingFollowsTheParameters) {
+  for (const auto& [spec, expected] : std::vector<std::pair<std::string, bool>>{
+           {"full", false}, {"streaming", true}, {"h2o", true}, {"simlayerkv", true},
+           {"knorm", true}, {"knorm:decode=0", false}, {"snapkv", false}, {"minicache", false},
+           {"minicache:merge_every=4", true}, {"snapkv:budget=128+minicache:merge_every=2", true},
+           {"snapkv:budget=128+minicache", false}, {"knorm:decode=0+minicache", false}})
+    EXPECT_EQ(make_strategy(spec)->compresses_while_decoding(), expected) << spec;
 }
 
 TEST(Registry, FindMethodReturnsNullForAnUnknownName) {

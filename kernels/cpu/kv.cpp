@@ -1,5 +1,6 @@
-// Row movement: token embedding lookup, appending new keys/values into per-head cache
-// storage (rounded to the cache's dtype), and compaction of a cache after eviction.
+// Row movement: KV rows widened from and rounded to the cache's dtype (kv_rows.h), token
+// embedding lookup, appending new keys/values into per-head cache storage, and compaction
+// of a cache after eviction.
 #include <cstring>
 
 #include "kernels/cpu/cpu_backend.h"

@@ -21,10 +21,8 @@ double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::
 // Whether a method keeps positions below its budget (pos=cache, evicting while decoding),
 // so that decoding may run past the context size.
 bool bounded_positions(const KVSpec& spec) {
-  bool evicts_while_decoding = false;
-  for (const MethodSpec& part : spec.parts)
-    evicts_while_decoding |= find_method(part.name)->traits.evicts_while_decoding;
-  return evicts_while_decoding && make_strategy(spec)->position_mode() == KVPositions::Cache;
+  const std::unique_ptr<KVStrategy> strategy = make_strategy(spec);
+  return strategy->compresses_while_decoding() && strategy->position_mode() == KVPositions::Cache;
 }
 }  // namespace
 

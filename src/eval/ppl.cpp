@@ -222,17 +222,13 @@ int run_ppl(const RuntimeOptions& rt, const PplOptions& o) {
   }
   const std::string text = read_text_file(o.text_path);
   for (const KVSpec& spec : o.kv_list) {
-    make_strategy(spec);  // a bad spec fails before the model loads
-    bool evicts_while_decoding = false, compresses = false;
+    const std::unique_ptr<KVStrategy> strategy = make_strategy(spec);  // fails before loading
+    bool compresses = false;
     for (const MethodSpec& part : spec.parts) {
       const MethodTraits& t = find_method(part.name)->traits;
-      evicts_while_decoding |= t.evicts_while_decoding;
-      // A merging method acts while decoding when told to merge every N decoded tokens.
-      for (const auto& [key, value] : part.params)
-        evicts_while_decoding |= t.merges_layers && key == "merge_every" && value != "0";
       compresses |= t.budgeted || t.observes || t.merges_layers;
     }
-    if (compresses && !evicts_while_decoding)
+    if (compresses && !strategy->compresses_while_decoding())
       std::fprintf(stderr, "note: %s compresses after a prefill; ppl reads one token at a time, "
                    "so it keeps every token, as full does\n", spec.text().c_str());
   }

@@ -106,6 +106,11 @@ class Composite final : public KVStrategy {
   void on_decode_step(KVCache& c, const DecodeObservation& o) override {
     for (const Part& p : parts_) p.strategy->on_decode_step(c, o);
   }
+  bool compresses_while_decoding() const override {
+    for (const Part& p : parts_)
+      if (p.strategy->compresses_while_decoding()) return true;
+    return false;
+  }
   void set_model(const ModelConfig& c) override {
     for (const Part& p : parts_) p.strategy->set_model(c);
   }
@@ -255,11 +260,11 @@ std::unique_ptr<KVStrategy> make_strategy(const KVSpec& spec) {
     if (i + 1 != spec.parts.size())
       throw std::invalid_argument(where + spec.parts[i].name + " merges what the others kept, "
                                   "so it goes last (e.g. snapkv:budget=128+minicache)");
-    for (const MethodSpec& other : spec.parts)
-      if (find_method(other.name)->traits.evicts_while_decoding)
+    for (size_t j = 0; j < i; j++)
+      if (parts[j].strategy->compresses_while_decoding())
         throw std::invalid_argument(where + spec.parts[i].name + " composes with prefill-time "
                                     "methods (snapkv, pyramidkv, adakv, dynamickv), not with " +
-                                    other.name + ", which evicts while decoding");
+                                    spec.parts[j].name + ", which evicts while decoding");
   }
   // One position per layer's queries needs equal lengths across its heads from every part.
   const bool cache_positions = std::any_of(parts.begin(), parts.end(), [](const Part& p) {

@@ -82,6 +82,9 @@ class KVStrategy {
   virtual void after_prefill(KVCache&) {}
   // After each decoded token (n_new == 1) went through every layer.
   virtual void on_decode_step(KVCache&, const DecodeObservation&) {}
+  // Whether on_decode_step evicts or merges; false: the strategy compresses only after
+  // prefill calls, and a text read one token at a time (kvlm ppl) is never compressed.
+  virtual bool compresses_while_decoding() const { return false; }
   // An independent copy, parameters and state alike: chat keeps one from before a turn so
   // that an interrupted turn can be taken back (Session::checkpoint).
   virtual std::unique_ptr<KVStrategy> clone() const = 0;
@@ -107,7 +110,6 @@ class CopyableStrategy : public KVStrategy {
 struct MethodTraits {
   bool budgeted = false;               // takes budget= or ratio= (sweeps set it)
   bool observes = false;               // needs attention scores or key norms
-  bool evicts_while_decoding = false;  // keeps a budget as tokens arrive
   bool merges_layers = false;          // shares storage across layers (kv/merged_layers.h)
   // Takes pos=original|cache: it evicts and keeps equally many tokens in every head of a
   // layer (a layer's queries share one position). The default is Original unless

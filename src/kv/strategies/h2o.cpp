@@ -68,6 +68,8 @@ class H2OStrategy final : public CopyableStrategy<H2OStrategy> {
     }
   }
 
+  bool compresses_while_decoding() const override { return true; }
+
   void on_decode_step(KVCache& cache, const DecodeObservation& obs) override {
     if (int(obs.attention.size()) != cache.n_layers())
       throw std::logic_error("h2o: decode step without attention for every layer");
@@ -122,7 +124,7 @@ MethodInfo h2o_method_info() {
            {"slack", std::to_string(kDefaultSlack)}},
           "H2O: Heavy-Hitter Oracle for Efficient Generative Inference of Large Language Models "
           "(arXiv 2306.14048)",
-          {.budgeted = true, .observes = true, .evicts_while_decoding = true, .cache_positions = true}};
+          {.budgeted = true, .observes = true, .cache_positions = true}};
 }
 
 std::unique_ptr<KVStrategy> make_h2o(const Params& params) {

@@ -75,6 +75,8 @@ class KNormStrategy final : public CopyableStrategy<KNormStrategy> {
     }
   }
 
+  bool compresses_while_decoding() const override { return decode_; }
+
   void on_decode_step(KVCache& cache, const DecodeObservation& obs) override {
     if (!decode_) return;
     if (int(obs.key_norms.size()) != cache.n_layers())
@@ -116,7 +118,7 @@ MethodInfo knorm_method_info() {
            {"decode", kDefaultDecode ? "1 (0: evict at prefill only)" : "0 (1: at every step too)"}},
           "A Simple and Effective L2 Norm-Based Strategy for KV Cache Compression "
           "(arXiv 2406.11430)",
-          {.budgeted = true, .observes = true, .evicts_while_decoding = true, .cache_positions = true}};
+          {.budgeted = true, .observes = true, .cache_positions = true}};
 }
 
 std::unique_ptr<KVStrategy> make_knorm(const Params& params) {

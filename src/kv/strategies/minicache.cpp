@@ -86,6 +86,8 @@ class MiniCacheStrategy final : public CopyableStrategy<MiniCacheStrategy> {
     }
   }
 
+  bool compresses_while_decoding() const override { return merge_every_ > 0; }
+
   std::string report() const override { return report_; }
 
  private:

@@ -123,6 +123,8 @@ class SimLayerKVStrategy final : public CopyableStrategy<SimLayerKVStrategy> {
     if (lazy_[obs.layer]) cut_layer(cache, obs.layer, 0);
   }
 
+  bool compresses_while_decoding() const override { return true; }
+
   void on_decode_step(KVCache& cache, const DecodeObservation& obs) override {
     if (detect_pending_ && int(obs.attention.size()) == cache.n_layers()) {
       for (int l = 0; l < cache.n_layers(); l++)
@@ -219,7 +221,7 @@ MethodInfo simlayerkv_method_info() {
            {"self", "1 (with window=N: 0 leaves the query's own slot out)"},
            {"slack", std::to_string(kDefaultSlack)}},
           "SimLayerKV: A Simple Framework for Layer-Level KV Cache Reduction (arXiv 2410.13846)",
-          {.observes = true, .evicts_while_decoding = true, .cache_positions = true}};
+          {.observes = true, .cache_positions = true}};
 }
 
 std::unique_ptr<KVStrategy> make_simlayerkv(const Params& params) {

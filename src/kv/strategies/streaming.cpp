@@ -48,6 +48,8 @@ class StreamingStrategy final : public CopyableStrategy<StreamingStrategy> {
     for (int h = 0; h < cache.n_kv_heads(); h++) cut(cache, obs.layer, h);
   }
 
+  bool compresses_while_decoding() const override { return true; }
+
   void on_decode_step(KVCache& cache, const DecodeObservation&) override {
     for (int l = 0; l < cache.n_layers(); l++)
       for (int h = 0; h < cache.n_kv_heads(); h++)
@@ -77,7 +79,6 @@ MethodInfo streaming_method_info() {
            {"slack", std::to_string(kDefaultSlack)}},
           "Efficient Streaming Language Models with Attention Sinks (arXiv 2309.17453)",
           {.budgeted = true,
-           .evicts_while_decoding = true,
            .cache_positions = true,
            .cache_positions_by_default = true}};
 }
