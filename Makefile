@@ -108,6 +108,10 @@ $(BUILD)/kvlm: $(BUILD)/src/main.o $(LIB_OBJ) $(CU_OBJ)
 $(BUILD)/kvlm_tests: $(TEST_OBJ) $(LIB_OBJ) $(CU_OBJ)
 	$(CXX) $(LDFLAGS) -o $@ $^ -lgtest -lgtest_main $(LDLIBS)
 
+# A microbenchmark of the CPU's prefill matmul (built by name: make build/release/prefill_matmul).
+$(BUILD)/prefill_matmul: $(BUILD)/tests/bench/prefill_matmul.o $(LIB_OBJ) $(CU_OBJ)
+	$(CXX) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 $(BUILD)/%.o: %.cpp | $(DEPS_GATE)
 	@mkdir -p $(dir $@)
 	$(CXX) $(CXXFLAGS) -c -o $@ $<
@@ -257,5 +261,5 @@ fuzz-deps:
 clean:
 	rm -rf build kvlm
 
--include $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(CU_OBJ:.o=.d) $(BUILD)/src/main.d
+-include $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(CU_OBJ:.o=.d) $(BUILD)/src/main.d $(BUILD)/tests/bench/prefill_matmul.d
 -include $(FUZZ_LIB_OBJ:.o=.d) $(FUZZ_SEED_OBJ:.o=.d) $(FUZZ_MAIN_OBJ:.o=.d)

@@ -1,9 +1,9 @@
 // Causal attention over a ragged KV cache (each KV head has its own live length),
 // FlashAttention-style on the CPU.
 //
-// Work is split into tasks of (KV head, block of up to 16 new tokens), and in decode also
+// Work is split into tasks of (KV head, block of up to 32 new tokens), and in decode also
 // by chunks of each head's keys (below). A task handles all query heads of the GQA group
-// at once, so every key and value row read from memory serves group x 16 queries, and no
+// at once, so every key and value row read from memory serves group x 32 queries, and no
 // K/V is copied per query head. Keys are visited in blocks of 64 with an online softmax:
 // each query row keeps a running max and sum, and its partial output is rescaled when a
 // larger score appears, so the T x len score matrix is never stored.
@@ -12,10 +12,12 @@
 // where the CPU has it, through quant::dequantize_row), so every query row reads floats: a
 // 16-bit row converted inside the inner loops costs more than the multiply-adds (the
 // compiler widens a _Float16 vector one element at a time in the portable clones).
-// Scores: with many query rows (prefill) the key block is transposed once, and a row's
-// 64 scores are then broadcast q[d] times a row of K^T, keys in the vector lanes, needing
-// no horizontal sums; with few rows (decode: one per query head of the group) the
-// transposition would cost more than the scores, so each score is a dot product.
+// With many query rows (prefill) a block is two small matrix products in register-blocked
+// strips of 6 query rows (kernels/cpu/strips.h): scores = Q . K^T, the block's keys
+// transposed once into panels, then acc += P . V, the value rows being panels as they lie.
+// With few rows (decode: one per query head of the group) the transposition would cost
+// more than the products, so each score is a dot product and each row adds up its weighted
+// value rows.
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -23,6 +25,7 @@
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu/quant.h"
 #include "kernels/cpu/simd.h"
+#include "kernels/cpu/strips.h"
 
 namespace kvlm {
 
@@ -30,24 +33,32 @@ namespace {
 
 using simd::kLanes;
 using simd::Vec;
-constexpr int kQueryBlock = 16;
+constexpr int kQueryBlock = 32;
 constexpr int kKeyBlock = 64;      // a multiple of kLanes
-constexpr int kTransposeFromRows = 8;  // fewer query rows: scores as dot products
+constexpr int kStripsFromRows = 8;  // fewer query rows: scores as dot products
+using strips::kPanelColumns, strips::kStripRows;
 
-// Per-thread state for one task: the query rows of a GQA group x token block.
+constexpr int round_up(int n, int m) { return (n + m - 1) / m * m; }
+
+// Per-thread state for one task: the query rows of a GQA group x token block. Row counts
+// are rounded up to whole strips of 6: a strip reads all its rows and writes only the real
+// ones.
 struct QueryBlock {
   QueryBlock(int group, int head_dim)
-      : q(size_t(group) * kQueryBlock * head_dim), visible(size_t(group) * kQueryBlock),
-        acc(q.size()), max(visible.size()), sum(visible.size()),
-        keys(size_t(head_dim) * kKeyBlock), values(keys.size()), k_t(keys.size()),
-        p(kKeyBlock) {}
+      : q(size_t(round_up(group * kQueryBlock, kStripRows)) * head_dim),
+        visible(size_t(group) * kQueryBlock), acc(q.size()), max(visible.size()),
+        sum(visible.size()), keys(size_t(kKeyBlock) * head_dim),
+        values(size_t(kKeyBlock) * round_up(head_dim, kPanelColumns)),
+        scores(size_t(round_up(group * kQueryBlock, kStripRows)) * kKeyBlock), k_t(keys.size()) {}
   int rows = 0;
   std::vector<float> q;       // [rows][head_dim], pre-scaled by 1/sqrt(head_dim)
   std::vector<int> visible;   // [rows] keys each row may see
   std::vector<float> acc;     // [rows][head_dim] unnormalised output
   std::vector<float> max, sum;
-  std::vector<float> keys, values;  // [kKeyBlock][head_dim] one 16-bit block, widened
-  std::vector<float> k_t, p;        // [head_dim][kKeyBlock] its keys transposed; the scores
+  std::vector<float> keys, values;  // a 16-bit block widened: [kKeyBlock][head_dim]; values
+                                    // with rows of head_dim rounded up to 16 for panels
+  std::vector<float> scores;        // [rows][kKeyBlock], then the probabilities
+  std::vector<float> k_t;           // [head_dim][kKeyBlock]: the block's keys as panels
 };
 
 // p[j] = q . keys[j] for the n keys of a block.
@@ -61,15 +72,6 @@ KVLM_SIMD_CLONES void dot_scores(float* p, const float* q, const float* keys, in
     for (; d < head_dim; d++) score += q[d] * k[d];
     p[j] = score;
   }
-}
-
-// p[j] = q . K^T[:, j] for all kKeyBlock columns (zero beyond the block's keys).
-KVLM_SIMD_CLONES void transposed_scores(float* p, const float* q, const float* k_t, int head_dim) {
-  Vec s[kKeyBlock / kLanes] = {};
-  for (int d = 0; d < head_dim; d++)
-    for (int v = 0; v < kKeyBlock / kLanes; v++)
-      s[v] += q[d] * simd::load(&k_t[size_t(d) * kKeyBlock + v * kLanes]);
-  for (int v = 0; v < kKeyBlock / kLanes; v++) simd::store(&p[v * kLanes], s[v]);
 }
 
 // p[j] = exp(p[j] - max) for j < n; returns their sum. (p holds kKeyBlock floats: the
@@ -118,6 +120,30 @@ const float* float_rows(float* scratch, const void* rows, DType dtype, int first
   return scratch;
 }
 
+// Row r's softmax step over a block's n scores (n <= 0: it sees none of the block): the
+// scores become probabilities against the row's running max, which they may raise; returns
+// the factor the row's earlier output and sum are rescaled by.
+float softmax_step(QueryBlock& b, int r, float* p, int n) {
+  if (n <= 0) return 1.0f;
+  const float new_max = std::max(b.max[r], *std::max_element(p, p + n));
+  const float rescale = std::exp(b.max[r] - new_max);  // 0 on the first block
+  b.sum[r] = b.sum[r] * rescale + exponentiate(p, n, new_max);
+  b.max[r] = new_max;
+  return rescale;
+}
+
+// float_rows into `scratch` with rows `stride` floats apart (> head_dim), so a panel reading
+// 16 columns from any of a row's dimensions stays inside the row.
+const float* padded_rows(float* scratch, int stride, const void* rows, DType dtype, int first,
+                         int n, int head_dim) {
+  for (int j = 0; j < n; j++) {
+    float* dst = scratch + size_t(j) * stride;
+    const float* src = float_rows(dst, rows, dtype, first + j, 1, head_dim);
+    if (src != dst) std::copy_n(src, head_dim, dst);
+  }
+  return scratch;
+}
+
 // The rows of b over keys [key_begin, key_end) (each row also stops at its visible end).
 void attend_block(QueryBlock& b, const KVHeadView& cache, int head_dim, int key_begin,
                   int key_end) {
@@ -126,33 +152,57 @@ void attend_block(QueryBlock& b, const KVHeadView& cache, int head_dim, int key_
   std::fill(b.sum.begin(), b.sum.begin() + b.rows, 0.0f);
   const int n_keys =
       std::min(key_end, *std::max_element(b.visible.begin(), b.visible.begin() + b.rows));
-  const bool transpose = b.rows >= kTransposeFromRows;
-  float* p = b.p.data();
 
+  if (b.rows < kStripsFromRows) {
+    float* p = b.scores.data();
+    for (int j0 = key_begin; j0 < n_keys; j0 += kKeyBlock) {
+      const int n_block = std::min(kKeyBlock, n_keys - j0);
+      const float* keys = float_rows(b.keys.data(), cache.keys, cache.dtype, j0, n_block, head_dim);
+      const float* values = float_rows(b.values.data(), cache.values, cache.dtype, j0, n_block, head_dim);
+      for (int r = 0; r < b.rows; r++) {
+        const int n = std::min(n_block, b.visible[r] - j0);  // keys this row sees here
+        if (n <= 0) continue;
+        dot_scores(p, &b.q[size_t(r) * head_dim], keys, n, head_dim);
+        const float rescale = softmax_step(b, r, p, n);
+        update_output(&b.acc[size_t(r) * head_dim], rescale, p, values, n, head_dim);
+      }
+    }
+    return;
+  }
+
+  const int n_strips = (b.rows + kStripRows - 1) / kStripRows;
+  const int values_stride = round_up(head_dim, kPanelColumns);  // a panel may read 16 columns
   for (int j0 = key_begin; j0 < n_keys; j0 += kKeyBlock) {
     const int n_block = std::min(kKeyBlock, n_keys - j0);
     const float* keys = float_rows(b.keys.data(), cache.keys, cache.dtype, j0, n_block, head_dim);
-    const float* values = float_rows(b.values.data(), cache.values, cache.dtype, j0, n_block, head_dim);
-    if (transpose)
-      for (int d = 0; d < head_dim; d++)
-        for (int j = 0; j < kKeyBlock; j++)
-          b.k_t[size_t(d) * kKeyBlock + j] = j < n_block ? keys[size_t(j) * head_dim + d] : 0.0f;
+    strips::interleave(keys, n_block, head_dim, head_dim, kKeyBlock, b.k_t.data());
+    for (int s = 0; s < n_strips; s++)
+      for (int c = 0; c < n_block; c += kPanelColumns)
+        strips::multiply(&b.scores[size_t(s) * kStripRows * kKeyBlock + c], kKeyBlock,
+                         std::min(kStripRows, b.rows - s * kStripRows),
+                         std::min(kPanelColumns, n_block - c),
+                         {&b.q[size_t(s) * kStripRows * head_dim], head_dim, 1},
+                         {&b.k_t[c], kKeyBlock}, head_dim, false);
 
     for (int r = 0; r < b.rows; r++) {
-      const int n = std::min(n_block, b.visible[r] - j0);  // keys this row sees here
-      if (n <= 0) continue;
-      const float* q = &b.q[size_t(r) * head_dim];
-      if (transpose) transposed_scores(p, q, b.k_t.data(), head_dim);
-      else dot_scores(p, q, keys, n, head_dim);
-
-      const float block_max = *std::max_element(p, p + n);
-      const float new_max = std::max(b.max[r], block_max);
-      const float rescale = std::exp(b.max[r] - new_max);  // 0 on the first block
-      const float block_sum = exponentiate(p, n, new_max);
-      b.sum[r] = b.sum[r] * rescale + block_sum;
-      b.max[r] = new_max;
-      update_output(&b.acc[size_t(r) * head_dim], rescale, p, values, n, head_dim);
+      float* p = &b.scores[size_t(r) * kKeyBlock];
+      const int n = std::clamp(b.visible[r] - j0, 0, n_block);
+      const float rescale = softmax_step(b, r, p, n);
+      std::fill(p + n, p + n_block, 0.0f);  // keys past the row's own end weigh nothing
+      float* acc = &b.acc[size_t(r) * head_dim];
+      if (rescale != 1.0f) for (int d = 0; d < head_dim; d++) acc[d] *= rescale;
     }
+
+    const float* values = values_stride == head_dim
+        ? float_rows(b.values.data(), cache.values, cache.dtype, j0, n_block, head_dim)
+        : padded_rows(b.values.data(), values_stride, cache.values, cache.dtype, j0, n_block, head_dim);
+    for (int s = 0; s < n_strips; s++)
+      for (int d0 = 0; d0 < head_dim; d0 += kPanelColumns)
+        strips::multiply(&b.acc[size_t(s) * kStripRows * head_dim + d0], head_dim,
+                         std::min(kStripRows, b.rows - s * kStripRows),
+                         std::min(kPanelColumns, head_dim - d0),
+                         {&b.scores[size_t(s) * kStripRows * kKeyBlock], kKeyBlock, 1},
+                         {values + d0, values_stride}, n_block, true);
   }
 }
 

@@ -1,55 +1,54 @@
 // matmul: out[T][n_out] = x[T][n_in] . w[n_out][n_in]^T, the projection of every layer.
 //
-// A matrix is one or more parts of rows (backend.h), each in its own weight type. Against
-// a quantised part in decode the input rows are quantised once per call
-// (kernels/cpu/quant.h) and every weight row is one block-wise integer dot product; float
-// parts read x as it is, and so does a quantised part in a prefill of 16 tokens or more,
-// whose row blocks are rebuilt as float32 first (below).
+// A matrix is one or more parts of rows (backend.h), each in its own weight type.
 //
-// Decode (T = 1) is a matrix-vector product, bound by reading w once: rows are split
-// across threads. Prefill (T > 1) reuses each weight row for many tokens: threads take
-// blocks of 24 rows, which stay in cache while every token passes them. Float32, float16
-// and bfloat16 rows go through 4-token x 3-row tiles of 12 vector accumulators, so each
-// element loaded feeds 3 or 4 multiply-adds instead of 1.
+// Decode and short inputs (T < 16) are matrix-vector products, bound by reading w once:
+// rows are split across threads, and every row is one dot product per token. Against a
+// quantised part the input rows are first quantised (kernels/cpu/quant.h), so each dot
+// product is block-wise integer arithmetic.
+//
+// Prefill (T >= 16) reuses each weight row for many tokens, so it is bound by multiply-adds,
+// not by reading: threads take blocks of 32 rows, rebuild each block once as float32 panels
+// (below) and pass every token through them, in x's own precision (no activation rounding).
 #include <algorithm>
 #include <vector>
 
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu/quant.h"
-#include "kernels/cpu/simd.h"
+#include "kernels/cpu/strips.h"
 
 namespace kvlm {
 namespace {
 
+constexpr int kPanelsFromTokens = 16;
+constexpr int kRowBlock = 2 * strips::kPanelColumns;
 
-using simd::kLanes;
-using simd::load;
-using simd::Vec;
+// Rows [o_begin, o_end) of one part, all T tokens, through panels of the rows
+// (kernels/cpu/strips.h), 6 tokens at a time. Tokens go in chunks of about 192 KiB of x,
+// each passing the whole row block before the next: the chunk and the block (at most ~200
+// KiB for SmolLM2's 1536 inputs) stay in the 512 KiB L2 together, where streaming all of a
+// 512-token x (1.2 MB for 576 inputs) for every panel reads it from L3.
+void panel_rows(float* out, const float* x, WeightType type, const uint8_t* rows,
+                int o_begin, int o_end, int T, int n_in, int out_stride) {
+  using strips::kPanelColumns, strips::kStripRows;
+  const int n_rows = o_end - o_begin;
+  thread_local std::vector<float> rebuilt, panels;
+  rebuilt.resize(size_t(n_rows) * n_in);
+  panels.resize(size_t(n_rows + kPanelColumns - 1) / kPanelColumns * kPanelColumns * n_in);
+  quant::dequantize_row(type, rows, rebuilt.data(), int64_t(n_rows) * n_in);
+  strips::interleave(rebuilt.data(), n_rows, n_in, n_in, kPanelColumns, panels.data());
 
-// out[t][o] for t in [t0, t0 + NT), o in [o0, o0 + NO); w holds float rows of type W.
-// 4 tokens x 3 rows: 12 accumulators, 3 weight vectors and 1 input vector fill AVX2's 16
-// registers (a 4 x 4 tile spilled to the stack: 7 GFLOP/s, a tenth of this CPU's peak),
-// and every weight or input loaded feeds 3 or 4 multiply-adds.
-template <class W, int NT, int NO>
-KVLM_SIMD_CLONES void tile(float* out, const float* x, const W* w, int t0, int o0, int n_in,
-                           int out_stride) {
-  Vec acc[NT][NO] = {};
-  int i = 0;
-  for (; i + kLanes <= n_in; i += kLanes) {
-    Vec wv[NO];
-    for (int o = 0; o < NO; o++) wv[o] = load(w + size_t(o0 + o) * n_in + i);
-    for (int t = 0; t < NT; t++) {
-      const Vec xv = load(x + size_t(t0 + t) * n_in + i);
-      for (int o = 0; o < NO; o++) acc[t][o] += xv * wv[o];
-    }
-  }
-  for (int t = 0; t < NT; t++)
-    for (int o = 0; o < NO; o++) {
-      float s = simd::horizontal_sum(acc[t][o]);
-      for (int r = i; r < n_in; r++)
-        s += x[size_t(t0 + t) * n_in + r] * simd::to_float(w[size_t(o0 + o) * n_in + r]);
-      out[size_t(t0 + t) * out_stride + o0 + o] = s;
-    }
+  const int chunk = std::max(1, int(192 * 1024 / (n_in * sizeof(float))) / kStripRows) * kStripRows;
+  for (int c0 = 0; c0 < T; c0 += chunk)
+    for (int p0 = 0; p0 < n_rows; p0 += kPanelColumns)
+      for (int t = c0; t < std::min(T, c0 + chunk); t += kStripRows) {
+        // The last strip ends at the last token (T >= 6): it redoes a few rows rather than
+        // read past x.
+        const int first = std::min(t, T - kStripRows);
+        strips::multiply(out + size_t(first) * out_stride + o_begin + p0, out_stride, kStripRows,
+                         std::min(kPanelColumns, n_rows - p0), {x + size_t(first) * n_in, n_in, 1},
+                         {panels.data() + size_t(p0) * n_in, kPanelColumns}, n_in, false);
+      }
 }
 
 // One part of a matrix as matmul reads it: its rows, its dot product, and the input rows
@@ -64,63 +63,14 @@ struct PartPlan {
   size_t act_stride;
 };
 
-// From this many tokens on, a quantised or 16-bit row block is rebuilt as float32 once and
-// multiplied in tiles like a float32 matrix (16-bit loads inside the tiles cost a
-// conversion per multiply-add, and F16C is not available to every clone): the rebuilding
-// is paid once per row for all the tokens, and the tiles do 4 multiply-adds per load where
-// the block dot products do 1.
-constexpr int kDequantizeFromTokens = 16;
-constexpr int kTileTokens = 4, kTileRows = 3;
-
-// The tiles of rows [o_begin, o_end) (a whole number of kTileRows from o_begin; returns
-// where they end) and tokens [0, T / kTileTokens * kTileTokens). Tokens go in chunks of
-// about 128 KiB of x, each passing the whole row block before the next: a chunk and the
-// block (24 rows, at most ~150 KiB) stay in the 512 KiB L2 together, where streaming all
-// of a 512-token x (1.2 MB for SmolLM2's 576 inputs) for every 3 rows would read it from L3.
-template <class W>
-int tiles(float* out, const float* x, const W* w, int o_begin, int o_end, int T, int n_in,
-          int out_stride) {
-  const int tokens = T / kTileTokens * kTileTokens;
-  const int chunk = std::max(kTileTokens, int(128 * 1024 / (n_in * sizeof(float))) / kTileTokens * kTileTokens);
-  const int o_tiled = o_begin + (o_end - o_begin) / kTileRows * kTileRows;
-  for (int c0 = 0; c0 < tokens; c0 += chunk)
-    for (int o = o_begin; o < o_tiled; o += kTileRows)
-      for (int t0 = c0; t0 < std::min(tokens, c0 + chunk); t0 += kTileTokens)
-        tile<W, kTileTokens, kTileRows>(out, x, w, t0, o, n_in, out_stride);
-  return o_tiled;
-}
-
-// Rows [o_begin, o_end) of one part, all T tokens: dot products, or tiles for float rows.
+// Rows [o_begin, o_end) of one part, all T tokens.
 void part_rows(float* out, const float* x, const PartPlan& p, int o_begin, int o_end, int T,
                int n_in, int out_stride) {
   float* part_out = out + p.first_row;
-  int o = o_begin;
-  if (p.type != WeightType::F32 && T >= kDequantizeFromTokens) {
-    thread_local std::vector<float> rebuilt;
-    rebuilt.resize(size_t(o_end - o_begin) * n_in);
-    quant::dequantize_row(p.type, p.rows + o_begin * p.row_bytes, rebuilt.data(),
-                          int64_t(o_end - o_begin) * n_in);
-    // The block's own rows, now float32, against x itself (no activation rounding).
-    const float* w = rebuilt.data() - size_t(o_begin) * n_in;
-    const quant::DotFn dot = quant::dot_function(WeightType::F32);
-    o = tiles(part_out, x, w, o_begin, o_end, T, n_in, out_stride);
-    for (int r = o_begin; r < o_end; r++)
-      for (int t = r < o ? T / kTileTokens * kTileTokens : 0; t < T; t++)
-        part_out[size_t(t) * out_stride + r] = dot(w + size_t(r) * n_in, x + size_t(t) * n_in, n_in);
-    return;
-  }
-  if (!is_quantized(p.type) && T >= kTileTokens) {
-    simd::with_storage_type(float_dtype(p.type), [&](auto tag) {
-      using W = decltype(tag);
-      o = tiles(part_out, x, reinterpret_cast<const W*>(p.rows), o_begin, o_end, T, n_in, out_stride);
-    });
-    // Tiles covered the tokens [0, T / kTileTokens * kTileTokens) of rows [o_begin, o); the rest below.
-    for (int r = o_begin; r < o; r++)
-      for (int t = T / kTileTokens * kTileTokens; t < T; t++)
-        part_out[size_t(t) * out_stride + r] =
-            p.dot(p.rows + r * p.row_bytes, p.act + t * p.act_stride, n_in);
-  }
-  for (int r = o; r < o_end; r++) {
+  if (T >= kPanelsFromTokens)
+    return panel_rows(part_out, x, p.type, p.rows + o_begin * p.row_bytes, o_begin, o_end, T,
+                      n_in, out_stride);
+  for (int r = o_begin; r < o_end; r++) {
     const uint8_t* row = p.rows + r * p.row_bytes;
     for (int t = 0; t < T; t++)
       part_out[size_t(t) * out_stride + r] = p.dot(row, p.act + t * p.act_stride, n_in);
@@ -138,7 +88,7 @@ void CpuBackend::matmul(float* out, const float* x, const WeightMatrix& w, int T
     const bool used = std::any_of(w.parts.begin(), w.parts.end(), [&](const WeightRows& p) {
       return quant::act_format(p.type) == f;
     });
-    if (!used || T >= kDequantizeFromTokens) continue;  // prefill reads x unrounded
+    if (!used || T >= kPanelsFromTokens) continue;  // prefill reads x unrounded
     stride[int(f)] = quant::act_row_bytes(f, n_in);
     offsets[int(f)] = total;
     total += stride[int(f)] * T;
@@ -176,10 +126,9 @@ void CpuBackend::matmul(float* out, const float* x, const WeightMatrix& w, int T
     }
   };
   if (T == 1) return pool_.parallel_for(n_out, 16, rows);
-  // Blocks of rows stay in L2 while the token tiles stream past them. 24 is a multiple of
-  // the tiles' 3 rows (a block's leftover rows take the slower dot products) that divides
-  // the usual row counts and part boundaries (multiples of 64 or 96).
-  constexpr int kRowBlock = 24;
+  // Blocks of rows stay in L2 while the token strips stream past them. 32 rows (2 panels)
+  // divide the usual row counts and part boundaries (multiples of 64 or 96), so few panels
+  // are partly zeros.
   pool_.run((n_out + kRowBlock - 1) / kRowBlock, [&](int b, int) {
     rows(int64_t(b) * kRowBlock, std::min<int64_t>(n_out, int64_t(b + 1) * kRowBlock));
   });

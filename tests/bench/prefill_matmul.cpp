@@ -1,12 +1,8 @@
 // Prefill matmul speed of the CPU backend (kernels/cpu/matmul.cpp): T tokens through a
 // float32 weight matrix of the default model's shapes, on 1 thread, GFLOP/s of the best of
-// several passes. Built by nothing by default:
+// several passes. Built by name only:
 //
-//   make -j2 kvlm
-//   g++ -std=c++20 -O3 -march=x86-64-v2 -Isrc -I. tests/bench/prefill_matmul.cpp
-//       $(ls build/release/kernels/cpu/*.o) build/release/src/model/dequant.o
-//       build/release/src/util/thread_pool.o -lpthread -o build/prefill_matmul
-//   build/prefill_matmul [T=512]
+//   make build/release/prefill_matmul && build/release/prefill_matmul [T=512]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
