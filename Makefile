@@ -108,8 +108,9 @@ $(BUILD)/kvlm: $(BUILD)/src/main.o $(LIB_OBJ) $(CU_OBJ)
 $(BUILD)/kvlm_tests: $(TEST_OBJ) $(LIB_OBJ) $(CU_OBJ)
 	$(CXX) $(LDFLAGS) -o $@ $^ -lgtest -lgtest_main $(LDLIBS)
 
-# A microbenchmark of the CPU's prefill matmul (built by name: make build/release/prefill_matmul).
-$(BUILD)/prefill_matmul: $(BUILD)/tests/bench/prefill_matmul.o $(LIB_OBJ) $(CU_OBJ)
+# Microbenchmarks of CPU kernels, built by name (make build/release/quant_dot).
+MICROBENCH := prefill_matmul quant_dot
+$(MICROBENCH:%=$(BUILD)/%): $(BUILD)/%: $(BUILD)/tests/bench/%.o $(LIB_OBJ) $(CU_OBJ)
 	$(CXX) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/%.o: %.cpp | $(DEPS_GATE)
@@ -261,5 +262,5 @@ fuzz-deps:
 clean:
 	rm -rf build kvlm
 
--include $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(CU_OBJ:.o=.d) $(BUILD)/src/main.d $(BUILD)/tests/bench/prefill_matmul.d
+-include $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(CU_OBJ:.o=.d) $(BUILD)/src/main.d $(MICROBENCH:%=$(BUILD)/tests/bench/%.d)
 -include $(FUZZ_LIB_OBJ:.o=.d) $(FUZZ_SEED_OBJ:.o=.d) $(FUZZ_MAIN_OBJ:.o=.d)

@@ -680,9 +680,11 @@ TEST_P(Kernels, RotateKeysTurnsEachRowByItsShift) {
         const std::vector<float> got = widened(rows.keys, t, keys.size());
         const float unit = t == DType::F32 ? 1e-5f : t == DType::F16 ? 0x1p-10f : 0x1p-7f;
         expect_close(got, want, unit, "rotated rows");
-        for (int r = 0; r < n; r++)
-          if (shifts[r] == 0)
+        for (int r = 0; r < n; r++) {
+          if (shifts[r] == 0) {
             for (int c = 0; c < d; c++) ASSERT_EQ(got[size_t(r) * d + c], before[size_t(r) * d + c]);
+          }
+        }
       }
 }
 

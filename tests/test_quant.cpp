@@ -320,6 +320,37 @@ TEST_P(QuantDot, EveryLevelMatchesScalar) {
   }
 }
 
+// The rows at once: each row's sum is the one-row dot product's (the same blocks, summed in
+// another order), on rows that do not start where the previous one ends.
+TEST_P(QuantDot, RowsAtOnceMatchOneAtATime) {
+  const WeightType type = GetParam();
+  const ActFormat format = act_format(type);
+  const DotFn scalar = dot_function(type, SimdLevel::Scalar);
+  std::mt19937 rng(14);
+  for (SimdLevel level : supported_levels()) {
+    const DotRowsFn dot_rows = dot_rows_function(type, level);
+    if (!dot_rows) continue;
+    for (int n : row_lengths(type)) {
+      const size_t row_bytes = weight_row_bytes(type, n), stride = row_bytes + weight_type_info(type).block_bytes;
+      std::vector<uint8_t> w(stride * kDotRows);
+      for (int r = 0; r < kDotRows; r++) {
+        const std::vector<uint8_t> row = random_weights(type, n, rng);
+        std::copy(row.begin(), row.end(), w.begin() + r * stride);
+      }
+      const std::vector<uint8_t> x = quantized(format, gaussian_activations(n, rng));
+      float got[kDotRows];
+      dot_rows(w.data(), stride, x.data(), n, got);
+      for (int r = 0; r < kDotRows; r++) {
+        const std::vector<uint8_t> row(w.begin() + r * stride, w.begin() + r * stride + row_bytes);
+        const double magnitude =
+            exact_dot(dequantized(type, row, n), dequantized_activations(format, x, n)).magnitude;
+        EXPECT_NEAR(got[r], scalar(row.data(), x.data(), n), 1e-5 * magnitude)
+            << simd_level_name(level) << ", " << n << " weights, row " << r;
+      }
+    }
+  }
+}
+
 // Rounding the activations to 8 bits is the one approximation the quantised dot products
 // add. Each x_i moves by e_i, uniform within +-d/2 (variance d^2 / 12) and independent of
 // w, so the error sum w_i e_i has a standard deviation of |w| d / sqrt(12), against a
@@ -360,8 +391,17 @@ TEST(QuantDispatch, LevelsStartWithScalarAndTheDefaultIsTheWidest) {
   ASSERT_FALSE(levels.empty());
   EXPECT_EQ(levels.front(), SimdLevel::Scalar);
   EXPECT_STREQ(simd_level_name(SimdLevel::Scalar), "scalar");
-  for (WeightType type : kAllTypes)
+  for (WeightType type : kAllTypes) {
     EXPECT_EQ(dot_function(type), dot_function(type, levels.back())) << upper_name(type);
+    EXPECT_EQ(dot_rows_function(type), dot_rows_function(type, levels.back())) << upper_name(type);
+    EXPECT_EQ(dot_rows_function(type, SimdLevel::Scalar), nullptr) << upper_name(type);
+  }
+  // The types decode reads most have a version of their own where the CPU has AVX2.
+  if (levels.back() == SimdLevel::Avx2) {
+    for (WeightType type : {WeightType::Q4_0, WeightType::Q4_1, WeightType::Q5_0, WeightType::Q5_1}) {
+      EXPECT_NE(dot_rows_function(type), nullptr) << upper_name(type);
+    }
+  }
 }
 
 }  // namespace

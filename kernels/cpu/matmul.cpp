@@ -3,9 +3,10 @@
 // A matrix is one or more parts of rows (backend.h), each in its own weight type.
 //
 // Decode and short inputs (T < 16) are matrix-vector products, bound by reading w once:
-// rows are split across threads, and every row is one dot product per token. Against a
-// quantised part the input rows are first quantised (kernels/cpu/quant.h), so each dot
-// product is block-wise integer arithmetic.
+// rows are split across threads, and every row is one dot product per token (4 rows at a
+// time where the type has a version for it). Against a quantised part the input rows are
+// first quantised (kernels/cpu/quant.h), so each dot product is block-wise integer
+// arithmetic.
 //
 // Prefill (T >= 16) reuses each weight row for many tokens, so it is bound by multiply-adds,
 // not by reading: threads take blocks of 32 rows, rebuild each block once as float32 panels
@@ -59,6 +60,7 @@ struct PartPlan {
   size_t row_bytes;
   int first_row, n_rows;  // within the whole matrix (= the column of out)
   quant::DotFn dot;
+  quant::DotRowsFn dot_rows;  // or nullptr
   const uint8_t* act;  // T rows of act_stride bytes
   size_t act_stride;
 };
@@ -70,7 +72,15 @@ void part_rows(float* out, const float* x, const PartPlan& p, int o_begin, int o
   if (T >= kPanelsFromTokens)
     return panel_rows(part_out, x, p.type, p.rows + o_begin * p.row_bytes, o_begin, o_end, T,
                       n_in, out_stride);
-  for (int r = o_begin; r < o_end; r++) {
+  int r = o_begin;
+  if (p.dot_rows)
+    for (; r + quant::kDotRows <= o_end; r += quant::kDotRows)
+      for (int t = 0; t < T; t++) {
+        float sums[quant::kDotRows];
+        p.dot_rows(p.rows + r * p.row_bytes, p.row_bytes, p.act + t * p.act_stride, n_in, sums);
+        std::copy_n(sums, quant::kDotRows, part_out + size_t(t) * out_stride + r);
+      }
+  for (; r < o_end; r++) {
     const uint8_t* row = p.rows + r * p.row_bytes;
     for (int t = 0; t < T; t++)
       part_out[size_t(t) * out_stride + r] = p.dot(row, p.act + t * p.act_stride, n_in);
@@ -111,7 +121,7 @@ void CpuBackend::matmul(float* out, const float* x, const WeightMatrix& w, int T
     const quant::ActFormat f = quant::act_format(p.type);
     const bool floats = f == quant::ActFormat::F32;
     plan.push_back({static_cast<const uint8_t*>(p.data), p.type, weight_row_bytes(p.type, n_in),
-                    first_row, p.rows, quant::dot_function(p.type),
+                    first_row, p.rows, quant::dot_function(p.type), quant::dot_rows_function(p.type),
                     floats || !stride[int(f)] ? reinterpret_cast<const uint8_t*>(x)
                                               : activations_.data() + offsets[int(f)],
                     floats || !stride[int(f)] ? size_t(n_in) * sizeof(float) : stride[int(f)]});

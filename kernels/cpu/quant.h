@@ -41,6 +41,17 @@ DotFn dot_function(WeightType type, SimdLevel level);
 // The widest version this CPU runs.
 DotFn dot_function(WeightType type);
 
+// kDotRows consecutive weight rows (row_bytes apart) against one row of activations:
+// out[r] = dot(row r, x). Each block of x is loaded once for all the rows, and the rows'
+// sums run side by side (decode's matrix-vector products take rows 4 at a time).
+constexpr int kDotRows = 4;
+using DotRowsFn = void (*)(const void* w, size_t row_bytes, const void* x, int n, float* out);
+// `type`'s version at `level`, or nullptr where none was written (scalar, float types and
+// k-quants: their rows go one dot product at a time).
+DotRowsFn dot_rows_function(WeightType type, SimdLevel level);
+// The widest version this CPU runs (or nullptr).
+DotRowsFn dot_rows_function(WeightType type);
+
 // Rebuilds n weights (a whole number of blocks) of `type` at src as float32, bit for bit
 // the same at every level; the first form at the widest level this CPU runs.
 void dequantize_row(WeightType type, const void* src, float* dst, int64_t n);

@@ -12,6 +12,7 @@ struct TypeKernels {
   // The rebuild as float32 with AVX2 (bit for bit the scalar one's); nullptr where none
   // was written (the k-quants).
   void (*dequantize_avx2)(const void* src, float* dst, int64_t n);
+  DotRowsFn avx2_rows = nullptr;  // kDotRows rows at once with AVX2, where written
 };
 
 // quant_k.cpp

@@ -1,15 +1,8 @@
 // Matrix-vector speed of the CPU dot products (kernels/cpu/quant.h) on one thread: every
 // row of a random weight matrix against one quantised input row, as in a decode step.
-// Prints GB/s of weights read and ns per row, the best of several passes. Built by nothing
-// by default:
+// Prints GB/s of weights read and ns per row, the best of several passes. Built by name:
 //
-//   make -j2 kvlm
-//   g++ -std=c++20 -O3 -march=x86-64-v2 -Isrc -I. tests/bench/quant_dot.cpp
-//       build/release/kernels/cpu/quant.o build/release/kernels/cpu/quant_k.o
-//       build/release/src/model/dequant.o build/release/src/model/gguf.o
-//       build/release/src/model/mapped_file.o build/release/src/util/thread_pool.o
-//       -lpthread -o build/quant_dot
-//   build/quant_dot
+//   make build/release/quant_dot && build/release/quant_dot
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -44,7 +37,8 @@ double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
-void bench(WeightType type, SimdLevel level, int rows, int cols) {
+// One row at a time, or kDotRows at once (dot_rows_function) where `rows_at_once`.
+void bench(WeightType type, SimdLevel level, int rows, int cols, bool rows_at_once = false) {
   const std::vector<uint8_t> w = random_matrix(type, rows, cols);
   std::vector<float> x(cols);
   std::mt19937 rng(2);
@@ -54,6 +48,8 @@ void bench(WeightType type, SimdLevel level, int rows, int cols) {
   std::vector<uint8_t> xq(act_row_bytes(format, cols));
   std::vector<float> out(rows);
   const DotFn dot = dot_function(type, level);
+  const DotRowsFn dot_rows = rows_at_once ? dot_rows_function(type, level) : nullptr;
+  if (rows_at_once && !dot_rows) return;
   const size_t row_bytes = weight_row_bytes(type, cols);
 
   // Passes for a second, the best of them: the machine may be shared.
@@ -63,11 +59,15 @@ void bench(WeightType type, SimdLevel level, int rows, int cols) {
   for (; passes < 5 || seconds_since(begin) < 1; passes++) {
     const Clock::time_point start = Clock::now();
     quantize_activations(format, x.data(), xq.data(), cols);
-    for (int r = 0; r < rows; r++) out[r] = dot(&w[r * row_bytes], xq.data(), cols);
+    if (dot_rows)
+      for (int r = 0; r < rows; r += kDotRows) dot_rows(&w[r * row_bytes], row_bytes, xq.data(), cols, &out[r]);
+    else
+      for (int r = 0; r < rows; r++) out[r] = dot(&w[r * row_bytes], xq.data(), cols);
     best = std::min(best, seconds_since(start));
   }
-  std::printf("%-5s %-6s %6d x %d  %7.2f GB/s  %6.1f ns/row  (%d passes)\n",
-              weight_type_name(type), simd_level_name(level), rows, cols, w.size() / best / 1e9,
+  std::printf("%-5s %-6s %-6s %6d x %d  %7.2f GB/s  %6.1f ns/row  (%d passes)\n",
+              weight_type_name(type), simd_level_name(level), dot_rows ? "4 rows" : "1 row",
+              rows, cols, w.size() / best / 1e9,
               best / rows * 1e9, passes);
 }
 
@@ -92,6 +92,7 @@ int main() {
   bench_quantize(1536);
   for (WeightType type : {WeightType::Q4_1, WeightType::Q8_0})
     for (SimdLevel level : supported_levels())
-      for (int rows : {1536, 49152}) bench(type, level, rows, 576);
+      for (int rows : {1536, 49152})
+        for (bool rows_at_once : {false, true}) bench(type, level, rows, 576, rows_at_once);
   bench(WeightType::F32, supported_levels().back(), 1536, 576);
 }
