@@ -144,6 +144,59 @@ const float* padded_rows(float* scratch, int stride, const void* rows, DType dty
   return scratch;
 }
 
+// Keys [j0, j0 + n_block) for few rows (decode): each row's scores as dot products, then
+// its weighted value rows.
+void attend_by_rows(QueryBlock& b, const KVHeadView& cache, int head_dim, int j0, int n_block) {
+  const float* keys = float_rows(b.keys.data(), cache.keys, cache.dtype, j0, n_block, head_dim);
+  const float* values = float_rows(b.values.data(), cache.values, cache.dtype, j0, n_block, head_dim);
+  float* p = b.scores.data();
+  for (int r = 0; r < b.rows; r++) {
+    const int n = std::min(n_block, b.visible[r] - j0);  // keys this row sees here
+    if (n <= 0) continue;
+    dot_scores(p, &b.q[size_t(r) * head_dim], keys, n, head_dim);
+    const float rescale = softmax_step(b, r, p, n);
+    update_output(&b.acc[size_t(r) * head_dim], rescale, p, values, n, head_dim);
+  }
+}
+
+// Keys [j0, j0 + n_block) for many rows (prefill): scores = Q.K^T and acc += P.V in strips
+// of 6 rows.
+void attend_by_strips(QueryBlock& b, const KVHeadView& cache, int head_dim, int j0, int n_block) {
+  const int n_strips = (b.rows + kStripRows - 1) / kStripRows;
+  const float* keys = float_rows(b.keys.data(), cache.keys, cache.dtype, j0, n_block, head_dim);
+  strips::interleave(keys, n_block, head_dim, head_dim, kKeyBlock, b.k_t.data());
+  for (int s = 0; s < n_strips; s++)
+    for (int c = 0; c < n_block; c += kPanelColumns)
+      strips::multiply(&b.scores[size_t(s) * kStripRows * kKeyBlock + c], kKeyBlock,
+                       std::min(kStripRows, b.rows - s * kStripRows),
+                       std::min(kPanelColumns, n_block - c),
+                       {&b.q[size_t(s) * kStripRows * head_dim], head_dim, 1},
+                       {&b.k_t[c], kKeyBlock}, head_dim, false);
+
+  for (int r = 0; r < b.rows; r++) {
+    float* p = &b.scores[size_t(r) * kKeyBlock];
+    const int n = std::clamp(b.visible[r] - j0, 0, n_block);
+    const float rescale = softmax_step(b, r, p, n);
+    std::fill(p + n, p + n_block, 0.0f);  // keys past the row's own end weigh nothing
+    float* acc = &b.acc[size_t(r) * head_dim];
+    if (rescale != 1.0f)
+      for (int d = 0; d < head_dim; d++) acc[d] *= rescale;
+  }
+
+  const int values_stride = round_up(head_dim, kPanelColumns);  // a panel reads 16 columns
+  const float* values =
+      values_stride == head_dim
+          ? float_rows(b.values.data(), cache.values, cache.dtype, j0, n_block, head_dim)
+          : padded_rows(b.values.data(), values_stride, cache.values, cache.dtype, j0, n_block, head_dim);
+  for (int s = 0; s < n_strips; s++)
+    for (int d0 = 0; d0 < head_dim; d0 += kPanelColumns)
+      strips::multiply(&b.acc[size_t(s) * kStripRows * head_dim + d0], head_dim,
+                       std::min(kStripRows, b.rows - s * kStripRows),
+                       std::min(kPanelColumns, head_dim - d0),
+                       {&b.scores[size_t(s) * kStripRows * kKeyBlock], kKeyBlock, 1},
+                       {values + d0, values_stride}, n_block, true);
+}
+
 // The rows of b over keys [key_begin, key_end) (each row also stops at its visible end).
 void attend_block(QueryBlock& b, const KVHeadView& cache, int head_dim, int key_begin,
                   int key_end) {
@@ -152,57 +205,10 @@ void attend_block(QueryBlock& b, const KVHeadView& cache, int head_dim, int key_
   std::fill(b.sum.begin(), b.sum.begin() + b.rows, 0.0f);
   const int n_keys =
       std::min(key_end, *std::max_element(b.visible.begin(), b.visible.begin() + b.rows));
-
-  if (b.rows < kStripsFromRows) {
-    float* p = b.scores.data();
-    for (int j0 = key_begin; j0 < n_keys; j0 += kKeyBlock) {
-      const int n_block = std::min(kKeyBlock, n_keys - j0);
-      const float* keys = float_rows(b.keys.data(), cache.keys, cache.dtype, j0, n_block, head_dim);
-      const float* values = float_rows(b.values.data(), cache.values, cache.dtype, j0, n_block, head_dim);
-      for (int r = 0; r < b.rows; r++) {
-        const int n = std::min(n_block, b.visible[r] - j0);  // keys this row sees here
-        if (n <= 0) continue;
-        dot_scores(p, &b.q[size_t(r) * head_dim], keys, n, head_dim);
-        const float rescale = softmax_step(b, r, p, n);
-        update_output(&b.acc[size_t(r) * head_dim], rescale, p, values, n, head_dim);
-      }
-    }
-    return;
-  }
-
-  const int n_strips = (b.rows + kStripRows - 1) / kStripRows;
-  const int values_stride = round_up(head_dim, kPanelColumns);  // a panel may read 16 columns
   for (int j0 = key_begin; j0 < n_keys; j0 += kKeyBlock) {
     const int n_block = std::min(kKeyBlock, n_keys - j0);
-    const float* keys = float_rows(b.keys.data(), cache.keys, cache.dtype, j0, n_block, head_dim);
-    strips::interleave(keys, n_block, head_dim, head_dim, kKeyBlock, b.k_t.data());
-    for (int s = 0; s < n_strips; s++)
-      for (int c = 0; c < n_block; c += kPanelColumns)
-        strips::multiply(&b.scores[size_t(s) * kStripRows * kKeyBlock + c], kKeyBlock,
-                         std::min(kStripRows, b.rows - s * kStripRows),
-                         std::min(kPanelColumns, n_block - c),
-                         {&b.q[size_t(s) * kStripRows * head_dim], head_dim, 1},
-                         {&b.k_t[c], kKeyBlock}, head_dim, false);
-
-    for (int r = 0; r < b.rows; r++) {
-      float* p = &b.scores[size_t(r) * kKeyBlock];
-      const int n = std::clamp(b.visible[r] - j0, 0, n_block);
-      const float rescale = softmax_step(b, r, p, n);
-      std::fill(p + n, p + n_block, 0.0f);  // keys past the row's own end weigh nothing
-      float* acc = &b.acc[size_t(r) * head_dim];
-      if (rescale != 1.0f) for (int d = 0; d < head_dim; d++) acc[d] *= rescale;
-    }
-
-    const float* values = values_stride == head_dim
-        ? float_rows(b.values.data(), cache.values, cache.dtype, j0, n_block, head_dim)
-        : padded_rows(b.values.data(), values_stride, cache.values, cache.dtype, j0, n_block, head_dim);
-    for (int s = 0; s < n_strips; s++)
-      for (int d0 = 0; d0 < head_dim; d0 += kPanelColumns)
-        strips::multiply(&b.acc[size_t(s) * kStripRows * head_dim + d0], head_dim,
-                         std::min(kStripRows, b.rows - s * kStripRows),
-                         std::min(kPanelColumns, head_dim - d0),
-                         {&b.scores[size_t(s) * kStripRows * kKeyBlock], kKeyBlock, 1},
-                         {values + d0, values_stride}, n_block, true);
+    if (b.rows < kStripsFromRows) attend_by_rows(b, cache, head_dim, j0, n_block);
+    else attend_by_strips(b, cache, head_dim, j0, n_block);
   }
 }
 
