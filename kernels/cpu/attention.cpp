@@ -162,17 +162,10 @@ void attend_by_rows(QueryBlock& b, const KVHeadView& cache, int head_dim, int j0
 // Keys [j0, j0 + n_block) for many rows (prefill): scores = Q.K^T and acc += P.V in strips
 // of 6 rows.
 void attend_by_strips(QueryBlock& b, const KVHeadView& cache, int head_dim, int j0, int n_block) {
-  const int n_strips = (b.rows + kStripRows - 1) / kStripRows;
   const float* keys = float_rows(b.keys.data(), cache.keys, cache.dtype, j0, n_block, head_dim);
   strips::interleave(keys, n_block, head_dim, head_dim, kKeyBlock, b.k_t.data());
-  for (int s = 0; s < n_strips; s++)
-    for (int c = 0; c < n_block; c += kPanelColumns)
-      strips::multiply(&b.scores[size_t(s) * kStripRows * kKeyBlock + c], kKeyBlock,
-                       std::min(kStripRows, b.rows - s * kStripRows),
-                       std::min(kPanelColumns, n_block - c),
-                       {&b.q[size_t(s) * kStripRows * head_dim], head_dim, 1},
-                       {&b.k_t[c], kKeyBlock}, head_dim, false);
-
+  strips::multiply(b.scores.data(), kKeyBlock, b.rows, n_block, b.q.data(), head_dim,
+                   b.k_t.data(), kPanelColumns, kKeyBlock, head_dim, false);
   for (int r = 0; r < b.rows; r++) {
     float* p = &b.scores[size_t(r) * kKeyBlock];
     const int n = std::clamp(b.visible[r] - j0, 0, n_block);
@@ -188,13 +181,8 @@ void attend_by_strips(QueryBlock& b, const KVHeadView& cache, int head_dim, int 
       values_stride == head_dim
           ? float_rows(b.values.data(), cache.values, cache.dtype, j0, n_block, head_dim)
           : padded_rows(b.values.data(), values_stride, cache.values, cache.dtype, j0, n_block, head_dim);
-  for (int s = 0; s < n_strips; s++)
-    for (int d0 = 0; d0 < head_dim; d0 += kPanelColumns)
-      strips::multiply(&b.acc[size_t(s) * kStripRows * head_dim + d0], head_dim,
-                       std::min(kStripRows, b.rows - s * kStripRows),
-                       std::min(kPanelColumns, head_dim - d0),
-                       {&b.scores[size_t(s) * kStripRows * kKeyBlock], kKeyBlock, 1},
-                       {values + d0, values_stride}, n_block, true);
+  strips::multiply(b.acc.data(), head_dim, b.rows, head_dim, b.scores.data(), kKeyBlock, values,
+                   kPanelColumns, values_stride, n_block, true);
 }
 
 // The rows of b over keys [key_begin, key_end) (each row also stops at its visible end).

@@ -40,16 +40,18 @@ void panel_rows(float* out, const float* x, WeightType type, const uint8_t* rows
   strips::interleave(rebuilt.data(), n_rows, n_in, n_in, kPanelColumns, panels.data());
 
   const int chunk = std::max(1, int(192 * 1024 / (n_in * sizeof(float))) / kStripRows) * kStripRows;
-  for (int c0 = 0; c0 < T; c0 += chunk)
-    for (int p0 = 0; p0 < n_rows; p0 += kPanelColumns)
-      for (int t = c0; t < std::min(T, c0 + chunk); t += kStripRows) {
-        // The last strip ends at the last token (T >= 6): it redoes a few rows rather than
-        // read past x.
-        const int first = std::min(t, T - kStripRows);
-        strips::multiply(out + size_t(first) * out_stride + o_begin + p0, out_stride, kStripRows,
-                         std::min(kPanelColumns, n_rows - p0), {x + size_t(first) * n_in, n_in, 1},
-                         {panels.data() + size_t(p0) * n_in, kPanelColumns}, n_in, false);
-      }
+  auto tokens = [&](int first, int n) {
+    strips::multiply(out + size_t(first) * out_stride + o_begin, out_stride, n, n_rows,
+                     x + size_t(first) * n_in, n_in, panels.data(), kPanelColumns * n_in,
+                     kPanelColumns, n_in, false);
+  };
+  for (int c0 = 0; c0 < T; c0 += chunk) {
+    const int end = std::min(T, c0 + chunk), whole = (end - c0) / kStripRows * kStripRows;
+    if (whole > 0) tokens(c0, whole);
+    // The tokens left over end the prompt: one more strip ends at the last token (T >= 6),
+    // redoing a few tokens rather than reading past x.
+    if (c0 + whole < end) tokens(end - kStripRows, kStripRows);
+  }
 }
 
 // One part of a matrix as matmul reads it: its rows, its dot product, and the input rows

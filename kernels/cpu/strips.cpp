@@ -12,28 +12,33 @@ using simd::load;
 using simd::Vec;
 static_assert(kPanelColumns == 2 * kLanes);
 
-KVLM_SIMD_CLONES void multiply(float* out, int out_stride, int rows, int columns, Strip strip,
-                               Panel panel, int n_k, bool accumulate) {
+namespace {
+
+// out[t][j] (+)= sum over k of strip[t][k] panel[k][j] for one strip of 6 rows and one
+// panel (rows t < rows and columns j < columns written).
+KVLM_SIMD_CLONES void strip_times_panel(float* out, int ldc, int rows, int columns,
+                                        const float* strip, int lda, const float* panel,
+                                        int k_stride, int n_k, bool accumulate) {
   static_assert(kLanes == 8);
   // A plain array, fully unrolled: GCC keeps it in registers (indexed through a pointer
   // array or a runtime count, it moved to the stack on every step).
   Vec acc[kStripRows][2] = {};
   for (int k = 0; k < n_k; k++) {
-    const float* p = panel.data + size_t(k) * panel.k_stride;
+    const float* p = panel + size_t(k) * k_stride;
     const Vec p0 = load(p), p1 = load(p + kLanes);
 #pragma GCC unroll 8
     for (int t = 0; t < kStripRows; t++) {
       // Braced here, from memory: one vbroadcastss load. (simd::broadcast shuffles a
       // register, on a pipe one of the FMA units shares; the same braces inside a helper
       // function became eight inserts.)
-      const float v = strip.data[size_t(t) * strip.row_stride + size_t(k) * strip.k_stride];
+      const float v = strip[size_t(t) * lda + k];
       const Vec s = {v, v, v, v, v, v, v, v};
       acc[t][0] += s * p0;
       acc[t][1] += s * p1;
     }
   }
   for (int t = 0; t < rows; t++) {
-    float* o = out + size_t(t) * out_stride;
+    float* o = out + size_t(t) * ldc;
     if (columns == kPanelColumns) {
       if (accumulate) {
         acc[t][0] += load(o);
@@ -42,30 +47,51 @@ KVLM_SIMD_CLONES void multiply(float* out, int out_stride, int rows, int columns
       simd::store(o, acc[t][0]);
       simd::store(o + kLanes, acc[t][1]);
     } else {
-      for (int r = 0; r < columns; r++) o[r] = (accumulate ? o[r] : 0.0f) + acc[t][r / kLanes][r % kLanes];
+      for (int j = 0; j < columns; j++) o[j] = (accumulate ? o[j] : 0.0f) + acc[t][j / kLanes][j % kLanes];
     }
   }
+}
+
+// Lanes I... of the 16 in (a, b), a's first.
+template <int... I>
+inline Vec shuffle(Vec a, Vec b) {
+#if defined(__clang__)
+  return __builtin_shufflevector(a, b, I...);
+#else
+  using Index = int __attribute__((vector_size(kLanes * sizeof(int))));
+  return __builtin_shuffle(a, b, Index{I...});
+#endif
 }
 
 // Rows r[0..8) of 8 floats turned into their columns: r[j] = (r[0][j], ..., r[7][j]).
 // Pairs of rows interleaved, then pairs of pairs, then 128-bit halves swapped: AVX2's
 // unpack, shuffle and permute, 24 instructions for 64 values.
 inline void transpose8(Vec r[8]) {
-  using Index = int __attribute__((vector_size(kLanes * sizeof(int))));
   Vec t[8], u[8];
   for (int i = 0; i < 4; i++) {
-    t[2 * i] = __builtin_shuffle(r[2 * i], r[2 * i + 1], Index{0, 8, 1, 9, 4, 12, 5, 13});
-    t[2 * i + 1] = __builtin_shuffle(r[2 * i], r[2 * i + 1], Index{2, 10, 3, 11, 6, 14, 7, 15});
+    t[2 * i] = shuffle<0, 8, 1, 9, 4, 12, 5, 13>(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = shuffle<2, 10, 3, 11, 6, 14, 7, 15>(r[2 * i], r[2 * i + 1]);
   }
   for (int i = 0; i < 2; i++)
     for (int h = 0; h < 2; h++) {
-      u[4 * i + 2 * h] = __builtin_shuffle(t[4 * i + h], t[4 * i + 2 + h], Index{0, 1, 8, 9, 4, 5, 12, 13});
-      u[4 * i + 2 * h + 1] = __builtin_shuffle(t[4 * i + h], t[4 * i + 2 + h], Index{2, 3, 10, 11, 6, 7, 14, 15});
+      u[4 * i + 2 * h] = shuffle<0, 1, 8, 9, 4, 5, 12, 13>(t[4 * i + h], t[4 * i + 2 + h]);
+      u[4 * i + 2 * h + 1] = shuffle<2, 3, 10, 11, 6, 7, 14, 15>(t[4 * i + h], t[4 * i + 2 + h]);
     }
   for (int i = 0; i < 4; i++) {
-    r[i] = __builtin_shuffle(u[i], u[i + 4], Index{0, 1, 2, 3, 8, 9, 10, 11});
-    r[i + 4] = __builtin_shuffle(u[i], u[i + 4], Index{4, 5, 6, 7, 12, 13, 14, 15});
+    r[i] = shuffle<0, 1, 2, 3, 8, 9, 10, 11>(u[i], u[i + 4]);
+    r[i + 4] = shuffle<4, 5, 6, 7, 12, 13, 14, 15>(u[i], u[i + 4]);
   }
+}
+
+}  // namespace
+
+void multiply(float* c, int ldc, int rows, int columns, const float* a, int lda, const float* b,
+              int panel_stride, int k_stride, int n_k, bool accumulate) {
+  for (int j0 = 0; j0 < columns; j0 += kPanelColumns)
+    for (int r0 = 0; r0 < rows; r0 += kStripRows)
+      strip_times_panel(c + size_t(r0) * ldc + j0, ldc, std::min(kStripRows, rows - r0),
+                        std::min(kPanelColumns, columns - j0), a + size_t(r0) * lda, lda,
+                        b + size_t(j0 / kPanelColumns) * panel_stride, k_stride, n_k, accumulate);
 }
 
 // 8 x 8 tiles where 8 rows and 8 values of k are left (a short prefill's panels cost as much
