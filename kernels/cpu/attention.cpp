@@ -42,14 +42,20 @@ constexpr int round_up(int n, int m) { return (n + m - 1) / m * m; }
 
 // Per-thread state for one task: the query rows of a GQA group x token block. Row counts
 // are rounded up to whole strips of 6: a strip reads all its rows and writes only the real
-// ones.
+// ones. Each thread keeps one for good (query_block below): allocated and zeroed per call,
+// the ~120 KiB of a SmolLM2 block per thread cost more than a short decode step's attention.
 struct QueryBlock {
-  QueryBlock(int group, int head_dim)
-      : q(size_t(round_up(group * kQueryBlock, kStripRows)) * head_dim),
-        visible(size_t(group) * kQueryBlock), acc(q.size()), max(visible.size()),
-        sum(visible.size()), keys(size_t(kKeyBlock) * head_dim),
-        values(size_t(kKeyBlock) * round_up(head_dim, kPanelColumns)),
-        scores(size_t(round_up(group * kQueryBlock, kStripRows)) * kKeyBlock), k_t(keys.size()) {}
+  void resize(int group, int head_dim) {
+    q.resize(size_t(round_up(group * kQueryBlock, kStripRows)) * head_dim);
+    visible.resize(size_t(group) * kQueryBlock);
+    acc.resize(q.size());
+    max.resize(visible.size());
+    sum.resize(visible.size());
+    keys.resize(size_t(kKeyBlock) * head_dim);
+    values.resize(size_t(kKeyBlock) * round_up(head_dim, kPanelColumns));
+    scores.resize(size_t(round_up(group * kQueryBlock, kStripRows)) * kKeyBlock);
+    k_t.resize(keys.size());
+  }
   int rows = 0;
   std::vector<float> q;       // [rows][head_dim], pre-scaled by 1/sqrt(head_dim)
   std::vector<int> visible;   // [rows] keys each row may see
@@ -60,6 +66,13 @@ struct QueryBlock {
   std::vector<float> scores;        // [rows][kKeyBlock], then the probabilities
   std::vector<float> k_t;           // [head_dim][kKeyBlock]: the block's keys as panels
 };
+
+// The calling thread's QueryBlock, sized for this model.
+QueryBlock& query_block(int group, int head_dim) {
+  thread_local QueryBlock block;
+  block.resize(group, head_dim);
+  return block;
+}
 
 // p[j] = q . keys[j] for the n keys of a block.
 KVLM_SIMD_CLONES void dot_scores(float* p, const float* q, const float* keys, int n, int head_dim) {
@@ -220,7 +233,6 @@ void CpuBackend::attention(float* out, const float* q, const std::vector<KVHeadV
   const int n_chunks = std::max(1, std::min(wanted, longest / kMinChunk));
   const int chunk = (longest + n_chunks - 1) / n_chunks / kKeyBlock * kKeyBlock + kKeyBlock;
 
-  std::vector<QueryBlock> scratch(threads(), QueryBlock(group, head_dim));
   // Per (head, chunk) when chunked: every row's max, sum and unnormalised output.
   const int rows_per_task = group * std::min(T, kQueryBlock);
   std::vector<float> part_max, part_sum, part_acc;
@@ -232,10 +244,10 @@ void CpuBackend::attention(float* out, const float* q, const std::vector<KVHeadV
 
   // A task is one (token block, KV head, key chunk). Later token blocks see more keys;
   // handing them out first balances the threads.
-  pool_.run(n_blocks * n_kv * n_chunks, [&](int task, int thread) {
+  pool_.run(n_blocks * n_kv * n_chunks, [&](int task, int) {
     const int c = task % n_chunks, h = task / n_chunks % n_kv;
     const int blk = n_blocks - 1 - task / n_chunks / n_kv;
-    QueryBlock& b = scratch[thread];
+    QueryBlock& b = query_block(group, head_dim);
     const KVHeadView& cache = kv[h];
     const int t0 = blk * kQueryBlock, nt = std::min(kQueryBlock, T - t0);
     b.rows = group * nt;

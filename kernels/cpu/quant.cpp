@@ -300,6 +300,7 @@ KVLM_AVX2 float dot_blocks_avx2(const void* w_row, const void* x_row, int n) {
   __m128 constants0 = _mm_setzero_ps(), constants1 = _mm_setzero_ps();
   int b = 0;
   for (; b + 2 <= blocks; b += 2) {
+    _mm_prefetch(reinterpret_cast<const char*>(&w[b]) + detail::kPrefetchBytes, _MM_HINT_T0);
     add_block(w[b], x[b], acc0, constants0);
     add_block(w[b + 1], x[b + 1], acc1, constants1);
   }
@@ -310,7 +311,13 @@ KVLM_AVX2 float dot_blocks_avx2(const void* w_row, const void* x_row, int n) {
 // kDotRows rows: the rows' accumulators are the independent chains that two blocks per
 // step give one row, and x's block is loaded once for all. (Measured on this Zen CPU, Q4_1
 // at 576 columns, one thread: 22 ns per row against 27 one row at a time.)
-constexpr int kPrefetchBytes = 2048;
+//
+// The rows lie back to back, but read side by side they are four streams, which the
+// hardware prefetcher follows less well than one: from memory, four Q8_0 rows ran at half
+// the speed of one row at a time. So each step asks for its share of the next group of
+// rows, in order, and the group ahead arrives as one stream (Q8_0 from memory, two
+// threads: 26-28 GB/s against 21-26 one row at a time; tests/bench/quant_dot.cpp). The
+// group asked for is the first at least detail::kPrefetchBytes ahead.
 template <class Block>
 KVLM_AVX2 void dot_rows_avx2(const void* w_rows, size_t row_bytes, const void* x_row, int n,
                              float* out) {
@@ -324,13 +331,14 @@ KVLM_AVX2 void dot_rows_avx2(const void* w_rows, size_t row_bytes, const void* x
     acc[r] = _mm256_setzero_ps();
     constants[r] = _mm_setzero_ps();
   }
-  for (int b = 0; b < n / kBlock; b++) {
-    // Four rows read side by side are four streams, which the hardware prefetcher follows
-    // less well than one: from memory, Q4_1 rows went no faster than one at a time until
-    // each row asked for its bytes 2 KiB ahead (then 24 ns per row against 30-40).
-    if (b % 2 == 0)
-      for (int r = 0; r < kDotRows; r++)
-        _mm_prefetch(reinterpret_cast<const char*>(&w[r][b]) + kPrefetchBytes, _MM_HINT_T0);
+  const int blocks = n / kBlock;
+  const size_t group_bytes = kDotRows * row_bytes;
+  const size_t groups_ahead = (detail::kPrefetchBytes + group_bytes - 1) / group_bytes;
+  const char* next_group = static_cast<const char*>(w_rows) + groups_ahead * group_bytes;
+  for (int b = 0; b < blocks; b++) {
+    const size_t ahead_end = (b + 1) * group_bytes / blocks;
+    for (size_t line = b * group_bytes / blocks / 64 * 64; line < ahead_end; line += 64)
+      _mm_prefetch(next_group + line, _MM_HINT_T0);
 #pragma GCC unroll 4
     for (int r = 0; r < kDotRows; r++) add_block(w[r][b], x[b], acc[r], constants[r]);
   }
@@ -402,13 +410,10 @@ KVLM_AVX2 void quantize_q8_32_avx2(const float* x, BlockQ8_32* out, int n) {
 template <WeightType T>
 constexpr detail::TypeKernels kFloat{dequantize_float<T>, dot_float_scalar<T>,
                                      dot_float_avx2<T>, dequantize_float_avx2<T>};
-// Q8_0 has no rows-at-once version: its 34-byte blocks read four rows at a time from memory
-// ran at half the speed of one row at a time (tests/bench/quant_dot.cpp: 57-86 ns per row
-// of 576 against 37-42), whatever the prefetch distance.
 template <class Block>
 constexpr detail::TypeKernels kBlocks{dequantize_blocks<Block>, dot_blocks_scalar<Block>,
                                       dot_blocks_avx2<Block>, dequantize_blocks_avx2<Block>,
-                                      std::is_same_v<Block, BlockQ8_0> ? nullptr : dot_rows_avx2<Block>};
+                                      dot_rows_avx2<Block>};
 
 const detail::TypeKernels& kernels(WeightType type) {
   static const detail::TypeKernels* const table[kWeightTypes] = {

@@ -15,6 +15,13 @@ struct TypeKernels {
   DotRowsFn avx2_rows = nullptr;  // kDotRows rows at once with AVX2, where written
 };
 
+// How far ahead of the bytes being read the decode kernels ask for weights: about the
+// latency of memory times its bandwidth on one core, with some margin. Decode reads each
+// weight once, from memory; the hardware prefetcher alone left a single Q8_0 row at 21-23
+// GB/s on two threads where asking 1 KiB ahead reached 24-30, 2 KiB as much
+// (tests/bench/quant_dot.cpp).
+constexpr size_t kPrefetchBytes = 2048;
+
 // quant_k.cpp
 extern const TypeKernels kQ2_K, kQ3_K, kQ4_K, kQ5_K, kQ6_K;
 // One row of n activations (n a multiple of 256) as BlockQ8_256.

@@ -350,6 +350,8 @@ KVLM_AVX2 float dot_avx2(const void* w, const void* x, int n) {
   for (int b = 0; b < n / kSuperBlock; ++b) {
     const Block& block = blocks[b];
     const BlockQ8_256& y = acts[b];
+    for (size_t line = 0; line < sizeof(Block); line += 64)
+      _mm_prefetch(reinterpret_cast<const char*>(&block) + kPrefetchBytes + line, _MM_HINT_T0);
     const __m256i scales = _mm256_cvtepi8_epi16(Layout::scales16(block));
     const __m256i scale_halves[2] = {_mm256_permute2x128_si256(scales, scales, 0x00),
                                      _mm256_permute2x128_si256(scales, scales, 0x11)};
