@@ -87,12 +87,37 @@ KVLM_SIMD_CLONES void dot_scores(float* p, const float* q, const float* keys, in
   }
 }
 
-// p[j] = exp(p[j] - max) for j < n; returns their sum. (p holds kKeyBlock floats: the
-// vectors past n compute values nobody reads.)
+// The largest of p[0, n).
+KVLM_SIMD_CLONES float block_max(const float* p, int n) {
+  Vec m = simd::broadcast(-INFINITY);
+  int j = 0;
+  for (; j + kLanes <= n; j += kLanes) {
+    const Vec v = simd::load(p + j);
+    m = v > m ? v : m;
+  }
+  float largest = -INFINITY;
+  for (int k = 0; k < kLanes; k++) largest = std::max(largest, m[k]);
+  for (; j < n; j++) largest = std::max(largest, p[j]);
+  return largest;
+}
+
+// p[j] = exp(p[j] - max) for j < n; returns their sum. Summed a vector at a time: one
+// scalar chain of additions over a block's 64 scores took as long as the block's
+// multiply-adds for that row. (p holds kKeyBlock floats: the lanes past n compute values
+// nobody reads.)
 KVLM_SIMD_CLONES float exponentiate(float* p, int n, float max) {
-  for (int j = 0; j < n; j += kLanes) simd::store(p + j, simd::exp(simd::load(p + j) - max));
-  float sum = 0;
-  for (int j = 0; j < n; j++) sum += p[j];
+  Vec sums{};
+  int j = 0;
+  for (; j + kLanes <= n; j += kLanes) {
+    const Vec e = simd::exp(simd::load(p + j) - max);
+    simd::store(p + j, e);
+    sums += e;
+  }
+  float sum = simd::horizontal_sum(sums);
+  if (j < n) {
+    simd::store(p + j, simd::exp(simd::load(p + j) - max));
+    for (; j < n; j++) sum += p[j];
+  }
   return sum;
 }
 
@@ -138,7 +163,7 @@ const float* float_rows(float* scratch, const void* rows, DType dtype, int first
 // the factor the row's earlier output and sum are rescaled by.
 float softmax_step(QueryBlock& b, int r, float* p, int n) {
   if (n <= 0) return 1.0f;
-  const float new_max = std::max(b.max[r], *std::max_element(p, p + n));
+  const float new_max = std::max(b.max[r], block_max(p, n));
   const float rescale = std::exp(b.max[r] - new_max);  // 0 on the first block
   b.sum[r] = b.sum[r] * rescale + exponentiate(p, n, new_max);
   b.max[r] = new_max;
