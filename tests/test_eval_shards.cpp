@@ -88,6 +88,10 @@ TEST(EvalShards, ResumeRunsOnlyWhatIsMissing) {
   ASSERT_EQ(resumed.status, 0) << resumed.err;
   EXPECT_NE(resumed.err.find("6 of the run's answers are there and are not run again"), std::string::npos)
       << resumed.err;
+  // The progress line counts the answers found as done, from the first line on.
+  EXPECT_NE(resumed.err.find(" | 6/12 prompts"), std::string::npos) << resumed.err;
+  EXPECT_NE(resumed.err.find(" | 7/12 prompts"), std::string::npos) << resumed.err;
+  EXPECT_EQ(resumed.err.find(" | 1/12 prompts"), std::string::npos) << resumed.err;
   expect_same_answers(json_of(dir / "whole.json"), json_of(dir / "resumed.json"));
   fs::remove_all(dir);
 }

@@ -219,7 +219,7 @@ EvalGrid make_grid(EvalCommand command, const RuntimeOptions& rt, const EvalOpti
 
 // One line that says what ran: task, length or method, query mode, framing, trials, seed.
 std::string describe(EvalCommand command, const EvalOptions& o, const TaskOptions& task,
-                     const EvalGrid& grid, const RuntimeOptions& rt, bool chat) {
+                     const EvalGrid& grid, bool chat) {
   std::ostringstream s;
   if (command == EvalCommand::Sweep) s << o.task << " at " << grid.ctx_list[0] << " tokens";
   else
@@ -373,7 +373,7 @@ int eval_command(EvalCommand command, RuntimeOptions rt, const EvalOptions& o) {
   const Framing framing = task_framing(session, o.chat);
   const bool chat = !framing.before_user.empty();
   const PromptBuilder builder(session.tokenizer(), framing, task, o.seed, haystack);
-  const std::string title = describe(command, o, task, grid, rt, chat);
+  const std::string title = describe(command, o, task, grid, chat);
   std::fprintf(stderr, "%s: %s; model %s\n", name.c_str(), title.c_str(), session.file().path().c_str());
   if (grid.methods.size() > 1)
     std::fprintf(stderr, "%s: %s\n", name.c_str(),

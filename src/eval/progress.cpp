@@ -27,16 +27,24 @@ Progress::~Progress() {
   if (terminal_) std::fputs("\n", stderr);
 }
 
+void Progress::resumed(int items, double work, double right) {
+  resumed_items_ += items;
+  resumed_work_ += work;
+  done_items_ += items;
+  done_work_ += work;
+  right_ += right;
+}
+
 void Progress::start(const std::string& what) {
   current_ = what;
-  show(done_items_ == 0);
+  show(done_items_ == resumed_items_);
 }
 
 void Progress::finish(double work, double right) {
   done_work_ += work;
   right_ += right;
   done_items_++;
-  show(done_items_ == 1);  // a log too sees the first result and a first ETA at once
+  show(done_items_ == resumed_items_ + 1);  // a log too sees the first result and ETA at once
 }
 
 void Progress::show(bool force) {
@@ -57,8 +65,9 @@ void Progress::show(bool force) {
     std::snprintf(buf, sizeof buf, ", %.0f%% right so far | %s elapsed", 100 * right_ / done_items_,
                   format_duration(elapsed).c_str());
     line += buf;
-    if (done_work_ < total_work_)
-      line += ", ETA " + format_duration(elapsed / done_work_ * (total_work_ - done_work_));
+    const double run_work = done_work_ - resumed_work_;  // this run's pace only
+    if (run_work > 0 && done_work_ < total_work_)
+      line += ", ETA " + format_duration(elapsed / run_work * (total_work_ - done_work_));
   }
   struct winsize size {};
   if (terminal_ && ioctl(STDERR_FILENO, TIOCGWINSZ, &size) == 0 && size.ws_col > 1 &&

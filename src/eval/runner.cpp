@@ -112,6 +112,18 @@ GridRun run_grid(Session& session, const PromptBuilder& builder, const EvalGrid&
   const bool shared = grid.share_prefill && grid.methods.size() > 1;
   // Shared: a prompt's prefill is most of its cost, paid once for all methods.
   Progress progress(label, work_per_method * (shared ? 1 : grid.methods.size()), run.planned, !quiet);
+  {
+    const std::set<size_t> mine_set(mine.begin(), mine.end());
+    int items = 0;
+    double work = 0, right = 0;
+    for (const TrialRecord& r : done)
+      if (mine_set.count(size_t(r.prompt))) {
+        items++;
+        work += double(planned[r.prompt].prompt.ids.size()) / (shared ? grid.methods.size() : 1);
+        right += r.outcome.score.recall;
+      }
+    progress.resumed(items, work, right);
+  }
   const auto run_one = [&](size_t m, size_t i) {
     const Planned& p = planned[i];
     char where[96];
@@ -119,7 +131,7 @@ GridRun run_grid(Session& session, const PromptBuilder& builder, const EvalGrid&
                   p.prompt.depth, p.trial + 1, grid.trials);
     progress.start(grid.methods[m].method +
                    (grid.methods[m].budget.empty() ? "" : ":" + grid.methods[m].budget) + where);
-    TrialRecord r{int(m), p.ctx, p.prompt.depth, p.trial, p.prompt.expected, {}, int(i)};
+    TrialRecord r{int(m), p.ctx, p.prompt.depth, p.trial, p.prompt.expected, {}, int(i), {}};
     const bool draw = kept && int(i) == kept->prompt;
     std::function<void()> capture;
     if (draw || grid.record_kept)
