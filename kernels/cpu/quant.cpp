@@ -313,11 +313,12 @@ KVLM_AVX2 float dot_blocks_avx2(const void* w_row, const void* x_row, int n) {
 // at 576 columns, one thread: 22 ns per row against 27 one row at a time.)
 //
 // The rows lie back to back, but read side by side they are four streams, which the
-// hardware prefetcher follows less well than one: from memory, four Q8_0 rows ran at half
-// the speed of one row at a time. So each step asks for its share of the next group of
-// rows, in order, and the group ahead arrives as one stream (Q8_0 from memory, two
-// threads: 26-28 GB/s against 21-26 one row at a time; tests/bench/quant_dot.cpp). The
-// group asked for is the first at least detail::kPrefetchBytes ahead.
+// hardware prefetcher follows less well than one: from memory, four Q8_0 rows, each asking
+// for its own bytes ahead, ran at 2/3 of the speed of one row at a time. So each step asks
+// for its share of the next group of rows, in order, and the group ahead arrives as one
+// stream (Q8_0 from memory, two threads: 26-28 GB/s against 21-26 one row at a time;
+// tests/bench/quant_dot.cpp). The group asked for is the first at least
+// detail::kPrefetchBytes ahead.
 template <class Block>
 KVLM_AVX2 void dot_rows_avx2(const void* w_rows, size_t row_bytes, const void* x_row, int n,
                              float* out) {
