@@ -398,7 +398,8 @@ TEST(QuantDispatch, LevelsStartWithScalarAndTheDefaultIsTheWidest) {
   }
   // The types decode reads most have a version of their own where the CPU has AVX2.
   if (levels.back() == SimdLevel::Avx2) {
-    for (WeightType type : {WeightType::Q4_0, WeightType::Q4_1, WeightType::Q5_0, WeightType::Q5_1, WeightType::Q8_0}) {
+    for (WeightType type :
+         {WeightType::Q4_0, WeightType::Q4_1, WeightType::Q5_0, WeightType::Q5_1, WeightType::Q8_0}) {
       EXPECT_NE(dot_rows_function(type), nullptr) << upper_name(type);
     }
   }

@@ -29,9 +29,10 @@ namespace {
 // matmul. llama.cpp rounds them to F16 for F16 weights, to BF16 for BF16, and to 8-bit
 // blocks (32 values, or 256 for the k-quants) for every quantised type, where kvlm
 // multiplies float32 activations by float weights, and by quantised ones in prefill (its
-// decode rounds them to 8-bit blocks too). So llama.cpp is itself off from exact by that rounding:
-// measured against a float64 forward pass of the dequantised weights (which kvlm matches to
-// 1e-5), its largest and RMS errors are, on the tiny models (logits of spread ~4, up to 19):
+// decode rounds them to 8-bit blocks too). So llama.cpp is itself off from exact by that
+// rounding: measured against a float64 forward pass of the dequantised weights (which kvlm
+// matches to 1e-5), its largest and RMS errors are, on the tiny models (logits of spread ~4,
+// up to 19):
 //   F32 7.6e-6 / 1.1e-6   F16 9.2e-3 / 2.1e-3   BF16 7.2e-2 / 1.6e-2
 //   blocks of 32 at most 0.45 / 0.060, k-quants at most 0.45 / 0.096
 // and on the default model (30 layers, last 3 positions of the chat prompt, spread ~3.5,

@@ -316,8 +316,9 @@ KVLM_AVX2 float dot_blocks_avx2(const void* w_row, const void* x_row, int n) {
 // hardware prefetcher follows less well than one: from memory, four Q8_0 rows, each asking
 // for its own bytes ahead, ran at 2/3 of the speed of one row at a time. So each step asks
 // for its share of the next group of rows, in order, and the group ahead arrives as one
-// stream (Q8_0 from memory, two threads: 26-28 GB/s against 21-26 one row at a time;
-// tests/bench/quant_dot.cpp). The group asked for is the first at least
+// stream. Q8_0 from memory (tests/bench/quant_dot.cpp, five runs): two threads 25-28 GB/s
+// against 21-27 one row at a time, one thread about even (14-17 against 16-17); decode of
+// the Q8_0 file, which runs both threads, +9%. The group asked for is the first at least
 // detail::kPrefetchBytes ahead.
 template <class Block>
 KVLM_AVX2 void dot_rows_avx2(const void* w_rows, size_t row_bytes, const void* x_row, int n,
