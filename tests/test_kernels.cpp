@@ -457,42 +457,58 @@ TEST_P(Kernels, AttentionOverRaggedCache) {
 }
 
 // attention_scores: the probabilities attention() uses, summed or averaged over chosen rows.
+// The larger case crosses the CPU's blocks of 32 query tokens and 64 keys, takes its rows
+// in strips (several tasks then add into the same output rows), and has a head dimension
+// that is no multiple of a vector.
 TEST_P(Kernels, AttentionScoresAreTheSoftmaxRows) {
   Backend& b = *backend;
-  const int T = 6, n_heads = 4, d = 16;
-  const std::vector<int> lens = {9, 6};  // ragged: head 0 holds 3 older tokens
-  std::vector<std::vector<float>> keys;
-  std::vector<std::unique_ptr<Buf>> bufs;
-  std::vector<KVHeadView> view;
-  for (size_t h = 0; h < lens.size(); h++) {
-    keys.push_back(random_vector(size_t(lens[h]) * d, 50 + h));
-    bufs.push_back(std::make_unique<Buf>(b, keys.back()));
-    view.push_back({bufs.back()->ptr, bufs.back()->ptr, lens[h]});
-  }
-  auto q = random_vector(size_t(T) * n_heads * d, 60, 2.0f);
-  Buf bq(b, q);
-  for (auto [first, rows, average] : {std::tuple{4, 2, true}, {0, 6, false}, {5, 1, false}}) {
-    const int stride = 9;
-    Buf out(b, size_t(n_heads) * stride);
-    b.attention_scores(out.ptr, stride, bq.ptr, view, T, first, rows, n_heads, d, average);
-    std::vector<float> got = out.host();
-    for (int h = 0; h < n_heads; h++) {
-      const int kv = h / 2, len = lens[kv];
-      std::vector<double> want(len, 0.0);
-      for (int t = first; t < first + rows; t++) {
-        const int visible = len - T + t + 1;
-        std::vector<double> p(visible);
-        double mx = -1e300, sum = 0;
-        for (int j = 0; j < visible; j++) {
-          double s = 0;
-          for (int i = 0; i < d; i++) s += double(q[(t * n_heads + h) * d + i]) * keys[kv][j * d + i];
-          mx = std::max(mx, p[j] = s / std::sqrt(double(d)));
+  struct Case {
+    int T, n_heads, d;
+    std::vector<int> lens;  // per KV head; ragged: older tokens before the T new ones
+    std::vector<std::tuple<int, int, bool>> rows;  // first, count, average
+  };
+  const std::vector<Case> cases = {
+      {6, 4, 16, {9, 6}, {{4, 2, true}, {0, 6, false}, {5, 1, false}}},
+      {75, 6, 40, {75, 140, 200}, {{0, 75, false}, {3, 70, true}, {43, 32, false}, {74, 1, true}}},
+  };
+  for (const Case& c : cases) {
+    const int group = c.n_heads / int(c.lens.size());
+    std::vector<std::vector<float>> keys;
+    std::vector<std::unique_ptr<Buf>> bufs;
+    std::vector<KVHeadView> view;
+    for (size_t h = 0; h < c.lens.size(); h++) {
+      keys.push_back(random_vector(size_t(c.lens[h]) * c.d, 50 + h));
+      bufs.push_back(std::make_unique<Buf>(b, keys.back()));
+      view.push_back({bufs.back()->ptr, bufs.back()->ptr, c.lens[h]});
+    }
+    auto q = random_vector(size_t(c.T) * c.n_heads * c.d, 60, 2.0f);
+    Buf bq(b, q);
+    const int stride = *std::max_element(c.lens.begin(), c.lens.end());
+    for (auto [first, rows, average] : c.rows) {
+      Buf out(b, size_t(c.n_heads) * stride);
+      b.attention_scores(out.ptr, stride, bq.ptr, view, c.T, first, rows, c.n_heads, c.d, average);
+      std::vector<float> got = out.host();
+      for (int h = 0; h < c.n_heads; h++) {
+        const int kv = h / group, len = c.lens[kv];
+        std::vector<double> want(len, 0.0);
+        for (int t = first; t < first + rows; t++) {
+          const int visible = len - c.T + t + 1;
+          std::vector<double> p(visible);
+          double mx = -1e300, sum = 0;
+          for (int j = 0; j < visible; j++) {
+            double s = 0;
+            for (int i = 0; i < c.d; i++)
+              s += double(q[(size_t(t) * c.n_heads + h) * c.d + i]) * keys[kv][size_t(j) * c.d + i];
+            mx = std::max(mx, p[j] = s / std::sqrt(double(c.d)));
+          }
+          for (double& v : p) sum += v = std::exp(v - mx);
+          for (int j = 0; j < visible; j++) want[j] += p[j] / sum / (average ? rows : 1);
         }
-        for (double& v : p) sum += v = std::exp(v - mx);
-        for (int j = 0; j < visible; j++) want[j] += p[j] / sum / (average ? rows : 1);
+        for (int j = 0; j < len; j++)
+          ASSERT_NEAR(got[size_t(h) * stride + j], want[j], 1e-5 * std::max(1.0, want[j]))
+              << "T " << c.T << " rows [" << first << ", " << first + rows << ") head " << h
+              << " slot " << j;
       }
-      for (int j = 0; j < len; j++)
-        EXPECT_NEAR(got[h * stride + j], want[j], 1e-5) << "head " << h << " slot " << j;
     }
   }
 }

@@ -67,6 +67,22 @@ struct QueryBlock {
   std::vector<float> k_t;           // [head_dim][kKeyBlock]: the block's keys as panels
 };
 
+// Query tokens [t0, t0 + nt) of the group of KV head h into b, scaled by 1/sqrt(head_dim):
+// row g * nt + t is query head h * group + g at token t0 + t. The T new tokens are the last
+// T of the head's `len` keys, so each row sees the keys up to its own.
+void load_queries(QueryBlock& b, const float* q, int len, int T, int t0, int nt, int h, int group,
+                  int n_heads, int head_dim) {
+  const float scale = 1.0f / std::sqrt(float(head_dim));
+  b.rows = group * nt;
+  for (int g = 0; g < group; g++)
+    for (int t = 0; t < nt; t++) {
+      const int r = g * nt + t;
+      const float* src = q + (size_t(t0 + t) * n_heads + h * group + g) * head_dim;
+      for (int d = 0; d < head_dim; d++) b.q[size_t(r) * head_dim + d] = src[d] * scale;
+      b.visible[r] = len - T + t0 + t + 1;
+    }
+}
+
 // The calling thread's QueryBlock, sized for this model.
 QueryBlock& query_block(int group, int head_dim) {
   thread_local QueryBlock block;
@@ -238,6 +254,33 @@ void attend_block(QueryBlock& b, const KVHeadView& cache, int head_dim, int key_
   }
 }
 
+// Scores of b's rows over the keys [0, n_keys), all blocks: row r into s[r * lds, ...),
+// lds a multiple of kKeyBlock. Few rows (a decode step) take dot products; many take strips
+// as in attend_by_strips.
+void score_rows(float* s, int lds, QueryBlock& b, const KVHeadView& cache, int head_dim,
+                int n_keys) {
+  for (int j0 = 0; j0 < n_keys; j0 += kKeyBlock) {
+    const int n_block = std::min(kKeyBlock, n_keys - j0);
+    const float* keys = float_rows(b.keys.data(), cache.keys, cache.dtype, j0, n_block, head_dim);
+    if (b.rows < kStripsFromRows) {
+      for (int r = 0; r < b.rows; r++)
+        dot_scores(s + size_t(r) * lds + j0, &b.q[size_t(r) * head_dim], keys, n_block, head_dim);
+      continue;
+    }
+    strips::interleave(keys, n_block, head_dim, head_dim, kKeyBlock, b.k_t.data());
+    strips::multiply(s + j0, lds, b.rows, n_block, b.q.data(), head_dim, b.k_t.data(),
+                     kPanelColumns, kKeyBlock, head_dim, false);
+  }
+}
+
+// dst[j] += p[j] * weight for j < n.
+KVLM_SIMD_CLONES void add_scaled(float* dst, const float* p, int n, float weight) {
+  int j = 0;
+  for (; j + kLanes <= n; j += kLanes)
+    simd::store(dst + j, simd::load(dst + j) + simd::load(p + j) * weight);
+  for (; j < n; j++) dst[j] += p[j] * weight;
+}
+
 }  // namespace
 
 // Decode has one block of new tokens, so its tasks would be just the KV heads (3 for
@@ -251,7 +294,6 @@ void CpuBackend::attention(float* out, const float* q, const std::vector<KVHeadV
   check_kv_view("attention", kv, n_heads, head_dim);
   const int n_kv = int(kv.size()), group = n_heads / n_kv;
   const int n_blocks = (T + kQueryBlock - 1) / kQueryBlock;
-  const float scale = 1.0f / std::sqrt(float(head_dim));
   int longest = 0;
   for (const KVHeadView& h : kv) longest = std::max(longest, h.len);
   const int wanted = n_blocks == 1 ? (4 * threads() + n_kv - 1) / n_kv : 1;
@@ -275,14 +317,7 @@ void CpuBackend::attention(float* out, const float* q, const std::vector<KVHeadV
     QueryBlock& b = query_block(group, head_dim);
     const KVHeadView& cache = kv[h];
     const int t0 = blk * kQueryBlock, nt = std::min(kQueryBlock, T - t0);
-    b.rows = group * nt;
-    for (int g = 0; g < group; g++)
-      for (int t = 0; t < nt; t++) {
-        const int r = g * nt + t;
-        const float* src = q + (size_t(t0 + t) * n_heads + h * group + g) * head_dim;
-        for (int d = 0; d < head_dim; d++) b.q[size_t(r) * head_dim + d] = src[d] * scale;
-        b.visible[r] = cache.len - T + t0 + t + 1;  // the new tokens are the last T rows
-      }
+    load_queries(b, q, cache.len, T, t0, nt, h, group, n_heads, head_dim);
     const int key_begin = n_chunks > 1 ? c * chunk : 0;
     const int key_end = n_chunks > 1 ? key_begin + chunk : cache.len;
     attend_block(b, cache, head_dim, key_begin, key_end);
@@ -326,39 +361,58 @@ void CpuBackend::attention(float* out, const float* q, const std::vector<KVHeadV
       }
 }
 
-// The softmax rows attention() computes, for observers: one query head per task, its
-// output row private to it, so rows add up without locks. Each row's scores over all its
-// visible keys are kept (they are normalised by the row's own max and sum), so a key block
-// is widened once per row rather than once per task.
+// The softmax rows attention() computes, for observers, added up over the chosen rows.
+// Tasks are (KV head, block of 32 tokens) as in attention(): a key block is widened once
+// for the whole group's rows and multiplied by them in strips. A task keeps its rows'
+// scores over all their keys (96 rows x 8K keys, 3 MiB, for SmolLM2 at 8K), so each score
+// is computed once; then a row at a time, while it is in cache, its max, its sum of
+// exponentials, and its probabilities added into its query head's row of the output.
+// Row-at-a-time dot products with a scalar softmax, one query head per task, took as long
+// as the rest of a 2K prefill when every row was observed (H2O).
+//
+// Where one task covers each KV head (a decode step, a window of up to 32 tokens) it adds
+// into `out` directly; otherwise several tasks add to the same output rows, so each thread
+// adds into its own copy and the copies are summed at the end.
 void CpuBackend::attention_scores(float* out, int stride, const float* q,
                                   const std::vector<KVHeadView>& kv, int T, int first_row,
                                   int n_rows, int n_heads, int head_dim, bool average) {
   check_kv_view("attention_scores", kv, n_heads, head_dim);
   check_score_rows("attention_scores", kv, stride, T, first_row, n_rows);
-  const int group = n_heads / int(kv.size());
-  const float scale = 1.0f / std::sqrt(float(head_dim));
-  std::vector<std::vector<float>> scores(threads(), std::vector<float>(stride));
-  std::vector<std::vector<float>> key_block(threads(), std::vector<float>(size_t(kKeyBlock) * head_dim));
-  pool_.run(n_heads, [&](int h, int thread) {
-    float* p = scores[thread].data();
-    float* scratch = key_block[thread].data();
-    const KVHeadView& cache = kv[h / group];
-    float* row = out + size_t(h) * stride;
-    std::fill(row, row + cache.len, 0.0f);
-    for (int t = first_row; t < first_row + n_rows; t++) {
-      const float* qt = q + (size_t(t) * n_heads + h) * head_dim;
-      const int visible = cache.len - T + t + 1;
-      for (int j0 = 0; j0 < visible; j0 += kKeyBlock) {
-        const int n = std::min(kKeyBlock, visible - j0);
-        dot_scores(p + j0, qt, float_rows(scratch, cache.keys, cache.dtype, j0, n, head_dim), n, head_dim);
-      }
-      float max_score = -INFINITY;
-      for (int j = 0; j < visible; j++) max_score = std::max(max_score, p[j] *= scale);
-      double sum = 0;
-      for (int j = 0; j < visible; j++) sum += p[j] = std::exp(p[j] - max_score);
-      const float inv = float((average ? n_rows : 1) * sum);
-      for (int j = 0; j < visible; j++) row[j] += p[j] / inv;
+  const int n_kv = int(kv.size()), group = n_heads / n_kv;
+  const int n_blocks = (n_rows + kQueryBlock - 1) / kQueryBlock;
+  const bool shared_rows = n_blocks > 1;
+  std::vector<float> partial(shared_rows ? size_t(threads()) * n_heads * stride : 0);
+  for (int h = 0; h < n_heads; h++) std::fill_n(out + size_t(h) * stride, kv[h / group].len, 0.0f);
+
+  // Later token blocks see more keys; handing them out first balances the threads.
+  pool_.run(n_blocks * n_kv, [&](int task, int thread) {
+    const int h = task % n_kv, blk = n_blocks - 1 - task / n_kv;
+    const KVHeadView& cache = kv[h];
+    QueryBlock& b = query_block(group, head_dim);
+    const int t0 = first_row + blk * kQueryBlock;
+    const int nt = std::min(kQueryBlock, first_row + n_rows - t0);
+    load_queries(b, q, cache.len, T, t0, nt, h, group, n_heads, head_dim);
+    const int n_keys = std::clamp(b.visible[b.rows - 1], 0, cache.len);  // the last row sees most
+    const int lds = round_up(n_keys, kKeyBlock);
+    thread_local std::vector<float> scores;
+    scores.resize(std::max(scores.size(), size_t(b.rows) * lds));
+    score_rows(scores.data(), lds, b, cache, head_dim, n_keys);
+
+    float* sums = shared_rows ? &partial[size_t(thread) * n_heads * stride] : out;
+    for (int r = 0; r < b.rows; r++) {
+      const int n = std::min(b.visible[r], cache.len);
+      if (n <= 0) continue;  // a row that sees no keys adds nothing
+      float* p = &scores[size_t(r) * lds];
+      const float sum = exponentiate(p, n, block_max(p, n));
+      const int head = h * group + r / nt;
+      add_scaled(sums + size_t(head) * stride, p, n, 1.0f / ((average ? n_rows : 1) * sum));
     }
+  });
+  if (!shared_rows) return;
+  pool_.run(n_heads, [&](int h, int) {
+    float* row = out + size_t(h) * stride;
+    for (int t = 0; t < threads(); t++)
+      add_scaled(row, &partial[(size_t(t) * n_heads + h) * stride], kv[h / group].len, 1.0f);
   });
 }
 
