@@ -75,5 +75,31 @@ TEST(EvalReport, CellsReadBackFromJsonAreTheCellsWritten) {
                nlohmann::json::exception);
 }
 
+// A run's JSON text: the same document back when parsed, a line per field and per object
+// of an array of objects, nothing nested indented further.
+TEST(EvalReport, RunJsonHasALinePerFieldAndPerRecord) {
+  const nlohmann::json doc = {{"title", "passkey"},
+                              {"depths", {0.25, 0.5}},
+                              {"shard", nullptr},
+                              {"trials_detail", nlohmann::json::array()},
+                              {"cells", cells_json(two_method_cells(), two_method_grid())}};
+  const std::string text = run_json_text(doc);
+  EXPECT_EQ(nlohmann::json::parse(text), doc);
+  std::vector<std::string> lines;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  EXPECT_EQ(lines, (std::vector<std::string>{
+                       "{",
+                       "  \"cells\": [",
+                       "    " + doc["cells"][0].dump() + ",",
+                       "    " + doc["cells"][1].dump(),
+                       "  ],",
+                       "  \"depths\": [0.25,0.5],",
+                       "  \"shard\": null,",
+                       "  \"title\": \"passkey\",",
+                       "  \"trials_detail\": []",
+                       "}"}));
+}
+
 }  // namespace
 }  // namespace kvlm

@@ -409,8 +409,9 @@ int eval_command(EvalCommand command, RuntimeOptions rt, const EvalOptions& o) {
                       int(grid.methods.size());
   const auto save = [&](const std::vector<TrialRecord>& so_far) {
     if (o.json_path.empty()) return;
-    write_output(o.json_path, run_document(settings, title, session.backend().name(), grid,
-                                           command, so_far, planned, "running").dump(2) + "\n",
+    write_output(o.json_path,
+                 run_json_text(run_document(settings, title, session.backend().name(), grid,
+                                            command, so_far, planned, "running")),
                  "--json");
   };
   const GridRun run = run_grid(session, builder, grid, name, false,
@@ -429,8 +430,9 @@ int eval_command(EvalCommand command, RuntimeOptions rt, const EvalOptions& o) {
   }
   if (!o.json_path.empty())
     write_output(o.json_path,
-                 run_document(settings, title, session.backend().name(), grid, command, records,
-                              run.planned, run.interrupted ? "interrupted" : "finished").dump(2) + "\n",
+                 run_json_text(run_document(settings, title, session.backend().name(), grid,
+                                            command, records, run.planned,
+                                            run.interrupted ? "interrupted" : "finished")),
                  "--json");
   if (run.interrupted) return kInterruptedExitStatus;
   if (!o.kept_svg.empty()) {
@@ -498,9 +500,10 @@ int merge_command(const std::vector<std::string>& files, const EvalOptions& o) {
     for (const char* key : kSettings) settings[key] = first.value(key, nlohmann::json());
     settings["shard"] = nullptr;
     write_output(o.json_path,
-                 run_document(settings, title, first.value("backend", ""), grid, command, records,
-                              planned, int(records.size()) < planned ? "interrupted" : "finished")
-                         .dump(2) + "\n",
+                 run_json_text(run_document(settings, title, first.value("backend", ""), grid,
+                                            command, records, planned,
+                                            int(records.size()) < planned ? "interrupted"
+                                                                          : "finished")),
                  "--json");
   }
   return 0;

@@ -271,6 +271,27 @@ nlohmann::json cells_json(const std::vector<Cell>& cells, const EvalGrid& grid) 
   return out;
 }
 
+std::string run_json_text(const nlohmann::json& doc) {
+  std::string out = "{";
+  const char* separator = "\n";
+  for (const auto& [key, value] : doc.items()) {
+    out += separator + std::string("  ") + nlohmann::json(key).dump() + ": ";
+    separator = ",\n";
+    if (!value.is_array() || value.empty() || !value.front().is_object()) {
+      out += value.dump();
+      continue;
+    }
+    out += "[";
+    const char* item_separator = "\n    ";
+    for (const nlohmann::json& item : value) {
+      out += item_separator + item.dump();
+      item_separator = ",\n    ";
+    }
+    out += "\n  ]";
+  }
+  return out + "\n}\n";
+}
+
 namespace {
 
 // A count such as ctx or trials. nlohmann's get<int>() converts a fraction or a value

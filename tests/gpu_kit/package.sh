@@ -5,8 +5,9 @@
 #   KIT_DIR/kvlm, kvlm_tests   the binaries (libstdc++ and cudart linked in, RPATH $ORIGIN/lib)
 #   KIT_DIR/lib/               the shared libraries they need that are not part of the base
 #                              system or of CUDA (libsentencepiece.so.0)
-#   KIT_DIR/tests/data/, tests/results/   what the test binary reads (a fuzz seed is one of
-#                              the results), at the paths it expects
+#   KIT_DIR/tests/data/, tests/results/snapkv_pooling_2k.json
+#                              what the test binary reads (a fuzz seed is cut from that
+#                              result), at the paths it expects
 #   KIT_DIR/run.sh             the checks and benchmarks (see its header)
 #   KIT_DIR/BUILD_INFO         commit, compilers, flags, the newest glibc symbol needed
 #
@@ -52,7 +53,9 @@ for l in "$kit"/lib/*; do
   done < <(ldd "$l" | grep '=>')
 done
 
-cp -r "$repo/tests/data" "$repo/tests/results" "$kit/tests/"
+mkdir -p "$kit/tests/results"
+cp -r "$repo/tests/data" "$kit/tests/"
+cp "$repo/tests/results/snapkv_pooling_2k.json" "$kit/tests/results/"
 cp "$repo/tests/gpu_kit/run.sh" "$kit/run.sh"
 
 newest_glibc=$(objdump -T "$kit"/kvlm "$kit"/kvlm_tests "$kit"/lib/* | grep -o 'GLIBC_[0-9.]*' | sort -uV | tail -1)
