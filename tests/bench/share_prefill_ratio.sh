@@ -7,7 +7,7 @@
 #
 #   tests/bench/share_prefill_ratio.sh [PAIRS] [OUTDIR]     (default 3 pairs, /tmp/kvlm-share)
 #
-# About 23 minutes a pair on 2 CPU cores (the unshared run is ~92% of it). CTX, BUDGETS and
+# About 8 minutes a pair on 2 CPU cores (the unshared run is ~96% of it). CTX, BUDGETS and
 # METHODS change the grid (e.g. CTX=1k for a quick look); KVLM (default ./kvlm) and
 # KVLM_FLAGS (e.g. "-t 2") are passed through.
 set -euo pipefail
