@@ -129,8 +129,10 @@ $(BUILD)/%.o: %.cu | $(DEPS_GATE)
 	$(NVCC) $(NVCCFLAGS) -c -o $@ $<
 
 # The test binary finds the kvlm executable and the default model through these variables.
+# The README's result files are checked too: each cell recomputed from the answers it holds.
 test: $(BUILD)/kvlm_tests $(BUILD)/kvlm model
 	$(TEST_ENV) KVLM_BIN=$(BUILD)/kvlm KVLM_MODEL=$(MODEL) $(BUILD)/kvlm_tests
+	python3 tests/bench/check_results.py
 
 ifeq ($(CUDA),1)
 test-gpu: $(BUILD)/kvlm_tests $(BUILD)/kvlm model
