@@ -21,14 +21,15 @@ def budget_needed(path):
         cells = run["cells"]
     except (OSError, ValueError, KeyError) as e:
         sys.exit(f"{path}: not a kvlm sweep JSON ({e})")
+    if len({cell["ctx"] for cell in cells}) != 1:
+        sys.exit(f"{path}: a run of several contexts; give one sweep JSON per context")
     by_method = {}
     for cell in cells:
-        if not cell["budget"].startswith("budget="):
-            continue
-        budget = int(cell["budget"].split("=")[1])
-        if cell["p_vs_full"] is None:
-            continue
-        by_method.setdefault(cell["method"], []).append((budget, cell["p_vs_full"] >= 0.05))
+        if cell["budget"].startswith("budget=") and cell["p_vs_full"] is not None:
+            budget = int(cell["budget"].split("=")[1])
+            by_method.setdefault(cell["method"], []).append((budget, cell["p_vs_full"] >= 0.05))
+    if not by_method:
+        sys.exit(f"{path}: no cells with a budget= column (a sweep JSON has them; needle runs do not)")
     needed = {}
     for method, cells_of_method in by_method.items():
         smallest = None
@@ -37,8 +38,7 @@ def budget_needed(path):
                 break
             smallest = budget
         needed[method] = smallest
-    contexts = run["ctx"] if isinstance(run["ctx"], list) else [run["ctx"]]
-    title = ",".join(f"{c // 1024}K" for c in contexts) + " " + run["query_mode"]
+    title = f"{cells[0]['ctx'] // 1024}K {run['query_mode']}"
     return title, needed
 
 

@@ -10,9 +10,9 @@
 # Set SHARD=K/N to run one shard of a run on this machine (it writes NAME.shardK.json);
 # put the shards together with `./kvlm merge tests/results/NAME.shard*.json --json ...`.
 # Times on 2 CPU cores, the default model: passkey_2k_agnostic 36 min and passkey_4k 54 min
-# (commit 9d7b7de), passkey_8k 1 h 44 min and
-# passkey_8k_agnostic 1 h 29 min (e061826); needle_256 48 min, needle_128 about
-# 3 h. KVLM (default ./kvlm) and KVLM_FLAGS (e.g. "-t 2") are passed through.
+# (commit 9d7b7de), passkey_8k 1 h 44 min and passkey_8k_agnostic 1 h 29 min (e061826);
+# needle_256 48 min, needle_128 about 3 h. KVLM (default ./kvlm) and KVLM_FLAGS (e.g.
+# "-t 2") are passed through.
 set -euo pipefail
 
 kvlm=${KVLM:-./kvlm}
