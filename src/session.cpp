@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <unistd.h>
 #include <algorithm>
@@ -62,6 +63,19 @@ size_t resident_bytes() {
   size_t pages_total = 0, pages_resident = 0;
   if (!(statm >> pages_total >> pages_resident)) return 0;
   return pages_resident * size_t(sysconf(_SC_PAGESIZE));
+}
+
+size_t huge_page_bytes() {
+  std::ifstream rollup("/proc/self/smaps_rollup");
+  std::string line;
+  size_t total = 0;
+  for (const char* field : {"AnonHugePages:", "FilePmdMapped:", "ShmemPmdMapped:"}) {
+    rollup.clear();
+    rollup.seekg(0);
+    while (std::getline(rollup, line))
+      if (line.rfind(field, 0) == 0) total += size_t(std::atoll(line.c_str() + std::strlen(field))) << 10;
+  }
+  return total;
 }
 
 Session::Session(const RuntimeOptions& options)

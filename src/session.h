@@ -137,5 +137,7 @@ class Session {
 std::string kv_stats_text(const KVCache& cache, const KVStrategy& strategy);
 // Resident memory of this process (Linux /proc), 0 when unknown.
 size_t resident_bytes();
+// The part of it mapped in 2 MiB pages (anonymous and file-backed), 0 when unknown.
+size_t huge_page_bytes();
 
 }  // namespace kvlm

@@ -107,16 +107,20 @@ int run_bench(Session& session, const BenchOptions& o) {
                     {"kv_bytes_held", end.bytes_held}, {"kv_bytes_full", end.bytes_full}});
   }
   const char* kv_dtype = dtype_name(session.cache().kv_dtype());
+  // Weights read through 4 KiB pages decode a few percent slower (kernels/cpu/backend.cpp):
+  // a file the page cache holds in small pages, e.g. one just written, is mapped in them.
+  const size_t huge_pages = huge_page_bytes();
   std::fprintf(stderr,
                "bench: %s on %s; read bandwidth %.1f GB/s; %s of weights read per token; KV "
-               "rows in %s\n",
+               "rows in %s; %s of memory in 2 MiB pages\n",
                session.file().path().c_str(), session.backend().name().c_str(), bandwidth / 1e9,
-               format_bytes(weight_bytes).c_str(), kv_dtype);
+               format_bytes(weight_bytes).c_str(), kv_dtype, format_bytes(huge_pages).c_str());
   if (!o.json_path.empty()) {
     nlohmann::json doc = {{"model", session.file().path()}, {"backend", session.backend().name()},
                           {"kv_dtype", kv_dtype},
                           {"read_bandwidth_bytes_per_s", bandwidth},
-                          {"weight_bytes_per_token", weight_bytes}, {"results", rows}};
+                          {"weight_bytes_per_token", weight_bytes},
+                          {"huge_page_bytes", huge_pages}, {"results", rows}};
     write_output(o.json_path, doc.dump(2) + "\n", "--json");
   }
   return 0;
