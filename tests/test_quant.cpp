@@ -386,6 +386,60 @@ TEST_P(QuantDot, ActivationQuantizationErrorIsSmall) {
 
 INSTANTIATE_TEST_SUITE_P(, QuantDot, testing::ValuesIn(kAllTypes), type_param_name);
 
+// ------------------------------------------------------------------- many rows at once
+
+// dots_function: every (x row, w row) pair is the one-row dot product. 1-9 x rows reach
+// every pass of up to 4 rows and its tail; 1-9 w rows every group of 2 or 4 and its tail;
+// the lengths (head dims) every tail of 8 elements. The w rows lie apart, x's rows n floats
+// apart, out's rows wider than the w rows it gets.
+class QuantDots : public testing::TestWithParam<WeightType> {};
+
+TEST_P(QuantDots, EveryPairIsTheDotProduct) {
+  const WeightType type = GetParam();
+  const DotFn dot = dot_function(type, SimdLevel::Scalar);
+  std::mt19937 rng(15);
+  for (SimdLevel level : supported_levels()) {
+    const DotsFn dots = dots_function(type, level);
+    for (int n : {1, 7, 8, 13, 64, 75, 128}) {
+      const size_t row_bytes = weight_row_bytes(type, n), stride = row_bytes + 6;
+      for (int n_rows : {1, 2, 3, 5, 9}) {
+        std::vector<uint8_t> w(stride * n_rows);
+        for (int j = 0; j < n_rows; j++) {
+          const std::vector<uint8_t> row = random_weights(type, n, rng);
+          std::copy(row.begin(), row.end(), w.begin() + j * stride);
+        }
+        for (int n_x : {1, 2, 3, 4, 5, 8, 9}) {
+          const std::vector<float> x = gaussian_activations(n * n_x, rng);
+          const int ld_out = n_rows + 3;
+          std::vector<float> out(size_t(n_x) * ld_out, -7.0f);
+          dots(w.data(), stride, n_rows, x.data(), n_x, n, out.data(), ld_out);
+          for (int i = 0; i < n_x; i++) {
+            const std::vector<float> xi(x.begin() + i * n, x.begin() + (i + 1) * n);
+            for (int j = 0; j < n_rows; j++) {
+              const std::vector<uint8_t> row(w.begin() + j * stride, w.begin() + j * stride + row_bytes);
+              const double magnitude = exact_dot(dequantized(type, row, n), xi).magnitude;
+              EXPECT_NEAR(out[size_t(i) * ld_out + j], dot(row.data(), xi.data(), n), 1e-5 * magnitude)
+                  << simd_level_name(level) << ", n " << n << ", x row " << i << " of " << n_x
+                  << ", w row " << j << " of " << n_rows;
+            }
+            for (int j = n_rows; j < ld_out; j++)
+              EXPECT_EQ(out[size_t(i) * ld_out + j], -7.0f) << "written past the rows";
+          }
+        }
+      }
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(, QuantDots,
+                         testing::Values(WeightType::F32, WeightType::F16, WeightType::BF16),
+                         type_param_name);
+
+TEST(QuantDispatch, DotsAreForFloatTypesOnly) {
+  EXPECT_THROW(dots_function(WeightType::Q8_0), std::invalid_argument);
+  EXPECT_THROW(dots_function(WeightType::Q4_K, SimdLevel::Scalar), std::invalid_argument);
+}
+
 TEST(QuantDispatch, LevelsStartWithScalarAndTheDefaultIsTheWidest) {
   const std::vector<SimdLevel> levels = supported_levels();
   ASSERT_FALSE(levels.empty());

@@ -8,16 +8,18 @@
 // each query row keeps a running max and sum, and its partial output is rescaled when a
 // larger score appears, so the T x len score matrix is never stored.
 //
-// A block's 16-bit keys and values are widened to float32 once per task (F16C's conversion
-// where the CPU has it, through quant::dequantize_row), so every query row reads floats: a
-// 16-bit row converted inside the inner loops costs more than the multiply-adds (the
-// compiler widens a _Float16 vector one element at a time in the portable clones).
-// With many query rows (prefill) a block is two small matrix products in register-blocked
-// strips of 6 query rows (kernels/cpu/strips.h): scores = Q . K^T, the block's keys
-// transposed once into panels, then acc += P . V, the value rows being panels as they lie.
-// With few rows (decode: one per query head of the group) the transposition would cost
-// more than the products, so each score is a dot product and each row adds up its weighted
-// value rows.
+// A block's 16-bit values (and in prefill its keys) are widened to float32 once per task
+// (F16C's conversion where the CPU has it, through quant::dequantize_row), so every query
+// row reads floats: a 16-bit row converted inside the inner loops costs more than the
+// multiply-adds (the compiler widens a _Float16 vector one element at a time in the
+// portable clones). With many query rows (prefill) a block is two small matrix products in
+// register-blocked strips of 6 query rows (kernels/cpu/strips.h): scores = Q . K^T, the
+// block's keys transposed once into panels, then acc += P . V, the value rows being panels
+// as they lie. With few rows (decode: one per query head of the group) the transposition
+// would cost more than the products: the scores are dot products of the group's rows with
+// the keys where they lie (quant::dots_function, each key widened once in registers for
+// the whole group; decode after 2K tokens +8% against widening the block first, and +8%
+// more from asking for the keys 2 KiB ahead), and each row adds up its weighted value rows.
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -90,17 +92,13 @@ QueryBlock& query_block(int group, int head_dim) {
   return block;
 }
 
-// p[j] = q . keys[j] for the n keys of a block.
-KVLM_SIMD_CLONES void dot_scores(float* p, const float* q, const float* keys, int n, int head_dim) {
-  for (int j = 0; j < n; j++) {
-    const float* k = keys + size_t(j) * head_dim;
-    Vec s{};
-    int d = 0;
-    for (; d + kLanes <= head_dim; d += kLanes) s += simd::load(q + d) * simd::load(k + d);
-    float score = simd::horizontal_sum(s);
-    for (; d < head_dim; d++) score += q[d] * k[d];
-    p[j] = score;
-  }
+// Scores of all b's rows against keys [j0, j0 + n) as they lie in the cache: row r into
+// s[r * lds, ...) (quant::dots_function: each key read and widened once for the group).
+void row_scores(float* s, int lds, const QueryBlock& b, const KVHeadView& cache, int head_dim,
+                int j0, int n) {
+  const size_t row_bytes = size_t(head_dim) * dtype_bytes(cache.dtype);
+  quant::dots_function(weight_type(cache.dtype))(static_cast<const uint8_t*>(cache.keys) + j0 * row_bytes,
+                                                  row_bytes, n, b.q.data(), b.rows, head_dim, s, lds);
 }
 
 // The largest of p[0, n).
@@ -201,13 +199,14 @@ const float* padded_rows(float* scratch, int stride, const void* rows, DType dty
 // Keys [j0, j0 + n_block) for few rows (decode): each row's scores as dot products, then
 // its weighted value rows.
 void attend_by_rows(QueryBlock& b, const KVHeadView& cache, int head_dim, int j0, int n_block) {
-  const float* keys = float_rows(b.keys.data(), cache.keys, cache.dtype, j0, n_block, head_dim);
+  // Every row's scores over the whole block: a row that sees fewer of its keys (a few new
+  // tokens) ignores the rest.
+  row_scores(b.scores.data(), kKeyBlock, b, cache, head_dim, j0, n_block);
   const float* values = float_rows(b.values.data(), cache.values, cache.dtype, j0, n_block, head_dim);
-  float* p = b.scores.data();
   for (int r = 0; r < b.rows; r++) {
     const int n = std::min(n_block, b.visible[r] - j0);  // keys this row sees here
     if (n <= 0) continue;
-    dot_scores(p, &b.q[size_t(r) * head_dim], keys, n, head_dim);
+    float* p = &b.scores[size_t(r) * kKeyBlock];
     const float rescale = softmax_step(b, r, p, n);
     update_output(&b.acc[size_t(r) * head_dim], rescale, p, values, n, head_dim);
   }
@@ -261,12 +260,11 @@ void score_rows(float* s, int lds, QueryBlock& b, const KVHeadView& cache, int h
                 int n_keys) {
   for (int j0 = 0; j0 < n_keys; j0 += kKeyBlock) {
     const int n_block = std::min(kKeyBlock, n_keys - j0);
-    const float* keys = float_rows(b.keys.data(), cache.keys, cache.dtype, j0, n_block, head_dim);
     if (b.rows < kStripsFromRows) {
-      for (int r = 0; r < b.rows; r++)
-        dot_scores(s + size_t(r) * lds + j0, &b.q[size_t(r) * head_dim], keys, n_block, head_dim);
+      row_scores(s + j0, lds, b, cache, head_dim, j0, n_block);
       continue;
     }
+    const float* keys = float_rows(b.keys.data(), cache.keys, cache.dtype, j0, n_block, head_dim);
     strips::interleave(keys, n_block, head_dim, head_dim, kKeyBlock, b.k_t.data());
     strips::multiply(s + j0, lds, b.rows, n_block, b.q.data(), head_dim, b.k_t.data(),
                      kPanelColumns, kKeyBlock, head_dim, false);

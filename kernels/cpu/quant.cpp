@@ -51,6 +51,15 @@ float dot_float_scalar(const void* w_row, const void* x_row, int n) {
   return sum;
 }
 
+template <WeightType T>
+void dots_float_scalar(const void* w, size_t row_bytes, int n_rows, const float* x, int n_x,
+                       int n, float* out, int ld_out) {
+  for (int i = 0; i < n_x; i++)
+    for (int j = 0; j < n_rows; j++)
+      out[size_t(i) * ld_out + j] =
+          dot_float_scalar<T>(static_cast<const uint8_t*>(w) + j * row_bytes, x + size_t(i) * n, n);
+}
+
 // ------------------------------------------------------------------- 32-weight blocks
 
 // How a block type stores its integers: weight i = d * (field_i - offset), or
@@ -176,6 +185,78 @@ KVLM_AVX2 float dot_float_avx2(const void* w_row, const void* x_row, int n) {
                                            _mm256_add_ps(acc[2], acc[3])));
   for (; i < n; i++) sum += to_f32<T>(w[i]) * x[i];
   return sum;
+}
+
+// Lane k: the sum of v[k]'s 8 lanes. Three rounds of pairwise sums, where summing each
+// vector on its own takes a chain of dependent additions per vector.
+KVLM_AVX2 inline __m256 lane_sums(const __m256 v[8]) {
+  const __m256 pairs01 = _mm256_hadd_ps(v[0], v[1]), pairs23 = _mm256_hadd_ps(v[2], v[3]);
+  const __m256 pairs45 = _mm256_hadd_ps(v[4], v[5]), pairs67 = _mm256_hadd_ps(v[6], v[7]);
+  // Lanes 0-3: the low halves' sums of v[0..3] (of v[4..7] below); lanes 4-7 the high halves'.
+  const __m256 quads0123 = _mm256_hadd_ps(pairs01, pairs23);
+  const __m256 quads4567 = _mm256_hadd_ps(pairs45, pairs67);
+  return _mm256_add_ps(_mm256_permute2f128_ps(quads0123, quads4567, 0x20),
+                       _mm256_permute2f128_ps(quads0123, quads4567, 0x31));
+}
+
+// R rows of x against K rows of w: each 8 weights of a w row are loaded (and widened) once
+// for the R rows; the R x K sums stay in registers until the end.
+template <WeightType T, int R, int K>
+KVLM_AVX2 void dots_tile_avx2(const uint8_t* w, size_t row_bytes, const float* x, int n,
+                              float* out, int ld_out) {
+  static_assert(R * K <= 8);
+  __m256 acc[8];
+  for (__m256& a : acc) a = _mm256_setzero_ps();
+  // Decode reads the keys from memory (at 2K tokens, 23 MB of SmolLM2's keys per step, after
+  // the weights have passed through the caches): each row asks for the bytes 2 KiB on.
+  for (int j = 0; j < K; j++)
+    for (size_t b = 0; b < row_bytes; b += 64)
+      _mm_prefetch(reinterpret_cast<const char*>(w + j * row_bytes + b) + detail::kPrefetchBytes, _MM_HINT_T0);
+  int d = 0;
+  for (; d + 8 <= n; d += 8) {
+    __m256 row[K];
+    for (int j = 0; j < K; j++) row[j] = load8<T>(reinterpret_cast<const FloatBits<T>*>(w + j * row_bytes) + d);
+    for (int i = 0; i < R; i++) {
+      const __m256 xi = _mm256_loadu_ps(x + size_t(i) * n + d);
+      for (int j = 0; j < K; j++) acc[i * K + j] = _mm256_fmadd_ps(row[j], xi, acc[i * K + j]);
+    }
+  }
+  float sums[8];
+  _mm256_storeu_ps(sums, lane_sums(acc));
+  for (int i = 0; i < R; i++)
+    for (int j = 0; j < K; j++) {
+      const auto* wj = reinterpret_cast<const FloatBits<T>*>(w + j * row_bytes);
+      float sum = sums[i * K + j];
+      for (int t = d; t < n; t++) sum += to_f32<T>(wj[t]) * x[size_t(i) * n + t];
+      out[size_t(i) * ld_out + j] = sum;
+    }
+}
+
+// R rows of x against every row of w, K rows of w at a time: as many as keep the R x K
+// sums and the K rows in registers.
+template <WeightType T, int R>
+KVLM_AVX2 void dots_rows_avx2(const uint8_t* w, size_t row_bytes, int n_rows, const float* x,
+                              int n, float* out, int ld_out) {
+  constexpr int K = R <= 2 ? 4 : 2;
+  int j = 0;
+  for (; j + K <= n_rows; j += K) dots_tile_avx2<T, R, K>(w + j * row_bytes, row_bytes, x, n, out + j, ld_out);
+  for (; j < n_rows; j++) dots_tile_avx2<T, R, 1>(w + j * row_bytes, row_bytes, x, n, out + j, ld_out);
+}
+
+template <WeightType T>
+KVLM_AVX2 void dots_float_avx2(const void* w, size_t row_bytes, int n_rows, const float* x,
+                               int n_x, int n, float* out, int ld_out) {
+  const auto* rows = static_cast<const uint8_t*>(w);
+  for (int i = 0; i < n_x; i += 4) {
+    const float* xi = x + size_t(i) * n;
+    float* oi = out + size_t(i) * ld_out;
+    switch (std::min(4, n_x - i)) {
+      case 1: dots_rows_avx2<T, 1>(rows, row_bytes, n_rows, xi, n, oi, ld_out); break;
+      case 2: dots_rows_avx2<T, 2>(rows, row_bytes, n_rows, xi, n, oi, ld_out); break;
+      case 3: dots_rows_avx2<T, 3>(rows, row_bytes, n_rows, xi, n, oi, ld_out); break;
+      default: dots_rows_avx2<T, 4>(rows, row_bytes, n_rows, xi, n, oi, ld_out);
+    }
+  }
 }
 
 // Byte i of the result is 0x10 where bit i of qh is set (the 5th bit of weight i).
@@ -410,8 +491,10 @@ KVLM_AVX2 void quantize_q8_32_avx2(const float* x, BlockQ8_32* out, int n) {
 // ------------------------------------------------------------------- dispatch
 
 template <WeightType T>
-constexpr detail::TypeKernels kFloat{dequantize_float<T>, dot_float_scalar<T>,
-                                     dot_float_avx2<T>, dequantize_float_avx2<T>};
+constexpr detail::TypeKernels kFloat{dequantize_float<T>,  dot_float_scalar<T>,
+                                     dot_float_avx2<T>,     dequantize_float_avx2<T>,
+                                     nullptr,               dots_float_scalar<T>,
+                                     dots_float_avx2<T>};
 template <class Block>
 constexpr detail::TypeKernels kBlocks{dequantize_blocks<Block>, dot_blocks_scalar<Block>,
                                       dot_blocks_avx2<Block>, dequantize_blocks_avx2<Block>,
@@ -506,6 +589,19 @@ DotFn dot_function(WeightType type) {
 
 DotRowsFn dot_rows_function(WeightType type, SimdLevel level) {
   return level == SimdLevel::Avx2 ? kernels(type).avx2_rows : nullptr;
+}
+
+DotsFn dots_function(WeightType type, SimdLevel level) {
+  const detail::TypeKernels& k = kernels(type);
+  if (!k.dots_scalar)
+    throw std::invalid_argument(std::string("dots_function: ") + weight_type_name(type) +
+                                " is not a float type");
+  return level == SimdLevel::Avx2 && k.dots_avx2 ? k.dots_avx2 : k.dots_scalar;
+}
+
+DotsFn dots_function(WeightType type) {
+  static const SimdLevel widest = supported_levels().back();
+  return dots_function(type, widest);
 }
 
 DotRowsFn dot_rows_function(WeightType type) {

@@ -52,6 +52,18 @@ DotRowsFn dot_rows_function(WeightType type, SimdLevel level);
 // The widest version this CPU runs (or nullptr).
 DotRowsFn dot_rows_function(WeightType type);
 
+// A few float32 rows x against rows of a float type (F32, F16, BF16), all pairs:
+// out[i * ld_out + j] = sum over t < n of w_j[t] * x_i[t] for i < n_x, j < n_rows, with x's
+// rows n floats apart and w's row_bytes apart. Decode attention's scores: a GQA group's
+// query rows against a block of 16-bit keys, each key widened once for up to 4 query rows
+// and read where it lies (no float32 copy of the block).
+using DotsFn = void (*)(const void* w, size_t row_bytes, int n_rows, const float* x, int n_x,
+                        int n, float* out, int ld_out);
+// `type`'s version at `level` (std::invalid_argument for a quantised type).
+DotsFn dots_function(WeightType type, SimdLevel level);
+// The widest version this CPU runs.
+DotsFn dots_function(WeightType type);
+
 // Rebuilds n weights (a whole number of blocks) of `type` at src as float32, bit for bit
 // the same at every level; the first form at the widest level this CPU runs.
 void dequantize_row(WeightType type, const void* src, float* dst, int64_t n);
