@@ -294,9 +294,12 @@ void CpuBackend::attention(float* out, const float* q, const std::vector<KVHeadV
   const int n_blocks = (T + kQueryBlock - 1) / kQueryBlock;
   int longest = 0;
   for (const KVHeadView& h : kv) longest = std::max(longest, h.len);
-  const int wanted = n_blocks == 1 ? (4 * threads() + n_kv - 1) / n_kv : 1;
+  // About 4 tasks a thread, and a whole number of them per thread: 3 heads in 3 chunks on
+  // 2 threads left one thread a ninth of the work idle.
+  int wanted = n_blocks == 1 ? (4 * threads() + n_kv - 1) / n_kv : 1;
+  while (n_blocks == 1 && n_kv * wanted % threads() != 0 && wanted < 4 * threads()) wanted++;
   const int n_chunks = std::max(1, std::min(wanted, longest / kMinChunk));
-  const int chunk = (longest + n_chunks - 1) / n_chunks / kKeyBlock * kKeyBlock + kKeyBlock;
+  const int chunk = round_up((longest + n_chunks - 1) / n_chunks, kKeyBlock);
 
   // Per (head, chunk) when chunked: every row's max, sum and unnormalised output.
   const int rows_per_task = group * std::min(T, kQueryBlock);
