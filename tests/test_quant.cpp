@@ -431,6 +431,47 @@ TEST_P(QuantDots, EveryPairIsTheDotProduct) {
   }
 }
 
+// weighted_sums_function: each output is acc plus the weighted sum of the rows, in double
+// within float rounding of the sum of magnitudes; the same sizes as above (n: every tail of
+// 16 and 8 columns), and p's rows wider than the w rows they weigh.
+TEST_P(QuantDots, WeightedSumsAddTheWeightedRows) {
+  const WeightType type = GetParam();
+  std::mt19937 rng(16);
+  for (SimdLevel level : supported_levels()) {
+    const WeightedSumsFn weighted_sums = weighted_sums_function(type, level);
+    for (int n : {1, 7, 8, 13, 16, 24, 64, 75}) {
+      const size_t row_bytes = weight_row_bytes(type, n), stride = row_bytes + 6;
+      for (int n_rows : {1, 2, 5, 9}) {
+        std::vector<uint8_t> w(stride * n_rows);
+        std::vector<std::vector<float>> rows;
+        for (int j = 0; j < n_rows; j++) {
+          const std::vector<uint8_t> row = random_weights(type, n, rng);
+          std::copy(row.begin(), row.end(), w.begin() + j * stride);
+          rows.push_back(dequantized(type, row, n));
+        }
+        for (int n_x : {1, 2, 3, 4, 5, 8, 9}) {
+          const int ld_p = n_rows + 2;
+          const std::vector<float> p = gaussian_activations(n_x * ld_p, rng);
+          const std::vector<float> start = gaussian_activations(n_x * n, rng);
+          std::vector<float> acc = start;
+          weighted_sums(w.data(), stride, n_rows, p.data(), ld_p, n_x, n, acc.data());
+          for (int i = 0; i < n_x; i++)
+            for (int t = 0; t < n; t++) {
+              double want = start[i * n + t], magnitude = std::fabs(want);
+              for (int j = 0; j < n_rows; j++) {
+                want += double(p[i * ld_p + j]) * rows[j][t];
+                magnitude += std::fabs(double(p[i * ld_p + j]) * rows[j][t]);
+              }
+              EXPECT_NEAR(acc[i * n + t], want, 1e-5 * magnitude)
+                  << simd_level_name(level) << ", n " << n << ", x row " << i << " of " << n_x
+                  << ", column " << t << ", " << n_rows << " rows";
+            }
+        }
+      }
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(, QuantDots,
                          testing::Values(WeightType::F32, WeightType::F16, WeightType::BF16),
                          type_param_name);
@@ -438,6 +479,7 @@ INSTANTIATE_TEST_SUITE_P(, QuantDots,
 TEST(QuantDispatch, DotsAreForFloatTypesOnly) {
   EXPECT_THROW(dots_function(WeightType::Q8_0), std::invalid_argument);
   EXPECT_THROW(dots_function(WeightType::Q4_K, SimdLevel::Scalar), std::invalid_argument);
+  EXPECT_THROW(weighted_sums_function(WeightType::Q4_1), std::invalid_argument);
 }
 
 TEST(QuantDispatch, LevelsStartWithScalarAndTheDefaultIsTheWidest) {

@@ -8,18 +8,21 @@
 // each query row keeps a running max and sum, and its partial output is rescaled when a
 // larger score appears, so the T x len score matrix is never stored.
 //
-// A block's 16-bit values (and in prefill its keys) are widened to float32 once per task
-// (F16C's conversion where the CPU has it, through quant::dequantize_row), so every query
-// row reads floats: a 16-bit row converted inside the inner loops costs more than the
-// multiply-adds (the compiler widens a _Float16 vector one element at a time in the
-// portable clones). With many query rows (prefill) a block is two small matrix products in
-// register-blocked strips of 6 query rows (kernels/cpu/strips.h): scores = Q . K^T, the
-// block's keys transposed once into panels, then acc += P . V, the value rows being panels
-// as they lie. With few rows (decode: one per query head of the group) the transposition
-// would cost more than the products: the scores are dot products of the group's rows with
-// the keys where they lie (quant::dots_function, each key widened once in registers for
-// the whole group; decode after 2K tokens +8% against widening the block first, and +8%
-// more from asking for the keys 2 KiB ahead), and each row adds up its weighted value rows.
+// With many query rows (prefill) a block is two small matrix products in register-blocked
+// strips of 6 query rows (kernels/cpu/strips.h): scores = Q . K^T, the block's keys
+// transposed once into panels, then acc += P . V, the value rows being panels as they lie.
+// For those, a block's 16-bit keys and values are widened to float32 once per task (F16C's
+// conversion where the CPU has it, through quant::dequantize_row): a 16-bit row converted
+// inside the inner loops costs more than the multiply-adds (the compiler widens a _Float16
+// vector one element at a time in the portable clones).
+// With few rows (decode: one per query head of the group) the transposition would cost
+// more than the products. The scores are dot products of the group's rows with the keys,
+// and the output adds up the value rows, both read from the cache where they lie
+// (quant::dots_function, quant::weighted_sums_function: each 16-bit row widened once in
+// registers for the whole group; the keys asked for ahead). Q4_1 decode after 2K tokens, against
+// widening each block first: keys +8%, asking for them ahead +8%, values in place +5% (the
+// medians of 5-10 alternating pairs of `kvlm bench`). Asking for the values ahead gained
+// nothing (7 of 18 pairs faster).
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -135,33 +138,6 @@ KVLM_SIMD_CLONES float exponentiate(float* p, int n, float max) {
   return sum;
 }
 
-// acc[d0, d0 + N * kLanes) += sum over j < n of p[j] * values[j][same dims], the N vectors
-// of acc held in registers across the keys.
-template <int N>
-inline void add_weighted_values(float* acc, const float* p, const float* values, int n,
-                                int head_dim) {
-  Vec a[N];
-  for (int k = 0; k < N; k++) a[k] = simd::load(acc + k * kLanes);
-  for (int j = 0; j < n; j++) {
-    const float* v = values + size_t(j) * head_dim;
-    for (int k = 0; k < N; k++) a[k] += p[j] * simd::load(v + k * kLanes);
-  }
-  for (int k = 0; k < N; k++) simd::store(acc + k * kLanes, a[k]);
-}
-
-// acc = acc * rescale + sum over j < n of p[j] * values[j].
-KVLM_SIMD_CLONES void update_output(float* acc, float rescale, const float* p, const float* values,
-                                    int n, int head_dim) {
-  for (int d = 0; d < head_dim; d++) acc[d] *= rescale;
-  int d0 = 0;
-  for (; d0 + 8 * kLanes <= head_dim; d0 += 8 * kLanes)
-    add_weighted_values<8>(acc + d0, p, values + d0, n, head_dim);
-  for (; d0 + kLanes <= head_dim; d0 += kLanes)
-    add_weighted_values<1>(acc + d0, p, values + d0, n, head_dim);
-  for (; d0 < head_dim; d0++)
-    for (int j = 0; j < n; j++) acc[d0] += p[j] * values[size_t(j) * head_dim + d0];
-}
-
 // Rows [first, first + n) of a head's keys or values as float32: float32 rows where they
 // lie, 16-bit ones widened into `scratch` (n * head_dim floats).
 const float* float_rows(float* scratch, const void* rows, DType dtype, int first, int n,
@@ -184,6 +160,21 @@ float softmax_step(QueryBlock& b, int r, float* p, int n) {
   return rescale;
 }
 
+// Every row's softmax step over the block's scores (row r's at scores[r * kKeyBlock]): the
+// keys it sees become probabilities, the rest (past its own end) weigh 0, and its output so
+// far is rescaled to its new max.
+void softmax_rows(QueryBlock& b, int j0, int n_block, int head_dim) {
+  for (int r = 0; r < b.rows; r++) {
+    float* p = &b.scores[size_t(r) * kKeyBlock];
+    const int n = std::clamp(b.visible[r] - j0, 0, n_block);
+    const float rescale = softmax_step(b, r, p, n);
+    std::fill(p + n, p + n_block, 0.0f);
+    float* acc = &b.acc[size_t(r) * head_dim];
+    if (rescale != 1.0f)
+      for (int d = 0; d < head_dim; d++) acc[d] *= rescale;
+  }
+}
+
 // float_rows into `scratch` with rows `stride` floats apart (> head_dim), so a panel reading
 // 16 columns from any of a row's dimensions stays inside the row.
 const float* padded_rows(float* scratch, int stride, const void* rows, DType dtype, int first,
@@ -196,20 +187,15 @@ const float* padded_rows(float* scratch, int stride, const void* rows, DType dty
   return scratch;
 }
 
-// Keys [j0, j0 + n_block) for few rows (decode): each row's scores as dot products, then
-// its weighted value rows.
+// Keys [j0, j0 + n_block) for few rows (decode): the scores and the weighted sum of the
+// values, both read from the cache where they lie.
 void attend_by_rows(QueryBlock& b, const KVHeadView& cache, int head_dim, int j0, int n_block) {
-  // Every row's scores over the whole block: a row that sees fewer of its keys (a few new
-  // tokens) ignores the rest.
   row_scores(b.scores.data(), kKeyBlock, b, cache, head_dim, j0, n_block);
-  const float* values = float_rows(b.values.data(), cache.values, cache.dtype, j0, n_block, head_dim);
-  for (int r = 0; r < b.rows; r++) {
-    const int n = std::min(n_block, b.visible[r] - j0);  // keys this row sees here
-    if (n <= 0) continue;
-    float* p = &b.scores[size_t(r) * kKeyBlock];
-    const float rescale = softmax_step(b, r, p, n);
-    update_output(&b.acc[size_t(r) * head_dim], rescale, p, values, n, head_dim);
-  }
+  softmax_rows(b, j0, n_block, head_dim);
+  const size_t row_bytes = size_t(head_dim) * dtype_bytes(cache.dtype);
+  quant::weighted_sums_function(weight_type(cache.dtype))(
+      static_cast<const uint8_t*>(cache.values) + j0 * row_bytes, row_bytes, n_block,
+      b.scores.data(), kKeyBlock, b.rows, head_dim, b.acc.data());
 }
 
 // Keys [j0, j0 + n_block) for many rows (prefill): scores = Q.K^T and acc += P.V in strips
@@ -219,15 +205,7 @@ void attend_by_strips(QueryBlock& b, const KVHeadView& cache, int head_dim, int 
   strips::interleave(keys, n_block, head_dim, head_dim, kKeyBlock, b.k_t.data());
   strips::multiply(b.scores.data(), kKeyBlock, b.rows, n_block, b.q.data(), head_dim,
                    b.k_t.data(), kPanelColumns, kKeyBlock, head_dim, false);
-  for (int r = 0; r < b.rows; r++) {
-    float* p = &b.scores[size_t(r) * kKeyBlock];
-    const int n = std::clamp(b.visible[r] - j0, 0, n_block);
-    const float rescale = softmax_step(b, r, p, n);
-    std::fill(p + n, p + n_block, 0.0f);  // keys past the row's own end weigh nothing
-    float* acc = &b.acc[size_t(r) * head_dim];
-    if (rescale != 1.0f)
-      for (int d = 0; d < head_dim; d++) acc[d] *= rescale;
-  }
+  softmax_rows(b, j0, n_block, head_dim);
 
   const int values_stride = round_up(head_dim, kPanelColumns);  // a panel reads 16 columns
   const float* values =

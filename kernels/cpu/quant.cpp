@@ -60,6 +60,17 @@ void dots_float_scalar(const void* w, size_t row_bytes, int n_rows, const float*
           dot_float_scalar<T>(static_cast<const uint8_t*>(w) + j * row_bytes, x + size_t(i) * n, n);
 }
 
+template <WeightType T>
+void weighted_sums_float_scalar(const void* w, size_t row_bytes, int n_rows, const float* p,
+                                int ld_p, int n_x, int n, float* acc) {
+  for (int i = 0; i < n_x; i++)
+    for (int j = 0; j < n_rows; j++) {
+      const auto* wj = reinterpret_cast<const FloatBits<T>*>(static_cast<const uint8_t*>(w) + j * row_bytes);
+      const float weight = p[size_t(i) * ld_p + j];
+      for (int t = 0; t < n; t++) acc[size_t(i) * n + t] += weight * to_f32<T>(wj[t]);
+    }
+}
+
 // ------------------------------------------------------------------- 32-weight blocks
 
 // How a block type stores its integers: weight i = d * (field_i - offset), or
@@ -255,6 +266,56 @@ KVLM_AVX2 void dots_float_avx2(const void* w, size_t row_bytes, int n_rows, cons
       case 2: dots_rows_avx2<T, 2>(rows, row_bytes, n_rows, xi, n, oi, ld_out); break;
       case 3: dots_rows_avx2<T, 3>(rows, row_bytes, n_rows, xi, n, oi, ld_out); break;
       default: dots_rows_avx2<T, 4>(rows, row_bytes, n_rows, xi, n, oi, ld_out);
+    }
+  }
+}
+
+// R rows of acc, columns [d, d + 8 * V), over every row of w: the R x V sums stay in
+// registers while the w rows pass, each 8 weights widened once for the R rows.
+template <WeightType T, int R, int V>
+KVLM_AVX2 inline void weighted_sums_columns_avx2(const uint8_t* w, size_t row_bytes, int n_rows,
+                                                 const float* p, int ld_p, int n, float* acc, int d) {
+  __m256 sums[R][V];
+  for (int i = 0; i < R; i++)
+    for (int k = 0; k < V; k++) sums[i][k] = _mm256_loadu_ps(acc + size_t(i) * n + d + 8 * k);
+  for (int j = 0; j < n_rows; j++) {
+    const auto* wj = reinterpret_cast<const FloatBits<T>*>(w + j * row_bytes) + d;
+    __m256 row[V];
+    for (int k = 0; k < V; k++) row[k] = load8<T>(wj + 8 * k);
+    for (int i = 0; i < R; i++) {
+      const __m256 weight = _mm256_broadcast_ss(p + size_t(i) * ld_p + j);
+      for (int k = 0; k < V; k++) sums[i][k] = _mm256_fmadd_ps(row[k], weight, sums[i][k]);
+    }
+  }
+  for (int i = 0; i < R; i++)
+    for (int k = 0; k < V; k++) _mm256_storeu_ps(acc + size_t(i) * n + d + 8 * k, sums[i][k]);
+}
+
+template <WeightType T, int R>
+KVLM_AVX2 void weighted_sums_rows_avx2(const uint8_t* w, size_t row_bytes, int n_rows,
+                                       const float* p, int ld_p, int n, float* acc) {
+  int d = 0;
+  for (; d + 16 <= n; d += 16) weighted_sums_columns_avx2<T, R, 2>(w, row_bytes, n_rows, p, ld_p, n, acc, d);
+  for (; d + 8 <= n; d += 8) weighted_sums_columns_avx2<T, R, 1>(w, row_bytes, n_rows, p, ld_p, n, acc, d);
+  for (; d < n; d++)
+    for (int i = 0; i < R; i++)
+      for (int j = 0; j < n_rows; j++)
+        acc[size_t(i) * n + d] += p[size_t(i) * ld_p + j] *
+                                  to_f32<T>(reinterpret_cast<const FloatBits<T>*>(w + j * row_bytes)[d]);
+}
+
+template <WeightType T>
+KVLM_AVX2 void weighted_sums_float_avx2(const void* w, size_t row_bytes, int n_rows, const float* p,
+                                        int ld_p, int n_x, int n, float* acc) {
+  const auto* rows = static_cast<const uint8_t*>(w);
+  for (int i = 0; i < n_x; i += 4) {
+    const float* pi = p + size_t(i) * ld_p;
+    float* ai = acc + size_t(i) * n;
+    switch (std::min(4, n_x - i)) {
+      case 1: weighted_sums_rows_avx2<T, 1>(rows, row_bytes, n_rows, pi, ld_p, n, ai); break;
+      case 2: weighted_sums_rows_avx2<T, 2>(rows, row_bytes, n_rows, pi, ld_p, n, ai); break;
+      case 3: weighted_sums_rows_avx2<T, 3>(rows, row_bytes, n_rows, pi, ld_p, n, ai); break;
+      default: weighted_sums_rows_avx2<T, 4>(rows, row_bytes, n_rows, pi, ld_p, n, ai);
     }
   }
 }
@@ -494,7 +555,8 @@ template <WeightType T>
 constexpr detail::TypeKernels kFloat{dequantize_float<T>,  dot_float_scalar<T>,
                                      dot_float_avx2<T>,     dequantize_float_avx2<T>,
                                      nullptr,               dots_float_scalar<T>,
-                                     dots_float_avx2<T>};
+                                     dots_float_avx2<T>,    weighted_sums_float_scalar<T>,
+                                     weighted_sums_float_avx2<T>};
 template <class Block>
 constexpr detail::TypeKernels kBlocks{dequantize_blocks<Block>, dot_blocks_scalar<Block>,
                                       dot_blocks_avx2<Block>, dequantize_blocks_avx2<Block>,
@@ -602,6 +664,19 @@ DotsFn dots_function(WeightType type, SimdLevel level) {
 DotsFn dots_function(WeightType type) {
   static const SimdLevel widest = supported_levels().back();
   return dots_function(type, widest);
+}
+
+WeightedSumsFn weighted_sums_function(WeightType type, SimdLevel level) {
+  const detail::TypeKernels& k = kernels(type);
+  if (!k.weighted_sums_scalar)
+    throw std::invalid_argument(std::string("weighted_sums_function: ") + weight_type_name(type) +
+                                " is not a float type");
+  return level == SimdLevel::Avx2 && k.weighted_sums_avx2 ? k.weighted_sums_avx2 : k.weighted_sums_scalar;
+}
+
+WeightedSumsFn weighted_sums_function(WeightType type) {
+  static const SimdLevel widest = supported_levels().back();
+  return weighted_sums_function(type, widest);
 }
 
 DotRowsFn dot_rows_function(WeightType type) {

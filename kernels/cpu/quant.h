@@ -64,6 +64,17 @@ DotsFn dots_function(WeightType type, SimdLevel level);
 // The widest version this CPU runs.
 DotsFn dots_function(WeightType type);
 
+// The other half of decode attention: rows of a float type added up with a weight per x
+// row, acc[i * n + t] += sum over j < n_rows of p[i * ld_p + j] * w_j[t] for i < n_x, t < n
+// (a GQA group's outputs += its probabilities times a block of 16-bit values, each value
+// widened once in registers for up to 4 rows).
+using WeightedSumsFn = void (*)(const void* w, size_t row_bytes, int n_rows, const float* p,
+                                int ld_p, int n_x, int n, float* acc);
+// `type`'s version at `level` (std::invalid_argument for a quantised type).
+WeightedSumsFn weighted_sums_function(WeightType type, SimdLevel level);
+// The widest version this CPU runs.
+WeightedSumsFn weighted_sums_function(WeightType type);
+
 // Rebuilds n weights (a whole number of blocks) of `type` at src as float32, bit for bit
 // the same at every level; the first form at the widest level this CPU runs.
 void dequantize_row(WeightType type, const void* src, float* dst, int64_t n);

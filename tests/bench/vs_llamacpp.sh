@@ -50,10 +50,11 @@ run_kvlm() {
   for depth in 16 512 2048; do
     "$kvlm" bench -q -m "$model" --device cpu -t "$threads" --prompt-len "$depth" --gen 64 \
       --json "$work/k.json" >/dev/null 2>&1
-    python3 - "$work/k.json" "$depth" >>"$results" <<'PY'
+    python3 - "$work/k.json" "$depth" "$work/huge_pages" >>"$results" <<'PY'
 import json, sys
-r = json.load(open(sys.argv[1]))["results"][0]
-depth = sys.argv[2]
+doc = json.load(open(sys.argv[1]))
+r, depth = doc["results"][0], sys.argv[2]
+open(sys.argv[3], "w").write(f"{doc['huge_page_bytes'] / 2**20:.0f} MiB")
 if depth != "16":
     print("kvlm", f"pp{depth}", r["prefill_tokens_per_s"])
 print("kvlm", f"tg64_@_d{depth}", r["decode_tokens_per_s"])
@@ -67,6 +68,10 @@ for ((i = 0; i < pairs; i++)); do
   if ((i % 2 == 0)); then run_llamacpp; run_kvlm; else run_kvlm; run_llamacpp; fi
 done
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+# Both map the file from the page cache: where it holds the file in 2 MiB folios (kvlm asks
+# for them when it reads a file afresh) both engines read it through 2 MiB pages, else
+# through 4 KiB ones (a file just written, by llama-quantize say, until it leaves the cache).
+echo "kvlm's last run held $(cat "$work/huge_pages") in 2 MiB pages" >&2
 
 python3 - "$results" "$model" "$threads" "$pairs" <<'PY'
 import statistics, sys
