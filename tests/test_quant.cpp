@@ -401,7 +401,7 @@ TEST_P(QuantDots, EveryPairIsTheDotProduct) {
   for (SimdLevel level : supported_levels()) {
     const DotsFn dots = dots_function(type, level);
     for (int n : {1, 7, 8, 13, 64, 75, 128}) {
-      const size_t row_bytes = weight_row_bytes(type, n), stride = row_bytes + 6;
+      const size_t row_bytes = weight_row_bytes(type, n), stride = row_bytes + 8;  // rows apart, each aligned for its type
       for (int n_rows : {1, 2, 3, 5, 9}) {
         std::vector<uint8_t> w(stride * n_rows);
         for (int j = 0; j < n_rows; j++) {
@@ -440,7 +440,7 @@ TEST_P(QuantDots, WeightedSumsAddTheWeightedRows) {
   for (SimdLevel level : supported_levels()) {
     const WeightedSumsFn weighted_sums = weighted_sums_function(type, level);
     for (int n : {1, 7, 8, 13, 16, 24, 64, 75}) {
-      const size_t row_bytes = weight_row_bytes(type, n), stride = row_bytes + 6;
+      const size_t row_bytes = weight_row_bytes(type, n), stride = row_bytes + 8;  // rows apart, each aligned for its type
       for (int n_rows : {1, 2, 5, 9}) {
         std::vector<uint8_t> w(stride * n_rows);
         std::vector<std::vector<float>> rows;

@@ -9,8 +9,7 @@ struct TypeKernels {
   void (*dequantize)(const void* src, float* dst, int64_t n);
   DotFn scalar;
   DotFn avx2;  // nullptr when the type has no AVX2 version
-  // The rebuild as float32 with AVX2 (bit for bit the scalar one's); nullptr where none
-  // was written (the k-quants).
+  // The rebuild as float32 with AVX2 (bit for bit the scalar one's).
   void (*dequantize_avx2)(const void* src, float* dst, int64_t n);
   DotRowsFn avx2_rows = nullptr;  // kDotRows rows at once with AVX2, where written
   // The float types' dots_function and weighted_sums_function.

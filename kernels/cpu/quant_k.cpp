@@ -380,9 +380,58 @@ KVLM_AVX2 float dot_avx2(const void* w, const void* x, int n) {
   return horizontal_sum(acc);
 }
 
+// The rebuild as float32 (prefill's panels of k-quant rows), bit for bit dequantize's:
+// each sub-block's scale and minimum rounded to floats as there, then per weight a multiply
+// and a subtraction, not a fused multiply-add. On the Q4_K_M file (ffn_down in Q4_K and
+// Q6_K) the scalar rebuild took 1.0% of a 2048-token prefill's samples in `perf`, this one
+// 0.13%: a small gain, too small to see in this machine's prefill timings.
+template <class Layout>
+KVLM_AVX2 void dequantize_avx2(const void* src, float* dst, int64_t n) {
+  using Block = typename Layout::Block;
+  const auto* blocks = static_cast<const Block*>(src);
+  // 16 int16 as two vectors of 8 floats.
+  const auto to_floats = [](__m256i ints16, __m256 out[2]) KVLM_AVX2 {
+    out[0] = _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_castsi256_si128(ints16)));
+    out[1] = _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_extracti128_si256(ints16, 1)));
+  };
+  for (int64_t b = 0; b < n / kSuperBlock; ++b, dst += kSuperBlock) {
+    const Block& block = blocks[b];
+    alignas(32) float scale[kSubBlocks], min[kSubBlocks];
+    __m256 ints[2];
+    to_floats(_mm256_cvtepi8_epi16(Layout::scales16(block)), ints);
+    const __m256 d = _mm256_set1_ps(f16_to_f32(block.d));
+    _mm256_store_ps(scale, _mm256_mul_ps(d, ints[0]));
+    _mm256_store_ps(scale + 8, _mm256_mul_ps(d, ints[1]));
+    if constexpr (kHasMin<Block>) {
+      to_floats(_mm256_cvtepu8_epi16(Layout::mins16(block)), ints);
+      const __m256 dmin = _mm256_set1_ps(dmin_of(block));
+      _mm256_store_ps(min, _mm256_mul_ps(dmin, ints[0]));
+      _mm256_store_ps(min + 8, _mm256_mul_ps(dmin, ints[1]));
+    }
+    __m256i q[8];
+    Layout::quants(block, q);
+    for (int g = 0; g < 8; ++g) {
+      // Sub-block 2g is the low 128-bit lane of q[g], 2g + 1 the high one.
+      const __m256i offset = _mm256_set1_epi16(Layout::kOffset);
+      const __m256i halves[2] = {
+          _mm256_sub_epi16(_mm256_cvtepu8_epi16(_mm256_castsi256_si128(q[g])), offset),
+          _mm256_sub_epi16(_mm256_cvtepu8_epi16(_mm256_extracti128_si256(q[g], 1)), offset)};
+      for (int h = 0; h < 2; ++h) {
+        const int j = 2 * g + h;
+        to_floats(halves[h], ints);
+        for (int k = 0; k < 2; ++k) {
+          __m256 w = _mm256_mul_ps(_mm256_set1_ps(scale[j]), ints[k]);
+          if constexpr (kHasMin<Block>) w = _mm256_sub_ps(w, _mm256_set1_ps(min[j]));
+          _mm256_storeu_ps(dst + kSubBlock * j + 8 * k, w);
+        }
+      }
+    }
+  }
+}
+
 template <class Layout>
 constexpr TypeKernels kernels_of() {
-  return {dequantize<Layout>, dot_scalar<Layout>, dot_avx2<Layout>, nullptr};
+  return {dequantize<Layout>, dot_scalar<Layout>, dot_avx2<Layout>, dequantize_avx2<Layout>};
 }
 
 }  // namespace
