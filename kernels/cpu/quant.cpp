@@ -254,20 +254,27 @@ KVLM_AVX2 void dots_rows_avx2(const uint8_t* w, size_t row_bytes, int n_rows, co
   for (; j < n_rows; j++) dots_tile_avx2<T, R, 1>(w + j * row_bytes, row_bytes, x, n, out + j, ld_out);
 }
 
+// pass(R, i) for the passes over n_x rows, 4 rows at a time and then the rest: i the
+// pass's first row, R its number of rows as a compile-time constant.
+template <class Pass>
+KVLM_AVX2 inline void in_passes_of_4(int n_x, Pass&& pass) {
+  for (int i = 0; i < n_x; i += 4) {
+    switch (std::min(4, n_x - i)) {
+      case 1: pass(std::integral_constant<int, 1>{}, i); break;
+      case 2: pass(std::integral_constant<int, 2>{}, i); break;
+      case 3: pass(std::integral_constant<int, 3>{}, i); break;
+      default: pass(std::integral_constant<int, 4>{}, i);
+    }
+  }
+}
+
 template <WeightType T>
 KVLM_AVX2 void dots_float_avx2(const void* w, size_t row_bytes, int n_rows, const float* x,
                                int n_x, int n, float* out, int ld_out) {
-  const auto* rows = static_cast<const uint8_t*>(w);
-  for (int i = 0; i < n_x; i += 4) {
-    const float* xi = x + size_t(i) * n;
-    float* oi = out + size_t(i) * ld_out;
-    switch (std::min(4, n_x - i)) {
-      case 1: dots_rows_avx2<T, 1>(rows, row_bytes, n_rows, xi, n, oi, ld_out); break;
-      case 2: dots_rows_avx2<T, 2>(rows, row_bytes, n_rows, xi, n, oi, ld_out); break;
-      case 3: dots_rows_avx2<T, 3>(rows, row_bytes, n_rows, xi, n, oi, ld_out); break;
-      default: dots_rows_avx2<T, 4>(rows, row_bytes, n_rows, xi, n, oi, ld_out);
-    }
-  }
+  in_passes_of_4(n_x, [&](auto rows, int i) KVLM_AVX2 {
+    dots_rows_avx2<T, rows()>(static_cast<const uint8_t*>(w), row_bytes, n_rows,
+                              x + size_t(i) * n, n, out + size_t(i) * ld_out, ld_out);
+  });
 }
 
 // R rows of acc, columns [d, d + 8 * V), over every row of w: the R x V sums stay in
@@ -307,17 +314,10 @@ KVLM_AVX2 void weighted_sums_rows_avx2(const uint8_t* w, size_t row_bytes, int n
 template <WeightType T>
 KVLM_AVX2 void weighted_sums_float_avx2(const void* w, size_t row_bytes, int n_rows, const float* p,
                                         int ld_p, int n_x, int n, float* acc) {
-  const auto* rows = static_cast<const uint8_t*>(w);
-  for (int i = 0; i < n_x; i += 4) {
-    const float* pi = p + size_t(i) * ld_p;
-    float* ai = acc + size_t(i) * n;
-    switch (std::min(4, n_x - i)) {
-      case 1: weighted_sums_rows_avx2<T, 1>(rows, row_bytes, n_rows, pi, ld_p, n, ai); break;
-      case 2: weighted_sums_rows_avx2<T, 2>(rows, row_bytes, n_rows, pi, ld_p, n, ai); break;
-      case 3: weighted_sums_rows_avx2<T, 3>(rows, row_bytes, n_rows, pi, ld_p, n, ai); break;
-      default: weighted_sums_rows_avx2<T, 4>(rows, row_bytes, n_rows, pi, ld_p, n, ai);
-    }
-  }
+  in_passes_of_4(n_x, [&](auto rows, int i) KVLM_AVX2 {
+    weighted_sums_rows_avx2<T, rows()>(static_cast<const uint8_t*>(w), row_bytes, n_rows,
+                                       p + size_t(i) * ld_p, ld_p, n, acc + size_t(i) * n);
+  });
 }
 
 // Byte i of the result is 0x10 where bit i of qh is set (the 5th bit of weight i).
@@ -653,12 +653,20 @@ DotRowsFn dot_rows_function(WeightType type, SimdLevel level) {
   return level == SimdLevel::Avx2 ? kernels(type).avx2_rows : nullptr;
 }
 
-DotsFn dots_function(WeightType type, SimdLevel level) {
+// A float type's kernel (the members scalar and avx2 of TypeKernels) at `level`.
+template <class Fn>
+Fn float_kernel(const char* name, WeightType type, SimdLevel level,
+                Fn detail::TypeKernels::*scalar, Fn detail::TypeKernels::*avx2) {
   const detail::TypeKernels& k = kernels(type);
-  if (!k.dots_scalar)
-    throw std::invalid_argument(std::string("dots_function: ") + weight_type_name(type) +
+  if (!(k.*scalar))
+    throw std::invalid_argument(std::string(name) + ": " + weight_type_name(type) +
                                 " is not a float type");
-  return level == SimdLevel::Avx2 && k.dots_avx2 ? k.dots_avx2 : k.dots_scalar;
+  return level == SimdLevel::Avx2 && k.*avx2 ? k.*avx2 : k.*scalar;
+}
+
+DotsFn dots_function(WeightType type, SimdLevel level) {
+  return float_kernel("dots_function", type, level, &detail::TypeKernels::dots_scalar,
+                      &detail::TypeKernels::dots_avx2);
 }
 
 DotsFn dots_function(WeightType type) {
@@ -667,11 +675,9 @@ DotsFn dots_function(WeightType type) {
 }
 
 WeightedSumsFn weighted_sums_function(WeightType type, SimdLevel level) {
-  const detail::TypeKernels& k = kernels(type);
-  if (!k.weighted_sums_scalar)
-    throw std::invalid_argument(std::string("weighted_sums_function: ") + weight_type_name(type) +
-                                " is not a float type");
-  return level == SimdLevel::Avx2 && k.weighted_sums_avx2 ? k.weighted_sums_avx2 : k.weighted_sums_scalar;
+  return float_kernel("weighted_sums_function", type, level,
+                      &detail::TypeKernels::weighted_sums_scalar,
+                      &detail::TypeKernels::weighted_sums_avx2);
 }
 
 WeightedSumsFn weighted_sums_function(WeightType type) {
