@@ -19,10 +19,10 @@
 // more than the products. The scores are dot products of the group's rows with the keys,
 // and the output adds up the value rows, both read from the cache where they lie
 // (quant::dots_function, quant::weighted_sums_function: each 16-bit row widened once in
-// registers for the whole group; the keys asked for ahead). Q4_1 decode after 2K tokens, against
-// widening each block first: keys +8%, asking for them ahead +8%, values in place +5% (the
-// medians of 5-10 alternating pairs of `kvlm bench`). Asking for the values ahead gained
-// nothing (7 of 18 pairs faster).
+// registers for the whole group; the keys asked for ahead). Q4_1 decode after 2K tokens,
+// against widening each block first: keys +8%, asking for them ahead +8%, values in place
+// +5% (the medians of 5-10 alternating pairs of `kvlm bench`). Asking for the values ahead
+// gained nothing (7 of 18 pairs faster).
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -100,8 +100,9 @@ QueryBlock& query_block(int group, int head_dim) {
 void row_scores(float* s, int lds, const QueryBlock& b, const KVHeadView& cache, int head_dim,
                 int j0, int n) {
   const size_t row_bytes = size_t(head_dim) * dtype_bytes(cache.dtype);
-  quant::dots_function(weight_type(cache.dtype))(static_cast<const uint8_t*>(cache.keys) + j0 * row_bytes,
-                                                  row_bytes, n, b.q.data(), b.rows, head_dim, s, lds);
+  const auto* keys = static_cast<const uint8_t*>(cache.keys) + j0 * row_bytes;
+  quant::dots_function(weight_type(cache.dtype))(keys, row_bytes, n, b.q.data(), b.rows,
+                                                  head_dim, s, lds);
 }
 
 // The largest of p[0, n).

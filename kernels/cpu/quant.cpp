@@ -51,13 +51,18 @@ float dot_float_scalar(const void* w_row, const void* x_row, int n) {
   return sum;
 }
 
+// Row j of rows of a float type lying row_bytes apart.
+template <WeightType T>
+const FloatBits<T>* row_at(const void* rows, size_t row_bytes, int j) {
+  return reinterpret_cast<const FloatBits<T>*>(static_cast<const uint8_t*>(rows) + j * row_bytes);
+}
+
 template <WeightType T>
 void dots_float_scalar(const void* w, size_t row_bytes, int n_rows, const float* x, int n_x,
                        int n, float* out, int ld_out) {
   for (int i = 0; i < n_x; i++)
     for (int j = 0; j < n_rows; j++)
-      out[size_t(i) * ld_out + j] =
-          dot_float_scalar<T>(static_cast<const uint8_t*>(w) + j * row_bytes, x + size_t(i) * n, n);
+      out[size_t(i) * ld_out + j] = dot_float_scalar<T>(row_at<T>(w, row_bytes, j), x + size_t(i) * n, n);
 }
 
 template <WeightType T>
@@ -65,7 +70,7 @@ void weighted_sums_float_scalar(const void* w, size_t row_bytes, int n_rows, con
                                 int ld_p, int n_x, int n, float* acc) {
   for (int i = 0; i < n_x; i++)
     for (int j = 0; j < n_rows; j++) {
-      const auto* wj = reinterpret_cast<const FloatBits<T>*>(static_cast<const uint8_t*>(w) + j * row_bytes);
+      const FloatBits<T>* wj = row_at<T>(w, row_bytes, j);
       const float weight = p[size_t(i) * ld_p + j];
       for (int t = 0; t < n; t++) acc[size_t(i) * n + t] += weight * to_f32<T>(wj[t]);
     }
@@ -222,11 +227,12 @@ KVLM_AVX2 void dots_tile_avx2(const uint8_t* w, size_t row_bytes, const float* x
   // the weights have passed through the caches): each row asks for the bytes 2 KiB on.
   for (int j = 0; j < K; j++)
     for (size_t b = 0; b < row_bytes; b += 64)
-      _mm_prefetch(reinterpret_cast<const char*>(w + j * row_bytes + b) + detail::kPrefetchBytes, _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(w + j * row_bytes + b) + detail::kPrefetchBytes,
+                   _MM_HINT_T0);
   int d = 0;
   for (; d + 8 <= n; d += 8) {
     __m256 row[K];
-    for (int j = 0; j < K; j++) row[j] = load8<T>(reinterpret_cast<const FloatBits<T>*>(w + j * row_bytes) + d);
+    for (int j = 0; j < K; j++) row[j] = load8<T>(row_at<T>(w, row_bytes, j) + d);
     for (int i = 0; i < R; i++) {
       const __m256 xi = _mm256_loadu_ps(x + size_t(i) * n + d);
       for (int j = 0; j < K; j++) acc[i * K + j] = _mm256_fmadd_ps(row[j], xi, acc[i * K + j]);
@@ -236,7 +242,7 @@ KVLM_AVX2 void dots_tile_avx2(const uint8_t* w, size_t row_bytes, const float* x
   _mm256_storeu_ps(sums, lane_sums(acc));
   for (int i = 0; i < R; i++)
     for (int j = 0; j < K; j++) {
-      const auto* wj = reinterpret_cast<const FloatBits<T>*>(w + j * row_bytes);
+      const FloatBits<T>* wj = row_at<T>(w, row_bytes, j);
       float sum = sums[i * K + j];
       for (int t = d; t < n; t++) sum += to_f32<T>(wj[t]) * x[size_t(i) * n + t];
       out[size_t(i) * ld_out + j] = sum;
@@ -250,7 +256,8 @@ KVLM_AVX2 void dots_rows_avx2(const uint8_t* w, size_t row_bytes, int n_rows, co
                               int n, float* out, int ld_out) {
   constexpr int K = R <= 2 ? 4 : 2;
   int j = 0;
-  for (; j + K <= n_rows; j += K) dots_tile_avx2<T, R, K>(w + j * row_bytes, row_bytes, x, n, out + j, ld_out);
+  for (; j + K <= n_rows; j += K)
+    dots_tile_avx2<T, R, K>(w + j * row_bytes, row_bytes, x, n, out + j, ld_out);
   for (; j < n_rows; j++) dots_tile_avx2<T, R, 1>(w + j * row_bytes, row_bytes, x, n, out + j, ld_out);
 }
 
@@ -286,7 +293,7 @@ KVLM_AVX2 inline void weighted_sums_columns_avx2(const uint8_t* w, size_t row_by
   for (int i = 0; i < R; i++)
     for (int k = 0; k < V; k++) sums[i][k] = _mm256_loadu_ps(acc + size_t(i) * n + d + 8 * k);
   for (int j = 0; j < n_rows; j++) {
-    const auto* wj = reinterpret_cast<const FloatBits<T>*>(w + j * row_bytes) + d;
+    const FloatBits<T>* wj = row_at<T>(w, row_bytes, j) + d;
     __m256 row[V];
     for (int k = 0; k < V; k++) row[k] = load8<T>(wj + 8 * k);
     for (int i = 0; i < R; i++) {
@@ -302,13 +309,14 @@ template <WeightType T, int R>
 KVLM_AVX2 void weighted_sums_rows_avx2(const uint8_t* w, size_t row_bytes, int n_rows,
                                        const float* p, int ld_p, int n, float* acc) {
   int d = 0;
-  for (; d + 16 <= n; d += 16) weighted_sums_columns_avx2<T, R, 2>(w, row_bytes, n_rows, p, ld_p, n, acc, d);
-  for (; d + 8 <= n; d += 8) weighted_sums_columns_avx2<T, R, 1>(w, row_bytes, n_rows, p, ld_p, n, acc, d);
+  for (; d + 16 <= n; d += 16)
+    weighted_sums_columns_avx2<T, R, 2>(w, row_bytes, n_rows, p, ld_p, n, acc, d);
+  for (; d + 8 <= n; d += 8)
+    weighted_sums_columns_avx2<T, R, 1>(w, row_bytes, n_rows, p, ld_p, n, acc, d);
   for (; d < n; d++)
     for (int i = 0; i < R; i++)
       for (int j = 0; j < n_rows; j++)
-        acc[size_t(i) * n + d] += p[size_t(i) * ld_p + j] *
-                                  to_f32<T>(reinterpret_cast<const FloatBits<T>*>(w + j * row_bytes)[d]);
+        acc[size_t(i) * n + d] += p[size_t(i) * ld_p + j] * to_f32<T>(row_at<T>(w, row_bytes, j)[d]);
 }
 
 template <WeightType T>
