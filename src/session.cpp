@@ -3,8 +3,8 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <fstream>
+#include <sstream>
 #include <unistd.h>
 #include <algorithm>
 #include <stdexcept>
@@ -65,17 +65,22 @@ size_t resident_bytes() {
   return pages_resident * size_t(sysconf(_SC_PAGESIZE));
 }
 
-size_t huge_page_bytes() {
-  std::ifstream rollup("/proc/self/smaps_rollup");
-  std::string line;
+size_t huge_page_bytes(std::istream& smaps_rollup) {
   size_t total = 0;
-  for (const char* field : {"AnonHugePages:", "FilePmdMapped:", "ShmemPmdMapped:"}) {
-    rollup.clear();
-    rollup.seekg(0);
-    while (std::getline(rollup, line))
-      if (line.rfind(field, 0) == 0) total += size_t(std::atoll(line.c_str() + std::strlen(field))) << 10;
+  std::string line, field;
+  while (std::getline(smaps_rollup, line)) {
+    std::istringstream words(line);
+    size_t kib = 0;
+    if (words >> field >> kib &&
+        (field == "AnonHugePages:" || field == "FilePmdMapped:" || field == "ShmemPmdMapped:"))
+      total += kib << 10;
   }
   return total;
+}
+
+size_t huge_page_bytes() {
+  std::ifstream rollup("/proc/self/smaps_rollup");
+  return huge_page_bytes(rollup);
 }
 
 Session::Session(const RuntimeOptions& options)

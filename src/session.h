@@ -2,6 +2,7 @@
 // loop that run, chat and the evaluations share.
 #pragma once
 #include <functional>
+#include <istream>
 #include <memory>
 #include <string>
 #include <vector>
@@ -137,7 +138,9 @@ class Session {
 std::string kv_stats_text(const KVCache& cache, const KVStrategy& strategy);
 // Resident memory of this process (Linux /proc), 0 when unknown.
 size_t resident_bytes();
-// The part of it mapped in 2 MiB pages (anonymous and file-backed), 0 when unknown.
+// The part of it mapped in 2 MiB pages (anonymous and file-backed), 0 when unknown: the
+// sum of the huge-page fields of /proc/self/smaps_rollup, or of the text given.
 size_t huge_page_bytes();
+size_t huge_page_bytes(std::istream& smaps_rollup);
 
 }  // namespace kvlm

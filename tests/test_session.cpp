@@ -5,6 +5,7 @@
 
 #include <csignal>
 #include <numeric>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -50,6 +51,23 @@ std::string runtime_error_of(F&& f) {
     return e.what();
   }
   return "no error";
+}
+
+// smaps_rollup's huge-page fields, and only those, added up (kB -> bytes); a field name
+// inside another line does not count.
+TEST(Session, HugePageBytesAddsTheHugePageFields) {
+  std::istringstream rollup(
+      "55d0c0000000-7ffd0000000 ---p 00000000 00:00 0                          [rollup]\n"
+      "Rss:              298392 kB\n"
+      "AnonHugePages:      4096 kB\n"
+      "ShmemPmdMapped:        0 kB\n"
+      "FilePmdMapped:    258048 kB\n"
+      "Shared_Hugetlb:     2048 kB\n"
+      "Note: AnonHugePages: 999 kB\n");
+  EXPECT_EQ(huge_page_bytes(rollup), size_t(4096 + 258048) << 10);
+  std::istringstream empty("");
+  EXPECT_EQ(huge_page_bytes(empty), 0u);
+  EXPECT_LE(huge_page_bytes(), resident_bytes()) << "a part of this process's resident memory";
 }
 
 TEST(Session, FeedAppendsToTheCacheAndHistory) {

@@ -39,15 +39,13 @@ struct Header {
 };
 }  // namespace
 
-float* CpuBackend::alloc(size_t n_floats) { return alloc_pages(n_floats, false); }
-
-float* CpuBackend::alloc_huge(size_t n_floats) { return alloc_pages(n_floats, true); }
+float* CpuBackend::alloc(size_t n_floats) { return alloc(n_floats, false); }
 
 // Huge pages only where asked: a 2 MiB page is resident whole once touched, so for the
 // KV cache and activations, of which a short chat touches a little, they would cost memory;
 // weights are read whole every step, and 4 KiB pages cost a TLB miss each (decode on an
 // F16 file ~4% faster in 2 MiB pages on the development machine).
-float* CpuBackend::alloc_pages(size_t n_floats, bool huge_pages) {
+float* CpuBackend::alloc(size_t n_floats, bool huge_pages) {
   const size_t bytes = kHeader + (n_floats * sizeof(float) + 63) / 64 * 64;
   const bool mapped = bytes >= kMapThreshold;
   void* p = mapped ? mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
@@ -100,7 +98,7 @@ WeightMatrix CpuBackend::upload_weights(const std::vector<WeightRows>& parts, in
     if (!kept_in_place(p)) owned += owned_bytes(p);
   WeightMatrix m;
   m.cols = cols;
-  m.storage = owned ? alloc_huge((owned + sizeof(float) - 1) / sizeof(float)) : nullptr;
+  m.storage = owned ? alloc((owned + sizeof(float) - 1) / sizeof(float), true) : nullptr;
   auto* next = static_cast<uint8_t*>(m.storage);
   for (const WeightRows& p : parts) {
     m.rows += p.rows;

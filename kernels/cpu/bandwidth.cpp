@@ -13,7 +13,7 @@ double CpuBackend::read_bandwidth(size_t bytes) {
   using simd::Vec;
   constexpr size_t kStep = 4 * simd::kLanes;
   const size_t n = std::max(kStep, bytes / sizeof(float) / kStep * kStep);
-  float* buf = alloc_huge(n);  // in the pages the weights are read from
+  float* buf = alloc(n, true);  // in the pages the weights are read from
   pool_.parallel_for(int64_t(n), 1 << 16, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; i++) buf[i] = float(i & 7);
   });

@@ -66,10 +66,9 @@ class CpuBackend final : public Backend, public MergeBackend {
   double read_bandwidth(size_t bytes) override;
 
  private:
-  // alloc, in 2 MiB pages where the kernel grants them: for memory read whole every step
-  // (weights converted at load, the bandwidth probe that stands for them).
-  float* alloc_huge(size_t n_floats);
-  float* alloc_pages(size_t n_floats, bool huge_pages);
+  // alloc, in 2 MiB pages where the kernel grants them if huge_pages: for memory read whole
+  // every step (weights converted at load, the bandwidth probe that stands for them).
+  float* alloc(size_t n_floats, bool huge_pages);
 
   ThreadPool pool_;
   std::optional<WeightType> convert_to_;
