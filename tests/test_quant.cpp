@@ -389,8 +389,8 @@ INSTANTIATE_TEST_SUITE_P(, QuantDot, testing::ValuesIn(kAllTypes), type_param_na
 // ------------------------------------------------------------------- many rows at once
 
 // dots_function: every (x row, w row) pair is the one-row dot product. 1-9 x rows reach
-// every pass of up to 4 rows and its tail; 1-9 w rows every group of 2 or 4 and its tail;
-// the lengths (head dims) every tail of 8 elements. The w rows lie apart, x's rows n floats
+// every pass of up to 4 rows and its tail; 1-17 w rows every tile of 2, 4, 6 or 8 rows and
+// its tail; the lengths (head dims) every tail of 8 elements. The w rows lie apart, x's rows n floats
 // apart, out's rows wider than the w rows it gets.
 class QuantDots : public testing::TestWithParam<WeightType> {};
 
@@ -402,7 +402,7 @@ TEST_P(QuantDots, EveryPairIsTheDotProduct) {
     const DotsFn dots = dots_function(type, level);
     for (int n : {1, 7, 8, 13, 64, 75, 128}) {
       const size_t row_bytes = weight_row_bytes(type, n), stride = row_bytes + 8;  // rows apart, each aligned for its type
-      for (int n_rows : {1, 2, 3, 5, 9}) {
+      for (int n_rows : {1, 2, 3, 5, 9, 13, 17}) {
         std::vector<uint8_t> w(stride * n_rows);
         for (int j = 0; j < n_rows; j++) {
           const std::vector<uint8_t> row = random_weights(type, n, rng);
@@ -432,14 +432,14 @@ TEST_P(QuantDots, EveryPairIsTheDotProduct) {
 }
 
 // weighted_sums_function: each output is acc plus the weighted sum of the rows, in double
-// within float rounding of the sum of magnitudes; the same sizes as above (n: every tail of
-// 16 and 8 columns), and p's rows wider than the w rows they weigh.
+// within float rounding of the sum of magnitudes; the same sizes as above (n: passes of
+// 64, 32 and 16 columns and every tail of 8), and p's rows wider than the w rows they weigh.
 TEST_P(QuantDots, WeightedSumsAddTheWeightedRows) {
   const WeightType type = GetParam();
   std::mt19937 rng(16);
   for (SimdLevel level : supported_levels()) {
     const WeightedSumsFn weighted_sums = weighted_sums_function(type, level);
-    for (int n : {1, 7, 8, 13, 16, 24, 64, 75}) {
+    for (int n : {1, 7, 8, 13, 16, 24, 40, 64, 75}) {
       const size_t row_bytes = weight_row_bytes(type, n), stride = row_bytes + 8;  // rows apart, each aligned for its type
       for (int n_rows : {1, 2, 5, 9}) {
         std::vector<uint8_t> w(stride * n_rows);

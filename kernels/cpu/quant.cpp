@@ -216,12 +216,15 @@ KVLM_AVX2 inline __m256 lane_sums(const __m256 v[8]) {
 }
 
 // R rows of x against K rows of w: each 8 weights of a w row are loaded (and widened) once
-// for the R rows; the R x K sums stay in registers until the end.
+// for the R rows, each 8 numbers of an x row once for the K rows; the R x K sums stay in
+// registers until the end. With 16 vector registers, R x K sums + R x vectors + one w
+// vector must fit: 3 rows x 4 keys (GQA groups of 3) leaves none over.
 template <WeightType T, int R, int K>
 KVLM_AVX2 void dots_tile_avx2(const uint8_t* w, size_t row_bytes, const float* x, int n,
                               float* out, int ld_out) {
-  static_assert(R * K <= 8);
-  __m256 acc[8];
+  __m256 acc[R * K];
+  // Unrolled, so that the sums start in registers (GCC zeroes an array of 12 in memory).
+#pragma GCC unroll 16
   for (__m256& a : acc) a = _mm256_setzero_ps();
   // Decode reads the keys from memory (at 2K tokens, 23 MB of SmolLM2's keys per step, after
   // the weights have passed through the caches): each row asks for the bytes 2 KiB on.
@@ -231,30 +234,39 @@ KVLM_AVX2 void dots_tile_avx2(const uint8_t* w, size_t row_bytes, const float* x
                    _MM_HINT_T0);
   int d = 0;
   for (; d + 8 <= n; d += 8) {
-    __m256 row[K];
-    for (int j = 0; j < K; j++) row[j] = load8<T>(row_at<T>(w, row_bytes, j) + d);
-    for (int i = 0; i < R; i++) {
-      const __m256 xi = _mm256_loadu_ps(x + size_t(i) * n + d);
-      for (int j = 0; j < K; j++) acc[i * K + j] = _mm256_fmadd_ps(row[j], xi, acc[i * K + j]);
+    __m256 xs[R];
+    for (int i = 0; i < R; i++) xs[i] = _mm256_loadu_ps(x + size_t(i) * n + d);
+    for (int j = 0; j < K; j++) {
+      const __m256 row = load8<T>(row_at<T>(w, row_bytes, j) + d);
+      for (int i = 0; i < R; i++) acc[i * K + j] = _mm256_fmadd_ps(row, xs[i], acc[i * K + j]);
     }
   }
-  float sums[8];
-  _mm256_storeu_ps(sums, lane_sums(acc));
+  // Reduced 8 sums at a time, the last group padded with zeros.
+  constexpr int kGroups = (R * K + 7) / 8;
+  float sums[8 * kGroups];
+  for (int g = 0; g < kGroups; g++) {
+    __m256 group[8];
+    for (int k = 0; k < 8; k++)
+      group[k] = 8 * g + k < R * K ? acc[8 * g + k] : _mm256_setzero_ps();
+    _mm256_storeu_ps(sums + 8 * g, lane_sums(group));
+  }
   for (int i = 0; i < R; i++)
     for (int j = 0; j < K; j++) {
-      const FloatBits<T>* wj = row_at<T>(w, row_bytes, j);
       float sum = sums[i * K + j];
-      for (int t = d; t < n; t++) sum += to_f32<T>(wj[t]) * x[size_t(i) * n + t];
+      if (d < n) {  // head dims that are not a multiple of 8
+        const FloatBits<T>* wj = row_at<T>(w, row_bytes, j);
+        for (int t = d; t < n; t++) sum += to_f32<T>(wj[t]) * x[size_t(i) * n + t];
+      }
       out[size_t(i) * ld_out + j] = sum;
     }
 }
 
 // R rows of x against every row of w, K rows of w at a time: as many as keep the R x K
-// sums and the K rows in registers.
+// sums, the R x vectors and a w vector in registers.
 template <WeightType T, int R>
 KVLM_AVX2 void dots_rows_avx2(const uint8_t* w, size_t row_bytes, int n_rows, const float* x,
                               int n, float* out, int ld_out) {
-  constexpr int K = R <= 2 ? 4 : 2;
+  constexpr int K = R == 1 ? 8 : R == 2 ? 6 : R == 3 ? 4 : 2;
   int j = 0;
   for (; j + K <= n_rows; j += K)
     dots_tile_avx2<T, R, K>(w + j * row_bytes, row_bytes, x, n, out + j, ld_out);
@@ -285,7 +297,8 @@ KVLM_AVX2 void dots_float_avx2(const void* w, size_t row_bytes, int n_rows, cons
 }
 
 // R rows of acc, columns [d, d + 8 * V), over every row of w: the R x V sums stay in
-// registers while the w rows pass, each 8 weights widened once for the R rows.
+// registers while the w rows pass, each 8 weights widened once for the R rows. With 16
+// vector registers, R x V sums + R broadcast weights + one w vector must fit.
 template <WeightType T, int R, int V>
 KVLM_AVX2 inline void weighted_sums_columns_avx2(const uint8_t* w, size_t row_bytes, int n_rows,
                                                  const float* p, int ld_p, int n, float* acc, int d) {
@@ -294,11 +307,11 @@ KVLM_AVX2 inline void weighted_sums_columns_avx2(const uint8_t* w, size_t row_by
     for (int k = 0; k < V; k++) sums[i][k] = _mm256_loadu_ps(acc + size_t(i) * n + d + 8 * k);
   for (int j = 0; j < n_rows; j++) {
     const FloatBits<T>* wj = row_at<T>(w, row_bytes, j) + d;
-    __m256 row[V];
-    for (int k = 0; k < V; k++) row[k] = load8<T>(wj + 8 * k);
-    for (int i = 0; i < R; i++) {
-      const __m256 weight = _mm256_broadcast_ss(p + size_t(i) * ld_p + j);
-      for (int k = 0; k < V; k++) sums[i][k] = _mm256_fmadd_ps(row[k], weight, sums[i][k]);
+    __m256 weights[R];
+    for (int i = 0; i < R; i++) weights[i] = _mm256_broadcast_ss(p + size_t(i) * ld_p + j);
+    for (int k = 0; k < V; k++) {
+      const __m256 row = load8<T>(wj + 8 * k);
+      for (int i = 0; i < R; i++) sums[i][k] = _mm256_fmadd_ps(row, weights[i], sums[i][k]);
     }
   }
   for (int i = 0; i < R; i++)
@@ -308,9 +321,10 @@ KVLM_AVX2 inline void weighted_sums_columns_avx2(const uint8_t* w, size_t row_by
 template <WeightType T, int R>
 KVLM_AVX2 void weighted_sums_rows_avx2(const uint8_t* w, size_t row_bytes, int n_rows,
                                        const float* p, int ld_p, int n, float* acc) {
+  constexpr int V = R == 1 ? 8 : R <= 3 ? 4 : 2;
   int d = 0;
-  for (; d + 16 <= n; d += 16)
-    weighted_sums_columns_avx2<T, R, 2>(w, row_bytes, n_rows, p, ld_p, n, acc, d);
+  for (; d + 8 * V <= n; d += 8 * V)
+    weighted_sums_columns_avx2<T, R, V>(w, row_bytes, n_rows, p, ld_p, n, acc, d);
   for (; d + 8 <= n; d += 8)
     weighted_sums_columns_avx2<T, R, 1>(w, row_bytes, n_rows, p, ld_p, n, acc, d);
   for (; d < n; d++)
