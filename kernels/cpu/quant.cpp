@@ -217,8 +217,8 @@ KVLM_AVX2 inline __m256 lane_sums(const __m256 v[8]) {
 
 // R rows of x against K rows of w: each 8 weights of a w row are loaded (and widened) once
 // for the R rows, each 8 numbers of an x row once for the K rows; the R x K sums stay in
-// registers until the end. With 16 vector registers, R x K sums + R x vectors + one w
-// vector must fit: 3 rows x 4 keys (GQA groups of 3) leaves none over.
+// registers until the end. The R x K sums, R vectors of x and one w vector fill AVX2's 16
+// vector registers at most: 3 rows x 4 keys (a GQA group of 3) uses them all.
 template <WeightType T, int R, int K>
 KVLM_AVX2 void dots_tile_avx2(const uint8_t* w, size_t row_bytes, const float* x, int n,
                               float* out, int ld_out) {
@@ -262,7 +262,7 @@ KVLM_AVX2 void dots_tile_avx2(const uint8_t* w, size_t row_bytes, const float* x
 }
 
 // R rows of x against every row of w, K rows of w at a time: as many as keep the R x K
-// sums, the R x vectors and a w vector in registers.
+// sums, R vectors of x and a w vector in registers.
 template <WeightType T, int R>
 KVLM_AVX2 void dots_rows_avx2(const uint8_t* w, size_t row_bytes, int n_rows, const float* x,
                               int n, float* out, int ld_out) {
@@ -297,8 +297,8 @@ KVLM_AVX2 void dots_float_avx2(const void* w, size_t row_bytes, int n_rows, cons
 }
 
 // R rows of acc, columns [d, d + 8 * V), over every row of w: the R x V sums stay in
-// registers while the w rows pass, each 8 weights widened once for the R rows. With 16
-// vector registers, R x V sums + R broadcast weights + one w vector must fit.
+// registers while the w rows pass, each 8 weights widened once for the R rows. The R x V
+// sums, R broadcast weights and one w vector fill the 16 vector registers at most.
 template <WeightType T, int R, int V>
 KVLM_AVX2 inline void weighted_sums_columns_avx2(const uint8_t* w, size_t row_bytes, int n_rows,
                                                  const float* p, int ld_p, int n, float* acc, int d) {
