@@ -904,12 +904,17 @@ TEST_P(Kernels, CopyAndCompactRowsOfAnyByteSize) {
       ASSERT_EQ(got[r * row_bytes + c], bytes[keep[r] * row_bytes + c]) << "row " << r;
 }
 
-// The vectorised exp the CPU attention uses, against the C library's.
+// The vectorised exp the CPU attention uses, against the C library's: a sweep, and the
+// points halfway between multiples of ln 2, where the rounding of x / ln 2 changes.
 TEST(Simd, ExpMatchesLibm) {
-  for (float x = -100.0f; x < 88.3f; x += 0.37f) {  // softmax only needs x <= 0
+  std::vector<float> xs;
+  for (float x = -100.0f; x < 88.3f; x += 0.37f) xs.push_back(x);  // softmax only needs x <= 0
+  for (int k = -126; k <= 126; k++)
+    for (float nudge : {-1e-4f, 0.0f, 1e-4f}) xs.push_back(float((k + 0.5) * std::log(2.0)) + nudge);
+  for (float x : xs) {
     simd::Vec v = simd::exp(simd::broadcast(x));
     float want = std::exp(x);
-    if (x < -87.3f) EXPECT_LT(v[0], 1e-37f);
+    if (x < -87.3f) EXPECT_LT(v[0], 1e-37f) << "x = " << x;
     else EXPECT_NEAR(v[0], want, 3e-7f * want) << "x = " << x;
   }
 }
