@@ -2,9 +2,9 @@
 # Two kvlm builds side by side (before and after a change): `kvlm bench` runs alternate
 # between them, the first of each pair taking turns, and the script prints every pair's
 # ratio after / before of prefill and decode tokens/s, their medians, and how many pairs
-# the second build was faster in. That is how the README's "median of N alternating pairs"
-# figures are measured: on a shared machine single runs move by 10-40%, and a pair's two
-# runs see the same weather more often than two runs minutes apart.
+# the second build was faster in: the README's "median of N alternating pairs". On a
+# shared machine single runs move by 10-40%, and a pair's two runs see the same weather
+# more often than two runs minutes apart.
 #
 #   tests/bench/ab_builds.sh BEFORE_KVLM AFTER_KVLM [PAIRS=6] [-- BENCH ARGS...]
 #
