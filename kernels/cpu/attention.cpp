@@ -19,13 +19,10 @@
 // more than the products. The scores are dot products of the group's rows with the keys,
 // and the output adds up the value rows, both read from the cache where they lie
 // (quant::dots_function, quant::weighted_sums_function: each 16-bit row widened once in
-// registers for the whole group; the keys asked for ahead). Q4_1 decode after 2K tokens,
-// against widening each block first: keys +8%, asking for them ahead +8%, values in place
-// +5% (the medians of 5-10 alternating pairs of `kvlm bench`). Asking for the values ahead
-// gained nothing (7 of 18 pairs faster), nor did asking for a block's values and the next
-// block's keys all at once. Fitting the tiles to the 16 AVX2 registers (3 query rows x 4
-// keys) made this op 1.25x faster alone (tests/bench/decode_attention, one thread, 2K and
-// 8K keys, in cache and from memory).
+// registers for the whole group, in tiles that fill the 16 AVX2 registers; the keys asked
+// for 2 KiB ahead). Asking for the values ahead as well gained nothing, measured several
+// ways; README.md ("Against llama.cpp") has these measurements, and
+// tests/bench/decode_attention times this op alone.
 #include <algorithm>
 #include <cmath>
 #include <vector>

@@ -139,11 +139,9 @@ inline Vec broadcast(float x) {
 // e^x for every lane, to ~2 ulp: x = n ln2 + r with |r| <= ln2/2, e^r by a degree-6
 // polynomial (Cephes' expf coefficients), 2^n built in the exponent bits. n is rounded by
 // adding 1.5 * 2^23, which leaves it in the low bits of the sum's mantissa: two operations
-// where a float-to-int-to-float floor took six. (Softmax's exponentials are ~10% of a
-// 4K-token prefill; this made their share 4% smaller, 9.6% to 9.2% of the strips' time in
-// `perf`: a block's 64 exponentials wait on their chain of dependent multiply-adds more
-// than on the count of operations.) Lanes below -87.3 give ~1e-38, not 0: callers zero
-// masked lanes themselves.
+// where a float-to-int-to-float floor took six (a small gain: a block's exponentials wait
+// on their chain of dependent multiply-adds more than on the count of operations). Lanes
+// below -87.3 give ~1e-38, not 0: callers zero masked lanes themselves.
 inline Vec exp(Vec x) {
   using IntVec = int __attribute__((vector_size(kLanes * sizeof(int))));
   x = x < broadcast(88.37f) ? x : broadcast(88.37f);
