@@ -87,7 +87,8 @@ WeightType planned_weight_type(const DeviceChoice& choice, WeightType stored) {
 std::unique_ptr<Backend> make_backend(const DeviceChoice& choice, int threads) {
   std::optional<WeightType> convert_to;
   if (choice.weights) convert_to = weight_type(*choice.weights);
-  if (choice.device == Device::Cpu) return std::make_unique<CpuBackend>(threads, convert_to);
+  if (choice.device == Device::Cpu)
+    return std::make_unique<CpuBackend>(threads, convert_to, choice.bf16_prefill);
   if (!cuda_built())
     throw std::runtime_error("--device cuda: this build has no CUDA backend (nvcc was not found, "
                              "or it was built with CUDA=0)");

@@ -20,6 +20,8 @@ struct DeviceChoice {
   // file's type (quantised blocks included), except that CUDA stores f32 files as f16.
   std::optional<DType> weights;
   DType kv = DType::F32;       // the dtype the KV cache stores keys and values in
+  // CPU: prefill multiplies in bf16 pairs where the CPU can (--f32-prefill turns it off).
+  bool bf16_prefill = true;
 };
 
 // True when this build compiled the CUDA backend (nvcc found, CUDA != 0).

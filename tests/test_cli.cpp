@@ -9,6 +9,7 @@
 #include "cli_fixture.h"
 #include "device.h"
 #include "kernels/cpu/simd.h"
+#include "kernels/cpu/strips.h"
 #include "model_fixture.h"
 #include "safetensors_writer.h"
 
@@ -180,7 +181,7 @@ TEST(Cli, NoProgressLinesWhenStderrIsNotATerminal) {
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_NE(r.err.find("prompt 2"), std::string::npos) << "a prompt of over 256 tokens:\n" << r.err;
   EXPECT_EQ(r.err.find('\r'), std::string::npos) << r.err;
-  EXPECT_EQ(r.err.find("prefill "), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find(" tokens: layer "), std::string::npos) << r.err;  // "prefill N tokens: layer l/L"
 }
 
 TEST(Cli, BadModelFilesGiveOneLineErrors) {
@@ -256,6 +257,19 @@ TEST(Cli, VersionNamesTheCpuKernelsInUse) {
       << r.out;
   EXPECT_NE(r.out.find(cuda_built() ? "CUDA backend built" : "no CUDA backend"), std::string::npos)
       << r.out;
+}
+
+// The banner names the prefill products in use: bf16 pairs where the CPU has AVX512-BF16,
+// float32 everywhere with --f32-prefill.
+TEST(Cli, F32PrefillTurnsTheBf16ProductsOff) {
+  const std::string args = "run -m tests/data/hf/llama3-gqa -p hi -n 1 --temp 0";
+  const Result pairs = kvlm(args), exact = kvlm(args + " --f32-prefill");
+  ASSERT_EQ(pairs.status, 0) << pairs.err;
+  ASSERT_EQ(exact.status, 0) << exact.err;
+  EXPECT_EQ(pairs.err.find("prefill in bf16 pairs") != std::string::npos,
+            strips::cpu_has_bf16_products()) << pairs.err;
+  EXPECT_EQ(exact.err.find("bf16 pairs"), std::string::npos) << exact.err;
+  EXPECT_NE(exact.err.find("on cpu ("), std::string::npos) << exact.err;
 }
 
 // The memory plan needs no GPU: it is computed from the configuration.

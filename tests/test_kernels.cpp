@@ -11,8 +11,10 @@
 
 #include "backend_fixture.h"
 #include "gguf_writer.h"
+#include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu/simd.h"
 #include "kernels/cpu/quant.h"
+#include "kernels/cpu/strips.h"
 #include "model/dequant.h"
 #include "tests/random_weights.h"
 #if KVLM_CUDA
@@ -63,17 +65,21 @@ std::vector<float> rounded_to(DType t, const std::vector<float>& v) {
   return out;
 }
 
-// Half-precision weights, float32 sums. The CPU reads x as it is; CUDA rounds x to the
-// weight type first when T > 1 (backend.h), so the reference rounds exactly what the
-// backend rounds and the only difference left is the order of float32 additions.
+// Half-precision weights, float32 sums. The reference rounds exactly what the backend
+// rounds (below), so the only difference left is the order of float32 additions.
 TEST_P(Kernels, MatmulWithHalfWeights) {
   for (DType dtype : {DType::F16, DType::BF16}) {
     auto b = make_backend(GetParam(), dtype_name(dtype), 0);
     for (auto [T, n_in, n_out] : {std::tuple{1, 576, 192}, {1, 33, 7}, {1, 4096, 64},
                                   {7, 576, 96}, {64, 128, 130}}) {
       auto x = random_vector(size_t(T) * n_in, 11), w = random_vector(size_t(n_out) * n_in, 12);
+      // CUDA rounds x to the weights' type for T > 1; the CPU's prefill (T >= 16) rounds x
+      // and the weights to bf16 where it multiplies in bf16 pairs.
+      const auto* cpu = dynamic_cast<const CpuBackend*>(b.get());
+      const bool pairs = cpu && cpu->bf16_prefill() && T >= 16;
       const bool rounds_x = T > 1 && GetParam() == "cuda";
-      const std::vector<float> w16 = rounded_to(dtype, w), x16 = rounds_x ? rounded_to(dtype, x) : x;
+      std::vector<float> w16 = rounded_to(dtype, w), x16 = rounds_x ? rounded_to(dtype, x) : x;
+      if (pairs) w16 = rounded_to(DType::BF16, w16), x16 = rounded_to(DType::BF16, x);
       std::vector<float> want(size_t(T) * n_out);
       for (int t = 0; t < T; t++)
         for (int o = 0; o < n_out; o++) {
@@ -916,6 +922,94 @@ TEST(Simd, ExpMatchesLibm) {
     float want = std::exp(x);
     if (x < -87.3f) EXPECT_LT(v[0], 1e-37f) << "x = " << x;
     else EXPECT_NEAR(v[0], want, 3e-7f * want) << "x = " << x;
+  }
+}
+
+// --- prefill's products in bf16 pairs (kernels/cpu/strips.h) ---
+
+// The shapes: weight rows not a multiple of the 32-column panel, nor of 8 (the wide
+// interleave's tile); k odd, below and above the 16 of a tile; token rows not a multiple of
+// the 6-row strip.
+struct PairCase {
+  int rows, columns, n_k;
+};
+constexpr PairCase kPairCases[] = {{1, 1, 1},   {5, 7, 15},   {6, 32, 16},  {13, 45, 33},
+                                   {6, 64, 576}, {20, 70, 130}, {7, 96, 1536}};
+
+std::vector<strips::BFloat16> rounded_rows(const std::vector<float>& x, int rows, int n) {
+  const int stride = (n + 1) / 2 * 2;
+  // Whole strips of 6 rows are read; the rows past `rows` only need to be readable.
+  std::vector<strips::BFloat16> out(size_t(rows + strips::kStripRows) * stride, {0});
+  strips::round_rows(x.data(), rows, n, n, out.data(), stride);
+  return out;
+}
+
+std::vector<strips::BFloat16> pair_panels(const std::vector<float>& w, int n, int n_k, bool hardware) {
+  const int panels = (n + strips::kPairPanelColumns - 1) / strips::kPairPanelColumns;
+  std::vector<strips::BFloat16> out(size_t(panels) * strips::kPairPanelColumns * ((n_k + 1) / 2) * 2,
+                                    {0x7fc0});  // NaN: every value must be written
+  strips::interleave_pairs(w.data(), n, n_k, n_k, out.data(), hardware);
+  return out;
+}
+
+// Rounding matches ggml's (an independent round-to-nearest-even), the panels hold each
+// rounded weight where the layout says, and the scalar product is the float64 sum of the
+// rounded values' products to float32's precision.
+TEST(Strips, Bf16PairsRoundLayOutAndMultiply) {
+  for (const PairCase& c : kPairCases) {
+    SCOPED_TRACE(std::to_string(c.rows) + " x " + std::to_string(c.columns) + ", k " + std::to_string(c.n_k));
+    const std::vector<float> x = random_vector(size_t(c.rows) * c.n_k, 21),
+                             w = random_vector(size_t(c.columns) * c.n_k, 22);
+    const std::vector<float> x16 = rounded_to(DType::BF16, x), w16 = rounded_to(DType::BF16, w);
+    const int stride = (c.n_k + 1) / 2 * 2, n_pairs = stride / 2;
+    const auto a = rounded_rows(x, c.rows, c.n_k);
+    for (int r = 0; r < c.rows; r++) {
+      for (int k = 0; k < c.n_k; k++)
+        ASSERT_EQ(simd::to_float(a[size_t(r) * stride + k]), x16[size_t(r) * c.n_k + k]) << r << ", " << k;
+      if (c.n_k % 2) ASSERT_EQ(a[size_t(r) * stride + c.n_k].bits, 0);
+    }
+    const auto b = pair_panels(w, c.columns, c.n_k, false);
+    for (size_t i = 0; i < b.size(); i++) {
+      const size_t panel = i / (strips::kPairPanelColumns * 2 * n_pairs), q = i / 64 % n_pairs;
+      const int column = int(panel) * strips::kPairPanelColumns + int(i % 64) / 2, k = 2 * int(q) + int(i % 2);
+      const float want = column < c.columns && k < c.n_k ? w16[size_t(column) * c.n_k + k] : 0.0f;
+      ASSERT_EQ(simd::to_float(b[i]), want) << "panel value " << i;
+    }
+    std::vector<float> got(size_t(c.rows) * c.columns);
+    strips::multiply_pairs(got.data(), c.columns, c.rows, c.columns, a.data(), stride, b.data(),
+                           strips::kPairPanelColumns * stride, n_pairs, false);
+    for (int r = 0; r < c.rows; r++)
+      for (int j = 0; j < c.columns; j++) {
+        double want = 0, magnitude = 0;
+        for (int k = 0; k < c.n_k; k++) {
+          want += double(x16[size_t(r) * c.n_k + k]) * w16[size_t(j) * c.n_k + k];
+          magnitude += std::fabs(double(x16[size_t(r) * c.n_k + k]) * w16[size_t(j) * c.n_k + k]);
+        }
+        ASSERT_NEAR(got[size_t(r) * c.columns + j], want, 1e-6 * magnitude) << r << ", " << j;
+      }
+  }
+}
+
+// The AVX512-BF16 versions against the scalar ones: the same panel bits, the same sums up
+// to float32's rounding.
+TEST(Strips, Bf16PairsInHardwareMatchTheScalarVersion) {
+  if (!strips::cpu_has_bf16_products())
+    GTEST_SKIP() << "this CPU has no AVX512-BF16: the hardware bf16 products are not run";
+  for (const PairCase& c : kPairCases) {
+    SCOPED_TRACE(std::to_string(c.rows) + " x " + std::to_string(c.columns) + ", k " + std::to_string(c.n_k));
+    const std::vector<float> x = random_vector(size_t(c.rows) * c.n_k, 31),
+                             w = random_vector(size_t(c.columns) * c.n_k, 32);
+    const auto b = pair_panels(w, c.columns, c.n_k, true);
+    const auto scalar_b = pair_panels(w, c.columns, c.n_k, false);
+    ASSERT_EQ(b.size(), scalar_b.size());
+    for (size_t i = 0; i < b.size(); i++) ASSERT_EQ(b[i].bits, scalar_b[i].bits) << "panel value " << i;
+    const auto a = rounded_rows(x, c.rows, c.n_k);
+    const int stride = (c.n_k + 1) / 2 * 2;
+    std::vector<float> got(size_t(c.rows) * c.columns), want(got.size());
+    for (bool hardware : {true, false})
+      strips::multiply_pairs((hardware ? got : want).data(), c.columns, c.rows, c.columns, a.data(),
+                             stride, b.data(), strips::kPairPanelColumns * stride, stride / 2, hardware);
+    expect_close(got, want, 1e-5f, "bf16 pair products");
   }
 }
 

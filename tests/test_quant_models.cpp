@@ -50,6 +50,13 @@ namespace {
 // a flipped rounding, which the 29 layers after it carry on. Against llama.cpp the same
 // builds measured 0.31-0.63 RMS (max 1.2-2.2), so the default model's quantised tolerance
 // is 3.0 / 0.8, still a quarter of a misread block's.
+// Prefill in bf16 pairs (kernels/cpu/strips.h) puts the last logits of the prompt
+// prefilled in one call this far from llama.cpp's (float32 products in brackets): tiny
+// F16 0.088 (0.009), BF16 0.025 (0.056), the block types 0.21-0.42 (0.17-0.37); the
+// default model's F16 file 0.15 (0.017), its quantised files 0.65-1.00 (0.63-1.13). Only
+// on F16 weights does it show above llama.cpp's own rounding. When prefill runs that way,
+// every type but F32 is held to at least the bf16 bound there: the BF16 file's on the tiny
+// models (0.15, 1.7x the F16 figure), 0.3 on the default model (2x).
 struct Tolerance {
   float max, rms;
 };
@@ -61,8 +68,8 @@ struct Tolerances {
 };
 constexpr Tolerances kTinyTolerances = {
     .f32 = {1e-4f, 1e-5f}, .f16 = {0.02f, 5e-3f}, .bf16 = {0.15f, 0.04f}, .quantized = {1.0f, 0.2f}};
-constexpr Tolerances kDefaultTolerances = {  // there is no F32 or BF16 file of it
-    .f32 = {}, .f16 = {0.04f, 0.01f}, .bf16 = {}, .quantized = {3.0f, 0.8f}};
+constexpr Tolerances kDefaultTolerances = {  // no F32 or BF16 file of it: .bf16 is prefill's
+    .f32 = {}, .f16 = {0.04f, 0.01f}, .bf16 = {0.3f, 0.0f}, .quantized = {3.0f, 0.8f}};
 
 std::vector<int32_t> read_tokens(const std::string& path) {
   std::ifstream in(path);
@@ -109,11 +116,16 @@ struct Golden {
 // near-tie, where the rounding may pick either). Feeding llama.cpp's tokens rather than
 // kvlm's keeps the steps after a near-tie comparable.
 //
-// `backend` "cuda" runs the same comparison on the GPU (weights kept as stored there too),
-// and also prefills the whole prompt in one call, the path that expands quantised blocks
-// to f16 for cuBLAS: its last logits must match llama.cpp's last row as well.
-void expect_matches_llamacpp(const std::string& path, Tolerance tol, const Golden& golden,
+// Last, the whole prompt prefilled in one call, the path that rebuilds weights as panels:
+// its last logits against llama.cpp's last row. On the CPU that path multiplies in bf16
+// pairs where the CPU has AVX512-BF16 (kernels/cpu/strips.h) for every type but F32, so its
+// bound there is at least the BF16 file's: the same rounding of the activations, which
+// llama.cpp's BF16 path also makes. `device` "cuda" runs all of it on the GPU (weights kept
+// as stored there too), where prefill expands quantised blocks to f16 for cuBLAS.
+void expect_matches_llamacpp(const std::string& path, const std::string& type,
+                             const Tolerances& tolerances, const Golden& golden,
                              const std::string& device = "cpu") {
+  const Tolerance tol = tolerances.of(type);
   std::unique_ptr<Backend> owned = make_backend(device, "", 2);
   Backend& backend = *owned;
   std::unique_ptr<Model> model;
@@ -159,14 +171,19 @@ void expect_matches_llamacpp(const std::string& path, Tolerance tol, const Golde
   }
   std::printf("%s: greedy tokens vs llama.cpp: %d of %zu steps decisive (the rest near-ties)\n",
               path.c_str(), decisive, golden.greedy.size());
-  if (device != "cuda") return;
   auto prefilled = model->make_cache(prompt_len);
   logits = model->forward(golden.prompt, *prefilled);
   double last_worst = 0;
   for (int i = 0; i < vocab; i++)
     last_worst = std::max<double>(
         last_worst, std::fabs(logits[i] - golden.logits[size_t(positions - 1) * vocab + i]));
-  EXPECT_LE(last_worst, tol.max) << path << ": the prompt prefilled in one call";
+  const auto* cpu = dynamic_cast<const CpuBackend*>(&backend);
+  const bool pairs = cpu && cpu->bf16_prefill() && type != "F32";
+  const float bound = pairs ? std::max(tol.max, tolerances.bf16.max) : tol.max;
+  std::printf("%s: the prompt prefilled in one call%s: last logits vs llama.cpp: largest "
+              "difference %.2e (tolerance %.0e)\n",
+              path.c_str(), pairs ? " (bf16 products)" : "", last_worst, bound);
+  EXPECT_LE(last_worst, bound) << path << ": the prompt prefilled in one call";
 }
 
 // --- tiny random models: every position of a 16-token prompt, 16 greedy tokens ---
@@ -181,7 +198,7 @@ TEST_P(QuantModels, LogitsAndGreedyTokensMatchLlamaCpp) {
   const Golden golden = {read_tokens(kTinyDir + "prompt.tokens"),
                          read_logits(kTinyDir + name + ".logits", false),
                          read_tokens(kTinyDir + name + ".greedy")};
-  expect_matches_llamacpp(kTinyDir + name + ".gguf", kTinyTolerances.of(type), golden);
+  expect_matches_llamacpp(kTinyDir + name + ".gguf", type, kTinyTolerances, golden);
 }
 
 // The CUDA twins on the same files: decode's quantised matrix-vector kernels token by
@@ -193,7 +210,7 @@ TEST_P(QuantModels, CudaMatchesLlamaCppToo) {
   const Golden golden = {read_tokens(kTinyDir + "prompt.tokens"),
                          read_logits(kTinyDir + name + ".logits", false),
                          read_tokens(kTinyDir + name + ".greedy")};
-  expect_matches_llamacpp(kTinyDir + name + ".gguf", kTinyTolerances.of(type), golden, "cuda");
+  expect_matches_llamacpp(kTinyDir + name + ".gguf", type, kTinyTolerances, golden, "cuda");
 }
 
 INSTANTIATE_TEST_SUITE_P(, QuantModels,
@@ -220,7 +237,7 @@ TEST_P(QuantDefaultModel, LogitsAndGreedyTokensMatchLlamaCpp) {
   const std::string dir = test::data_path("quant_models/default/");
   const Golden golden = {read_tokens(dir + "prompt.tokens"), read_logits(dir + type + ".logits", true),
                          read_tokens(dir + type + ".greedy")};
-  expect_matches_llamacpp(path, kDefaultTolerances.of(type), golden);
+  expect_matches_llamacpp(path, type, kDefaultTolerances, golden);
 }
 
 INSTANTIATE_TEST_SUITE_P(, QuantDefaultModel,

@@ -11,18 +11,22 @@
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu/quant.h"
 #include "kernels/cpu/simd.h"
+#include "kernels/cpu/strips.h"
 
 namespace kvlm {
 
-CpuBackend::CpuBackend(int n_threads, std::optional<WeightType> convert_to)
-    : pool_(n_threads), convert_to_(convert_to) {
+CpuBackend::CpuBackend(int n_threads, std::optional<WeightType> convert_to, bool bf16_prefill)
+    : pool_(n_threads),
+      convert_to_(convert_to),
+      bf16_prefill_(bf16_prefill && strips::cpu_has_bf16_products()) {
   if (convert_to && is_quantized(*convert_to))
     throw std::invalid_argument(std::string("cpu: weights convert to f32, f16 or bf16, not ") +
                                 weight_type_name(*convert_to));
 }
 
 std::string CpuBackend::name() const {
-  return "cpu (" + std::to_string(threads()) + " threads)";
+  return "cpu (" + std::to_string(threads()) + " threads" +
+         (bf16_prefill_ ? ", prefill in bf16 pairs)" : ")");
 }
 
 namespace {

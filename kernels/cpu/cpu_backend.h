@@ -3,10 +3,10 @@
 // CUDA kernels are tested against.
 #pragma once
 #include <optional>
-
-#include "backend.h"
 #include <vector>
 
+#include "backend.h"
+#include "kernels/cpu/simd.h"
 #include "merge_backend.h"
 #include "util/thread_pool.h"
 
@@ -16,10 +16,15 @@ class CpuBackend final : public Backend, public MergeBackend {
  public:
   // n_threads <= 0 means all cores. Weight matrices keep the type they are uploaded in
   // (a mapped file's blocks are used where they lie), or are all converted to `convert_to`
-  // (f32, f16 or bf16).
-  explicit CpuBackend(int n_threads = 0, std::optional<WeightType> convert_to = {});
+  // (f32, f16 or bf16). bf16_prefill: prefill multiplies weights other than float32 in
+  // bf16 pairs where the CPU has AVX512-BF16 (kernels/cpu/matmul.cpp); false keeps every
+  // product float32.
+  explicit CpuBackend(int n_threads = 0, std::optional<WeightType> convert_to = {},
+                      bool bf16_prefill = true);
   std::string name() const override;
   int threads() const { return pool_.threads(); }
+  // Whether prefill multiplies in bf16 pairs (asked for, and this CPU has vdpbf16ps).
+  bool bf16_prefill() const { return bf16_prefill_; }
   // Parallel operations issued so far: synchronisation points, for tests and benchmarks.
   uint64_t parallel_operations() const { return pool_.operations(); }
 
@@ -72,8 +77,11 @@ class CpuBackend final : public Backend, public MergeBackend {
 
   ThreadPool pool_;
   std::optional<WeightType> convert_to_;
+  bool bf16_prefill_;  // asked for and this CPU has vdpbf16ps
   // matmul's input rows in each activation format (kernels/cpu/quant.h), reused per call.
   std::vector<uint8_t> activations_;
+  // Prefill's input rows rounded to bf16 pairs (kernels/cpu/strips.h), reused per call.
+  std::vector<simd::BFloat16> rounded_x_;
 };
 
 }  // namespace kvlm

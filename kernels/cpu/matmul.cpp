@@ -9,8 +9,11 @@
 // arithmetic.
 //
 // Prefill (T >= 16) reuses each weight row for many tokens, so it is bound by multiply-adds,
-// not by reading: threads take blocks of 32 rows, rebuild each block once as float32 panels
-// (below) and pass every token through them, in x's own precision (no activation rounding).
+// not by reading: threads take blocks of 32 rows, rebuild each block once as panels
+// (kernels/cpu/strips.h) and pass every token through them. On float32 weights, or a CPU
+// without AVX512-BF16, the panels are float32 and x is read as it is (no rounding); on
+// other weights, where the CPU has vdpbf16ps, weights and x are rounded to bf16 and
+// multiplied in pairs at twice the rate (the README measures what the rounding changes).
 #include <algorithm>
 #include <vector>
 
@@ -23,27 +26,47 @@ namespace {
 
 constexpr int kPanelsFromTokens = 16;
 constexpr int kRowBlock = 2 * strips::kPanelColumns;
+static_assert(kRowBlock == strips::kPairPanelColumns);
 
-// Rows [o_begin, o_end) of one part, all T tokens, through panels of the rows
-// (kernels/cpu/strips.h), 6 tokens at a time. Tokens go in chunks of about 192 KiB of x,
-// each passing the whole row block before the next: the chunk and the block (at most ~200
-// KiB for SmolLM2's 1536 inputs) stay in the 512 KiB L2 together, where streaming all of a
-// 512-token x (1.2 MB for 576 inputs) for every panel reads it from L3.
-void panel_rows(float* out, const float* x, WeightType type, const uint8_t* rows,
+// x as prefill reads it: float32 rows, and the same rounded to bf16 pairs where the
+// matrix is multiplied that way (else nullptr).
+struct PrefillInput {
+  const float* x;
+  const strips::BFloat16* pairs;
+  int pairs_stride;  // n_in rounded up to even
+};
+
+// Rows [o_begin, o_end) of one part, all T tokens, through panels of the rows, 6 tokens at
+// a time. Tokens go in chunks of about 192 KiB of float32 x, each passing the whole row
+// block before the next: the chunk and the block (at most ~200 KiB for SmolLM2's 1536
+// inputs) stay in the 512 KiB L2 together, where streaming all of a 512-token x (1.2 MB
+// for 576 inputs) for every panel reads it from L3.
+void panel_rows(float* out, const PrefillInput& in, WeightType type, const uint8_t* rows,
                 int o_begin, int o_end, int T, int n_in, int out_stride) {
   using strips::kPanelColumns, strips::kStripRows;
-  const int n_rows = o_end - o_begin;
+  const int n_rows = o_end - o_begin, n_pairs = (n_in + 1) / 2;
   thread_local std::vector<float> rebuilt, panels;
+  thread_local std::vector<strips::BFloat16> pair_panels;
   rebuilt.resize(size_t(n_rows) * n_in);
-  panels.resize(size_t(n_rows + kPanelColumns - 1) / kPanelColumns * kPanelColumns * n_in);
   quant::dequantize_row(type, rows, rebuilt.data(), int64_t(n_rows) * n_in);
-  strips::interleave(rebuilt.data(), n_rows, n_in, n_in, kPanelColumns, panels.data());
+  if (in.pairs) {
+    pair_panels.resize(size_t(kRowBlock) * 2 * n_pairs);
+    strips::interleave_pairs(rebuilt.data(), n_rows, n_in, n_in, pair_panels.data(), true);
+  } else {
+    panels.resize(size_t(n_rows + kPanelColumns - 1) / kPanelColumns * kPanelColumns * n_in);
+    strips::interleave(rebuilt.data(), n_rows, n_in, n_in, kPanelColumns, panels.data());
+  }
 
   const int chunk = std::max(1, int(192 * 1024 / (n_in * sizeof(float))) / kStripRows) * kStripRows;
   auto tokens = [&](int first, int n) {
-    strips::multiply(out + size_t(first) * out_stride + o_begin, out_stride, n, n_rows,
-                     x + size_t(first) * n_in, n_in, panels.data(), kPanelColumns * n_in,
-                     kPanelColumns, n_in, false);
+    float* c = out + size_t(first) * out_stride + o_begin;
+    if (in.pairs)
+      strips::multiply_pairs(c, out_stride, n, n_rows, in.pairs + size_t(first) * in.pairs_stride,
+                             in.pairs_stride, pair_panels.data(), 2 * kRowBlock * n_pairs, n_pairs,
+                             true);
+    else
+      strips::multiply(c, out_stride, n, n_rows, in.x + size_t(first) * n_in, n_in,
+                       panels.data(), kPanelColumns * n_in, kPanelColumns, n_in, false);
   };
   for (int c0 = 0; c0 < T; c0 += chunk) {
     const int end = std::min(T, c0 + chunk), whole = (end - c0) / kStripRows * kStripRows;
@@ -68,12 +91,15 @@ struct PartPlan {
 };
 
 // Rows [o_begin, o_end) of one part, all T tokens.
-void part_rows(float* out, const float* x, const PartPlan& p, int o_begin, int o_end, int T,
-               int n_in, int out_stride) {
+void part_rows(float* out, const PrefillInput& prefill, const PartPlan& p, int o_begin,
+               int o_end, int T, int n_in, int out_stride) {
   float* part_out = out + p.first_row;
-  if (T >= kPanelsFromTokens)
-    return panel_rows(part_out, x, p.type, p.rows + o_begin * p.row_bytes, o_begin, o_end, T,
+  if (T >= kPanelsFromTokens) {
+    PrefillInput in = prefill;
+    if (p.type == WeightType::F32) in.pairs = nullptr;
+    return panel_rows(part_out, in, p.type, p.rows + o_begin * p.row_bytes, o_begin, o_end, T,
                       n_in, out_stride);
+  }
   int r = o_begin;
   if (p.dot_rows)
     for (; r + quant::kDotRows <= o_end; r += quant::kDotRows)
@@ -117,6 +143,20 @@ void CpuBackend::matmul(float* out, const float* x, const WeightMatrix& w, int T
   if (total > 0 && T == 1) quantize(0, 1);
   else if (total > 0) pool_.parallel_for(T, 16, quantize);
 
+  PrefillInput prefill{x, nullptr, (n_in + 1) / 2 * 2};
+  const bool pairs = bf16_prefill_ && T >= kPanelsFromTokens &&
+                     std::any_of(w.parts.begin(), w.parts.end(),
+                                 [](const WeightRows& p) { return p.type != WeightType::F32; });
+  if (pairs) {
+    if (rounded_x_.size() < size_t(T) * prefill.pairs_stride)
+      rounded_x_.resize(size_t(T) * prefill.pairs_stride);
+    pool_.parallel_for(T, 16, [&](int64_t begin, int64_t end) {
+      strips::round_rows(x + begin * n_in, int(end - begin), n_in, n_in,
+                         rounded_x_.data() + begin * prefill.pairs_stride, prefill.pairs_stride);
+    });
+    prefill.pairs = rounded_x_.data();
+  }
+
   std::vector<PartPlan> plan;
   int first_row = 0;
   for (const WeightRows& p : w.parts) {
@@ -134,7 +174,7 @@ void CpuBackend::matmul(float* out, const float* x, const WeightMatrix& w, int T
     for (const PartPlan& p : plan) {
       const int lo = std::max<int64_t>(begin, p.first_row) - p.first_row;
       const int hi = std::min<int64_t>(end, p.first_row + p.n_rows) - p.first_row;
-      if (lo < hi) part_rows(out, x, p, lo, hi, T, n_in, n_out);
+      if (lo < hi) part_rows(out, prefill, p, lo, hi, T, n_in, n_out);
     }
   };
   if (T == 1) return pool_.parallel_for(n_out, 16, rows);

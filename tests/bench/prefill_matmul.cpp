@@ -1,6 +1,7 @@
-// Prefill matmul speed of the CPU backend (kernels/cpu/matmul.cpp): T tokens through a
-// float32 weight matrix of the default model's shapes, on 1 thread, GFLOP/s of the best of
-// several passes. Built by name only:
+// Prefill matmul speed of the CPU backend (kernels/cpu/matmul.cpp): T tokens through an
+// f16 weight matrix of the default model's shapes, on 1 thread, GFLOP/s of the best of
+// several passes, with float32 products and (where the CPU has AVX512-BF16) bf16 pairs.
+// Built by name only:
 //
 //   make build/release/prefill_matmul && build/release/prefill_matmul [T=512]
 #include <algorithm>
@@ -11,13 +12,15 @@
 #include <vector>
 
 #include "kernels/cpu/cpu_backend.h"
+#include "kernels/cpu/strips.h"
 
 using namespace kvlm;
 using Clock = std::chrono::steady_clock;
 
 int main(int argc, char** argv) {
   const int T = argc > 1 ? std::atoi(argv[1]) : 512;
-  CpuBackend backend(1);
+  CpuBackend float_products(1, WeightType::F16, false), pair_products(1, WeightType::F16, true);
+  const bool has_pairs = strips::cpu_has_bf16_products();
   std::mt19937 rng(1);
   std::normal_distribution<float> gauss(0, 0.1f);
   struct Shape { int rows, cols; const char* name; };
@@ -27,15 +30,23 @@ int main(int argc, char** argv) {
     std::vector<float> w(size_t(s.rows) * s.cols), x(size_t(T) * s.cols);
     for (float& v : w) v = gauss(rng);
     for (float& v : x) v = gauss(rng);
-    const WeightMatrix m = backend.upload_matrix(w.data(), s.rows, s.cols);
-    std::vector<float> out(size_t(T) * s.rows);
-    double best = 1e30;
-    for (int pass = 0; pass < 5; pass++) {
-      const auto start = Clock::now();
-      backend.matmul(out.data(), x.data(), m, T);
-      best = std::min(best, std::chrono::duration<double>(Clock::now() - start).count());
+    for (CpuBackend* backend : {&float_products, &pair_products}) {
+      if (backend == &pair_products && !has_pairs) {
+        std::printf("%-28s bf16 pairs: skipped, this CPU has no AVX512-BF16\n", s.name);
+        continue;
+      }
+      const WeightMatrix m = backend->upload_matrix(w.data(), s.rows, s.cols);
+      std::vector<float> out(size_t(T) * s.rows);
+      double best = 1e30;
+      for (int pass = 0; pass < 5; pass++) {
+        const auto start = Clock::now();
+        backend->matmul(out.data(), x.data(), m, T);
+        best = std::min(best, std::chrono::duration<double>(Clock::now() - start).count());
+      }
+      std::printf("%-28s %-11s T %d: %.1f GFLOP/s (%.2f ms)\n", s.name,
+                  backend == &float_products ? "f32" : "bf16 pairs", T,
+                  2.0 * s.rows * s.cols * T / best / 1e9, best * 1e3);
+      backend->release_matrix(m);
     }
-    std::printf("%-28s T %d: %.1f GFLOP/s (%.2f ms)\n", s.name, T,
-                2.0 * s.rows * s.cols * T / best / 1e9, best * 1e3);
   }
 }

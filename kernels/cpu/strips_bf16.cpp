@@ -1,0 +1,189 @@
+// strips.h's products in bfloat16 pairs: a scalar version and one for AVX512-BF16.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstring>
+
+#include "kernels/cpu/strips.h"
+
+namespace kvlm::strips {
+
+namespace {
+
+constexpr int kPairValues = 2 * kPairPanelColumns;  // one pair step of a panel
+constexpr int kVectors = kPairPanelColumns / 8;     // 256-bit accumulators a row
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define KVLM_BF16_PRODUCTS 1
+#define KVLM_AVX512_BF16 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx512bf16")))
+
+KVLM_AVX512_BF16 void strip_times_pair_panel_avx512(float* out, int ldc, int rows, int columns,
+                                                    const BFloat16* strip, int lda,
+                                                    const BFloat16* panel, int n_pairs) {
+  __m256 acc[kStripRows][kVectors];
+  for (auto& row : acc)
+    for (__m256& v : row) v = _mm256_setzero_ps();
+  for (int q = 0; q < n_pairs; q++) {
+    const BFloat16* p = panel + size_t(q) * kPairValues;
+    __m256bh w[kVectors];
+    for (int v = 0; v < kVectors; v++)
+      w[v] = (__m256bh)_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 16 * v));
+#pragma GCC unroll 8
+    for (int t = 0; t < kStripRows; t++) {
+      int32_t pair;  // A[t][2q], A[t][2q + 1]: one vpbroadcastd from memory
+      std::memcpy(&pair, strip + size_t(t) * lda + 2 * q, sizeof(pair));
+      const __m256bh x = (__m256bh)_mm256_set1_epi32(pair);
+#pragma GCC unroll 4
+      for (int v = 0; v < kVectors; v++) acc[t][v] = _mm256_dpbf16_ps(acc[t][v], x, w[v]);
+    }
+  }
+  for (int t = 0; t < rows; t++) {
+    float* o = out + size_t(t) * ldc;
+    if (columns == kPairPanelColumns) {
+      for (int v = 0; v < kVectors; v++) _mm256_storeu_ps(o + 8 * v, acc[t][v]);
+    } else {
+      alignas(32) float row[kPairPanelColumns];
+      for (int v = 0; v < kVectors; v++) _mm256_store_ps(row + 8 * v, acc[t][v]);
+      std::copy_n(row, columns, o);
+    }
+  }
+}
+
+// 8 rows of 8 pairs (one 32-bit lane each) turned into 8 pairs of 8 rows: r[q] = (row 0's
+// pair q, ..., row 7's pair q).
+KVLM_AVX512_BF16 inline void transpose_pairs(__m256i r[8]) {
+  __m256i t[8], u[8];
+  for (int i = 0; i < 4; i++) {
+    t[2 * i] = _mm256_unpacklo_epi32(r[2 * i], r[2 * i + 1]);      // pairs 0 1 | 4 5 of 2 rows
+    t[2 * i + 1] = _mm256_unpackhi_epi32(r[2 * i], r[2 * i + 1]);  // pairs 2 3 | 6 7
+  }
+  for (int h = 0; h < 2; h++)  // rows 0-3, then 4-7
+    for (int i = 0; i < 2; i++) {
+      u[4 * h + 2 * i] = _mm256_unpacklo_epi64(t[4 * h + i], t[4 * h + 2 + i]);
+      u[4 * h + 2 * i + 1] = _mm256_unpackhi_epi64(t[4 * h + i], t[4 * h + 2 + i]);
+    }
+  // u[j] (j < 4) holds pairs j and j + 4 of rows 0-3, u[4 + j] the same of rows 4-7.
+  for (int j = 0; j < 4; j++) {
+    r[j] = _mm256_permute2x128_si256(u[j], u[4 + j], 0x20);
+    r[j + 4] = _mm256_permute2x128_si256(u[j], u[4 + j], 0x31);
+  }
+}
+
+// interleave_pairs for whole tiles of 8 rows x 16 values; the rest by the scalar version.
+KVLM_AVX512_BF16 int interleave_pair_tiles_avx512(const float* rows, int n, int n_k,
+                                                  int row_stride, BFloat16* out) {
+  const int n_pairs = (n_k + 1) / 2, whole_k = n_k / 16 * 16;
+  for (int p0 = 0; p0 < n; p0 += kPairPanelColumns) {
+    BFloat16* panel = out + size_t(p0) * n_pairs * 2;
+    for (int i0 = 0; i0 + 8 <= std::min(kPairPanelColumns, n - p0); i0 += 8)
+      for (int k = 0; k < whole_k; k += 16) {
+        __m256i r[8];
+        for (int i = 0; i < 8; i++)
+          r[i] = (__m256i)_mm512_cvtneps_pbh(
+              _mm512_loadu_ps(rows + size_t(p0 + i0 + i) * row_stride + k));
+        transpose_pairs(r);
+        for (int q = 0; q < 8; q++)
+          _mm256_storeu_si256(
+              reinterpret_cast<__m256i*>(panel + size_t(k / 2 + q) * kPairValues + 2 * i0), r[q]);
+      }
+  }
+  return whole_k;
+}
+
+KVLM_AVX512_BF16 void round_row_avx512(const float* x, int n, BFloat16* out) {
+  int i = 0;
+  for (; i + 16 <= n; i += 16)
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i),
+                        (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(x + i)));
+  for (; i < n; i++) out[i] = simd::from_float<BFloat16>(x[i]);
+}
+#else
+#define KVLM_BF16_PRODUCTS 0
+#endif
+
+// What vdpbf16ps computes in each lane: both products of a pair (exact in float32: 8-bit
+// significands) added to the sum one after the other, the odd one first.
+void strip_times_pair_panel_scalar(float* out, int ldc, int rows, int columns,
+                                   const BFloat16* strip, int lda, const BFloat16* panel,
+                                   int n_pairs) {
+  for (int t = 0; t < rows; t++) {
+    float sums[kPairPanelColumns] = {};
+    for (int q = 0; q < n_pairs; q++) {
+      const BFloat16* x = strip + size_t(t) * lda + 2 * q;
+      const BFloat16* w = panel + size_t(q) * kPairValues;
+      for (int j = 0; j < kPairPanelColumns; j++) {
+        sums[j] += simd::to_float(x[1]) * simd::to_float(w[2 * j + 1]);
+        sums[j] += simd::to_float(x[0]) * simd::to_float(w[2 * j]);
+      }
+    }
+    std::copy_n(sums, columns, out + size_t(t) * ldc);
+  }
+}
+
+}  // namespace
+
+bool cpu_has_bf16_products() {
+#if KVLM_BF16_PRODUCTS
+  __builtin_cpu_init();
+  static const bool has = __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512vl");
+  return has;
+#else
+  return false;
+#endif
+}
+
+void round_rows(const float* x, int n_rows, int n, int row_stride, BFloat16* out,
+                int out_stride) {
+  for (int r = 0; r < n_rows; r++) {
+    const float* row = x + size_t(r) * row_stride;
+    BFloat16* dst = out + size_t(r) * out_stride;
+#if KVLM_BF16_PRODUCTS
+    if (cpu_has_bf16_products()) round_row_avx512(row, n, dst);
+    else
+#endif
+      for (int i = 0; i < n; i++) dst[i] = simd::from_float<BFloat16>(row[i]);
+    if (n % 2) dst[n] = {0};
+  }
+}
+
+void interleave_pairs(const float* rows, int n, int n_k, int row_stride, BFloat16* out,
+                      bool hardware) {
+  int k_done = 0, rows_done = 0;  // [0, rows_done) x [0, k_done) written by the wide version
+#if KVLM_BF16_PRODUCTS
+  if (hardware) {
+    k_done = interleave_pair_tiles_avx512(rows, n, n_k, row_stride, out);
+    rows_done = n / kPairPanelColumns * kPairPanelColumns + (n % kPairPanelColumns) / 8 * 8;
+  }
+#else
+  (void)hardware;
+#endif
+  const int n_pairs = (n_k + 1) / 2;
+  for (int p0 = 0; p0 < n; p0 += kPairPanelColumns) {
+    BFloat16* panel = out + size_t(p0) * n_pairs * 2;
+    for (int i = 0; i < kPairPanelColumns; i++) {
+      const float* row = rows + size_t(p0 + i) * row_stride;
+      const bool real = p0 + i < n;
+      for (int k = p0 + i < rows_done ? k_done : 0; k < 2 * n_pairs; k++)
+        panel[size_t(k / 2) * kPairValues + 2 * i + k % 2] =
+            real && k < n_k ? simd::from_float<BFloat16>(row[k]) : BFloat16{0};
+    }
+  }
+}
+
+void multiply_pairs(float* c, int ldc, int rows, int columns, const BFloat16* a, int lda,
+                    const BFloat16* b, int panel_stride, int n_pairs, bool hardware) {
+  auto strip_times_panel = strip_times_pair_panel_scalar;
+#if KVLM_BF16_PRODUCTS
+  if (hardware) strip_times_panel = strip_times_pair_panel_avx512;
+#else
+  (void)hardware;
+#endif
+  for (int j0 = 0; j0 < columns; j0 += kPairPanelColumns)
+    for (int r0 = 0; r0 < rows; r0 += kStripRows)
+      strip_times_panel(c + size_t(r0) * ldc + j0, ldc, std::min(kStripRows, rows - r0),
+                        std::min(kPairPanelColumns, columns - j0), a + size_t(r0) * lda, lda,
+                        b + size_t(j0 / kPairPanelColumns) * panel_stride, n_pairs);
+}
+
+}  // namespace kvlm::strips
