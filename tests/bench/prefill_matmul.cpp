@@ -1,9 +1,9 @@
 // Prefill matmul speed of the CPU backend (kernels/cpu/matmul.cpp): T tokens through an
-// f16 weight matrix of the default model's shapes, on 1 thread, GFLOP/s of the best of
+// f16 weight matrix of the default model's shapes, on 1 thread (or THREADS), GFLOP/s of the best of
 // several passes, with float32 products and (where the CPU has AVX512-BF16) bf16 pairs.
 // Built by name only:
 //
-//   make build/release/prefill_matmul && build/release/prefill_matmul [T=512]
+//   make build/release/prefill_matmul && build/release/prefill_matmul [T=512] [THREADS=1]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -19,7 +19,9 @@ using Clock = std::chrono::steady_clock;
 
 int main(int argc, char** argv) {
   const int T = argc > 1 ? std::atoi(argv[1]) : 512;
-  CpuBackend float_products(1, WeightType::F16, false), pair_products(1, WeightType::F16, true);
+  const int threads = argc > 2 ? std::atoi(argv[2]) : 1;
+  CpuBackend float_products(threads, WeightType::F16, false),
+      pair_products(threads, WeightType::F16, true);
   const bool has_pairs = strips::cpu_has_bf16_products();
   std::mt19937 rng(1);
   std::normal_distribution<float> gauss(0, 0.1f);
