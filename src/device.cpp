@@ -8,6 +8,7 @@
 #include <stdexcept>
 
 #include "kernels/cpu/cpu_backend.h"
+#include "kernels/cpu/strips.h"
 #if KVLM_CUDA
 #include "kernels/cuda/cuda_backend.h"
 #endif
@@ -101,14 +102,19 @@ std::unique_ptr<Backend> make_backend(const DeviceChoice& choice, int threads) {
 }
 
 size_t backend_scratch_bytes(const DeviceChoice& choice, const ModelConfig& c, int tokens,
-                             size_t largest_quantized) {
-  if (choice.device == Device::Cpu) return 0;
+                             size_t largest_quantized, bool all_f32) {
+  const int widest_input = std::max({c.dim, c.q_dim(), c.ffn_dim});
+  if (choice.device == Device::Cpu)
+    return choice.bf16_prefill && !all_f32 && tokens >= CpuBackend::kPanelsFromTokens &&
+                   strips::cpu_has_bf16_products()
+               ? size_t(tokens) * ((widest_input + 1) / 2 * 2) * sizeof(strips::BFloat16)
+               : 0;
 #if KVLM_CUDA
   const DType rounded_to = choice.weights.value_or(DType::F16);
-  return cuda_scratch_bytes(tokens, std::max({c.dim, c.q_dim(), c.ffn_dim}), c.n_heads,
+  return cuda_scratch_bytes(tokens, widest_input, c.n_heads,
                             c.head_dim, rounded_to, largest_quantized);
 #else
-  (void)c, (void)tokens, (void)largest_quantized;
+  (void)largest_quantized;
   return 0;  // no CUDA backend in this build
 #endif
 }

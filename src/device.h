@@ -53,9 +53,10 @@ std::unique_ptr<Backend> make_backend(const std::string& device, const std::stri
 
 // Device memory the chosen backend keeps for itself (workspaces, per-call scratch) when
 // its largest call runs `tokens` tokens of model `c`, whose largest quantised matrix has
-// `largest_quantized` weights (0: none): 0 on the cpu.
+// `largest_quantized` weights (0: none). On the cpu, the bf16 copy of a prefill's input
+// where it multiplies in bf16 pairs (not on all-f32 weights), else 0.
 size_t backend_scratch_bytes(const DeviceChoice& choice, const ModelConfig& c, int tokens,
-                             size_t largest_quantized = 0);
+                             size_t largest_quantized = 0, bool all_f32 = false);
 
 // Free and total bytes of GPU 0; false when there is none (or no CUDA build).
 bool gpu_memory(size_t& free_bytes, size_t& total_bytes);

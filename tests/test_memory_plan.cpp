@@ -6,6 +6,7 @@
 
 #include "device.h"
 #include "kernels/cpu/cpu_backend.h"
+#include "kernels/cpu/strips.h"
 #include "memory_plan.h"
 #include "model/load.h"
 
@@ -82,7 +83,7 @@ TEST(MemoryPlan, LinesAreTheOwnersNumbersAndAddUp) {
   const ModelConfig& c = file.config();
   const int ctx = 1000;
   const MemoryPlan cpu = plan_memory(file, ctx, resolve_device("cpu", ""));
-  ASSERT_EQ(cpu.items.size(), 3u) << "the cpu keeps no scratch of its own";
+  ASSERT_EQ(cpu.items.size(), 3u) << "f32 weights: no bf16 copy of prefill's input";
   EXPECT_EQ(cpu.items[0].bytes, double(Weights::planned_bytes(c, WeightType::F32)));
   EXPECT_EQ(cpu.items[1].bytes,
             double(ctx * KVCache::bytes_per_token(c.n_layers, c.n_kv_heads, c.head_dim, DType::F16)));
@@ -95,6 +96,20 @@ TEST(MemoryPlan, LinesAreTheOwnersNumbersAndAddUp) {
   EXPECT_EQ(Model::activation_bytes(c, 1),
             (2 * 576 + (576 + 2 * 192) + 2 * 576 + 2 * 1536 + 1536 + 49152) * sizeof(float));
   EXPECT_DOUBLE_EQ(cpu.total(), cpu.items[0].bytes + cpu.items[1].bytes + cpu.items[2].bytes);
+
+  // bf16 weights: prefill multiplies in bf16 pairs where the CPU can, and keeps its input
+  // rounded to bf16, ctx rows of the widest matmul input (ffn_dim 1536).
+  DeviceChoice pairs = resolve_device("cpu", "bf16");
+  const MemoryPlan cpu_bf16 = plan_memory(file, ctx, pairs);
+  if (strips::cpu_has_bf16_products()) {
+    ASSERT_EQ(cpu_bf16.items.size(), 4u);
+    EXPECT_EQ(cpu_bf16.items[3].bytes, double(ctx * 1536 * 2));
+    EXPECT_NE(cpu_bf16.items[3].detail.find("bf16"), std::string::npos);
+  } else {
+    EXPECT_EQ(cpu_bf16.items.size(), 3u) << "no bf16 products on this CPU";
+  }
+  pairs.bf16_prefill = false;  // --f32-prefill
+  EXPECT_EQ(plan_memory(file, ctx, pairs).items.size(), 3u);
 
   const MemoryPlan cuda = plan_memory(file, ctx, resolve_device("cuda", ""));
   EXPECT_EQ(cuda.items[0].bytes, double(Weights::planned_bytes(c, WeightType::F16)));

@@ -21,6 +21,8 @@ class CpuBackend final : public Backend, public MergeBackend {
   // product float32.
   explicit CpuBackend(int n_threads = 0, std::optional<WeightType> convert_to = {},
                       bool bf16_prefill = true);
+  // matmul runs as prefill (weights rebuilt as panels) from this many tokens a call.
+  static constexpr int kPanelsFromTokens = 16;
   std::string name() const override;
   int threads() const { return pool_.threads(); }
   // Whether prefill multiplies in bf16 pairs (asked for, and this CPU has vdpbf16ps).

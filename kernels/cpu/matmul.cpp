@@ -24,7 +24,7 @@
 namespace kvlm {
 namespace {
 
-constexpr int kPanelsFromTokens = 16;
+constexpr int kPanelsFromTokens = CpuBackend::kPanelsFromTokens;
 constexpr int kRowBlock = 2 * strips::kPanelColumns;
 static_assert(kRowBlock == strips::kPairPanelColumns);
 
@@ -126,7 +126,7 @@ void CpuBackend::matmul(float* out, const float* x, const WeightMatrix& w, int T
     const bool used = std::any_of(w.parts.begin(), w.parts.end(), [&](const WeightRows& p) {
       return quant::act_format(p.type) == f;
     });
-    if (!used || T >= kPanelsFromTokens) continue;  // prefill reads x unrounded
+    if (!used || T >= kPanelsFromTokens) continue;  // prefill reads x as float32 or bf16
     stride[int(f)] = quant::act_row_bytes(f, n_in);
     offsets[int(f)] = total;
     total += stride[int(f)] * T;
