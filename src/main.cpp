@@ -42,7 +42,8 @@ void add_runtime_flags(CLI::App* cmd, RuntimeOptions& rt, DeviceFlags& dev, bool
       ->check(CLI::IsMember({"f32", "f16", "bf16"}));
   cmd->add_flag("--f32-prefill", dev.f32_prefill,
                "cpu: prefill's matrix products in float32 on every CPU (default: in bf16 pairs "
-               "where the CPU has AVX512-BF16, ~1.5x faster, for every weight type but f32)");
+               "where the CPU has AVX512-BF16, ~1.5x faster: matmuls on every weight type but "
+               "f32, attention's P.V over a 16-bit KV cache)");
   cmd->add_option("--kv-dtype", dev.kv_dtype,
                   "KV cache rows: f16, bf16 or f32 (default: f16; attention reads them as f32)")
       ->check(CLI::IsMember({"f32", "f16", "bf16"}));

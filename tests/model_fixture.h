@@ -24,11 +24,11 @@ inline bool have_model() { return bool(std::ifstream(model_path())); }
   GTEST_SKIP() << "needs the default model at " << ::kvlm::test::model_path()            \
                << " (KVLM_MODEL); `make model` fetches it, `make test` does so itself"
 
-// On the float32 path (--dtype f32: weights widened at load, inputs unrounded), the
-// numbers the transformers goldens were computed with; the file's own Q4_1 path is held to
-// llama.cpp's numbers instead (test_quant_models.cpp).
+// On the float32 path (--dtype f32 --f32-prefill: weights widened at load, inputs
+// unrounded, no bf16 products), the numbers the transformers goldens were computed with;
+// the file's own Q4_1 path is held to llama.cpp's numbers instead (test_quant_models.cpp).
 struct LoadedDefaultModel {
-  CpuBackend backend{0, WeightType::F32};
+  CpuBackend backend{0, WeightType::F32, false};
   ModelFile file{model_path()};
   std::unique_ptr<Model> model = file.load(backend);
 };

@@ -752,8 +752,12 @@ TEST_P(Kernels, AppendKvRoundsEveryHeadInOneCall) {
 // moves by up to 2^-11 (f16) or 2^-8 (bf16) of itself, so the output (a weighted mean of
 // values) by about that much, and each score q.k by |q||k| times that; with these |q|, |k|
 // the outputs stay within 4x the unit roundoff (relative, plus the same absolute).
+// A CPU with bf16 pair products runs prefill's P.V in them (kernels/cpu/attention.cpp):
+// each probability and value rounded to 2^-9 of itself moves the weighted mean by at most
+// 2^-8 of the largest |value|, which both bounds add.
 TEST_P(Kernels, AttentionOverHalfPrecisionCache) {
   Backend& b = *backend;
+  const auto* cpu = dynamic_cast<const CpuBackend*>(&b);
   struct Case { int T, n_heads, d; std::vector<int> lens; };
   for (DType t : {DType::F16, DType::BF16})
     for (const Case& c : std::vector<Case>{{1, 9, 64, {31, 32, 33}},
@@ -776,11 +780,13 @@ TEST_P(Kernels, AttentionOverHalfPrecisionCache) {
       Buf bq(b, q), out(b, q.size());
       b.attention(out.ptr, bq.ptr, view, c.T, c.n_heads, c.d);
       const std::string what = std::string("attention ") + dtype_name(t) + " T=" + std::to_string(c.T);
+      // These cases' prefills (T > 1) have 8 or more query rows a task: strips, not rows.
+      const float pairs = cpu && cpu->bf16_prefill() && c.T > 1 ? 0x1p-8f : 0.0f;
       expect_close(out.host(), naive_attention(q, keys16, values16, c.lens, c.T, c.n_heads, c.d),
-                   1e-4f, what + " (rounded rows)");
+                   1e-4f + pairs, what + " (rounded rows)");
       const float unit = t == DType::F16 ? 0x1p-11f : 0x1p-8f;
       expect_close(out.host(), naive_attention(q, keys, values, c.lens, c.T, c.n_heads, c.d),
-                   4 * unit, what + " (float32 rows)");
+                   4 * unit + pairs, what + " (float32 rows)");
     }
 }
 
@@ -944,17 +950,28 @@ std::vector<strips::BFloat16> rounded_rows(const std::vector<float>& x, int rows
   return out;
 }
 
-std::vector<strips::BFloat16> pair_panels(const std::vector<float>& w, int n, int n_k, bool hardware) {
+// Pair panels of w (n rows of n_k: B's columns), built from w as it is, or from its
+// transpose (n_k rows of n: B's rows, as attention's values are).
+std::vector<strips::BFloat16> pair_panels(const std::vector<float>& w, int n, int n_k, bool hardware,
+                                          bool from_k_rows = false) {
   const int panels = (n + strips::kPairPanelColumns - 1) / strips::kPairPanelColumns;
   std::vector<strips::BFloat16> out(size_t(panels) * strips::kPairPanelColumns * ((n_k + 1) / 2) * 2,
                                     {0x7fc0});  // NaN: every value must be written
-  strips::interleave_pairs(w.data(), n, n_k, n_k, out.data(), hardware);
+  if (!from_k_rows) {
+    strips::pair_panels_from_columns(w.data(), n, n_k, n_k, out.data(), hardware);
+    return out;
+  }
+  std::vector<float> k_rows(w.size());
+  for (int j = 0; j < n; j++)
+    for (int k = 0; k < n_k; k++) k_rows[size_t(k) * n + j] = w[size_t(j) * n_k + k];
+  strips::pair_panels_from_k_rows(k_rows.data(), n_k, n, n, out.data(), hardware);
   return out;
 }
 
 // Rounding matches ggml's (an independent round-to-nearest-even), the panels hold each
-// rounded weight where the layout says, and the scalar product is the float64 sum of the
-// rounded values' products to float32's precision.
+// rounded weight where the layout says (built from B's columns or from its rows), and the
+// scalar product is the float64 sum of the rounded values' products to float32's
+// precision, added to what C held when accumulating.
 TEST(Strips, Bf16PairsRoundLayOutAndMultiply) {
   for (const PairCase& c : kPairCases) {
     SCOPED_TRACE(std::to_string(c.rows) + " x " + std::to_string(c.columns) + ", k " + std::to_string(c.n_k));
@@ -975,23 +992,30 @@ TEST(Strips, Bf16PairsRoundLayOutAndMultiply) {
       const float want = column < c.columns && k < c.n_k ? w16[size_t(column) * c.n_k + k] : 0.0f;
       ASSERT_EQ(simd::to_float(b[i]), want) << "panel value " << i;
     }
-    std::vector<float> got(size_t(c.rows) * c.columns);
-    strips::multiply_pairs(got.data(), c.columns, c.rows, c.columns, a.data(), stride, b.data(),
-                           strips::kPairPanelColumns * stride, n_pairs, false);
-    for (int r = 0; r < c.rows; r++)
-      for (int j = 0; j < c.columns; j++) {
-        double want = 0, magnitude = 0;
-        for (int k = 0; k < c.n_k; k++) {
-          want += double(x16[size_t(r) * c.n_k + k]) * w16[size_t(j) * c.n_k + k];
-          magnitude += std::fabs(double(x16[size_t(r) * c.n_k + k]) * w16[size_t(j) * c.n_k + k]);
+    const auto b_from_rows = pair_panels(w, c.columns, c.n_k, false, true);
+    for (size_t i = 0; i < b.size(); i++)
+      ASSERT_EQ(b_from_rows[i].bits, b[i].bits) << "panel value " << i << " built from B's rows";
+    const std::vector<float> before = random_vector(size_t(c.rows) * c.columns, 23);
+    for (bool accumulate : {false, true}) {
+      std::vector<float> got = before;
+      strips::multiply_pairs(got.data(), c.columns, c.rows, c.columns, a.data(), stride, b.data(),
+                             strips::kPairPanelColumns * stride, n_pairs, accumulate, false);
+      for (int r = 0; r < c.rows; r++)
+        for (int j = 0; j < c.columns; j++) {
+          double want = accumulate ? before[size_t(r) * c.columns + j] : 0.0, magnitude = std::fabs(want);
+          for (int k = 0; k < c.n_k; k++) {
+            want += double(x16[size_t(r) * c.n_k + k]) * w16[size_t(j) * c.n_k + k];
+            magnitude += std::fabs(double(x16[size_t(r) * c.n_k + k]) * w16[size_t(j) * c.n_k + k]);
+          }
+          ASSERT_NEAR(got[size_t(r) * c.columns + j], want, 1e-6 * magnitude)
+              << r << ", " << j << (accumulate ? ", accumulating" : "");
         }
-        ASSERT_NEAR(got[size_t(r) * c.columns + j], want, 1e-6 * magnitude) << r << ", " << j;
-      }
+    }
   }
 }
 
-// The AVX512-BF16 versions against the scalar ones: the same panel bits, the same sums up
-// to float32's rounding.
+// The AVX512-BF16 versions against the scalar ones: the same panel bits (from B's columns
+// and from its rows), the same sums up to float32's rounding.
 TEST(Strips, Bf16PairsInHardwareMatchTheScalarVersion) {
   if (!strips::cpu_has_bf16_products())
     GTEST_SKIP() << "this CPU has no AVX512-BF16: the hardware bf16 products are not run";
@@ -999,17 +1023,23 @@ TEST(Strips, Bf16PairsInHardwareMatchTheScalarVersion) {
     SCOPED_TRACE(std::to_string(c.rows) + " x " + std::to_string(c.columns) + ", k " + std::to_string(c.n_k));
     const std::vector<float> x = random_vector(size_t(c.rows) * c.n_k, 31),
                              w = random_vector(size_t(c.columns) * c.n_k, 32);
-    const auto b = pair_panels(w, c.columns, c.n_k, true);
     const auto scalar_b = pair_panels(w, c.columns, c.n_k, false);
-    ASSERT_EQ(b.size(), scalar_b.size());
-    for (size_t i = 0; i < b.size(); i++) ASSERT_EQ(b[i].bits, scalar_b[i].bits) << "panel value " << i;
+    for (bool from_k_rows : {false, true}) {
+      const auto b = pair_panels(w, c.columns, c.n_k, true, from_k_rows);
+      ASSERT_EQ(b.size(), scalar_b.size());
+      for (size_t i = 0; i < b.size(); i++)
+        ASSERT_EQ(b[i].bits, scalar_b[i].bits) << "panel value " << i << (from_k_rows ? " from B's rows" : "");
+    }
     const auto a = rounded_rows(x, c.rows, c.n_k);
     const int stride = (c.n_k + 1) / 2 * 2;
-    std::vector<float> got(size_t(c.rows) * c.columns), want(got.size());
-    for (bool hardware : {true, false})
-      strips::multiply_pairs((hardware ? got : want).data(), c.columns, c.rows, c.columns, a.data(),
-                             stride, b.data(), strips::kPairPanelColumns * stride, stride / 2, hardware);
-    expect_close(got, want, 1e-5f, "bf16 pair products");
+    for (bool accumulate : {false, true}) {
+      std::vector<float> got = random_vector(size_t(c.rows) * c.columns, 33), want = got;
+      for (bool hardware : {true, false})
+        strips::multiply_pairs((hardware ? got : want).data(), c.columns, c.rows, c.columns, a.data(),
+                               stride, scalar_b.data(), strips::kPairPanelColumns * stride, stride / 2,
+                               accumulate, hardware);
+      expect_close(got, want, 1e-5f, accumulate ? "bf16 pair products, accumulating" : "bf16 pair products");
+    }
   }
 }
 

@@ -171,7 +171,7 @@ void expect_matches_llamacpp(const std::string& path, const std::string& type,
   }
   std::printf("%s: greedy tokens vs llama.cpp: %d of %zu steps decisive (the rest near-ties)\n",
               path.c_str(), decisive, golden.greedy.size());
-  auto prefilled = model->make_cache(prompt_len);
+  auto prefilled = model->make_cache(prompt_len);  // float32 rows, as llama.cpp's were
   logits = model->forward(golden.prompt, *prefilled);
   double last_worst = 0;
   for (int i = 0; i < vocab; i++)

@@ -14,7 +14,10 @@
 // For those, a block's 16-bit keys and values are widened to float32 once per task (F16C's
 // conversion where the CPU has it, through quant::dequantize_row): a 16-bit row converted
 // inside the inner loops costs more than the multiply-adds (the compiler widens a _Float16
-// vector one element at a time in the portable clones).
+// vector one element at a time in the portable clones). Where the CPU has AVX512-BF16 and
+// the cache is 16-bit, P . V goes in bf16 pairs as prefill's matmuls do (probabilities and
+// values rounded to 2^-9 of themselves); Q . K^T stays float32, since a score's error is
+// exponentiated.
 // With few rows (decode: one per query head of the group) the transposition would cost
 // more than the products. The scores are dot products of the group's rows with the keys,
 // and the output adds up the value rows, both read from the cache where they lie
@@ -60,6 +63,8 @@ struct QueryBlock {
     values.resize(size_t(kKeyBlock) * round_up(head_dim, kPanelColumns));
     scores.resize(size_t(round_up(group * kQueryBlock, kStripRows)) * kKeyBlock);
     k_t.resize(keys.size());
+    p_pairs.resize(scores.size());
+    v_pairs.resize(size_t(round_up(head_dim, strips::kPairPanelColumns)) * kKeyBlock);
   }
   int rows = 0;
   std::vector<float> q;       // [rows][head_dim], pre-scaled by 1/sqrt(head_dim)
@@ -70,6 +75,9 @@ struct QueryBlock {
                                     // with rows of head_dim rounded up to 16 for panels
   std::vector<float> scores;        // [rows][kKeyBlock], then the probabilities
   std::vector<float> k_t;           // [head_dim][kKeyBlock]: the block's keys as panels
+  // P . V in bf16 pairs: the probabilities rounded ([rows][kKeyBlock]) and the block's values
+  // as pair panels of 32 dimensions.
+  std::vector<strips::BFloat16> p_pairs, v_pairs;
 };
 
 // Query tokens [t0, t0 + nt) of the group of KV head h into b, scaled by 1/sqrt(head_dim):
@@ -200,14 +208,25 @@ void attend_by_rows(QueryBlock& b, const KVHeadView& cache, int head_dim, int j0
 }
 
 // Keys [j0, j0 + n_block) for many rows (prefill): scores = Q.K^T and acc += P.V in strips
-// of 6 rows.
-void attend_by_strips(QueryBlock& b, const KVHeadView& cache, int head_dim, int j0, int n_block) {
+// of 6 rows; with `pairs`, P.V in bf16 pairs (kernels/cpu/strips.h).
+void attend_by_strips(QueryBlock& b, const KVHeadView& cache, int head_dim, int j0, int n_block,
+                      bool pairs) {
   const float* keys = float_rows(b.keys.data(), cache.keys, cache.dtype, j0, n_block, head_dim);
   strips::interleave(keys, n_block, head_dim, head_dim, kKeyBlock, b.k_t.data());
   strips::multiply(b.scores.data(), kKeyBlock, b.rows, n_block, b.q.data(), head_dim,
                    b.k_t.data(), kPanelColumns, kKeyBlock, head_dim, false);
   softmax_rows(b, j0, n_block, head_dim);
 
+  if (pairs) {
+    const int n_pairs = (n_block + 1) / 2;
+    const float* values = float_rows(b.values.data(), cache.values, cache.dtype, j0, n_block, head_dim);
+    strips::round_rows(b.scores.data(), b.rows, n_block, kKeyBlock, b.p_pairs.data(), kKeyBlock);
+    strips::pair_panels_from_k_rows(values, n_block, head_dim, head_dim, b.v_pairs.data(), true);
+    strips::multiply_pairs(b.acc.data(), head_dim, b.rows, head_dim, b.p_pairs.data(), kKeyBlock,
+                           b.v_pairs.data(), strips::kPairPanelColumns * 2 * n_pairs, n_pairs,
+                           true, true);
+    return;
+  }
   const int values_stride = round_up(head_dim, kPanelColumns);  // a panel reads 16 columns
   const float* values =
       values_stride == head_dim
@@ -219,7 +238,7 @@ void attend_by_strips(QueryBlock& b, const KVHeadView& cache, int head_dim, int 
 
 // The rows of b over keys [key_begin, key_end) (each row also stops at its visible end).
 void attend_block(QueryBlock& b, const KVHeadView& cache, int head_dim, int key_begin,
-                  int key_end) {
+                  int key_end, bool pairs) {
   std::fill(b.acc.begin(), b.acc.begin() + size_t(b.rows) * head_dim, 0.0f);
   std::fill(b.max.begin(), b.max.begin() + b.rows, -INFINITY);
   std::fill(b.sum.begin(), b.sum.begin() + b.rows, 0.0f);
@@ -228,7 +247,7 @@ void attend_block(QueryBlock& b, const KVHeadView& cache, int head_dim, int key_
   for (int j0 = key_begin; j0 < n_keys; j0 += kKeyBlock) {
     const int n_block = std::min(kKeyBlock, n_keys - j0);
     if (b.rows < kStripsFromRows) attend_by_rows(b, cache, head_dim, j0, n_block);
-    else attend_by_strips(b, cache, head_dim, j0, n_block);
+    else attend_by_strips(b, cache, head_dim, j0, n_block, pairs);
   }
 }
 
@@ -300,7 +319,8 @@ void CpuBackend::attention(float* out, const float* q, const std::vector<KVHeadV
     load_queries(b, q, cache.len, T, t0, nt, h, group, n_heads, head_dim);
     const int key_begin = n_chunks > 1 ? c * chunk : 0;
     const int key_end = n_chunks > 1 ? key_begin + chunk : cache.len;
-    attend_block(b, cache, head_dim, key_begin, key_end);
+    attend_block(b, cache, head_dim, key_begin, key_end,
+                 bf16_prefill_ && cache.dtype != DType::F32);
     if (n_chunks > 1) {
       const size_t first = (size_t(h) * n_chunks + c) * rows_per_task;
       std::copy_n(b.max.begin(), b.rows, part_max.begin() + first);

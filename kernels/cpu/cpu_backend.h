@@ -16,9 +16,9 @@ class CpuBackend final : public Backend, public MergeBackend {
  public:
   // n_threads <= 0 means all cores. Weight matrices keep the type they are uploaded in
   // (a mapped file's blocks are used where they lie), or are all converted to `convert_to`
-  // (f32, f16 or bf16). bf16_prefill: prefill multiplies weights other than float32 in
-  // bf16 pairs where the CPU has AVX512-BF16 (kernels/cpu/matmul.cpp); false keeps every
-  // product float32.
+  // (f32, f16 or bf16). bf16_prefill: where the CPU has AVX512-BF16, prefill multiplies
+  // weights other than float32 in bf16 pairs (kernels/cpu/matmul.cpp), and attention's P.V
+  // over a 16-bit cache too (attention.cpp); false keeps every product float32.
   explicit CpuBackend(int n_threads = 0, std::optional<WeightType> convert_to = {},
                       bool bf16_prefill = true);
   // matmul runs as prefill (weights rebuilt as panels) from this many tokens a call.

@@ -51,7 +51,7 @@ void panel_rows(float* out, const PrefillInput& in, WeightType type, const uint8
   quant::dequantize_row(type, rows, rebuilt.data(), int64_t(n_rows) * n_in);
   if (in.pairs) {
     pair_panels.resize(size_t(kRowBlock) * 2 * n_pairs);
-    strips::interleave_pairs(rebuilt.data(), n_rows, n_in, n_in, pair_panels.data(), true);
+    strips::pair_panels_from_columns(rebuilt.data(), n_rows, n_in, n_in, pair_panels.data(), true);
   } else {
     panels.resize(size_t(n_rows + kPanelColumns - 1) / kPanelColumns * kPanelColumns * n_in);
     strips::interleave(rebuilt.data(), n_rows, n_in, n_in, kPanelColumns, panels.data());
@@ -63,7 +63,7 @@ void panel_rows(float* out, const PrefillInput& in, WeightType type, const uint8
     if (in.pairs)
       strips::multiply_pairs(c, out_stride, n, n_rows, in.pairs + size_t(first) * in.pairs_stride,
                              in.pairs_stride, pair_panels.data(), 2 * kRowBlock * n_pairs, n_pairs,
-                             true);
+                             false, true);
     else
       strips::multiply(c, out_stride, n, n_rows, in.x + size_t(first) * n_in, n_in,
                        panels.data(), kPanelColumns * n_in, kPanelColumns, n_in, false);

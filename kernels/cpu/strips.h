@@ -55,18 +55,26 @@ bool cpu_has_bf16_products();
 void round_rows(const float* x, int n_rows, int n, int row_stride, BFloat16* out,
                 int out_stride);
 
-// n rows of n_k floats into pair panels of 32 columns, zeros past the n-th row and past
-// n_k (rounded up to even): out[p * 32 n_pairs + q * 64 + 2 i + e] = rows[(32 p + i) *
-// row_stride + 2 q + e], n_pairs = (n_k + 1) / 2. `hardware`: AVX-512 for the whole 8 x 16
-// tiles (the same bits as the scalar version, which does the rest).
-void interleave_pairs(const float* rows, int n, int n_k, int row_stride, BFloat16* out,
-                      bool hardware);
+// Pair panels of 32 columns from a matrix whose rows are B's columns (a weight matrix: n
+// rows of n_k floats, row_stride apart), zeros past the n-th row and past n_k (rounded up to
+// even): out[p * 32 n_pairs + q * 64 + 2 i + e] = rows[(32 p + i) * row_stride + 2 q + e],
+// n_pairs = (n_k + 1) / 2. `hardware`: AVX-512 for the whole 8 x 16 tiles (the same bits as
+// the scalar version, which does the rest).
+void pair_panels_from_columns(const float* rows, int n, int n_k, int row_stride, BFloat16* out,
+                              bool hardware);
 
-// C[r][j] = sum over q < n_pairs and e < 2 of A[r][2q + e] B[2q + e][j], for r < rows and
-// j < columns. A: bf16 rows, lda apart, read in whole strips of 6 as in multiply(); B: pair
-// panels (interleave_pairs) panel_stride apart. `hardware` false runs the scalar version
+// The same panels from a matrix whose rows are B's rows (attention's values: n_k rows of n
+// floats, row_stride apart): out[p * 32 n_pairs + q * 64 + 2 j + e] = rows[(2 q + e) *
+// row_stride + 32 p + j], zeros past n_k and past the n-th column.
+void pair_panels_from_k_rows(const float* rows, int n_k, int n, int row_stride, BFloat16* out,
+                             bool hardware);
+
+// C[r][j] (+)= sum over q < n_pairs and e < 2 of A[r][2q + e] B[2q + e][j], for r < rows and
+// j < columns (+= when accumulate). A: bf16 rows, lda apart, read in whole strips of 6 as in
+// multiply(); B: pair panels panel_stride apart. `hardware` false runs the scalar version
 // (the tests' reference; on a CPU without vdpbf16ps, the only one).
 void multiply_pairs(float* c, int ldc, int rows, int columns, const BFloat16* a, int lda,
-                    const BFloat16* b, int panel_stride, int n_pairs, bool hardware);
+                    const BFloat16* b, int panel_stride, int n_pairs, bool accumulate,
+                    bool hardware);
 
 }  // namespace kvlm::strips

@@ -20,7 +20,8 @@ constexpr int kVectors = kPairPanelColumns / 8;     // 256-bit accumulators a ro
 
 KVLM_AVX512_BF16 void strip_times_pair_panel_avx512(float* out, int ldc, int rows, int columns,
                                                     const BFloat16* strip, int lda,
-                                                    const BFloat16* panel, int n_pairs) {
+                                                    const BFloat16* panel, int n_pairs,
+                                                    bool accumulate) {
   __m256 acc[kStripRows][kVectors];
   for (auto& row : acc)
     for (__m256& v : row) v = _mm256_setzero_ps();
@@ -41,11 +42,13 @@ KVLM_AVX512_BF16 void strip_times_pair_panel_avx512(float* out, int ldc, int row
   for (int t = 0; t < rows; t++) {
     float* o = out + size_t(t) * ldc;
     if (columns == kPairPanelColumns) {
-      for (int v = 0; v < kVectors; v++) _mm256_storeu_ps(o + 8 * v, acc[t][v]);
+      for (int v = 0; v < kVectors; v++)
+        _mm256_storeu_ps(o + 8 * v, accumulate ? _mm256_add_ps(acc[t][v], _mm256_loadu_ps(o + 8 * v))
+                                               : acc[t][v]);
     } else {
       alignas(32) float row[kPairPanelColumns];
       for (int v = 0; v < kVectors; v++) _mm256_store_ps(row + 8 * v, acc[t][v]);
-      std::copy_n(row, columns, o);
+      for (int j = 0; j < columns; j++) o[j] = (accumulate ? o[j] : 0.0f) + row[j];
     }
   }
 }
@@ -70,8 +73,9 @@ KVLM_AVX512_BF16 inline void transpose_pairs(__m256i r[8]) {
   }
 }
 
-// interleave_pairs for whole tiles of 8 rows x 16 values; the rest by the scalar version.
-KVLM_AVX512_BF16 int interleave_pair_tiles_avx512(const float* rows, int n, int n_k,
+// pair_panels_from_columns for whole tiles of 8 rows x 16 values; the rest by the scalar
+// version.
+KVLM_AVX512_BF16 int column_pair_tiles_avx512(const float* rows, int n, int n_k,
                                                   int row_stride, BFloat16* out) {
   const int n_pairs = (n_k + 1) / 2, whole_k = n_k / 16 * 16;
   for (int p0 = 0; p0 < n; p0 += kPairPanelColumns) {
@@ -91,6 +95,27 @@ KVLM_AVX512_BF16 int interleave_pair_tiles_avx512(const float* rows, int n, int 
   return whole_k;
 }
 
+// pair_panels_from_k_rows for whole pairs of rows and groups of 8 columns: the two rows'
+// 8 values rounded, then interleaved value by value. Returns the rows done (n_k rounded
+// down to even); columns past n / 8 * 8 are left to the scalar version.
+KVLM_AVX512_BF16 int k_row_pairs_avx512(const float* rows, int n_k, int n, int row_stride,
+                                        BFloat16* out) {
+  const int n_pairs = (n_k + 1) / 2;
+  for (int q = 0; q < n_k / 2; q++) {
+    const float* even = rows + size_t(2 * q) * row_stride;
+    const float* odd = even + row_stride;
+    for (int j = 0; j + 8 <= n; j += 8) {
+      const __m128i a = (__m128i)_mm256_cvtneps_pbh(_mm256_loadu_ps(even + j));
+      const __m128i b = (__m128i)_mm256_cvtneps_pbh(_mm256_loadu_ps(odd + j));
+      BFloat16* dst = out + size_t(j / kPairPanelColumns) * kPairPanelColumns * 2 * n_pairs +
+                      size_t(q) * kPairValues + 2 * (j % kPairPanelColumns);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), _mm_unpacklo_epi16(a, b));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + 8), _mm_unpackhi_epi16(a, b));
+    }
+  }
+  return n_k / 2 * 2;
+}
+
 KVLM_AVX512_BF16 void round_row_avx512(const float* x, int n, BFloat16* out) {
   int i = 0;
   for (; i + 16 <= n; i += 16)
@@ -106,7 +131,7 @@ KVLM_AVX512_BF16 void round_row_avx512(const float* x, int n, BFloat16* out) {
 // significands) added to the sum one after the other, the odd one first.
 void strip_times_pair_panel_scalar(float* out, int ldc, int rows, int columns,
                                    const BFloat16* strip, int lda, const BFloat16* panel,
-                                   int n_pairs) {
+                                   int n_pairs, bool accumulate) {
   for (int t = 0; t < rows; t++) {
     float sums[kPairPanelColumns] = {};
     for (int q = 0; q < n_pairs; q++) {
@@ -117,7 +142,8 @@ void strip_times_pair_panel_scalar(float* out, int ldc, int rows, int columns,
         sums[j] += simd::to_float(x[0]) * simd::to_float(w[2 * j]);
       }
     }
-    std::copy_n(sums, columns, out + size_t(t) * ldc);
+    float* o = out + size_t(t) * ldc;
+    for (int j = 0; j < columns; j++) o[j] = (accumulate ? o[j] : 0.0f) + sums[j];
   }
 }
 
@@ -147,12 +173,12 @@ void round_rows(const float* x, int n_rows, int n, int row_stride, BFloat16* out
   }
 }
 
-void interleave_pairs(const float* rows, int n, int n_k, int row_stride, BFloat16* out,
-                      bool hardware) {
+void pair_panels_from_columns(const float* rows, int n, int n_k, int row_stride, BFloat16* out,
+                              bool hardware) {
   int k_done = 0, rows_done = 0;  // [0, rows_done) x [0, k_done) written by the wide version
 #if KVLM_BF16_PRODUCTS
   if (hardware) {
-    k_done = interleave_pair_tiles_avx512(rows, n, n_k, row_stride, out);
+    k_done = column_pair_tiles_avx512(rows, n, n_k, row_stride, out);
     rows_done = n / kPairPanelColumns * kPairPanelColumns + (n % kPairPanelColumns) / 8 * 8;
   }
 #else
@@ -171,8 +197,25 @@ void interleave_pairs(const float* rows, int n, int n_k, int row_stride, BFloat1
   }
 }
 
+void pair_panels_from_k_rows(const float* rows, int n_k, int n, int row_stride, BFloat16* out,
+                             bool hardware) {
+  int k_done = 0;  // rows [0, k_done) x columns [0, n / 8 * 8) written by the wide version
+#if KVLM_BF16_PRODUCTS
+  if (hardware) k_done = k_row_pairs_avx512(rows, n_k, n, row_stride, out);
+#else
+  (void)hardware;
+#endif
+  const int n_pairs = (n_k + 1) / 2, panels = (n + kPairPanelColumns - 1) / kPairPanelColumns;
+  for (int k = 0; k < 2 * n_pairs; k++)
+    for (int j = k < k_done ? n / 8 * 8 : 0; j < panels * kPairPanelColumns; j++)
+      out[size_t(j / kPairPanelColumns) * kPairPanelColumns * 2 * n_pairs + size_t(k / 2) * kPairValues +
+          2 * (j % kPairPanelColumns) + k % 2] =
+          k < n_k && j < n ? simd::from_float<BFloat16>(rows[size_t(k) * row_stride + j]) : BFloat16{0};
+}
+
 void multiply_pairs(float* c, int ldc, int rows, int columns, const BFloat16* a, int lda,
-                    const BFloat16* b, int panel_stride, int n_pairs, bool hardware) {
+                    const BFloat16* b, int panel_stride, int n_pairs, bool accumulate,
+                    bool hardware) {
   auto strip_times_panel = strip_times_pair_panel_scalar;
 #if KVLM_BF16_PRODUCTS
   if (hardware) strip_times_panel = strip_times_pair_panel_avx512;
@@ -183,7 +226,7 @@ void multiply_pairs(float* c, int ldc, int rows, int columns, const BFloat16* a,
     for (int r0 = 0; r0 < rows; r0 += kStripRows)
       strip_times_panel(c + size_t(r0) * ldc + j0, ldc, std::min(kStripRows, rows - r0),
                         std::min(kPairPanelColumns, columns - j0), a + size_t(r0) * lda, lda,
-                        b + size_t(j0 / kPairPanelColumns) * panel_stride, n_pairs);
+                        b + size_t(j0 / kPairPanelColumns) * panel_stride, n_pairs, accumulate);
 }
 
 }  // namespace kvlm::strips
