@@ -8,7 +8,6 @@
 #include <stdexcept>
 
 #include "kernels/cpu/cpu_backend.h"
-#include "kernels/cpu/strips.h"
 #if KVLM_CUDA
 #include "kernels/cuda/cuda_backend.h"
 #endif
@@ -105,10 +104,7 @@ size_t backend_scratch_bytes(const DeviceChoice& choice, const ModelConfig& c, i
                              size_t largest_quantized, bool all_f32) {
   const int widest_input = std::max({c.dim, c.q_dim(), c.ffn_dim});
   if (choice.device == Device::Cpu)
-    return choice.bf16_prefill && !all_f32 && tokens >= CpuBackend::kPanelsFromTokens &&
-                   strips::cpu_has_bf16_products()
-               ? size_t(tokens) * ((widest_input + 1) / 2 * 2) * sizeof(strips::BFloat16)
-               : 0;
+    return CpuBackend::prefill_scratch_bytes(tokens, widest_input, choice.bf16_prefill, all_f32);
 #if KVLM_CUDA
   const DType rounded_to = choice.weights.value_or(DType::F16);
   return cuda_scratch_bytes(tokens, widest_input, c.n_heads,

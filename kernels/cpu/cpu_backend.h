@@ -23,6 +23,11 @@ class CpuBackend final : public Backend, public MergeBackend {
                       bool bf16_prefill = true);
   // matmul runs as prefill (weights rebuilt as panels) from this many tokens a call.
   static constexpr int kPanelsFromTokens = 16;
+  // What matmul keeps beside the activations for `tokens` tokens of at most `widest_input`
+  // inputs: the bf16 copy of a prefill's input, when it multiplies in bf16 pairs (asked for,
+  // the CPU has them, and some weights are not f32), else 0.
+  static size_t prefill_scratch_bytes(int tokens, int widest_input, bool bf16_prefill,
+                                      bool all_f32);
   std::string name() const override;
   int threads() const { return pool_.threads(); }
   // Whether prefill multiplies in bf16 pairs (asked for, and this CPU has vdpbf16ps).

@@ -115,7 +115,17 @@ void part_rows(float* out, const PrefillInput& prefill, const PartPlan& p, int o
   }
 }
 
+// The bf16 pairs of T rows of n_in inputs, each row padded to whole pairs.
+size_t rounded_input_values(int T, int n_in) { return size_t(T) * ((n_in + 1) / 2 * 2); }
+
 }  // namespace
+
+size_t CpuBackend::prefill_scratch_bytes(int tokens, int widest_input, bool bf16_prefill,
+                                         bool all_f32) {
+  const bool pairs = bf16_prefill && !all_f32 && tokens >= kPanelsFromTokens &&
+                     strips::cpu_has_bf16_products();
+  return pairs ? rounded_input_values(tokens, widest_input) * sizeof(strips::BFloat16) : 0;
+}
 
 void CpuBackend::matmul(float* out, const float* x, const WeightMatrix& w, int T) {
   const int n_in = w.cols, n_out = w.rows;
@@ -148,8 +158,7 @@ void CpuBackend::matmul(float* out, const float* x, const WeightMatrix& w, int T
                      std::any_of(w.parts.begin(), w.parts.end(),
                                  [](const WeightRows& p) { return p.type != WeightType::F32; });
   if (pairs) {
-    if (rounded_x_.size() < size_t(T) * prefill.pairs_stride)
-      rounded_x_.resize(size_t(T) * prefill.pairs_stride);
+    rounded_x_.resize(std::max(rounded_x_.size(), rounded_input_values(T, n_in)));
     pool_.parallel_for(T, 16, [&](int64_t begin, int64_t end) {
       strips::round_rows(x + begin * n_in, int(end - begin), n_in, n_in,
                          rounded_x_.data() + begin * prefill.pairs_stride, prefill.pairs_stride);

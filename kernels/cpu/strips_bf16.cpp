@@ -14,6 +14,12 @@ namespace {
 constexpr int kPairValues = 2 * kPairPanelColumns;  // one pair step of a panel
 constexpr int kVectors = kPairPanelColumns / 8;     // 256-bit accumulators a row
 
+// Where B[k][column] lies in pair panels of n_pairs pairs (strips.h's layout).
+constexpr size_t pair_offset(int column, int k, int n_pairs) {
+  return size_t(column / kPairPanelColumns) * kPairValues * n_pairs + size_t(k / 2) * kPairValues +
+         2 * (column % kPairPanelColumns) + k % 2;
+}
+
 #if defined(__x86_64__) && defined(__GNUC__)
 #define KVLM_BF16_PRODUCTS 1
 #define KVLM_AVX512_BF16 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx512bf16")))
@@ -73,25 +79,20 @@ KVLM_AVX512_BF16 inline void transpose_pairs(__m256i r[8]) {
   }
 }
 
-// pair_panels_from_columns for whole tiles of 8 rows x 16 values; the rest by the scalar
-// version.
-KVLM_AVX512_BF16 int column_pair_tiles_avx512(const float* rows, int n, int n_k,
-                                                  int row_stride, BFloat16* out) {
+// pair_panels_from_columns for whole tiles of 8 rows x 16 values (rows [0, n / 8 * 8) x
+// k [0, returned)); the rest by the scalar version.
+KVLM_AVX512_BF16 int column_pair_tiles_avx512(const float* rows, int n, int n_k, int row_stride,
+                                              BFloat16* out) {
   const int n_pairs = (n_k + 1) / 2, whole_k = n_k / 16 * 16;
-  for (int p0 = 0; p0 < n; p0 += kPairPanelColumns) {
-    BFloat16* panel = out + size_t(p0) * n_pairs * 2;
-    for (int i0 = 0; i0 + 8 <= std::min(kPairPanelColumns, n - p0); i0 += 8)
-      for (int k = 0; k < whole_k; k += 16) {
-        __m256i r[8];
-        for (int i = 0; i < 8; i++)
-          r[i] = (__m256i)_mm512_cvtneps_pbh(
-              _mm512_loadu_ps(rows + size_t(p0 + i0 + i) * row_stride + k));
-        transpose_pairs(r);
-        for (int q = 0; q < 8; q++)
-          _mm256_storeu_si256(
-              reinterpret_cast<__m256i*>(panel + size_t(k / 2 + q) * kPairValues + 2 * i0), r[q]);
-      }
-  }
+  for (int i0 = 0; i0 + 8 <= n; i0 += 8)  // 8 rows, all in one panel
+    for (int k = 0; k < whole_k; k += 16) {
+      __m256i r[8];
+      for (int i = 0; i < 8; i++)
+        r[i] = (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(rows + size_t(i0 + i) * row_stride + k));
+      transpose_pairs(r);
+      for (int q = 0; q < 8; q++)
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + pair_offset(i0, k + 2 * q, n_pairs)), r[q]);
+    }
   return whole_k;
 }
 
@@ -107,8 +108,7 @@ KVLM_AVX512_BF16 int k_row_pairs_avx512(const float* rows, int n_k, int n, int r
     for (int j = 0; j + 8 <= n; j += 8) {
       const __m128i a = (__m128i)_mm256_cvtneps_pbh(_mm256_loadu_ps(even + j));
       const __m128i b = (__m128i)_mm256_cvtneps_pbh(_mm256_loadu_ps(odd + j));
-      BFloat16* dst = out + size_t(j / kPairPanelColumns) * kPairPanelColumns * 2 * n_pairs +
-                      size_t(q) * kPairValues + 2 * (j % kPairPanelColumns);
+      BFloat16* dst = out + pair_offset(j, 2 * q, n_pairs);
       _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), _mm_unpacklo_epi16(a, b));
       _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + 8), _mm_unpackhi_epi16(a, b));
     }
@@ -175,26 +175,18 @@ void round_rows(const float* x, int n_rows, int n, int row_stride, BFloat16* out
 
 void pair_panels_from_columns(const float* rows, int n, int n_k, int row_stride, BFloat16* out,
                               bool hardware) {
-  int k_done = 0, rows_done = 0;  // [0, rows_done) x [0, k_done) written by the wide version
+  int k_done = 0;  // rows [0, n / 8 * 8) x [0, k_done) written by the wide version
 #if KVLM_BF16_PRODUCTS
-  if (hardware) {
-    k_done = column_pair_tiles_avx512(rows, n, n_k, row_stride, out);
-    rows_done = n / kPairPanelColumns * kPairPanelColumns + (n % kPairPanelColumns) / 8 * 8;
-  }
+  if (hardware) k_done = column_pair_tiles_avx512(rows, n, n_k, row_stride, out);
 #else
   (void)hardware;
 #endif
   const int n_pairs = (n_k + 1) / 2;
-  for (int p0 = 0; p0 < n; p0 += kPairPanelColumns) {
-    BFloat16* panel = out + size_t(p0) * n_pairs * 2;
-    for (int i = 0; i < kPairPanelColumns; i++) {
-      const float* row = rows + size_t(p0 + i) * row_stride;
-      const bool real = p0 + i < n;
-      for (int k = p0 + i < rows_done ? k_done : 0; k < 2 * n_pairs; k++)
-        panel[size_t(k / 2) * kPairValues + 2 * i + k % 2] =
-            real && k < n_k ? simd::from_float<BFloat16>(row[k]) : BFloat16{0};
-    }
-  }
+  const int padded_rows = (n + kPairPanelColumns - 1) / kPairPanelColumns * kPairPanelColumns;
+  for (int i = 0; i < padded_rows; i++)
+    for (int k = i < n / 8 * 8 ? k_done : 0; k < 2 * n_pairs; k++)
+      out[pair_offset(i, k, n_pairs)] =
+          i < n && k < n_k ? simd::from_float<BFloat16>(rows[size_t(i) * row_stride + k]) : BFloat16{0};
 }
 
 void pair_panels_from_k_rows(const float* rows, int n_k, int n, int row_stride, BFloat16* out,
@@ -205,11 +197,11 @@ void pair_panels_from_k_rows(const float* rows, int n_k, int n, int row_stride, 
 #else
   (void)hardware;
 #endif
-  const int n_pairs = (n_k + 1) / 2, panels = (n + kPairPanelColumns - 1) / kPairPanelColumns;
+  const int n_pairs = (n_k + 1) / 2;
+  const int padded_columns = (n + kPairPanelColumns - 1) / kPairPanelColumns * kPairPanelColumns;
   for (int k = 0; k < 2 * n_pairs; k++)
-    for (int j = k < k_done ? n / 8 * 8 : 0; j < panels * kPairPanelColumns; j++)
-      out[size_t(j / kPairPanelColumns) * kPairPanelColumns * 2 * n_pairs + size_t(k / 2) * kPairValues +
-          2 * (j % kPairPanelColumns) + k % 2] =
+    for (int j = k < k_done ? n / 8 * 8 : 0; j < padded_columns; j++)
+      out[pair_offset(j, k, n_pairs)] =
           k < n_k && j < n ? simd::from_float<BFloat16>(rows[size_t(k) * row_stride + j]) : BFloat16{0};
 }
 

@@ -1,7 +1,7 @@
 // Prefill matmul speed of the CPU backend (kernels/cpu/matmul.cpp): T tokens through an
-// f16 weight matrix of the default model's shapes, on 1 thread (or THREADS), GFLOP/s of the best of
-// several passes, with float32 products and (where the CPU has AVX512-BF16) bf16 pairs.
-// Built by name only:
+// f16 weight matrix of the default model's shapes, on 1 thread (or THREADS), GFLOP/s of the
+// best of several passes, with float32 products and (where the CPU has AVX512-BF16) bf16
+// pairs. Built by name only:
 //
 //   make build/release/prefill_matmul && build/release/prefill_matmul [T=512] [THREADS=1]
 #include <algorithm>
@@ -12,7 +12,6 @@
 #include <vector>
 
 #include "kernels/cpu/cpu_backend.h"
-#include "kernels/cpu/strips.h"
 
 using namespace kvlm;
 using Clock = std::chrono::steady_clock;
@@ -22,7 +21,6 @@ int main(int argc, char** argv) {
   const int threads = argc > 2 ? std::atoi(argv[2]) : 1;
   CpuBackend float_products(threads, WeightType::F16, false),
       pair_products(threads, WeightType::F16, true);
-  const bool has_pairs = strips::cpu_has_bf16_products();
   std::mt19937 rng(1);
   std::normal_distribution<float> gauss(0, 0.1f);
   struct Shape { int rows, cols; const char* name; };
@@ -33,7 +31,7 @@ int main(int argc, char** argv) {
     for (float& v : w) v = gauss(rng);
     for (float& v : x) v = gauss(rng);
     for (CpuBackend* backend : {&float_products, &pair_products}) {
-      if (backend == &pair_products && !has_pairs) {
+      if (backend == &pair_products && !pair_products.bf16_prefill()) {
         std::printf("%-28s bf16 pairs: skipped, this CPU has no AVX512-BF16\n", s.name);
         continue;
       }
