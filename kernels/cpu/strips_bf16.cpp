@@ -173,36 +173,43 @@ void round_rows(const float* x, int n_rows, int n, int row_stride, BFloat16* out
   }
 }
 
+namespace {
+// Both builders' scalar part: every value of the padded panels of B (n columns, n_k values
+// of k; value(column, k) reads B) outside columns [0, wide_columns) x k [0, wide_k), which
+// the wide version wrote.
+template <class Read>
+void fill_pair_panels(int n, int n_k, int wide_columns, int wide_k, BFloat16* out, Read value) {
+  const int n_pairs = (n_k + 1) / 2;
+  const int padded = (n + kPairPanelColumns - 1) / kPairPanelColumns * kPairPanelColumns;
+  for (int j = 0; j < padded; j++)
+    for (int k = j < wide_columns ? wide_k : 0; k < 2 * n_pairs; k++)
+      out[pair_offset(j, k, n_pairs)] =
+          j < n && k < n_k ? simd::from_float<BFloat16>(value(j, k)) : BFloat16{0};
+}
+}  // namespace
+
 void pair_panels_from_columns(const float* rows, int n, int n_k, int row_stride, BFloat16* out,
                               bool hardware) {
-  int k_done = 0;  // rows [0, n / 8 * 8) x [0, k_done) written by the wide version
+  int wide_k = 0;
 #if KVLM_BF16_PRODUCTS
-  if (hardware) k_done = column_pair_tiles_avx512(rows, n, n_k, row_stride, out);
+  if (hardware) wide_k = column_pair_tiles_avx512(rows, n, n_k, row_stride, out);
 #else
   (void)hardware;
 #endif
-  const int n_pairs = (n_k + 1) / 2;
-  const int padded_rows = (n + kPairPanelColumns - 1) / kPairPanelColumns * kPairPanelColumns;
-  for (int i = 0; i < padded_rows; i++)
-    for (int k = i < n / 8 * 8 ? k_done : 0; k < 2 * n_pairs; k++)
-      out[pair_offset(i, k, n_pairs)] =
-          i < n && k < n_k ? simd::from_float<BFloat16>(rows[size_t(i) * row_stride + k]) : BFloat16{0};
+  fill_pair_panels(n, n_k, n / 8 * 8, wide_k, out,
+                   [&](int j, int k) { return rows[size_t(j) * row_stride + k]; });
 }
 
 void pair_panels_from_k_rows(const float* rows, int n_k, int n, int row_stride, BFloat16* out,
                              bool hardware) {
-  int k_done = 0;  // rows [0, k_done) x columns [0, n / 8 * 8) written by the wide version
+  int wide_k = 0;
 #if KVLM_BF16_PRODUCTS
-  if (hardware) k_done = k_row_pairs_avx512(rows, n_k, n, row_stride, out);
+  if (hardware) wide_k = k_row_pairs_avx512(rows, n_k, n, row_stride, out);
 #else
   (void)hardware;
 #endif
-  const int n_pairs = (n_k + 1) / 2;
-  const int padded_columns = (n + kPairPanelColumns - 1) / kPairPanelColumns * kPairPanelColumns;
-  for (int k = 0; k < 2 * n_pairs; k++)
-    for (int j = k < k_done ? n / 8 * 8 : 0; j < padded_columns; j++)
-      out[pair_offset(j, k, n_pairs)] =
-          k < n_k && j < n ? simd::from_float<BFloat16>(rows[size_t(k) * row_stride + j]) : BFloat16{0};
+  fill_pair_panels(n, n_k, n / 8 * 8, wide_k, out,
+                   [&](int j, int k) { return rows[size_t(k) * row_stride + j]; });
 }
 
 void multiply_pairs(float* c, int ldc, int rows, int columns, const BFloat16* a, int lda,
