@@ -74,6 +74,8 @@ LIB_OBJ  := $(LIB_SRC:%.cpp=$(BUILD)/%.o)
 TEST_SRC := $(wildcard tests/*.cpp) tests/fuzz/targets.cpp tests/fuzz/seeds.cpp
 TEST_OBJ := $(TEST_SRC:%.cpp=$(BUILD)/%.o)
 $(TEST_OBJ): OPT := $(TEST_OPT)
+# It compiles CUDA's readers for the host, where GCC meets nvcc's `#pragma unroll`.
+$(BUILD)/tests/test_cuda_readers.o: CXXFLAGS += -Wno-unknown-pragmas
 
 CU_SRC := $(if $(filter 1,$(CUDA)),$(wildcard kernels/cuda/*.cu))
 ifneq ($(CU_SRC),)
