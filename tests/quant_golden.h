@@ -2,6 +2,8 @@
 // random blocks of every weight type and the float32 weights the gguf package rebuilds
 // from them), read for the tests of the CUDA readers and kernels.
 #pragma once
+#include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <fstream>
@@ -13,6 +15,7 @@
 
 #include <gtest/gtest.h>
 
+#include "backend_fixture.h"
 #include "weight_type.h"
 
 namespace kvlm {
@@ -63,5 +66,72 @@ struct Golden {
       throw std::runtime_error(stem + ": blocks and weights disagree");
   }
 };
+
+// A matrix of `rows` rows of `blocks_per_row` golden blocks: row r starts at golden block
+// start(r) and goes on cyclically. Its bytes, and its weights as the golden files give them.
+struct Tiled {
+  std::vector<uint8_t> bytes;
+  std::vector<float> weights;
+  int rows = 0, cols = 0;
+};
+template <class Start>
+Tiled tile(const Golden& g, int rows, int blocks_per_row, Start start) {
+  Tiled t;
+  t.rows = rows;
+  t.cols = blocks_per_row * g.block_weights;
+  for (int r = 0; r < rows; r++) {
+    for (int j = 0; j < blocks_per_row; j++) {
+      const int b = (start(r) + j) % g.n_blocks();
+      const auto bytes = g.blocks.begin() + ptrdiff_t(b) * g.block_bytes;
+      const auto weights = g.weights.begin() + ptrdiff_t(b) * g.block_weights;
+      t.bytes.insert(t.bytes.end(), bytes, bytes + g.block_bytes);
+      t.weights.insert(t.weights.end(), weights, weights + g.block_weights);
+    }
+  }
+  return t;
+}
+
+// The matrices the matvec checks multiply, tiled from golden blocks, row r starting at
+// golden block 5r so that neighbouring rows differ. Odd row counts leave warps of the last
+// thread block idle; 1-3 blocks of 32 leave most lanes idle; 2560 weights give each lane
+// several steps.
+inline std::vector<Tiled> matvec_matrices(const Golden& g) {
+  struct Shape {
+    int rows;
+    int weights_per_row;  // rounded up to whole blocks
+  };
+  const Shape shapes[] = {
+      {7, 3 * g.block_weights}, {1, g.block_weights}, {9, 2560}, {17, 768}, {1, 256}};
+  std::vector<Tiled> matrices;
+  for (const Shape& shape : shapes) {
+    const int blocks_per_row = (shape.weights_per_row + g.block_weights - 1) / g.block_weights;
+    matrices.push_back(tile(g, shape.rows, blocks_per_row, [](int r) { return 5 * r; }));
+  }
+  return matrices;
+}
+
+// The random x a matrix is multiplied by.
+inline std::vector<float> matvec_input(const Tiled& m) {
+  return test::random_vector(m.cols, 1000 + m.rows + m.cols);
+}
+
+// Row r of m times x in float64, and how far a matvec's float32 sum may be from it. A lane
+// adds its products one after another (at most cols / 32 + 8 of them), then the warp adds
+// its 32 lanes in 5 levels. Each of those roundings is off by at most 2^-24 of its result,
+// so |y - exact| <= (cols / 32 + 8 + 5) * 2^-24 * sum |w x| to first order; the bound is
+// twice that. One wrong weight in a row is off by about sum |w x| / cols, hundreds of
+// times more at these widths.
+struct RowReference {
+  double exact, bound;
+};
+inline RowReference row_reference(const Tiled& m, const std::vector<float>& x, int r) {
+  double exact = 0, magnitude = 0;
+  for (int c = 0; c < m.cols; c++) {
+    const double term = double(m.weights[size_t(r) * m.cols + c]) * x[c];
+    exact += term;
+    magnitude += std::fabs(term);
+  }
+  return {exact, 2 * (m.cols / 32.0 + 8 + 5) * std::ldexp(1.0, -24) * magnitude};
+}
 
 }  // namespace kvlm

@@ -28,30 +28,6 @@
 namespace kvlm {
 namespace {
 
-// A matrix of `rows` rows of `blocks_per_row` golden blocks: row r starts at golden block
-// start(r) and goes on cyclically. Its bytes, and its weights as the golden files give them.
-struct Tiled {
-  std::vector<uint8_t> bytes;
-  std::vector<float> weights;
-  int rows = 0, cols = 0;
-};
-template <class Start>
-Tiled tile(const Golden& g, int rows, int blocks_per_row, Start start) {
-  Tiled t;
-  t.rows = rows;
-  t.cols = blocks_per_row * g.block_weights;
-  for (int r = 0; r < rows; r++) {
-    for (int j = 0; j < blocks_per_row; j++) {
-      const int b = (start(r) + j) % g.n_blocks();
-      const auto bytes = g.blocks.begin() + ptrdiff_t(b) * g.block_bytes;
-      const auto weights = g.weights.begin() + ptrdiff_t(b) * g.block_weights;
-      t.bytes.insert(t.bytes.end(), bytes, bytes + g.block_bytes);
-      t.weights.insert(t.weights.end(), weights, weights + g.block_weights);
-    }
-  }
-  return t;
-}
-
 void cuda_ok(cudaError_t e, const char* what) {
   if (e != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(e));
 }
@@ -175,30 +151,13 @@ TEST_P(CudaQuant, MatvecRebuildsGoldenWeightsExactly) {
 }
 
 // Matrices tiled from golden blocks times a random x, against a float64 reference on the
-// golden weights. Row r starts at golden block 5r, so neighbouring rows differ.
-//
-// The bound: a lane adds its products one after another (at most cols / 32 + 8 of them),
-// then the warp adds its 32 lanes in 5 levels. Each of those roundings is off by at most
-// 2^-24 of its result, so |y - exact| <= (cols / 32 + 8 + 5) * 2^-24 * sum |w x| to first
-// order; the test allows twice that. One wrong weight in a row is off by about
-// sum |w x| / cols, hundreds of times more at these widths.
-struct Shape {
-  int rows;
-  int weights_per_row;  // rounded up to whole blocks
-};
-
+// golden weights (quant_golden.h: the shapes, and the bound).
 TEST_P(CudaQuant, MatvecMatchesFloat64Reference) {
   const Golden g(GetParam());
-  // Odd row counts leave warps of the last thread block idle; 1-3 blocks of 32 leave most
-  // lanes idle; 2560 weights give each lane several steps.
-  const Shape shapes[] = {
-      {7, 3 * g.block_weights}, {1, g.block_weights}, {9, 2560}, {17, 768}, {1, 256}};
   Stream stream;
-  for (const Shape& shape : shapes) {
-    const int blocks_per_row = (shape.weights_per_row + g.block_weights - 1) / g.block_weights;
-    const Tiled m = tile(g, shape.rows, blocks_per_row, [&](int r) { return 5 * r; });
+  for (const Tiled& m : matvec_matrices(g)) {
     SCOPED_TRACE(std::to_string(m.rows) + " x " + std::to_string(m.cols));
-    const std::vector<float> x_host = test::random_vector(m.cols, 1000 + m.rows + m.cols);
+    const std::vector<float> x_host = matvec_input(m);
     const DeviceBytes w(m.bytes), x(x_host);
     DeviceBytes y(m.rows * sizeof(float));
     cuda_quant::matvec(GetParam().type, w.as<void>(), m.rows, m.cols, x.as<float>(), y.as<float>(),
@@ -206,14 +165,8 @@ TEST_P(CudaQuant, MatvecMatchesFloat64Reference) {
     stream.wait();
     const std::vector<float> got = y.download<float>();
     for (int r = 0; r < m.rows; r++) {
-      double exact = 0, magnitude = 0;
-      for (int c = 0; c < m.cols; c++) {
-        const double term = double(m.weights[size_t(r) * m.cols + c]) * x_host[c];
-        exact += term;
-        magnitude += std::fabs(term);
-      }
-      const double bound = 2 * (m.cols / 32.0 + 8 + 5) * std::ldexp(1.0, -24) * magnitude;
-      EXPECT_NEAR(got[r], exact, bound) << "row " << r;
+      const RowReference ref = row_reference(m, x_host, r);
+      EXPECT_NEAR(got[r], ref.exact, ref.bound) << "row " << r;
     }
   }
 }

@@ -1,11 +1,14 @@
 // The CUDA readers (kernels/cuda/quant_readers.cuh) run on the CPU: every weight type's
 // bit fields, scales and minimums rebuilt by the same source the GPU kernels compile,
-// against the golden weights of the gguf package, bit for bit. CUDA's intrinsics get host
-// versions below that do what CUDA's documentation says they do. This runs without a GPU;
-// what it cannot see (the kernels' warps, lanes and memory) is tests/test_cuda_quant.cpp's.
+// against the golden weights of the gguf package, bit for bit; and the matvec kernel's
+// lanes, each summing its share of a row, added up as its warp adds them. CUDA's
+// intrinsics get host versions below that do what CUDA's documentation says they do. This
+// runs without a GPU; what it cannot see (launches, thread blocks, the shuffles, device
+// memory) is tests/test_cuda_quant.cpp's.
 #include <gtest/gtest.h>
 
 #ifdef KVLM_CUDA
+#include <algorithm>
 #include <bit>
 #include <cstdint>
 #include <string>
@@ -66,6 +69,59 @@ TEST_P(CudaReadersOnHost, RebuildGoldenWeightsBitForBit) {
         }
     });
     EXPECT_EQ(checked, int(g.weights.size()));
+  }
+}
+
+// y = W x as matvec_kernel computes it, its warps run one lane after another: the lane
+// sums, then warp_sum's butterfly (each level adds the lane `offset` away), with the
+// readers the kernel would choose for these (16-byte aligned) vectors.
+std::vector<float> host_matvec(WeightType type, const Tiled& m, const std::vector<float>& x) {
+  std::vector<float> y(m.rows);
+  const size_t row_bytes = weight_row_bytes(type, m.cols);
+  cuda_quant::with_reader(type, m.cols % cuda_quant::kChunk == 0, [&](auto tag) {
+    using Reader = typename decltype(tag)::type;
+    for (int r = 0; r < m.rows; r++) {
+      float lanes[32];
+      for (int lane = 0; lane < 32; lane++)
+        lanes[lane] = cuda_quant::matvec_lane_sum<Reader>(
+            m.bytes.data() + r * row_bytes, m.cols / Reader::kBlockWeights, x.data(), lane);
+      for (int offset = 16; offset > 0; offset /= 2) {
+        float sums[32];
+        for (int lane = 0; lane < 32; lane++) sums[lane] = lanes[lane] + lanes[lane ^ offset];
+        std::copy_n(sums, 32, lanes);
+      }
+      y[r] = lanes[0];
+    }
+  });
+  return y;
+}
+
+// Row r of the matrix is golden block r (blocks of 1 weight: 8 of them, so the float rows
+// take their 8-wide readers), and x = e_c picks column c: every other product is an exact
+// zero, so y[r] = W[r][c] exactly when the lane that reads weight c multiplies it by x[c].
+TEST_P(CudaReadersOnHost, MatvecLanesPickEveryGoldenWeight) {
+  const Golden g(GetParam());
+  const Tiled m = tile(g, g.n_blocks(), std::max(1, 8 / g.block_weights), [](int r) { return r; });
+  for (int c = 0; c < m.cols; c++) {
+    std::vector<float> one_hot(m.cols, 0.0f);
+    one_hot[c] = 1.0f;
+    const std::vector<float> y = host_matvec(GetParam().type, m, one_hot);
+    for (int r = 0; r < m.rows; r++)
+      ASSERT_EQ(y[r], m.weights[size_t(r) * m.cols + c]) << "row " << r << ", column " << c;
+  }
+}
+
+// The shapes and bound of CudaQuant.MatvecMatchesFloat64Reference (quant_golden.h).
+TEST_P(CudaReadersOnHost, MatvecLanesMatchFloat64Reference) {
+  const Golden g(GetParam());
+  for (const Tiled& m : matvec_matrices(g)) {
+    SCOPED_TRACE(std::to_string(m.rows) + " x " + std::to_string(m.cols));
+    const std::vector<float> x = matvec_input(m);
+    const std::vector<float> y = host_matvec(GetParam().type, m, x);
+    for (int r = 0; r < m.rows; r++) {
+      const RowReference ref = row_reference(m, x, r);
+      EXPECT_NEAR(y[r], ref.exact, ref.bound) << "row " << r;
+    }
   }
 }
 

@@ -31,39 +31,16 @@ constexpr int kRowsPerBlock = kThreads / 32;
 
 // ---- kernels ------------------------------------------------------------------------
 
-// One warp per row: lane i sums chunk i % c of blocks i / c, i / c + 32 / c, ... (c chunks
-// per block) in float32, then the warp adds up its lanes.
+// One warp per row: each lane sums its share of the row (matvec_lane_sum, in
+// quant_readers.cuh), then the warp adds up its lanes.
 template <class Reader>
 __global__ void __launch_bounds__(kThreads)
     matvec_kernel(const uint8_t* w, size_t row_bytes, int n_blocks, int rows, const float* x,
                   float* y) {
-  constexpr int kWidth = Reader::kWidth, kChunksPerBlock = Reader::kBlockWeights / kWidth;
-  static_assert(32 % kChunksPerBlock == 0);
   const int row = blockIdx.x * kRowsPerBlock + threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
   if (row >= rows) return;  // the whole warp leaves: warp_sum needs all 32 lanes
-  const uint8_t* w_row = w + size_t(row) * row_bytes;
-  const int first = lane % kChunksPerBlock * kWidth;
-  float acc = 0.0f;
-#pragma unroll 4
-  for (int b = lane / kChunksPerBlock; b < n_blocks; b += 32 / kChunksPerBlock) {
-    float wc[kWidth], xc[kWidth];
-    Reader::load(w_row, b, first, wc);
-    const float* xb = x + size_t(b) * Reader::kBlockWeights + first;
-    if constexpr (kWidth % 4 == 0) {
-#pragma unroll
-      for (int v = 0; v < kWidth / 4; v++) {
-        const float4 f = __ldg(reinterpret_cast<const float4*>(xb) + v);
-        xc[4 * v] = f.x, xc[4 * v + 1] = f.y, xc[4 * v + 2] = f.z, xc[4 * v + 3] = f.w;
-      }
-    } else {
-#pragma unroll
-      for (int k = 0; k < kWidth; k++) xc[k] = __ldg(xb + k);
-    }
-#pragma unroll
-    for (int k = 0; k < kWidth; k++) acc = fmaf(wc[k], xc[k], acc);
-  }
-  acc = warp_sum(acc);
+  const float acc = warp_sum(matvec_lane_sum<Reader>(w + size_t(row) * row_bytes, n_blocks, x, lane));
   if (lane == 0) y[row] = acc;
 }
 

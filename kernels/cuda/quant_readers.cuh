@@ -1,15 +1,18 @@
 // The readers of kernels/cuda/quant.cu: how a CUDA thread rebuilds 8 consecutive weights
 // of any weight type as floats, bit for bit as the CPU reference does (quant.cu's header
-// comment says how). They are pure functions of the bytes they are given, apart from
-// CUDA's intrinsics (__ldg, __byte_perm, __fmul_rn, ...), so the tests also run them on
-// the CPU with host versions of those intrinsics (tests/test_cuda_readers.cpp): the bit
-// fields of every type are checked against the golden files even where no GPU is found.
+// comment says how), and a matvec lane's sum over its share of a row. They are pure
+// functions of the bytes they are given, apart from CUDA's intrinsics (__ldg, __byte_perm,
+// __fmul_rn, ...), so the tests also run them on the CPU with host versions of those
+// intrinsics (tests/test_cuda_readers.cpp): every type's bit fields, and which lane reads
+// which weights, are checked against the golden files even where no GPU is found.
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <vector_functions.h>
 #include <vector_types.h>
 
+#include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -288,6 +291,39 @@ struct Floats {
     }
   }
 };
+
+// ---- a lane's share of a row (the matvec kernel) -----------------------------------
+
+// Lane `lane` of the warp that multiplies one row by x: it sums chunk lane % c of blocks
+// lane / c, lane / c + 32 / c, ... (c chunks per block) in float32. Consecutive lanes read
+// consecutive chunks, so a warp step covers 256 weights of the row in one span.
+template <class Reader>
+__device__ inline float matvec_lane_sum(const uint8_t* w_row, int n_blocks, const float* x,
+                                        int lane) {
+  constexpr int kWidth = Reader::kWidth, kChunksPerBlock = Reader::kBlockWeights / kWidth;
+  static_assert(32 % kChunksPerBlock == 0);
+  const int first = lane % kChunksPerBlock * kWidth;
+  float acc = 0.0f;
+#pragma unroll 4
+  for (int b = lane / kChunksPerBlock; b < n_blocks; b += 32 / kChunksPerBlock) {
+    float wc[kWidth], xc[kWidth];
+    Reader::load(w_row, b, first, wc);
+    const float* xb = x + size_t(b) * Reader::kBlockWeights + first;
+    if constexpr (kWidth % 4 == 0) {
+#pragma unroll
+      for (int v = 0; v < kWidth / 4; v++) {
+        const float4 f = __ldg(reinterpret_cast<const float4*>(xb) + v);
+        xc[4 * v] = f.x, xc[4 * v + 1] = f.y, xc[4 * v + 2] = f.z, xc[4 * v + 3] = f.w;
+      }
+    } else {
+#pragma unroll
+      for (int k = 0; k < kWidth; k++) xc[k] = __ldg(xb + k);
+    }
+#pragma unroll
+    for (int k = 0; k < kWidth; k++) acc = fmaf(wc[k], xc[k], acc);
+  }
+  return acc;
+}
 
 // ---- dispatch -----------------------------------------------------------------------
 
