@@ -845,8 +845,11 @@ TEST_P(Kernels, EmptyHeadAttendsToZero) {
       for (int h = 0; h < n_heads; h++)
         for (int i = 0; i < d; i++) {
           const size_t at = (size_t(t) * n_heads + h) * d + i;
-          if (h < 2) ASSERT_EQ(got[at], 0.0f) << "T=" << T << " empty head " << h;
-          else ASSERT_NEAR(got[at], want[at], 1e-4f * (1 + std::fabs(want[at])));
+          if (h < 2) {
+            ASSERT_EQ(got[at], 0.0f) << "T=" << T << " empty head " << h;
+          } else {
+            ASSERT_NEAR(got[at], want[at], 1e-4f * (1 + std::fabs(want[at])));
+          }
         }
   }
 }
@@ -926,7 +929,9 @@ TEST(Simd, ExpMatchesLibm) {
   for (float x : xs) {
     simd::Vec v = simd::exp(simd::broadcast(x));
     float want = std::exp(x);
-    if (x < -87.3f) EXPECT_LT(v[0], 1e-37f) << "x = " << x;
+    if (x < -87.3f) {
+      EXPECT_LT(v[0], 1e-37f) << "x = " << x;
+    }
     else EXPECT_NEAR(v[0], want, 3e-7f * want) << "x = " << x;
   }
 }
@@ -983,7 +988,9 @@ TEST(Strips, Bf16PairsRoundLayOutAndMultiply) {
     for (int r = 0; r < c.rows; r++) {
       for (int k = 0; k < c.n_k; k++)
         ASSERT_EQ(simd::to_float(a[size_t(r) * stride + k]), x16[size_t(r) * c.n_k + k]) << r << ", " << k;
-      if (c.n_k % 2) ASSERT_EQ(a[size_t(r) * stride + c.n_k].bits, 0);
+      if (c.n_k % 2) {
+        ASSERT_EQ(a[size_t(r) * stride + c.n_k].bits, 0);
+      }
     }
     const auto b = pair_panels(w, c.columns, c.n_k, false);
     for (size_t i = 0; i < b.size(); i++) {
