@@ -41,7 +41,6 @@ inline uint32_t __byte_perm(uint32_t x, uint32_t y, uint32_t s) {
 namespace kvlm {
 namespace {
 
-
 // Every chunk of every golden block, through the reader the kernels use for the type: as
 // matvec reads blocks (and dequantize any run of them) for the block types, and both ways
 // for the float types (8 at a time, and 1 for rows that do not allow 16-byte loads).
