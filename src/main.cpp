@@ -311,6 +311,10 @@ int main(int argc, char** argv) {
   try {
     if (!*methods_cmd && !*merge_cmd) {
       rt.device = resolve_device(dev.device, dev.dtype, dev.kv_dtype);
+      if (dev.f32_prefill && rt.device.device == Device::Cuda)
+        throw std::invalid_argument(
+            "--f32-prefill: a cpu option; cuda's prefill multiplies the weights as --dtype "
+            "stores them, with cuBLAS");
       rt.device.bf16_prefill = !dev.f32_prefill;
     }
     // Loading and long prefills show a status line on a terminal (not in pipes or logs).

@@ -272,6 +272,14 @@ TEST(Cli, F32PrefillTurnsTheBf16ProductsOff) {
   EXPECT_NE(exact.err.find("on cpu ("), std::string::npos) << exact.err;
 }
 
+// --f32-prefill chooses among the CPU's products; on cuda it would change nothing.
+TEST(Cli, F32PrefillIsRefusedOnCuda) {
+  const Result r = kvlm("info --model random:smollm2-135m --device cuda --f32-prefill");
+  EXPECT_EQ(r.status, 2) << r.err;
+  EXPECT_NE(r.err.find("--f32-prefill: a cpu option"), std::string::npos) << r.err;
+  EXPECT_TRUE(r.out.empty()) << r.out;
+}
+
 // The memory plan needs no GPU: it is computed from the configuration.
 TEST(Cli, InfoPrintsTheMemoryPlanOfARandomModel) {
   Result r = kvlm("info --model random:llama2-7b --device cuda --dtype f16 -c 4096");

@@ -118,13 +118,19 @@ void part_rows(float* out, const PrefillInput& prefill, const PartPlan& p, int o
 // The bf16 pairs of T rows of n_in inputs, each row padded to whole pairs.
 size_t rounded_input_values(int T, int n_in) { return size_t(T) * ((n_in + 1) / 2 * 2); }
 
+// Whether a call of T tokens multiplies in bf16 pairs: a prefill, on weights not all f32,
+// with pairs asked for (bf16_prefill: asked for and this CPU has vdpbf16ps).
+bool multiplies_in_pairs(bool bf16_prefill, int T, bool all_f32) {
+  return bf16_prefill && !all_f32 && T >= kPanelsFromTokens;
+}
+
 }  // namespace
 
 size_t CpuBackend::prefill_scratch_bytes(int tokens, int widest_input, bool bf16_prefill,
                                          bool all_f32) {
-  const bool pairs = bf16_prefill && !all_f32 && tokens >= kPanelsFromTokens &&
-                     strips::cpu_has_bf16_products();
-  return pairs ? rounded_input_values(tokens, widest_input) * sizeof(strips::BFloat16) : 0;
+  return multiplies_in_pairs(bf16_prefill && strips::cpu_has_bf16_products(), tokens, all_f32)
+             ? rounded_input_values(tokens, widest_input) * sizeof(strips::BFloat16)
+             : 0;
 }
 
 void CpuBackend::matmul(float* out, const float* x, const WeightMatrix& w, int T) {
@@ -154,10 +160,9 @@ void CpuBackend::matmul(float* out, const float* x, const WeightMatrix& w, int T
   else if (total > 0) pool_.parallel_for(T, 16, quantize);
 
   PrefillInput prefill{x, nullptr, (n_in + 1) / 2 * 2};
-  const bool pairs = bf16_prefill_ && T >= kPanelsFromTokens &&
-                     std::any_of(w.parts.begin(), w.parts.end(),
-                                 [](const WeightRows& p) { return p.type != WeightType::F32; });
-  if (pairs) {
+  const bool all_f32 = std::all_of(w.parts.begin(), w.parts.end(),
+                                   [](const WeightRows& p) { return p.type == WeightType::F32; });
+  if (multiplies_in_pairs(bf16_prefill_, T, all_f32)) {
     rounded_x_.resize(std::max(rounded_x_.size(), rounded_input_values(T, n_in)));
     pool_.parallel_for(T, 16, [&](int64_t begin, int64_t end) {
       strips::round_rows(x + begin * n_in, int(end - begin), n_in, n_in,
