@@ -13,8 +13,10 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -90,38 +92,44 @@ class CudaQuant : public ::testing::TestWithParam<TypeCase> {
 };
 
 
-// Every golden weight as half and as bfloat16, each the float32 value rounded once. A
-// second call rebuilds all blocks but the last, which must stay as it was (0xffff).
-TEST_P(CudaQuant, DequantizeRoundsGoldenWeightsOnce) {
+// Every golden weight as float32 (bit for bit), and as half and bfloat16, each the float32
+// value rounded once. A second call rebuilds all blocks but the last, which must stay as it
+// was (all bits set).
+TEST_P(CudaQuant, DequantizeRebuildsGoldenWeights) {
   const Golden g(GetParam());
   const int64_t n = int64_t(g.weights.size()), n_short = n - g.block_weights;
   const DeviceBytes blocks(g.blocks);
   Stream stream;
-  for (const bool bf16 : {false, true}) {
-    SCOPED_TRACE(bf16 ? "bf16" : "f16");
-    std::vector<uint16_t> expected(n);
-    for (int64_t i = 0; i < n; i++)
-      expected[i] = bf16 ? f32_to_bf16(g.weights[i]) : f32_to_f16(g.weights[i]);
-
-    DeviceBytes out(n * sizeof(uint16_t));
-    cuda_ok(cudaMemset(out.as<void>(), 0xff, n * sizeof(uint16_t)), "cudaMemset");
-    cuda_quant::dequantize(GetParam().type, blocks.as<void>(), n, out.as<void>(), bf16,
-                           stream.handle());
-    stream.wait();
-    const std::vector<uint16_t> got = out.download<uint16_t>();
+  for (const DType out_dtype : {DType::F32, DType::F16, DType::BF16}) {
+    SCOPED_TRACE(dtype_name(out_dtype));
+    const size_t width = dtype_bytes(out_dtype);
+    const uint32_t untouched = width == 4 ? 0xffffffffu : 0xffffu;
+    std::vector<uint32_t> expected(n);
     for (int64_t i = 0; i < n; i++) {
-      ASSERT_EQ(got[i], expected[i])
-          << "weight " << i << " (block " << i / g.block_weights << "), golden " << g.weights[i];
+      const float w = g.weights[i];
+      expected[i] = out_dtype == DType::F32  ? std::bit_cast<uint32_t>(w)
+                    : out_dtype == DType::F16 ? f32_to_f16(w)
+                                              : f32_to_bf16(w);
     }
+    // The value of element i of a downloaded buffer of `width`-byte elements.
+    auto element = [&](const std::vector<uint8_t>& bytes, int64_t i) {
+      uint32_t v = 0;
+      std::memcpy(&v, &bytes[size_t(i) * width], width);
+      return v;
+    };
 
-    cuda_ok(cudaMemset(out.as<void>(), 0xff, n * sizeof(uint16_t)), "cudaMemset");
-    cuda_quant::dequantize(GetParam().type, blocks.as<void>(), n_short, out.as<void>(), bf16,
-                           stream.handle());
-    stream.wait();
-    const std::vector<uint16_t> partial = out.download<uint16_t>();
-    for (int64_t i = 0; i < n; i++) {
-      ASSERT_EQ(partial[i], i < n_short ? expected[i] : 0xffff)
-          << "weight " << i << " of " << n_short;
+    DeviceBytes out(n * width);
+    for (const int64_t count : {n, n_short}) {
+      SCOPED_TRACE("weights rebuilt: " + std::to_string(count) + " of " + std::to_string(n));
+      cuda_ok(cudaMemset(out.as<void>(), 0xff, n * width), "cudaMemset");
+      cuda_quant::dequantize(GetParam().type, blocks.as<void>(), count, out.as<void>(), out_dtype,
+                             stream.handle());
+      stream.wait();
+      const std::vector<uint8_t> got = out.download<uint8_t>();
+      for (int64_t i = 0; i < n; i++) {
+        ASSERT_EQ(element(got, i), i < count ? expected[i] : untouched)
+            << "weight " << i << " (block " << i / g.block_weights << "), golden " << g.weights[i];
+      }
     }
   }
 }
@@ -190,15 +198,15 @@ TEST(CudaQuantArguments, RejectsPartialBlocksAndMisalignedVectors) {
   EXPECT_THROW(cuda_quant::matvec(WeightType::Q4_1, reinterpret_cast<uint8_t*>(buffer) + 2, 1, 32,
                                   x, x, nullptr),
                std::invalid_argument);
-  EXPECT_THROW(cuda_quant::dequantize(WeightType::Q6_K, w, 255, x, false, nullptr),
+  EXPECT_THROW(cuda_quant::dequantize(WeightType::Q6_K, w, 255, x, DType::F16, nullptr),
                std::invalid_argument);
-  EXPECT_THROW(cuda_quant::dequantize(WeightType::Q5_0, w, 32, x + 2, true, nullptr),
+  EXPECT_THROW(cuda_quant::dequantize(WeightType::Q5_0, w, 32, x + 2, DType::BF16, nullptr),
                std::invalid_argument);
-  EXPECT_THROW(cuda_quant::dequantize(WeightType::F16, w, -1, x, true, nullptr),
+  EXPECT_THROW(cuda_quant::dequantize(WeightType::F16, w, -1, x, DType::BF16, nullptr),
                std::invalid_argument);
   // Nothing to do is no error, and launches nothing.
   EXPECT_NO_THROW(cuda_quant::matvec(WeightType::Q2_K, w, 0, 256, x, x, nullptr));
-  EXPECT_NO_THROW(cuda_quant::dequantize(WeightType::Q3_K, w, 0, x, false, nullptr));
+  EXPECT_NO_THROW(cuda_quant::dequantize(WeightType::Q3_K, w, 0, x, DType::F16, nullptr));
 }
 
 }  // namespace

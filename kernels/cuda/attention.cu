@@ -172,7 +172,7 @@ constexpr int kDecodeThreads = 128;
 constexpr int kDecodeWarps = kDecodeThreads / 32;
 constexpr int kGroupChunk = 8;    // query heads of one GQA group handled by one block
 constexpr int kMaxChunk = 1024;   // keys per block at most (their scores sit in shared memory)
-constexpr int kMinChunk = 64;
+constexpr int kMinChunk = 64;     // cuda_scratch_bytes plans partials_ for chunks this short
 
 // Block (split, kv head, group chunk): keys [split * chunk, +chunk) of the KV head for
 // query heads g0 .. g0 + n_g - 1 of its group. Writes, per query head h and split s,

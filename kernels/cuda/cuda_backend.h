@@ -29,8 +29,10 @@ struct CudaDeviceInfo {
 // Device 0; throws std::runtime_error when no GPU is visible.
 CudaDeviceInfo cuda_device_info();
 
-// Device memory the backend keeps beside weights, KV and activations when its largest call
-// has `tokens` tokens: the cuBLAS workspace, the upload chunk and the per-call scratch.
+// Device memory the backend keeps beside weights, KV and activations for a context of
+// `tokens` tokens, which bounds both its largest call and its cache (compaction and decode
+// attention take scratch that grows with the cache): the cuBLAS workspace, the upload
+// chunk and the per-call scratch.
 // `rounded_to`: the dtype prefill rounds matmul inputs to; `dequantized`: the weights of the
 // largest quantised matrix part (prefill dequantises it to f16), 0 when none.
 size_t cuda_scratch_bytes(int tokens, int widest_input, int n_heads, int head_dim,

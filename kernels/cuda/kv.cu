@@ -16,13 +16,6 @@ __global__ void embedding_kernel(float* out, const W* table, const int32_t* ids,
   for (int i = threadIdx.x; i < dim; i += blockDim.x) o[i] = to_float(row[i]);
 }
 
-// out = in as float32.
-__global__ void widen_kernel(float* out, const __half* in, size_t n) {
-  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n;
-       i += size_t(gridDim.x) * blockDim.x)
-    out[i] = __half2float(in[i]);
-}
-
 // Thread i of block (t, h) writes element i of token t's key and value rows in head h.
 template <class K>
 __global__ void append_kv_kernel(const KVAppendTarget* dst, const float* keys,
@@ -51,8 +44,8 @@ __global__ void gather_rows_kernel(W* gathered, const W* buf, const int32_t* kee
 
 }  // namespace
 
-// A quantised table's rows of this call's tokens are gathered, expanded to f16 in one call
-// and widened: three launches whatever T.
+// A quantised table's rows of this call's tokens are gathered, then rebuilt as float32 in
+// one call (the values the CPU's dequantize_row gives): two launches whatever T.
 void CudaBackend::embedding(float* out, const WeightMatrix& table, const int32_t* ids, int T) {
   if (T == 0) return;
   const WeightRows& part = table.parts.front();  // a token table is one tensor: one part
@@ -66,17 +59,13 @@ void CudaBackend::embedding(float* out, const WeightMatrix& table, const int32_t
     launched("embedding");
     return;
   }
-  const size_t row_bytes = weight_row_bytes(part.type, table.cols), n = size_t(T) * table.cols;
-  auto* rows = static_cast<uint8_t*>(scratch(quantized_rows_, T * row_bytes + n * sizeof(__half),
-                                             "embedding rows"));
-  auto* expanded = reinterpret_cast<__half*>(rows + (T * row_bytes + 15) / 16 * 16);
+  const size_t row_bytes = weight_row_bytes(part.type, table.cols);
+  auto* rows = static_cast<uint8_t*>(scratch(quantized_rows_, T * row_bytes, "embedding rows"));
   gather_rows_kernel<uint8_t><<<blocks_for(T * row_bytes, 256), 256, 0, stream_>>>(
       rows, static_cast<const uint8_t*>(part.data), device_ids, T, int(row_bytes));
   launched("embedding (gather)");
-  cuda_quant::dequantize(part.type, rows, n, expanded, false, stream_);
+  cuda_quant::dequantize(part.type, rows, int64_t(T) * table.cols, out, DType::F32, stream_);
   launched("embedding (dequantise)");
-  widen_kernel<<<blocks_for(n, 256), 256, 0, stream_>>>(out, expanded, n);
-  launched("embedding (widen)");
 }
 
 // The destinations of all heads travel in one staged array: one copy and one launch per

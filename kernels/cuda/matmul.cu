@@ -130,7 +130,8 @@ void CudaBackend::matmul_part(float* out, int out_stride, const float* x, const 
   if (is_quantized(part.type)) {
     const size_t n = size_t(n_out) * n_in;
     weights = scratch(dequantized_, n * sizeof(__half), "matmul (dequantised weights)");
-    cuda_quant::dequantize(part.type, part.data, n, const_cast<void*>(weights), false, stream_);
+    cuda_quant::dequantize(part.type, part.data, n, const_cast<void*>(weights), DType::F16,
+                           stream_);
     launched("matmul (dequantise)");
     dtype = DType::F16;
   }

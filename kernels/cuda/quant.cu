@@ -7,7 +7,7 @@
 //               the unpacking's shifts and offsets are worked out once; a warp step reads
 //               256 consecutive weights (one k-quant super-block, or 8 blocks of 32), the
 //               warp's loads covering one contiguous span of the row.
-//   dequantize  one thread per chunk, 16-byte stores of 8 halves.
+//   dequantize  one thread per chunk, stored with 16-byte stores (8 halves, or 4 floats).
 //
 // The weights come out bit for bit as the CPU reference (gguf's numpy dequantisers)
 // computes them: the reference rounds every product and every sum on its own, so the
@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 #include "kernels/cuda/cuda_backend.cuh"
 #include "kernels/cuda/quant.h"
@@ -47,7 +48,23 @@ __global__ void __launch_bounds__(kThreads)
 __device__ inline uint32_t bits_of(__half h) { return __half_as_ushort(h); }
 __device__ inline uint32_t bits_of(__nv_bfloat16 h) { return __bfloat16_as_ushort(h); }
 
-// One thread per chunk: rebuilt, rounded once to Out (__half or __nv_bfloat16), stored.
+// The 8 weights of chunk c, each rounded once to Out, into 16-byte aligned `out`.
+template <class Out>
+__device__ inline void store_chunk(Out* out, int64_t c, const float (&v)[kChunk]) {
+  if constexpr (std::is_same_v<Out, float>) {
+    float4* dst = reinterpret_cast<float4*>(out + c * kChunk);
+    dst[0] = make_float4(v[0], v[1], v[2], v[3]);
+    dst[1] = make_float4(v[4], v[5], v[6], v[7]);
+  } else {
+    uint32_t words[kChunk / 2];
+#pragma unroll
+    for (int k = 0; k < kChunk / 2; k++)
+      words[k] = bits_of(from_float<Out>(v[2 * k])) | bits_of(from_float<Out>(v[2 * k + 1])) << 16;
+    reinterpret_cast<uint4*>(out)[c] = make_uint4(words[0], words[1], words[2], words[3]);
+  }
+}
+
+// One thread per chunk: rebuilt, rounded once to Out (float, __half or __nv_bfloat16), stored.
 template <class Reader, class Out>
 __global__ void dequantize_kernel(const uint8_t* w, int64_t chunks, Out* out) {
   constexpr int kWidth = Reader::kWidth, kChunksPerBlock = Reader::kBlockWeights / kWidth;
@@ -56,11 +73,7 @@ __global__ void dequantize_kernel(const uint8_t* w, int64_t chunks, Out* out) {
   float v[kWidth];
   Reader::load(w, c / kChunksPerBlock, int(c % kChunksPerBlock) * kWidth, v);
   if constexpr (kWidth == kChunk) {
-    uint32_t words[kChunk / 2];
-#pragma unroll
-    for (int k = 0; k < kChunk / 2; k++)
-      words[k] = bits_of(from_float<Out>(v[2 * k])) | bits_of(from_float<Out>(v[2 * k + 1])) << 16;
-    reinterpret_cast<uint4*>(out)[c] = make_uint4(words[0], words[1], words[2], words[3]);
+    store_chunk(out, c, v);
   } else {
     static_assert(kWidth == 1);
     out[c] = from_float<Out>(v[0]);
@@ -107,7 +120,8 @@ void matvec(WeightType type, const void* w, int rows, int cols, const float* x, 
   cuda_check(cudaGetLastError(), op);
 }
 
-void dequantize(WeightType type, const void* w, int64_t n, void* out, bool bf16, void* stream) {
+void dequantize(WeightType type, const void* w, int64_t n, void* out, DType out_dtype,
+                void* stream) {
   const char* op = "cuda quant dequantize";
   check_whole_blocks(type, n, op);
   check_block_alignment(type, w, out, op);
@@ -119,15 +133,11 @@ void dequantize(WeightType type, const void* w, int64_t n, void* out, bool bf16,
     if (blocks > INT32_MAX)
       throw std::invalid_argument(std::string(op) + ": " + std::to_string(n) +
                                   " weights in one launch");
-    const auto* src = static_cast<const uint8_t*>(w);
-    const auto s = static_cast<cudaStream_t>(stream);
-    if (bf16) {
-      dequantize_kernel<Reader>
-          <<<unsigned(blocks), kThreads, 0, s>>>(src, chunks, static_cast<__nv_bfloat16*>(out));
-    } else {
-      dequantize_kernel<Reader>
-          <<<unsigned(blocks), kThreads, 0, s>>>(src, chunks, static_cast<__half*>(out));
-    }
+    with_storage_type(out_dtype, [&](auto out_tag) {
+      using Out = typename decltype(out_tag)::type;
+      dequantize_kernel<Reader><<<unsigned(blocks), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
+          static_cast<const uint8_t*>(w), chunks, static_cast<Out*>(out));
+    });
   });
   cuda_check(cudaGetLastError(), op);
 }

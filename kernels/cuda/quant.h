@@ -13,6 +13,7 @@
 #pragma once
 #include <cstdint>
 
+#include "backend.h"
 #include "weight_type.h"
 
 namespace kvlm::cuda_quant {
@@ -24,9 +25,11 @@ namespace kvlm::cuda_quant {
 void matvec(WeightType type, const void* w, int rows, int cols, const float* x, float* y,
             void* stream);
 
-// The first n weights of `w` (a whole number of blocks) rebuilt and rounded once to half,
-// or to bfloat16 when `bf16`, into `out` (n values of 2 bytes). For the block types w must
-// be 4-byte and out 16-byte aligned. One kernel launch.
-void dequantize(WeightType type, const void* w, int64_t n, void* out, bool bf16, void* stream);
+// The first n weights of `w` (a whole number of blocks) rebuilt into `out` as n values of
+// `out_dtype`: float32 exactly as the CPU's dequantize_row, or that value rounded once to
+// half or bfloat16. For the block types w must be 4-byte and out 16-byte aligned. One
+// kernel launch.
+void dequantize(WeightType type, const void* w, int64_t n, void* out, DType out_dtype,
+                void* stream);
 
 }  // namespace kvlm::cuda_quant
