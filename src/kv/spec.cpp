@@ -58,7 +58,10 @@ KVSpec KVSpec::parse(const std::string& text) {
 
 std::string KVSpec::text() const {
   std::string s;
-  for (const MethodSpec& part : parts) s += (s.empty() ? "" : "+") + part.text();
+  for (const MethodSpec& part : parts) {
+    if (!s.empty()) s += '+';
+    s += part.text();
+  }
   return s;
 }
 
