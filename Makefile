@@ -118,7 +118,7 @@ $(BUILD)/kvlm_tests: $(TEST_OBJ) $(LIB_OBJ) $(CU_OBJ)
 	$(CXX) $(LDFLAGS) -o $@ $^ -lgtest -lgtest_main $(LDLIBS)
 
 # Microbenchmarks of CPU kernels, built by name (make build/release/quant_dot).
-MICROBENCH := decode_attention l3_residency prefill_matmul quant_dot
+MICROBENCH := decode_attention decode_matmuls l3_residency prefill_matmul quant_dot
 $(MICROBENCH:%=$(BUILD)/%): $(BUILD)/%: $(BUILD)/tests/bench/%.o $(LIB_OBJ) $(CU_OBJ)
 	$(CXX) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 

@@ -17,25 +17,11 @@
 #include "kernels/cpu/quant.h"
 #include "kernels/quant_blocks.h"
 #include "model/dequant.h"
+#include "tests/bench/random_blocks.h"
 
 using namespace kvlm;
 using namespace kvlm::quant;
 using Clock = std::chrono::steady_clock;
-
-// Random bytes with a small finite scale in each block's float16 d (and m) fields.
-std::vector<uint8_t> random_matrix(WeightType type, int rows, int cols) {
-  std::vector<uint8_t> w(weight_row_bytes(type, cols) * rows);
-  std::mt19937 rng(1);
-  for (uint8_t& b : w) b = static_cast<uint8_t>(rng());
-  const int block_bytes = weight_type_info(type).block_bytes;
-  const int scale_fields = type == WeightType::Q4_1 ? 2 : 1;  // d, m lead every 32-block
-  for (size_t block = 0; block < w.size(); block += block_bytes)
-    for (int f = 0; f < scale_fields; f++) {
-      const uint16_t scale = f32_to_f16(0.01f);
-      std::memcpy(&w[block + 2 * f], &scale, 2);
-    }
-  return w;
-}
 
 double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
@@ -45,7 +31,7 @@ double seconds_since(Clock::time_point start) {
 // rows split in equal contiguous ranges over `threads`.
 void bench(WeightType type, SimdLevel level, int rows, int cols, int threads,
            bool rows_at_once = false) {
-  const std::vector<uint8_t> w = random_matrix(type, rows, cols);
+  const std::vector<uint8_t> w = random_blocks(type, rows, cols, 1);
   std::vector<float> x(cols);
   std::mt19937 rng(2);
   std::normal_distribution<float> gaussian;
