@@ -7,9 +7,10 @@ settings, e.g. prefill's products in bf16 pairs and with --f32-prefill:
     tests/bench/rerun_diff.py tests/results/passkey_2k_f32prefill.json \\
         tests/results/passkey_2k_bf16prefill.json
 
-Prints how many answers are the same text and how many are right (or wrong) in both, then
-each cell whose answers differ: its accuracy in each run, the prompts only one run gets
-right, and the exact sign test on those (tests/bench/paired.py's).
+With --common, a run that stopped early (a sweep writes its JSON as it goes) is compared
+on the prompts it reached. Prints how many answers are the same text and how many are
+right (or wrong) in both, then each cell whose answers differ: its accuracy in each run,
+the prompts only one run gets right, and the exact sign test on those (tests/bench/paired.py's).
 """
 import argparse
 import json
@@ -34,10 +35,21 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("first", help="a sweep, passkey or needle JSON written by kvlm --json")
     parser.add_argument("second", help="a run of the same prompts")
+    parser.add_argument("--common", action="store_true",
+                        help="compare only the answers both runs hold (one run stopped early)")
     args = parser.parse_args()
     first, second = answers(args.first), answers(args.second)
     if first.keys() != second.keys():
-        sys.exit(f"{args.first} and {args.second} do not hold the same (method, prompt) answers")
+        if not args.common:
+            sys.exit(f"{args.first} and {args.second} do not hold the same (method, prompt) "
+                     "answers (--common compares those both hold)")
+        shared = first.keys() & second.keys()
+        if not shared:
+            sys.exit(f"{args.first} and {args.second} hold no answer in common")
+        print(f"comparing the {len(shared)} answers both runs hold "
+              f"(of {len(first)} and {len(second)})")
+        first = {k: first[k] for k in shared}
+        second = {k: second[k] for k in shared}
     for key, a in first.items():
         if any(second[key][k] != a[k] for k in ("expected", "depth", "ctx")):
             sys.exit(f"prompt {key[1]} is not the same prompt in both runs (another seed or task?)")
