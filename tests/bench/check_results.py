@@ -9,9 +9,10 @@ prompts (the `!` of the tables), computed here in Python, independently of kvlm'
 comparisons between two methods come from. Prints one line per file; exits 1 if a cell
 disagrees, a file cannot be read, or a cell has no answers behind it.
 
-    tests/bench/check_results.py [FILE.json ...]     (default: tests/results/*.json)
+    tests/bench/check_results.py [FILE.json ...]   (default: tests/results/*.json and *.json.gz)
 """
 import glob
+import gzip
 import json
 import math
 import os
@@ -36,7 +37,7 @@ def close(a, b, tolerance=1e-9):
 
 def check(path):
     """A list of problems found in one run JSON (empty: it checks out), and its cell count."""
-    with open(path) as f:
+    with (gzip.open if path.endswith(".gz") else open)(path, "rt") as f:
         run = json.load(f)
     if "cells" not in run or "trials_detail" not in run:
         return None, 0  # not an accuracy run (e.g. a perplexity run)
@@ -77,7 +78,9 @@ def check(path):
 
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
-    paths = sys.argv[1:] or sorted(glob.glob(os.path.join(here, "..", "results", "*.json")))
+    results = os.path.join(here, "..", "results")
+    paths = sys.argv[1:] or sorted(glob.glob(os.path.join(results, "*.json")) +
+                                   glob.glob(os.path.join(results, "*.json.gz")))
     if not paths:
         sys.exit("check_results: no JSON files to check")
     failed = False

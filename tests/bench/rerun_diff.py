@@ -4,8 +4,8 @@
 For runs of one sweep (same task, seed, contexts and methods) made with two builds or two
 settings, e.g. prefill's products in bf16 pairs and with --f32-prefill:
 
-    tests/bench/rerun_diff.py tests/results/passkey_2k_f32prefill.json \\
-        tests/results/passkey_2k_bf16prefill.json
+    tests/bench/rerun_diff.py tests/results/passkey_2k_f32prefill.json.gz \\
+        tests/results/passkey_2k_bf16prefill.json.gz
 
 With --common, a run that stopped early (a sweep writes its JSON as it goes) is compared
 on the prompts it reached. Prints how many answers are the same text and how many are
@@ -13,6 +13,7 @@ right (or wrong) in both, then each cell whose answers differ: its accuracy in e
 the prompts only one run gets right, and the exact sign test on those (tests/bench/paired.py's).
 """
 import argparse
+import gzip
 import json
 import os
 import sys
@@ -24,7 +25,7 @@ from paired import sign_test_p  # noqa: E402
 def answers(path):
     """(spec, prompt id) -> answer record of the run JSON at `path`."""
     try:
-        with open(path) as f:
+        with (gzip.open if path.endswith(".gz") else open)(path, "rt") as f:
             records = json.load(f)["trials_detail"]
     except (OSError, ValueError, KeyError) as e:
         sys.exit(f"{path}: not a kvlm run JSON ({e})")
