@@ -172,7 +172,6 @@ constexpr int kDecodeThreads = 128;
 constexpr int kDecodeWarps = kDecodeThreads / 32;
 constexpr int kGroupChunk = 8;    // query heads of one GQA group handled by one block
 constexpr int kMaxChunk = 1024;   // keys per block at most (their scores sit in shared memory)
-constexpr int kMinChunk = 64;     // cuda_scratch_bytes plans partials_ for chunks this short
 
 // Block (split, kv head, group chunk): keys [split * chunk, +chunk) of the KV head for
 // query heads g0 .. g0 + n_g - 1 of its group. Writes, per query head h and split s,
@@ -346,7 +345,7 @@ void CudaBackend::decode_attention(float* out, const float* q, const KVHeadView*
   // Aim at four blocks per multiprocessor over all heads together.
   const long long target_blocks = 4LL * multiprocessors_;
   long long chunk = (total_len * group_chunks + target_blocks - 1) / target_blocks;
-  chunk = std::clamp<long long>((chunk + 31) / 32 * 32, kMinChunk, kMaxChunk);
+  chunk = std::clamp<long long>((chunk + 31) / 32 * 32, kDecodeMinChunk, kMaxChunk);
   const int max_splits = int((max_len + chunk - 1) / chunk);
   const size_t slots = size_t(n_heads) * std::max(max_splits, 1);
   float* partial_out = static_cast<float*>(

@@ -61,12 +61,11 @@ CudaDeviceInfo cuda_device_info() {
 size_t cuda_scratch_bytes(int tokens, int widest_input, int n_heads, int head_dim,
                           DType rounded_to, size_t dequantized) {
   const size_t T = size_t(tokens);
-  // Decode attention splits a head's keys into chunks of at least 64 (attention.cu).
-  const size_t decode_splits = (T + 63) / 64;
+  const size_t decode_splits = (T + kDecodeMinChunk - 1) / kDecodeMinChunk;
   return kCublasWorkspace + kUploadChunk        // fixed
          + dequantized * sizeof(__half)             // dequantized_: a quantised part as f16
          + T * widest_input * dtype_bytes(rounded_to)  // half_x_: matmul inputs rounded
-         + T * widest_input * 2                     // quantized_rows_: token rows, < 2 B a weight
+         + T * widest_input * 2                     // quantized_rows_: token rows (< 2 B a weight)
          + T * head_dim * sizeof(float)             // gather_: compaction of one head
          + size_t(n_heads) * T * sizeof(float)      // row_lse_
          + size_t(n_heads) * decode_splits * (head_dim + 2) * sizeof(float);  // partials_

@@ -160,6 +160,9 @@ class CudaBackend final : public Backend, public MergeBackend {
 // ---- shared device helpers -------------------------------------------------------------
 
 constexpr float kLog2e = 1.4426950408889634f;
+// Decode attention cuts a head's keys into chunks of at least this many; its per-chunk
+// partials are scratch that cuda_scratch_bytes plans for.
+constexpr int kDecodeMinChunk = 64;
 
 __device__ inline float warp_sum(float v) {
   for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);

@@ -41,7 +41,7 @@ struct Matrix {
   const Shape* shape;
   std::vector<uint8_t> bytes;
   WeightMatrix m;
-  double best = 1e30, bytes_read = 0;  // seconds of its fastest call; bytes
+  double best = 1e30;  // seconds of its fastest call
 };
 
 }  // namespace
@@ -60,13 +60,13 @@ int main(int argc, char** argv) {
   const WeightType output_type = type == WeightType::Q4_1 ? WeightType::Q8_0 : type;
   CpuBackend backend(threads);
 
-  std::vector<Matrix> step;
+  std::vector<Matrix> step;  // the backend keeps pointers into each matrix's bytes
+  step.reserve(kLayers * std::size(kLayer) + 1);
   auto add = [&](const Shape& s, WeightType t) {
     Matrix& m = step.emplace_back();
     m.shape = &s;
     m.bytes = random_blocks(t, s.rows, s.cols, uint32_t(step.size()));
     m.m = backend.upload_weights({{m.bytes.data(), t, s.rows}}, s.cols, true);
-    m.bytes_read = double(m.bytes.size());
   };
   for (int l = 0; l < kLayers; l++)
     for (const Shape& s : kLayer) add(s, type);
@@ -81,7 +81,7 @@ int main(int argc, char** argv) {
   backend.upload(x, input.data(), input.size());
 
   double best_step = 1e30, total_bytes = 0;
-  for (const Matrix& m : step) total_bytes += m.bytes_read;
+  for (const Matrix& m : step) total_bytes += double(m.bytes.size());
   for (int pass = 0; pass < 30; pass++) {
     const Clock::time_point step_start = Clock::now();
     for (Matrix& m : step) {
@@ -100,7 +100,7 @@ int main(int argc, char** argv) {
     double seconds = 0, bytes = 0;
     int n = 0;
     for (const Matrix& m : step)
-      if (m.shape == &shape) seconds += m.best, bytes = m.bytes_read, n++;
+      if (m.shape == &shape) seconds += m.best, bytes = double(m.bytes.size()), n++;
     seconds /= n;
     std::printf("  %-17s %6.0f KiB  %8.1f us  %6.1f GB/s\n", shape.name, bytes / 1024,
                 seconds * 1e6, bytes / seconds / 1e9);
