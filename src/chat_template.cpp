@@ -4,6 +4,8 @@
 #include <cstdio>
 #include <stdexcept>
 
+#include "util/text_format.h"
+
 namespace kvlm {
 namespace {
 
@@ -192,13 +194,12 @@ ChatTemplate::ChatTemplate(Kind kind, std::string reason, const std::string& jin
 ChatTemplate ChatTemplate::choose(const std::string& jinja, const std::string& override_name,
                                   const Tokenizer& tok) {
   if (!override_name.empty()) {
-    std::string known;
     for (const KindInfo& k : kKinds) {
       if (override_name == k.name) {
         return ChatTemplate(k.kind, "--template " + override_name, jinja, tok);
       }
-      known += std::string(known.empty() ? "" : ", ") + k.name;
     }
+    const std::string known = join(kKinds, ", ", [](const KindInfo& k) { return k.name; });
     throw std::invalid_argument("--template " + override_name + ": unknown template (known: " +
                                 known + ")");
   }
@@ -207,10 +208,8 @@ ChatTemplate ChatTemplate::choose(const std::string& jinja, const std::string& o
                      [&](const char* s) { return contains(jinja, s); })) {
       continue;
     }
-    std::string markers;
-    for (const char* s : m.all_of) markers += std::string(markers.empty() ? "" : " and ") + s;
-    return ChatTemplate(m.kind, "detected from " + markers + " in the model's chat template", jinja,
-                        tok);
+    return ChatTemplate(m.kind, "detected from " + join(m.all_of, " and ") + " in the model's chat template",
+                        jinja, tok);
   }
   const std::string why = jinja.empty() ? "the model has no chat template"
                                         : "the model's chat template is of no family kvlm knows";

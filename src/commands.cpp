@@ -208,8 +208,7 @@ int info_command(const RuntimeOptions& rt) {
   std::printf("norm        RMSNorm, eps %g\nembeddings  %s\n", c.rms_eps,
               c.tied_embeddings ? "tied (the output reuses the token embedding)" : "untied");
   if (f.is_directory()) {
-    std::string eos;
-    for (int32_t id : c.eos_ids) eos += (eos.empty() ? "" : ", ") + std::to_string(id);
+    const std::string eos = join(c.eos_ids, ", ", [](int32_t id) { return std::to_string(id); });
     std::printf("config ids  bos %d, eos [%s] (config.json, generation_config.json)\n", c.bos_id,
                 eos.c_str());
   }
@@ -258,8 +257,7 @@ int info_command(const RuntimeOptions& rt) {
   if (rt.verbose) {
     std::printf("\n%-48s %-6s %s\n", "tensor", "type", "shape");
     for (const TensorView& t : f.tensors()) {
-      std::string shape;
-      for (uint64_t d : t.shape) shape += (shape.empty() ? "" : " x ") + std::to_string(d);
+      const std::string shape = join(t.shape, " x ", [](uint64_t d) { return std::to_string(d); });
       std::printf("%-48s %-6s %s\n", t.name.c_str(), gguf::type_name(t.type), shape.c_str());
     }
   }
@@ -270,8 +268,8 @@ int methods_command() {
   for (const MethodInfo& m : known_methods()) {
     std::printf("%-12s %s\n", m.name.c_str(), m.summary.c_str());
     if (!m.params.empty()) {
-      std::string params;
-      for (const auto& [key, value] : m.params) params += (params.empty() ? "" : ", ") + key + "=" + value;
+      const std::string params =
+          join(m.params, ", ", [](const auto& param) { return param.first + "=" + param.second; });
       std::printf("%-12s params: %s\n", "", params.c_str());
     }
     if (!m.paper.empty()) std::printf("%-12s paper: %s\n", "", m.paper.c_str());

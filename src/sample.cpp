@@ -22,15 +22,15 @@ SamplingParams with_model_hints(SamplingParams p, const SamplingHints& hints,
 }
 
 std::string hints_used(const SamplingHints& hints, const SamplingFlagsGiven& given) {
-  std::string used;
+  std::vector<std::string> used;
   auto add = [&](bool hinted, bool overridden, const char* name) {
-    if (hinted && !overridden) used += (used.empty() ? "" : ", ") + std::string(name);
+    if (hinted && !overridden) used.push_back(name);
   };
   add(bool(hints.temperature), given.temperature, "temperature");
   add(bool(hints.top_k), given.top_k, "top-k");
   add(bool(hints.top_p), given.top_p, "top-p");
   add(bool(hints.min_p), given.min_p, "min-p");
-  return used.empty() ? used : used + " from " + hints.source;
+  return used.empty() ? "" : join(used, ", ") + " from " + hints.source;
 }
 
 std::string describe(const SamplingParams& p) {

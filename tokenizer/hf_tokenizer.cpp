@@ -18,6 +18,7 @@
 #include "tokenizer/bpe.h"
 #include "tokenizer/spm.h"
 #include "tokenizer/tokenizer.h"
+#include "util/text_format.h"
 
 namespace kvlm {
 namespace {
@@ -179,11 +180,8 @@ bool is_byte_level_bpe(const json& doc) {
 std::string kind_of(const json& doc) {
   std::string kind = "model " + doc.at("model").value("type", std::string("?"));
   if (doc["model"].value("byte_fallback", false)) kind += " with byte fallback";
-  std::string steps;
-  for (const json& s : steps_of(doc.value("pre_tokenizer", json()))) {
-    if (!steps.empty()) steps += '+';
-    steps += s.value("type", std::string("?"));
-  }
+  const std::string steps = join(steps_of(doc.value("pre_tokenizer", json())), "+",
+                                 [](const json& s) { return s.value("type", std::string("?")); });
   return kind + ", pre-tokenizer " + (steps.empty() ? "none" : steps);
 }
 

@@ -8,6 +8,7 @@
 #include <stdexcept>
 
 #include "eval/rng.h"
+#include "util/text_format.h"
 
 namespace kvlm {
 
@@ -230,11 +231,10 @@ struct Filler {
 }  // namespace
 
 Task parse_task(const std::string& name) {
-  std::string names;
   for (const auto& [n, task] : kTasks) {
     if (n == name) return task;
-    names += (names.empty() ? "" : ", ") + n;
   }
+  const std::string names = join(kTasks, ", ", [](const auto& entry) { return entry.first; });
   throw std::invalid_argument("--task " + name + ": unknown task (available: " + names + ")");
 }
 

@@ -34,12 +34,6 @@ const std::vector<Method>& methods() {
   return table;
 }
 
-std::string join(const std::vector<std::string>& items) {
-  std::string s;
-  for (const std::string& item : items) s += (s.empty() ? "" : ", ") + item;
-  return s;
-}
-
 template <class T>
 T parse_number(const std::string& key, const std::string& text, T min_value, T max_value) {
   const std::optional<double> parsed = parse_finite(text);
@@ -66,15 +60,13 @@ class Composite final : public KVStrategy {
  public:
   explicit Composite(std::vector<Part> parts) : parts_(std::move(parts)) {}
   std::string name() const override {
-    std::string s;
-    for (const Part& p : parts_) {
+    return join(parts_, "+", [](const Part& p) {
       std::string part = p.strategy->name();
       if (p.positions)
         part += std::string(part.find(':') == std::string::npos ? ":" : ",") + "pos=" +
                 (*p.positions == KVPositions::Cache ? "cache" : "original");
-      s += (s.empty() ? "" : "+") + part;
-    }
-    return s;
+      return part;
+    });
   }
   KVPositions position_mode() const override {
     for (const Part& p : parts_)
@@ -125,10 +117,10 @@ class Composite final : public KVStrategy {
     return std::make_unique<Composite>(std::move(parts));
   }
   std::string layer_note(int layer) const override {
-    std::string s;
+    std::vector<std::string> notes;
     for (const Part& p : parts_)
-      if (std::string note = p.strategy->layer_note(layer); !note.empty()) s += (s.empty() ? "" : ", ") + note;
-    return s;
+      if (std::string note = p.strategy->layer_note(layer); !note.empty()) notes.push_back(note);
+    return join(notes, ", ");
   }
 
  private:
@@ -139,7 +131,7 @@ std::string methods_taking_positions() {
   std::vector<std::string> names;
   for (const Method& m : methods())
     if (m.info().traits.cache_positions) names.push_back(m.info().name);
-  return join(names);
+  return join(names, ", ");
 }
 
 Part make_one(const MethodSpec& spec) {
@@ -151,7 +143,7 @@ Part make_one(const MethodSpec& spec) {
   }
   if (!method)
     throw std::invalid_argument("--kv: unknown method '" + spec.name + "' (available: " +
-                                join(names) + "; see `kvlm methods`)");
+                                join(names, ", ") + "; see `kvlm methods`)");
   Params params;
   for (const auto& [key, value] : spec.params) params.values.emplace(key, value);
   const MethodTraits traits = method->info().traits;
@@ -182,7 +174,7 @@ void Params::reject_unknown(const std::string& method,
     if (!ok)
       throw std::invalid_argument("--kv " + method + ": unknown parameter '" + key + "'" +
                                   (allowed.empty() ? " (" + method + " takes no parameters)"
-                                                   : " (valid: " + join(allowed) + ")"));
+                                                   : " (valid: " + join(allowed, ", ") + ")"));
   }
 }
 
@@ -202,7 +194,7 @@ std::string Params::get_choice(const std::string& key, const std::vector<std::st
   if (it == values.end()) return choices.front();
   for (const std::string& c : choices)
     if (c == it->second) return c;
-  throw std::invalid_argument("--kv: " + key + "=" + it->second + " (valid: " + join(choices) + ")");
+  throw std::invalid_argument("--kv: " + key + "=" + it->second + " (valid: " + join(choices, ", ") + ")");
 }
 
 int Budget::resolve(int n_tokens) const {

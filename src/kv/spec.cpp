@@ -43,10 +43,8 @@ void MethodSpec::set(const std::string& key, const std::string& value) {
 }
 
 std::string MethodSpec::text() const {
-  std::string s = name;
-  for (size_t i = 0; i < params.size(); i++)
-    s += (i ? "," : ":") + params[i].first + "=" + params[i].second;
-  return s;
+  if (params.empty()) return name;
+  return name + ":" + join(params, ",", [](const auto& p) { return p.first + "=" + p.second; });
 }
 
 KVSpec KVSpec::parse(const std::string& text) {
@@ -57,12 +55,7 @@ KVSpec KVSpec::parse(const std::string& text) {
 }
 
 std::string KVSpec::text() const {
-  std::string s;
-  for (const MethodSpec& part : parts) {
-    if (!s.empty()) s += '+';
-    s += part.text();
-  }
-  return s;
+  return join(parts, "+", [](const MethodSpec& part) { return part.text(); });
 }
 
 std::vector<KVSpec> parse_kv_list(const std::string& list) {

@@ -162,8 +162,7 @@ std::string Checkpoint::format() const {
   if (!is_directory()) return "GGUF v" + std::to_string(gguf_->version());
   std::set<std::string> dtypes;
   for (const TensorView& t : tensors_) dtypes.insert(gguf::type_name(t.type));
-  std::string types;
-  for (const std::string& d : dtypes) types += (types.empty() ? "" : "+") + d;
+  const std::string types = join(dtypes, "+");
   const size_t n = safetensors_->files().size();
   return "Hugging Face safetensors (" + std::to_string(n) + (n == 1 ? " file, " : " shards, ") +
          types + ")";

@@ -4,6 +4,7 @@
 #include <initializer_list>
 #include <stdexcept>
 
+#include "util/text_format.h"
 #include "util/thread_pool.h"
 
 namespace kvlm {
@@ -123,9 +124,8 @@ ModelConfig random_model_config(const std::string& path) {
     validate(c, path);
     return c;
   }
-  std::string known;
-  for (const std::string& n : random_model_shapes()) known += (known.empty() ? "" : ", ") + n;
-  throw std::runtime_error(path + ": unknown random model shape '" + name + "' (known: " + known + ")");
+  throw std::runtime_error(path + ": unknown random model shape '" + name +
+                           "' (known: " + join(random_model_shapes(), ", ") + ")");
 }
 
 std::unique_ptr<Tokenizer> random_model_tokenizer(const ModelConfig& c) {

@@ -1,5 +1,6 @@
 #include "util/text_format.h"
 
+#include <charconv>
 #include <cstdio>
 #include <sstream>
 
@@ -22,10 +23,15 @@ std::string format_bytes(double bytes) {
   return buf;
 }
 
-std::string format_number(double x) {
-  std::ostringstream s;
-  s << x;
-  return s.str();
+namespace {
+template <class Float>
+std::string shortest(Float x) {
+  char buf[32];  // the longest shortest form: "-2.2250738585072014e-308", 24 characters
+  return std::string(buf, std::to_chars(buf, buf + sizeof buf, x).ptr);
 }
+}  // namespace
+
+std::string format_number(double x) { return shortest(x); }
+std::string format_number(float x) { return shortest(x); }
 
 }  // namespace kvlm
