@@ -208,8 +208,9 @@ ChatTemplate ChatTemplate::choose(const std::string& jinja, const std::string& o
                      [&](const char* s) { return contains(jinja, s); })) {
       continue;
     }
-    return ChatTemplate(m.kind, "detected from " + join(m.all_of, " and ") + " in the model's chat template",
-                        jinja, tok);
+    const std::string markers = join(m.all_of, " and ");
+    return ChatTemplate(m.kind, "detected from " + markers + " in the model's chat template", jinja,
+                        tok);
   }
   const std::string why = jinja.empty() ? "the model has no chat template"
                                         : "the model's chat template is of no family kvlm knows";

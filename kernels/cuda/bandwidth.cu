@@ -45,7 +45,8 @@ double CudaBackend::read_bandwidth(size_t bytes) {
   BandwidthProbe probe{*this};
   probe.buf = alloc(n4 * 4);
   probe.total = alloc(1);
-  cuda_check(cudaMemsetAsync(probe.buf, 0, n4 * sizeof(float4), stream_), "read_bandwidth (memset)");
+  cuda_check(cudaMemsetAsync(probe.buf, 0, n4 * sizeof(float4), stream_),
+             "read_bandwidth (memset)");
   cuda_check(cudaEventCreate(&probe.start), "cudaEventCreate");
   cuda_check(cudaEventCreate(&probe.stop), "cudaEventCreate");
   const int blocks = multiprocessors_ * 8;  // enough loads in flight to cover HBM latency

@@ -194,7 +194,8 @@ std::string Params::get_choice(const std::string& key, const std::vector<std::st
   if (it == values.end()) return choices.front();
   for (const std::string& c : choices)
     if (c == it->second) return c;
-  throw std::invalid_argument("--kv: " + key + "=" + it->second + " (valid: " + join(choices, ", ") + ")");
+  throw std::invalid_argument("--kv: " + key + "=" + it->second +
+                              " (valid: " + join(choices, ", ") + ")");
 }
 
 int Budget::resolve(int n_tokens) const {
