@@ -1,7 +1,8 @@
 // Ctrl-C end to end, with a real SIGINT: run stops in its prefill and writes nothing, chat
 // drops the turn and answers the next one as if it had never been asked, and the
 // evaluations keep the prompts that finished. Prompts are long enough that their prefill
-// lasts seconds, and the signal goes once stderr shows the work has begun.
+// lasts seconds (2,500 tokens: over a second even at 2,000 tokens/s), and the signal goes
+// once stderr shows the work has begun.
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
@@ -38,7 +39,7 @@ double seconds_since(Clock::time_point t) {
 TEST(CtrlC, RunStopsDuringThePrefillAndWritesNothing) {
   KVLM_REQUIRE_MODEL();
   const fs::path dir = fresh_dir("run");
-  std::ofstream(dir / "prompt.txt") << long_text(600);
+  std::ofstream(dir / "prompt.txt") << long_text(2500);
   Background kvlm_run("run " + model_flag() + " -n 4 -f " + (dir / "prompt.txt").string() +
                       " --json " + (dir / "out.json").string());
   ASSERT_TRUE(kvlm_run.wait_until([&] { return kvlm_run.err().find("loaded in") != std::string::npos; }))
@@ -62,11 +63,12 @@ TEST(CtrlC, RunStopsDuringThePrefillAndWritesNothing) {
 // Turn 2 (a long message) is interrupted in its prefill, turn 3 while its answer streams;
 // turn 4 must then get the answer it gets in a chat where only turn 1 came before it.
 // streaming evicts both at prefill and while decoding, so the cache cannot just be cut back.
+// 48-token answers leave turn 3's stream ~0.15 s for its signal at 300 tokens/s.
 TEST(CtrlC, ChatDropsTheInterruptedTurnsAndGoesOnAsIfTheyNeverHappened) {
   KVLM_REQUIRE_MODEL();
   const std::string flags = "chat " + model_flag() + " --temp 0 -n 16 --kv streaming:budget=64";
   const std::string first = "Hi! Who are you?\n", last = "What is the capital of France?\n";
-  Background chat(flags, first + long_text(600) + "\nTell me a long story about a dragon.\n" + last);
+  Background chat(flags, first + long_text(2500) + "\nTell me a long story about a dragon.\n" + last);
 
   const std::string answered = " full]\n";  // the end of the line after each answer
   ASSERT_TRUE(chat.wait_until([&] { return chat.count_in_err(answered) == 1; })) << chat.err();
