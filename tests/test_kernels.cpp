@@ -1047,6 +1047,53 @@ TEST(Strips, Bf16PairsInHardwareMatchTheScalarVersion) {
   }
 }
 
+// --- prefill's float32 products (kernels/cpu/strips.h) ---
+
+// Panels of 16 weight rows (matmul's layout) and one 64-wide block of keys (attention's
+// K^T): rows below, at and past one and two strips (6, 12), columns below, at and past one
+// and two panels (16, 32); the AVX-512 tiles give the portable tiles' sums exactly, and both
+// the float64 sums to float32's precision.
+TEST(Strips, Float32ProductsInEveryTileShape) {
+  struct Case {
+    int rows, columns, n_k, width;
+  };
+  constexpr Case kCases[] = {{1, 1, 1, 16},     {5, 7, 15, 16},   {6, 16, 16, 16},
+                             {13, 45, 33, 16},  {12, 32, 576, 16}, {25, 70, 130, 16},
+                             {20, 64, 64, 64},  {7, 50, 64, 64},  {13, 17, 3, 64}};
+  for (const Case& c : kCases) {
+    SCOPED_TRACE(std::to_string(c.rows) + " x " + std::to_string(c.columns) + ", k " +
+                 std::to_string(c.n_k) + ", panels in blocks of " + std::to_string(c.width));
+    const int strips_rows = (c.rows + strips::kStripRows - 1) / strips::kStripRows * strips::kStripRows;
+    const std::vector<float> x = random_vector(size_t(strips_rows) * c.n_k, 41),
+                             w = random_vector(size_t(c.columns) * c.n_k, 42);
+    const int blocks = (c.columns + c.width - 1) / c.width;
+    std::vector<float> panels(size_t(blocks) * c.width * c.n_k);
+    strips::interleave(w.data(), c.columns, c.n_k, c.n_k, c.width, panels.data());
+    // A block of 16 is one panel; a block of 64 holds four, side by side along each k.
+    const int panel_stride = c.width == strips::kPanelColumns ? strips::kPanelColumns * c.n_k
+                                                              : strips::kPanelColumns;
+    const std::vector<float> before = random_vector(size_t(c.rows) * c.columns, 43);
+    for (bool accumulate : {false, true}) {
+      std::vector<float> wide = before, portable = before;
+      for (bool avx512 : {true, false})
+        strips::multiply((avx512 ? wide : portable).data(), c.columns, c.rows, c.columns, x.data(),
+                         c.n_k, panels.data(), panel_stride, c.width, c.n_k, accumulate, avx512);
+      for (int r = 0; r < c.rows; r++)
+        for (int j = 0; j < c.columns; j++) {
+          const size_t at = size_t(r) * c.columns + j;
+          double want = accumulate ? before[at] : 0.0, magnitude = std::fabs(want);
+          for (int k = 0; k < c.n_k; k++) {
+            const double product = double(x[size_t(r) * c.n_k + k]) * w[size_t(j) * c.n_k + k];
+            want += product;
+            magnitude += std::fabs(product);
+          }
+          ASSERT_EQ(wide[at], portable[at]) << r << ", " << j << (accumulate ? ", accumulating" : "");
+          ASSERT_NEAR(wide[at], want, 1e-6 * magnitude) << r << ", " << j << (accumulate ? ", accumulating" : "");
+        }
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(, Kernels, ::testing::Values("cpu", "cuda"), test::backend_param_name);
 
 }  // namespace

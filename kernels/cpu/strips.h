@@ -1,14 +1,20 @@
 // The register-blocked matrix product that prefill runs on the CPU, for matmul and for
-// attention's Q.K^T and P.V: C = A.B, computed 6 rows of A (tokens, query rows) by 16
-// columns of B (weight rows, keys, 16 of a value row's dimensions) at a time.
+// attention's Q.K^T and P.V: C = A.B, computed a strip of 6 rows of A (tokens, query rows)
+// by 16 columns of B (weight rows, keys, 16 of a value row's dimensions) at a time.
 //
 // B is read as panels: 16 columns whose values for one k lie side by side. Each step of k
 // loads a panel's 16 values as two vectors and multiplies them by each of the 6 rows' value
 // for that k, broadcast from memory: an outer product into 6 x 2 vector accumulators,
 // which with the two panel vectors and the broadcast fill 15 of AVX2's 16 registers. Every
 // load feeds 2 to 12 multiply-adds and no output needs a horizontal sum. (4 x 3
-// dot-product tiles, rows and tokens both running along k, reached 55-65% of this CPU's
-// FMA peak; these strips 80-100%.)
+// dot-product tiles, rows and tokens both running along k, reached 55-65% of the FMA peak
+// of a Zen 4; these strips 80-100%.)
+//
+// Where the CPU has AVX-512, tiles are two strips (12 rows) by two panels in 512-bit
+// vectors: 24 accumulators of AVX-512's 32 registers, 14 loads for 24 multiply-adds, and
+// twice the multiply-adds an instruction. On a CPU that runs a 512-bit multiply-add as
+// one operation (Zen 5) that is twice the rate; on one that splits it in two (Zen 4) the
+// same rate with fewer loads. Each sum is the same chain of multiply-adds either way.
 #pragma once
 
 #include "kernels/cpu/simd.h"
@@ -25,9 +31,11 @@ constexpr int kPanelColumns = 16;
 // - B: panel p (columns 16p..16p+15) has B[k][16p + i] at b[p * panel_stride + k * k_stride
 //   + i]; all 16 values of a panel are read for each k, whatever `columns` says.
 // - C: row r at c + r * ldc.
-// Panels outer, strips inner: a panel stays in L1 while the strips pass it.
+// Panels outer, strips inner: a panel stays in L1 while the strips pass it. `wide`: the
+// AVX-512 tiles where the CPU has AVX-512F (false: the portable ones, for the tests; the
+// sums are equal).
 void multiply(float* c, int ldc, int rows, int columns, const float* a, int lda, const float* b,
-              int panel_stride, int k_stride, int n_k, bool accumulate);
+              int panel_stride, int k_stride, int n_k, bool accumulate, bool wide = true);
 
 // n rows of n_k floats (row_stride apart) into blocks of `width` interleaved along k:
 // out[b * width * n_k + k * width + i] = rows[(b * width + i) * row_stride + k], zeros past
@@ -36,14 +44,16 @@ void multiply(float* c, int ldc, int rows, int columns, const float* a, int lda,
 void interleave(const float* rows, int n, int n_k, int row_stride, int width, float* out);
 
 // The same product with k in bfloat16 pairs, for prefill's matrix products where the CPU
-// has AVX512-BF16: its vdpbf16ps multiplies 8 pairs of bf16 values and adds both products
-// of each pair to one float32 lane, twice the multiply-adds a cycle of float32 FMA (Zen 4:
-// 2 a cycle either way, 32 flops against 16 per 256-bit instruction). Weights and
-// activations are rounded to bf16 (8 significant bits) once; every sum stays float32.
+// has AVX512-BF16: its vdpbf16ps multiplies 16 pairs of bf16 values and adds both products
+// of each pair to one float32 lane, twice the multiply-adds of a float32 FMA of the same
+// width. Weights and activations are rounded to bf16 (8 significant bits) once; every sum
+// stays float32.
 //
-// Tiles are 6 rows x 32 columns: 24 accumulators, with the 4 panel vectors and a
-// broadcast pair 29 of AVX-512's 32 registers, so each step of k feeds 24 products from
-// 10 loads and keeps 24 chains in flight (the instruction's latency x 2 a cycle).
+// Tiles are 12 rows (two strips) x 32 columns (one pair panel, two 512-bit vectors): 24
+// accumulators, with the 2 panel vectors and a broadcast pair 27 of AVX-512's 32
+// registers, so each step of k feeds 24 products from 14 loads and keeps 24 chains in
+// flight (more than the instruction's latency x its rate). Single strips where fewer than
+// 12 rows are left.
 constexpr int kPairPanelColumns = 32;
 using simd::BFloat16;
 

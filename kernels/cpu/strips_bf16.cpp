@@ -12,7 +12,7 @@ namespace kvlm::strips {
 namespace {
 
 constexpr int kPairValues = 2 * kPairPanelColumns;  // one pair step of a panel
-constexpr int kVectors = kPairPanelColumns / 8;     // 256-bit accumulators a row
+constexpr int kVectors = kPairPanelColumns / 16;    // 512-bit accumulators a row
 
 // Where B[k][column] lies in pair panels of n_pairs pairs (strips.h's layout).
 constexpr size_t pair_offset(int column, int k, int n_pairs) {
@@ -24,36 +24,39 @@ constexpr size_t pair_offset(int column, int k, int n_pairs) {
 #define KVLM_BF16_PRODUCTS 1
 #define KVLM_AVX512_BF16 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx512bf16")))
 
+// R rows (one or two strips) against one pair panel: R x 2 accumulators of 16 lanes.
+template <int R>
 KVLM_AVX512_BF16 void strip_times_pair_panel_avx512(float* out, int ldc, int rows, int columns,
                                                     const BFloat16* strip, int lda,
                                                     const BFloat16* panel, int n_pairs,
                                                     bool accumulate) {
-  __m256 acc[kStripRows][kVectors];
-  for (auto& row : acc)
-    for (__m256& v : row) v = _mm256_setzero_ps();
+  __m512 acc[R][kVectors];
+#pragma GCC unroll 32
+  for (int t = 0; t < R; t++)
+    for (int v = 0; v < kVectors; v++) acc[t][v] = _mm512_setzero_ps();
   for (int q = 0; q < n_pairs; q++) {
     const BFloat16* p = panel + size_t(q) * kPairValues;
-    __m256bh w[kVectors];
+    __m512bh w[kVectors];
     for (int v = 0; v < kVectors; v++)
-      w[v] = (__m256bh)_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 16 * v));
-#pragma GCC unroll 8
-    for (int t = 0; t < kStripRows; t++) {
+      w[v] = (__m512bh)_mm512_loadu_si512(p + 32 * v);
+#pragma GCC unroll 12
+    for (int t = 0; t < R; t++) {
       int32_t pair;  // A[t][2q], A[t][2q + 1]: one vpbroadcastd from memory
       std::memcpy(&pair, strip + size_t(t) * lda + 2 * q, sizeof(pair));
-      const __m256bh x = (__m256bh)_mm256_set1_epi32(pair);
-#pragma GCC unroll 4
-      for (int v = 0; v < kVectors; v++) acc[t][v] = _mm256_dpbf16_ps(acc[t][v], x, w[v]);
+      const __m512bh x = (__m512bh)_mm512_set1_epi32(pair);
+#pragma GCC unroll 2
+      for (int v = 0; v < kVectors; v++) acc[t][v] = _mm512_dpbf16_ps(acc[t][v], x, w[v]);
     }
   }
   for (int t = 0; t < rows; t++) {
     float* o = out + size_t(t) * ldc;
     if (columns == kPairPanelColumns) {
       for (int v = 0; v < kVectors; v++)
-        _mm256_storeu_ps(o + 8 * v, accumulate ? _mm256_add_ps(acc[t][v], _mm256_loadu_ps(o + 8 * v))
-                                               : acc[t][v]);
+        _mm512_storeu_ps(o + 16 * v, accumulate ? _mm512_add_ps(acc[t][v], _mm512_loadu_ps(o + 16 * v))
+                                                : acc[t][v]);
     } else {
-      alignas(32) float row[kPairPanelColumns];
-      for (int v = 0; v < kVectors; v++) _mm256_store_ps(row + 8 * v, acc[t][v]);
+      alignas(64) float row[kPairPanelColumns];
+      for (int v = 0; v < kVectors; v++) _mm512_store_ps(row + 16 * v, acc[t][v]);
       for (int j = 0; j < columns; j++) o[j] = (accumulate ? o[j] : 0.0f) + row[j];
     }
   }
@@ -215,17 +218,28 @@ void pair_panels_from_k_rows(const float* rows, int n_k, int n, int row_stride, 
 void multiply_pairs(float* c, int ldc, int rows, int columns, const BFloat16* a, int lda,
                     const BFloat16* b, int panel_stride, int n_pairs, bool accumulate,
                     bool hardware) {
-  auto strip_times_panel = strip_times_pair_panel_scalar;
+  for (int j0 = 0; j0 < columns; j0 += kPairPanelColumns) {
+    const int n_columns = std::min(kPairPanelColumns, columns - j0);
+    const BFloat16* panel = b + size_t(j0 / kPairPanelColumns) * panel_stride;
+    int r0 = 0;
 #if KVLM_BF16_PRODUCTS
-  if (hardware) strip_times_panel = strip_times_pair_panel_avx512;
+    if (hardware) {
+      for (; r0 + 2 * kStripRows <= rows; r0 += 2 * kStripRows)
+        strip_times_pair_panel_avx512<2 * kStripRows>(c + size_t(r0) * ldc + j0, ldc, 2 * kStripRows,
+                                                      n_columns, a + size_t(r0) * lda, lda, panel,
+                                                      n_pairs, accumulate);
+      for (; r0 < rows; r0 += kStripRows)
+        strip_times_pair_panel_avx512<kStripRows>(c + size_t(r0) * ldc + j0, ldc,
+                                                  std::min(kStripRows, rows - r0), n_columns,
+                                                  a + size_t(r0) * lda, lda, panel, n_pairs, accumulate);
+    }
 #else
-  (void)hardware;
+    (void)hardware;
 #endif
-  for (int j0 = 0; j0 < columns; j0 += kPairPanelColumns)
-    for (int r0 = 0; r0 < rows; r0 += kStripRows)
-      strip_times_panel(c + size_t(r0) * ldc + j0, ldc, std::min(kStripRows, rows - r0),
-                        std::min(kPairPanelColumns, columns - j0), a + size_t(r0) * lda, lda,
-                        b + size_t(j0 / kPairPanelColumns) * panel_stride, n_pairs, accumulate);
+    for (; r0 < rows; r0 += kStripRows)
+      strip_times_pair_panel_scalar(c + size_t(r0) * ldc + j0, ldc, std::min(kStripRows, rows - r0),
+                                    n_columns, a + size_t(r0) * lda, lda, panel, n_pairs, accumulate);
+  }
 }
 
 }  // namespace kvlm::strips
