@@ -933,6 +933,25 @@ TEST(Simd, ExpMatchesLibm) {
   }
 }
 
+// The 16-lane exp (attention's exponentials) computes each lane as the 8-lane one does, and
+// a horizontal sum adds every lane once, whatever the width.
+TEST(Simd, WideVectorsComputeLaneByLaneAsNarrowOnes) {
+  std::vector<float> xs(64);
+  for (size_t i = 0; i < xs.size(); i++) xs[i] = -80.0f + 1.37f * float(i);
+  for (size_t i = 0; i < xs.size(); i += simd::kWideLanes) {
+    const simd::WideVec wide = simd::exp(simd::load<simd::WideVec>(&xs[i]));
+    for (int half = 0; half < 2; half++) {
+      const simd::Vec narrow = simd::exp(simd::load(&xs[i + half * simd::kLanes]));
+      for (int k = 0; k < simd::kLanes; k++)
+        ASSERT_EQ(wide[half * simd::kLanes + k], narrow[k]) << "x = " << xs[i + half * simd::kLanes + k];
+    }
+  }
+  simd::WideVec powers{};
+  for (int k = 0; k < simd::kWideLanes; k++) powers[k] = float(1 << k);
+  EXPECT_EQ(simd::horizontal_sum(powers), float((1 << simd::kWideLanes) - 1));
+  EXPECT_EQ(simd::horizontal_sum(simd::broadcast(0.5f)), 0.5f * simd::kLanes);
+}
+
 // --- prefill's products in bf16 pairs (kernels/cpu/strips.h) ---
 
 // The shapes: weight rows not a multiple of the 32-column panel, nor of 8 (the wide

@@ -47,8 +47,22 @@ struct BFloat16 {
 constexpr int kLanes = 8;
 using Vec = float __attribute__((vector_size(kLanes * sizeof(float))));
 
-inline Vec load(const float* p) {  // unaligned
-  Vec v;
+// 16 floats: one AVX-512 register in the x86-64-v4 clones, two AVX2 ones in the others. For
+// loops with few live vectors (exponentials), where a CPU that runs 512-bit operations at
+// full width (Zen 5) does twice the work an instruction.
+constexpr int kWideLanes = 16;
+using WideVec = float __attribute__((vector_size(kWideLanes * sizeof(float))));
+
+// The vector of T of `bytes` bytes (a class member: an alias template with a dependent
+// vector_size loses the attribute).
+template <class T, size_t bytes>
+struct VectorOf {
+  typedef T type __attribute__((vector_size(bytes)));
+};
+
+template <class V = Vec>
+inline V load(const float* p) {  // unaligned
+  V v;
   std::memcpy(&v, p, sizeof(v));
   return v;
 }
@@ -114,25 +128,35 @@ void with_storage_type(DType dtype, F&& f) {
   }
 }
 
-inline float horizontal_sum(const Vec& v) {
-  float s = 0;
-  for (int i = 0; i < kLanes; i++) s += v[i];
-  return s;
+// Halves added until two lanes are left: log2(lanes) vector additions, where adding lane by
+// lane made a chain of dependent additions as long as the vector.
+template <class V>
+inline float horizontal_sum(const V& v) {
+  if constexpr (sizeof(V) == 2 * sizeof(float)) {
+    return v[0] + v[1];
+  } else {
+    using Half = typename VectorOf<float, sizeof(V) / 2>::type;
+    Half low, high;
+    std::memcpy(&low, &v, sizeof(low));
+    std::memcpy(&high, reinterpret_cast<const char*>(&v) + sizeof(low), sizeof(high));
+    return horizontal_sum(low + high);
+  }
 }
 
-inline void store(float* p, const Vec& v) { std::memcpy(p, &v, sizeof(v)); }
+template <class V>
+inline void store(float* p, const V& v) { std::memcpy(p, &v, sizeof(v)); }
 
 // x in every lane. Lane 0 shuffled to all: in GCC's function clones this is one
 // vbroadcastss, where a braced {x, x, ...} became 8 scalar inserts and Vec{} + x kept an
 // addition (-0 + 0 is +0).
-inline Vec broadcast(float x) {
-  Vec v{};
-  v[0] = x;
+template <class V = Vec>
+inline V broadcast(float x) {
 #if defined(__clang__)
-  return __builtin_shufflevector(v, v, 0, 0, 0, 0, 0, 0, 0, 0);
+  return x - V{};  // x - 0 is x, -0 included
 #else
-  using Lanes = int __attribute__((vector_size(kLanes * sizeof(int))));
-  return __builtin_shuffle(v, Lanes{});
+  V v{};
+  v[0] = x;
+  return __builtin_shuffle(v, typename VectorOf<int, sizeof(V)>::type{});
 #endif
 }
 
@@ -142,15 +166,16 @@ inline Vec broadcast(float x) {
 // where a float-to-int-to-float floor took six (a small gain: a block's exponentials wait
 // on their chain of dependent multiply-adds more than on the count of operations). Lanes
 // below -87.3 give ~1e-38, not 0: callers zero masked lanes themselves.
-inline Vec exp(Vec x) {
-  using IntVec = int __attribute__((vector_size(kLanes * sizeof(int))));
-  x = x < broadcast(88.37f) ? x : broadcast(88.37f);
-  x = x > broadcast(-87.33f) ? x : broadcast(-87.33f);
+template <class V>
+inline V exp(V x) {
+  using IntVec = typename VectorOf<int, sizeof(V)>::type;
+  x = x < broadcast<V>(88.37f) ? x : broadcast<V>(88.37f);
+  x = x > broadcast<V>(-87.33f) ? x : broadcast<V>(-87.33f);
   constexpr float kShifter = 0x1.8p23f;
-  const Vec shifted = x * 1.44269504f + kShifter;  // 1.5 * 2^23 + round(x / ln2)
-  const Vec n = shifted - kShifter;
-  Vec r = x - n * 0.693359375f + n * 2.12194440e-4f;
-  Vec y = broadcast(1.9875691500e-4f);
+  const V shifted = x * 1.44269504f + kShifter;  // 1.5 * 2^23 + round(x / ln2)
+  const V n = shifted - kShifter;
+  V r = x - n * 0.693359375f + n * 2.12194440e-4f;
+  V y = broadcast<V>(1.9875691500e-4f);
   y = y * r + 1.3981999507e-3f;
   y = y * r + 8.3334519073e-3f;
   y = y * r + 4.1665795894e-2f;
@@ -161,7 +186,7 @@ inline Vec exp(Vec x) {
   std::memcpy(&bits, &shifted, sizeof(bits));
   // The sum's bits are kShifter's plus n; 2^n is (n + 127) in the exponent field.
   bits = (bits - (std::bit_cast<int>(kShifter) - 127)) << 23;
-  Vec two_n;
+  V two_n;
   std::memcpy(&two_n, &bits, sizeof(two_n));
   return y * two_n;
 }
