@@ -8,13 +8,14 @@
 // which with the two panel vectors and the broadcast fill 15 of AVX2's 16 registers. Every
 // load feeds 2 to 12 multiply-adds and no output needs a horizontal sum. (4 x 3
 // dot-product tiles, rows and tokens both running along k, reached 55-65% of the FMA peak
-// of a Zen 4; these strips 80-100%.)
+// of the AVX2 CPU they were measured on; these strips 80-100%.)
 //
 // Where the CPU has AVX-512, tiles are two strips (12 rows) by two panels in 512-bit
 // vectors: 24 accumulators of AVX-512's 32 registers, 14 loads for 24 multiply-adds, and
 // twice the multiply-adds an instruction. On a CPU that runs a 512-bit multiply-add as
 // one operation (Zen 5) that is twice the rate; on one that splits it in two (Zen 4) the
-// same rate with fewer loads. Each sum is the same chain of multiply-adds either way.
+// same rate with fewer loads (not measured there). Each sum is the same chain of
+// multiply-adds either way.
 #pragma once
 
 #include "kernels/cpu/simd.h"
