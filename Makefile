@@ -37,7 +37,10 @@ ifeq ($(DEBUG),1)
   BUILD    := build/debug
   SANITIZE := -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
   # Line tables (-g1) are all the sanitizers' stack traces use; full -g costs a third more.
-  OPT      := -O1 -g1 $(ARCH) $(SANITIZE)
+  # -fexpensive-optimizations (on from -O2) is the pass that fuses a * b + c into one
+  # multiply-add: with it the kernels round as the release build's do, and the tests that
+  # want two code paths' sums bit for bit (Strips.Float32ProductsInEveryTileShape) hold here too.
+  OPT      := -O1 -fexpensive-optimizations -g1 $(ARCH) $(SANITIZE)
   TEST_OPT := -O0 -g1 $(ARCH) $(SANITIZE)
   LDOPT    := -fsanitize=address,undefined
   # The CUDA driver maps memory where AddressSanitizer's shadow gap would be.
