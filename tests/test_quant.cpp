@@ -492,11 +492,20 @@ TEST(QuantDispatch, LevelsStartWithScalarAndTheDefaultIsTheWidest) {
     EXPECT_EQ(dot_rows_function(type), dot_rows_function(type, levels.back())) << upper_name(type);
     EXPECT_EQ(dot_rows_function(type, SimdLevel::Scalar), nullptr) << upper_name(type);
   }
-  // The types decode reads most have a version of their own where the CPU has AVX2.
-  if (levels.back() == SimdLevel::Avx2) {
+  // The types decode reads most have a version of their own where the CPU has AVX2, and
+  // decode attention's products one for AVX-512 where it has that.
+  if (levels.back() >= SimdLevel::Avx2) {
     for (WeightType type :
          {WeightType::Q4_0, WeightType::Q4_1, WeightType::Q5_0, WeightType::Q5_1, WeightType::Q8_0}) {
       EXPECT_NE(dot_rows_function(type), nullptr) << upper_name(type);
+    }
+  }
+  if (levels.back() == SimdLevel::Avx512) {
+    EXPECT_STREQ(simd_level_name(levels.back()), "avx512");
+    for (WeightType type : {WeightType::F32, WeightType::F16, WeightType::BF16}) {
+      EXPECT_NE(dots_function(type), dots_function(type, SimdLevel::Avx2)) << upper_name(type);
+      EXPECT_NE(weighted_sums_function(type), weighted_sums_function(type, SimdLevel::Avx2))
+          << upper_name(type);
     }
   }
 }

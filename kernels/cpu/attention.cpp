@@ -22,10 +22,10 @@
 // more than the products. The scores are dot products of the group's rows with the keys,
 // and the output adds up the value rows, both read from the cache where they lie
 // (quant::dots_function, quant::weighted_sums_function: each 16-bit row widened once in
-// registers for the whole group, in tiles that fill the 16 AVX2 registers; the keys asked
-// for 2 KiB ahead). Asking for the values ahead as well gained nothing, measured several
-// ways; README.md ("Against llama.cpp") has these measurements, and
-// tests/bench/decode_attention times this op alone.
+// registers for the whole group, in tiles that fill the 16 AVX2 registers, or AVX-512's 32
+// where the CPU has it; the keys asked for 2 KiB ahead). Asking for the values ahead as
+// well gained nothing, measured several ways; README.md ("Against llama.cpp") has these
+// measurements, and tests/bench/decode_attention times this op alone.
 #include <algorithm>
 #include <cmath>
 #include <vector>

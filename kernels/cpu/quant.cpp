@@ -515,6 +515,147 @@ KVLM_AVX2 void dot_rows_avx2(const void* w_rows, size_t row_bytes, const void* x
   for (int r = 0; r < kDotRows; r++) out[r] = row_sum<Block>(acc[r], constants[r]);
 }
 
+// ------------------------------------------------------------------- AVX-512
+
+// Decode attention's products again (dots_function, weighted_sums_function), in 16-float
+// vectors: half the instructions a value of the AVX2 versions, and with twice the
+// registers, tiles of twice the keys. Where the keys and values are in cache that is what
+// bounds attention: one layer's cache attended again and again took 1.17-1.18x less time
+// at 1K-4K keys on a Zen 5 (tests/bench/decode_attention, best of 6 alternating runs);
+// from memory, about the same time. Every other kernel at this level is the AVX2 one
+// (decode's weight products already read memory as fast as it delivers).
+#define KVLM_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")))
+
+// The first n (< 16) lanes, or all 16.
+inline __mmask16 first_lanes(int n) {
+  return n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1);
+}
+
+// 16 weights of a float type as float32; with `lanes`, only those are read (the rest 0).
+template <WeightType T>
+KVLM_AVX512 inline __m512 load16(const FloatBits<T>* p, __mmask16 lanes = 0xFFFF) {
+  if constexpr (T == WeightType::F32) {
+    return lanes == 0xFFFF ? _mm512_loadu_ps(p) : _mm512_maskz_loadu_ps(lanes, p);
+  } else {
+    const __m256i bits = lanes == 0xFFFF ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))
+                                         : _mm256_maskz_loadu_epi16(lanes, p);
+    // The zero-masking forms with every lane set compile to the plain instructions, whose
+    // intrinsics start from GCC 12's "undefined" vector, which -Wmaybe-uninitialized flags.
+    if constexpr (T == WeightType::F16) return _mm512_maskz_cvtph_ps(0xFFFF, bits);
+    const __m512i widened = _mm512_maskz_cvtepu16_epi32(0xFFFF, bits);
+    return _mm512_castsi512_ps(_mm512_maskz_slli_epi32(0xFFFF, widened, 16));
+  }
+}
+
+// dots_tile_avx2 in 16 lanes: R rows of x against K rows of w, the R x K sums in registers
+// (3 rows x 8 keys: 24 of the 32, with 3 of x and one of w), the last 16 columns or fewer
+// read under a mask.
+template <WeightType T, int R, int K>
+KVLM_AVX512 void dots_tile_avx512(const uint8_t* w, size_t row_bytes, const float* x, int n,
+                                  float* out, int ld_out) {
+  __m512 acc[R * K];
+#pragma GCC unroll 32
+  for (__m512& a : acc) a = _mm512_setzero_ps();
+  for (int j = 0; j < K; j++)
+    for (size_t b = 0; b < row_bytes; b += 64)
+      _mm_prefetch(reinterpret_cast<const char*>(w + j * row_bytes + b) + detail::kPrefetchBytes,
+                   _MM_HINT_T0);
+  auto columns = [&](int d, __mmask16 lanes) KVLM_AVX512 {
+    __m512 xs[R];
+    for (int i = 0; i < R; i++) xs[i] = load16<WeightType::F32>(x + size_t(i) * n + d, lanes);
+    for (int j = 0; j < K; j++) {
+      const __m512 row = load16<T>(row_at<T>(w, row_bytes, j) + d, lanes);
+      for (int i = 0; i < R; i++) acc[i * K + j] = _mm512_fmadd_ps(row, xs[i], acc[i * K + j]);
+    }
+  };
+  int d = 0;
+  for (; d + 16 <= n; d += 16) columns(d, 0xFFFF);
+  if (d < n) columns(d, first_lanes(n - d));
+  // Each sum's halves added, then reduced 8 sums at a time as in AVX2. (The halves taken
+  // by masked extracts: GCC 12's plain cast and extract start from an "undefined" vector
+  // that -Wuninitialized flags; the low one compiles to no instruction all the same.)
+  constexpr int kGroups = (R * K + 7) / 8;
+  float sums[8 * kGroups];
+  for (int g = 0; g < kGroups; g++) {
+    __m256 group[8];
+    for (int k = 0; k < 8; k++) {
+      const __m512 a = 8 * g + k < R * K ? acc[8 * g + k] : _mm512_setzero_ps();
+      group[k] = _mm256_add_ps(_mm512_maskz_extractf32x8_ps(0xFF, a, 0),
+                               _mm512_maskz_extractf32x8_ps(0xFF, a, 1));
+    }
+    _mm256_storeu_ps(sums + 8 * g, lane_sums(group));
+  }
+  for (int i = 0; i < R; i++)
+    for (int j = 0; j < K; j++) out[size_t(i) * ld_out + j] = sums[i * K + j];
+}
+
+template <WeightType T, int R>
+KVLM_AVX512 void dots_rows_avx512(const uint8_t* w, size_t row_bytes, int n_rows, const float* x,
+                                  int n, float* out, int ld_out) {
+  constexpr int K = R == 1 ? 16 : R == 2 ? 12 : R == 3 ? 8 : 6;
+  int j = 0;
+  for (; j + K <= n_rows; j += K)
+    dots_tile_avx512<T, R, K>(w + j * row_bytes, row_bytes, x, n, out + j, ld_out);
+  for (; j < n_rows; j++)
+    dots_tile_avx512<T, R, 1>(w + j * row_bytes, row_bytes, x, n, out + j, ld_out);
+}
+
+template <WeightType T>
+KVLM_AVX512 void dots_float_avx512(const void* w, size_t row_bytes, int n_rows, const float* x,
+                                   int n_x, int n, float* out, int ld_out) {
+  in_passes_of_4(n_x, [&](auto rows, int i) KVLM_AVX512 {
+    dots_rows_avx512<T, rows()>(static_cast<const uint8_t*>(w), row_bytes, n_rows,
+                                x + size_t(i) * n, n, out + size_t(i) * ld_out, ld_out);
+  });
+}
+
+// R rows of acc, columns [d, d + 16 * V), the last vector's `last_lanes` of them, over
+// every row of w: weighted_sums_columns_avx2 in 16 lanes (4 rows x 64 columns: 16 sums, 4
+// broadcast weights and a w vector in registers).
+template <WeightType T, int R, int V>
+KVLM_AVX512 inline void weighted_sums_columns_avx512(const uint8_t* w, size_t row_bytes,
+                                                     int n_rows, const float* p, int ld_p, int n,
+                                                     float* acc, int d, __mmask16 last_lanes) {
+  auto lanes = [&](int k) { return k == V - 1 ? last_lanes : __mmask16(0xFFFF); };
+  __m512 sums[R][V];
+  for (int i = 0; i < R; i++)
+    for (int k = 0; k < V; k++)
+      sums[i][k] = load16<WeightType::F32>(acc + size_t(i) * n + d + 16 * k, lanes(k));
+  for (int j = 0; j < n_rows; j++) {
+    const FloatBits<T>* wj = row_at<T>(w, row_bytes, j) + d;
+    __m512 weights[R];
+    for (int i = 0; i < R; i++) weights[i] = _mm512_set1_ps(p[size_t(i) * ld_p + j]);
+    for (int k = 0; k < V; k++) {
+      const __m512 row = load16<T>(wj + 16 * k, lanes(k));
+      for (int i = 0; i < R; i++) sums[i][k] = _mm512_fmadd_ps(row, weights[i], sums[i][k]);
+    }
+  }
+  for (int i = 0; i < R; i++)
+    for (int k = 0; k < V; k++)
+      _mm512_mask_storeu_ps(acc + size_t(i) * n + d + 16 * k, lanes(k), sums[i][k]);
+}
+
+template <WeightType T, int R>
+KVLM_AVX512 void weighted_sums_rows_avx512(const uint8_t* w, size_t row_bytes, int n_rows,
+                                           const float* p, int ld_p, int n, float* acc) {
+  constexpr int V = 4;
+  int d = 0;
+  for (; d + 16 * V <= n; d += 16 * V)
+    weighted_sums_columns_avx512<T, R, V>(w, row_bytes, n_rows, p, ld_p, n, acc, d, 0xFFFF);
+  for (; d < n; d += 16)
+    weighted_sums_columns_avx512<T, R, 1>(w, row_bytes, n_rows, p, ld_p, n, acc, d,
+                                          first_lanes(n - d));
+}
+
+template <WeightType T>
+KVLM_AVX512 void weighted_sums_float_avx512(const void* w, size_t row_bytes, int n_rows,
+                                            const float* p, int ld_p, int n_x, int n, float* acc) {
+  in_passes_of_4(n_x, [&](auto rows, int i) KVLM_AVX512 {
+    weighted_sums_rows_avx512<T, rows()>(static_cast<const uint8_t*>(w), row_bytes, n_rows,
+                                         p + size_t(i) * ld_p, ld_p, n, acc + size_t(i) * n);
+  });
+}
+
 // ------------------------------------------------------------------- activations
 
 // Q8_32: per block d = max |x| / 127 and q_i = x_i / d rounded to nearest (ties to even, the
@@ -578,11 +719,12 @@ KVLM_AVX2 void quantize_q8_32_avx2(const float* x, BlockQ8_32* out, int n) {
 // ------------------------------------------------------------------- dispatch
 
 template <WeightType T>
-constexpr detail::TypeKernels kFloat{dequantize_float<T>,  dot_float_scalar<T>,
-                                     dot_float_avx2<T>,     dequantize_float_avx2<T>,
-                                     nullptr,               dots_float_scalar<T>,
-                                     dots_float_avx2<T>,    weighted_sums_float_scalar<T>,
-                                     weighted_sums_float_avx2<T>};
+constexpr detail::TypeKernels kFloat{dequantize_float<T>,         dot_float_scalar<T>,
+                                     dot_float_avx2<T>,            dequantize_float_avx2<T>,
+                                     nullptr,                      dots_float_scalar<T>,
+                                     dots_float_avx2<T>,           dots_float_avx512<T>,
+                                     weighted_sums_float_scalar<T>, weighted_sums_float_avx2<T>,
+                                     weighted_sums_float_avx512<T>};
 template <class Block>
 constexpr detail::TypeKernels kBlocks{dequantize_blocks<Block>, dot_blocks_scalar<Block>,
                                       dot_blocks_avx2<Block>, dequantize_blocks_avx2<Block>,
@@ -617,7 +759,7 @@ void dequantize_row(WeightType type, const void* src, float* dst, int64_t n, Sim
     return dequantize_row(type, aligned.data(), dst, n, level);
   }
   const detail::TypeKernels& k = kernels(type);
-  (level == SimdLevel::Avx2 && k.dequantize_avx2 ? k.dequantize_avx2 : k.dequantize)(src, dst, n);
+  (level >= SimdLevel::Avx2 && k.dequantize_avx2 ? k.dequantize_avx2 : k.dequantize)(src, dst, n);
 }
 
 void dequantize_row(WeightType type, const void* src, float* dst, int64_t n) {
@@ -643,7 +785,7 @@ void quantize_activations(ActFormat format, const float* x, void* out, int n) {
   switch (format) {
     case ActFormat::F32: std::memcpy(out, x, size_t(n) * sizeof(float)); return;
     case ActFormat::Q8_32: {
-      static const auto quantize = supported_levels().back() == SimdLevel::Avx2
+      static const auto quantize = supported_levels().back() >= SimdLevel::Avx2
                                        ? quantize_q8_32_avx2
                                        : quantize_q8_32_scalar;
       return quantize(x, static_cast<BlockQ8_32*>(out), n);
@@ -653,7 +795,12 @@ void quantize_activations(ActFormat format, const float* x, void* out, int n) {
 }
 
 const char* simd_level_name(SimdLevel level) {
-  return level == SimdLevel::Avx2 ? "avx2" : "scalar";
+  switch (level) {
+    case SimdLevel::Scalar: return "scalar";
+    case SimdLevel::Avx2: return "avx2";
+    case SimdLevel::Avx512: return "avx512";
+  }
+  std::abort();
 }
 
 std::vector<SimdLevel> supported_levels() {
@@ -661,13 +808,17 @@ std::vector<SimdLevel> supported_levels() {
   __builtin_cpu_init();
   // The AVX2 kernels also convert scales with F16C, which every CPU with AVX2 and FMA has
   // (and which clang's __builtin_cpu_supports cannot name).
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) levels.push_back(SimdLevel::Avx2);
+  if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return levels;
+  levels.push_back(SimdLevel::Avx2);
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl"))
+    levels.push_back(SimdLevel::Avx512);
   return levels;
 }
 
 DotFn dot_function(WeightType type, SimdLevel level) {
   const detail::TypeKernels& k = kernels(type);
-  return level == SimdLevel::Avx2 && k.avx2 ? k.avx2 : k.scalar;
+  return level >= SimdLevel::Avx2 && k.avx2 ? k.avx2 : k.scalar;
 }
 
 DotFn dot_function(WeightType type) {
@@ -676,23 +827,26 @@ DotFn dot_function(WeightType type) {
 }
 
 DotRowsFn dot_rows_function(WeightType type, SimdLevel level) {
-  return level == SimdLevel::Avx2 ? kernels(type).avx2_rows : nullptr;
+  return level >= SimdLevel::Avx2 ? kernels(type).avx2_rows : nullptr;
 }
 
-// A float type's kernel (the members scalar and avx2 of TypeKernels) at `level`.
+// A float type's kernel at `level`: the widest of its versions (members of TypeKernels)
+// that the level runs.
 template <class Fn>
 Fn float_kernel(const char* name, WeightType type, SimdLevel level,
-                Fn detail::TypeKernels::*scalar, Fn detail::TypeKernels::*avx2) {
+                Fn detail::TypeKernels::*scalar, Fn detail::TypeKernels::*avx2,
+                Fn detail::TypeKernels::*avx512) {
   const detail::TypeKernels& k = kernels(type);
   if (!(k.*scalar))
     throw std::invalid_argument(std::string(name) + ": " + weight_type_name(type) +
                                 " is not a float type");
-  return level == SimdLevel::Avx2 && k.*avx2 ? k.*avx2 : k.*scalar;
+  if (level >= SimdLevel::Avx512 && k.*avx512) return k.*avx512;
+  return level >= SimdLevel::Avx2 && k.*avx2 ? k.*avx2 : k.*scalar;
 }
 
 DotsFn dots_function(WeightType type, SimdLevel level) {
   return float_kernel("dots_function", type, level, &detail::TypeKernels::dots_scalar,
-                      &detail::TypeKernels::dots_avx2);
+                      &detail::TypeKernels::dots_avx2, &detail::TypeKernels::dots_avx512);
 }
 
 DotsFn dots_function(WeightType type) {
@@ -703,7 +857,8 @@ DotsFn dots_function(WeightType type) {
 WeightedSumsFn weighted_sums_function(WeightType type, SimdLevel level) {
   return float_kernel("weighted_sums_function", type, level,
                       &detail::TypeKernels::weighted_sums_scalar,
-                      &detail::TypeKernels::weighted_sums_avx2);
+                      &detail::TypeKernels::weighted_sums_avx2,
+                      &detail::TypeKernels::weighted_sums_avx512);
 }
 
 WeightedSumsFn weighted_sums_function(WeightType type) {

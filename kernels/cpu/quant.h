@@ -30,8 +30,9 @@ void quantize_activations(ActFormat format, const float* x, void* out, int n);
 // of activations in act_format(type). n is a whole number of blocks.
 using DotFn = float (*)(const void* w, const void* x, int n);
 
-// The instruction sets a dot product is written for, narrowest first.
-enum class SimdLevel { Scalar, Avx2 };
+// The instruction sets a dot product is written for, narrowest first. Avx2 is AVX2 with FMA
+// and F16C; Avx512 adds AVX-512 F, BW, DQ and VL.
+enum class SimdLevel { Scalar, Avx2, Avx512 };
 const char* simd_level_name(SimdLevel level);
 // The levels this CPU can run (always Scalar first).
 std::vector<SimdLevel> supported_levels();

@@ -13,8 +13,9 @@ struct TypeKernels {
   void (*dequantize_avx2)(const void* src, float* dst, int64_t n);
   DotRowsFn avx2_rows = nullptr;  // kDotRows rows at once with AVX2, where written
   // The float types' dots_function and weighted_sums_function.
-  DotsFn dots_scalar = nullptr, dots_avx2 = nullptr;
-  WeightedSumsFn weighted_sums_scalar = nullptr, weighted_sums_avx2 = nullptr;
+  DotsFn dots_scalar = nullptr, dots_avx2 = nullptr, dots_avx512 = nullptr;
+  WeightedSumsFn weighted_sums_scalar = nullptr, weighted_sums_avx2 = nullptr,
+                 weighted_sums_avx512 = nullptr;
 };
 
 // How far ahead of the bytes being read the decode kernels ask for weights: about the
