@@ -389,8 +389,9 @@ INSTANTIATE_TEST_SUITE_P(, QuantDot, testing::ValuesIn(kAllTypes), type_param_na
 // ------------------------------------------------------------------- many rows at once
 
 // dots_function: every (x row, w row) pair is the one-row dot product. 1-9 x rows reach
-// every pass of up to 4 rows and its tail; 1-17 w rows every tile of 2, 4, 6 or 8 rows and
-// its tail; the lengths (head dims) every tail of 8 elements. The w rows lie apart, x's rows n floats
+// every pass of up to 4 rows and its tail; 1-17 w rows every tile of 2, 4, 6 or 8 rows
+// (AVX2) or 6, 8, 12 or 16 (AVX-512) and its tail; the lengths (head dims) every tail of 8
+// elements, and of 16 under AVX-512's masks. The w rows lie apart, x's rows n floats
 // apart, out's rows wider than the w rows it gets.
 class QuantDots : public testing::TestWithParam<WeightType> {};
 
@@ -433,7 +434,8 @@ TEST_P(QuantDots, EveryPairIsTheDotProduct) {
 
 // weighted_sums_function: each output is acc plus the weighted sum of the rows, in double
 // within float rounding of the sum of magnitudes; the same sizes as above (n: passes of
-// 64, 32 and 16 columns and every tail of 8), and p's rows wider than the w rows they weigh.
+// 64, 32 and 16 columns and every tail of 8, or under AVX-512 passes of 64 and 16 and tails
+// under a mask), and p's rows wider than the w rows they weigh.
 TEST_P(QuantDots, WeightedSumsAddTheWeightedRows) {
   const WeightType type = GetParam();
   std::mt19937 rng(16);
