@@ -164,7 +164,8 @@ constexpr float kLog2e = 1.4426950408889634f;
 // partials are scratch that cuda_scratch_bytes plans for.
 constexpr int kDecodeMinChunk = 64;
 
-__device__ inline float warp_sum(float v) {
+template <class T>
+__device__ inline T warp_sum(T v) {
   for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
   return v;
 }
@@ -176,14 +177,15 @@ __device__ inline float warp_max(float v) {
 }
 
 // The sum over a block (blockDim.x a multiple of 32), returned to every thread.
-// `shared` holds one float per warp.
-__device__ inline float block_sum(float v, float* shared) {
+// `shared` holds one value per warp.
+template <class T>
+__device__ inline T block_sum(T v, T* shared) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n_warps = blockDim.x >> 5;
   v = warp_sum(v);
   __syncthreads();  // an earlier call may still be reading `shared`
   if (lane == 0) shared[warp] = v;
   __syncthreads();
-  return warp_sum(lane < n_warps ? shared[lane] : 0.0f);
+  return warp_sum(lane < n_warps ? shared[lane] : T(0));
 }
 
 __device__ inline float to_float(float v) { return v; }

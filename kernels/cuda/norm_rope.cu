@@ -9,17 +9,19 @@ namespace {
 constexpr int kNormThreads = 256;
 
 // One block per row; with `y`, x += y first (each thread adds the elements it then reads).
+// The sum of squares is taken in double and the scale as 1 / sqrt, as the CPU twin does, so
+// the two differ only by the order of the additions.
 __global__ void rmsnorm_kernel(float* out, float* x, const float* y, const float* weight, int dim,
                                float eps) {
-  __shared__ float partial[kNormThreads / 32];
+  __shared__ double partial[kNormThreads / 32];
   float* xt = x + size_t(blockIdx.x) * dim;
   float* ot = out + size_t(blockIdx.x) * dim;
-  float sum_sq = 0;
+  double sum_sq = 0;
   for (int i = threadIdx.x; i < dim; i += blockDim.x) {
     if (y) xt[i] += y[size_t(blockIdx.x) * dim + i];
-    sum_sq += xt[i] * xt[i];
+    sum_sq += double(xt[i]) * xt[i];
   }
-  const float scale = rsqrtf(block_sum(sum_sq, partial) / dim + eps);
+  const float scale = 1.0f / sqrtf(float(block_sum(sum_sq, partial) / dim) + eps);
   for (int i = threadIdx.x; i < dim; i += blockDim.x) ot[i] = xt[i] * scale * weight[i];
 }
 
