@@ -192,8 +192,7 @@ int run_command(const RuntimeOptions& rt, const RunOptions& o) {
 }
 
 int info_command(const RuntimeOptions& rt) {
-  std::string path = rt.model_path.empty() ? default_model_path() : rt.model_path;
-  ModelFile f(path);
+  ModelFile f(model_path(rt.model_path));
   const ModelConfig& c = f.config();
   std::printf("file        %s (%s, %s)\n", f.path().c_str(), f.format().c_str(),
               format_bytes(f.file_bytes()).c_str());

@@ -27,7 +27,8 @@ void add_runtime_flags(CLI::App* cmd, RuntimeOptions& rt, DeviceFlags& dev, bool
   cmd->add_option("-m,--model", rt.model_path,
                   "GGUF file or Hugging Face directory (config.json + safetensors) (default: "
                   "$KVLM_MODEL, else the fetched default model "
-                  "weights/SmolLM2-135M-Instruct.Q4_1.gguf)");
+                  "weights/SmolLM2-135M-Instruct.Q4_1.gguf, looked for in the working "
+                  "directory, then beside this executable)");
   cmd->add_option("-c,--ctx-size", rt.ctx_size, "maximum context in tokens (default: the model's)")
       ->check(CLI::Range(1, 1 << 24));
   if (with_kv)

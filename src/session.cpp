@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <unistd.h>
@@ -27,9 +28,20 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
 }
 }  // namespace
 
-std::string default_model_path() {
+std::string model_path(const std::string& model_flag) {
+  if (!model_flag.empty()) return model_flag;
   if (const char* env = std::getenv("KVLM_MODEL")) return env;
-  return "weights/SmolLM2-135M-Instruct.Q4_1.gguf";
+  // The fetched default model sits in the repository's weights/, beside ./kvlm: found from
+  // the working directory or, when kvlm runs from elsewhere, from the executable's own.
+  const std::filesystem::path fetched = "weights/SmolLM2-135M-Instruct.Q4_1.gguf";
+  if (std::filesystem::exists(fetched)) return fetched;
+  std::error_code error;
+  const auto beside_executable =
+      std::filesystem::read_symlink("/proc/self/exe", error).parent_path() / fetched;
+  if (!error && std::filesystem::exists(beside_executable)) return beside_executable;
+  throw std::runtime_error(fetched.string() +
+                           ": the default model is not here; fetch it with `make model` "
+                           "(or weights/get-default.sh), or pass --model PATH");
 }
 
 std::string kv_stats_text(const KVCache& cache, const KVStrategy& strategy) {
@@ -85,10 +97,7 @@ size_t huge_page_bytes() {
 
 Session::Session(const RuntimeOptions& options)
     : progress_(options.progress), template_name_(options.chat_template) {
-  std::string path = options.model_path.empty() ? default_model_path() : options.model_path;
-  if (options.model_path.empty() && !std::ifstream(path))
-    throw std::runtime_error(path + ": the default model is not here; fetch it with `make model` "
-                             "(or weights/get-default.sh), or pass --model PATH");
+  const std::string path = model_path(options.model_path);
   const KVSpec kv = KVSpec::parse(options.kv);
   make_strategy(kv);  // a bad spec fails before the model loads
   auto start = std::chrono::steady_clock::now();

@@ -41,7 +41,9 @@ struct GenerationStats {
   double decode_tokens_per_second() const { return decode_seconds > 0 ? generated_tokens / decode_seconds : 0; }
 };
 
-std::string default_model_path();
+// The model to load: --model when given, else $KVLM_MODEL, else the fetched default model
+// (throws, saying how to fetch it, when it is not there).
+std::string model_path(const std::string& model_flag);
 
 class Session {
  public:

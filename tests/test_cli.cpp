@@ -202,6 +202,33 @@ TEST(Cli, BadModelFilesGiveOneLineErrors) {
   fs::remove_all(dir);
 }
 
+// Without --model or $KVLM_MODEL, kvlm looks for the fetched default model in weights/ of
+// the working directory, then beside its own executable, so ./kvlm also runs from elsewhere;
+// with neither, it says how to fetch it.
+TEST(Cli, TheDefaultModelIsFoundBesideTheExecutable) {
+  const char* bin = std::getenv("KVLM_BIN");
+  const fs::path install = fs::temp_directory_path() / ("kvlm_install_" + std::to_string(::getpid()));
+  const fs::path elsewhere = install / "elsewhere";
+  fs::create_directories(elsewhere);
+  fs::copy_file(bin ? bin : "./kvlm", install / "kvlm");
+  auto info = [&] {
+    const std::string cmd = "cd " + quote(elsewhere.string()) + " && env -u KVLM_MODEL " +
+                            quote((install / "kvlm").string()) + " info > out 2> err";
+    const int raw = std::system(cmd.c_str());
+    return Result{WIFEXITED(raw) ? WEXITSTATUS(raw) : -1, slurp(elsewhere / "out"),
+                  slurp(elsewhere / "err")};
+  };
+  expect_error(info(), 1, "weights/SmolLM2-135M-Instruct.Q4_1.gguf: the default model is not "
+                          "here; fetch it with `make model`");
+  const fs::path fetched = install / "weights/SmolLM2-135M-Instruct.Q4_1.gguf";
+  fs::create_directories(fetched.parent_path());
+  fs::copy_file(test::data_path("quant_models/tiny256-Q4_K.gguf"), fetched);
+  const Result r = info();
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("file        " + fetched.string()), std::string::npos) << r.out;
+  fs::remove_all(install);
+}
+
 TEST(Cli, BadFlagsAreUsageErrors) {
   expect_error(kvlm("run -p hi --kv nosuch"), 2, "unknown method 'nosuch'");
   expect_error(kvlm("run -p hi --kv snapkv:budget=abc"), 2, "budget=abc");
