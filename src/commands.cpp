@@ -152,12 +152,14 @@ int run_command(const RuntimeOptions& rt, const RunOptions& o) {
     }, after_prefill);
     std::fputs("\n", stdout);
     std::fflush(stdout);
+    if (st.context_full)  // said even without --stats: the answer was cut, not finished
+      std::fprintf(stderr, "kvlm: stopped after %d tokens: the context of %d tokens is full "
+                   "(-c/--ctx-size raises it)\n", st.generated_tokens, session.ctx_size());
     KVStats kv = session.cache().stats();
     if (o.stats) {
-      std::fprintf(stderr, "prompt %d tokens in %.2f s (%.1f tok/s); generated %d tokens in %.2f s (%.2f tok/s)%s\n",
+      std::fprintf(stderr, "prompt %d tokens in %.2f s (%.1f tok/s); generated %d tokens in %.2f s (%.2f tok/s)\n",
                    st.prompt_tokens, st.prefill_seconds, st.prefill_tokens_per_second(),
-                   st.generated_tokens, st.decode_seconds, st.decode_tokens_per_second(),
-                   st.context_full ? "; stopped: context full" : "");
+                   st.generated_tokens, st.decode_seconds, st.decode_tokens_per_second());
       std::fputs(kv_stats_text(session.cache(), session.strategy()).c_str(), stderr);
     }
     runs.push_back({{"prompt_tokens", st.prompt_tokens},
@@ -165,6 +167,7 @@ int run_command(const RuntimeOptions& rt, const RunOptions& o) {
                     {"prefill_seconds", st.prefill_seconds},
                     {"decode_seconds", st.decode_seconds},
                     {"stopped_at_end_token", st.hit_end},
+                    {"stopped_at_full_context", st.context_full},
                     {"kv_method", session.strategy().name()},
                     {"kv_report", session.strategy().report()},
                     {"kv_bytes_held", kv.bytes_held},

@@ -358,6 +358,27 @@ TEST(Cli, RunWritesStatsJson) {
   fs::remove(out);
 }
 
+// An answer cut by a full context says so on stderr (exit 0: it is an answer, not an
+// error) and in --json; one that ends at its token limit says nothing.
+TEST(Cli, RunSaysWhenTheContextCutTheAnswer) {
+  const std::string tiny = "run -m " + test::data_path("quant_models/tiny256-Q4_K.gguf") +
+                           " --temp 0 -p hi ";
+  const fs::path out = fs::temp_directory_path() / ("kvlm_cli_cut_" + std::to_string(::getpid()) + ".json");
+  Result r = kvlm(tiny + "-c 6 -n 20 --json " + out.string());
+  ASSERT_EQ(r.status, 0) << r.err;
+  const nlohmann::json cut = nlohmann::json::parse(slurp(out));
+  const int generated = cut["generated_tokens"];
+  EXPECT_EQ(cut["prompt_tokens"].get<int>() + generated, 6);
+  EXPECT_TRUE(cut["stopped_at_full_context"]);
+  EXPECT_NE(r.err.find("stopped after " + std::to_string(generated) +
+                       " tokens: the context of 6 tokens is full"), std::string::npos) << r.err;
+  r = kvlm(tiny + "-c 64 -n 2 --json " + out.string());
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_FALSE(nlohmann::json::parse(slurp(out))["stopped_at_full_context"]);
+  EXPECT_EQ(r.err.find("stopped after"), std::string::npos) << r.err;
+  fs::remove(out);
+}
+
 // --dump-kept: per method, layer and KV head, the kept original positions; snapkv keeps
 // its budget per head, the observation window among them; -v adds the tokens' text.
 TEST(Cli, DumpKeptWritesEveryHeadsKeptPositions) {
