@@ -59,13 +59,23 @@ std::string kv_stats_text(const KVCache& cache, const KVStrategy& strategy) {
                   format_bytes(st.bytes_scratch).c_str());
     text += line;
   }
-  for (size_t l = 0; l < st.lengths.size(); l++) {
+  // One line per run of layers that keep alike: most methods keep the same everywhere.
+  auto kept_text = [&](size_t l) {
     int lo = st.lengths[l][0], hi = lo;
     double sum = 0;
     for (int len : st.lengths[l]) lo = std::min(lo, len), hi = std::max(hi, len), sum += len;
-    std::snprintf(line, sizeof line, "  layer %2zu: kept min %d / mean %.1f / max %d\n", l, lo,
+    std::snprintf(line, sizeof line, "kept min %d / mean %.1f / max %d\n", lo,
                   sum / st.lengths[l].size(), hi);
-    text += line;
+    return std::string(line);
+  };
+  for (size_t first = 0, end; first < st.lengths.size(); first = end) {
+    const std::string kept = kept_text(first);
+    for (end = first + 1; end < st.lengths.size() && kept_text(end) == kept;) end++;
+    if (end - first == 1)
+      std::snprintf(line, sizeof line, "  layer  %2zu: ", first);
+    else
+      std::snprintf(line, sizeof line, "  layers %2zu-%zu: ", first, end - 1);
+    text += line + kept;
   }
   return text + strategy.report();
 }
