@@ -200,8 +200,9 @@ int info_command(const RuntimeOptions& rt) {
   std::printf("file        %s (%s, %s)\n", f.path().c_str(), f.format().c_str(),
               format_bytes(f.file_bytes()).c_str());
   std::printf("loader      %s\n", f.loader_reason().c_str());
-  std::printf("model       %s, llama architecture, %.1fM parameters\n", c.name.c_str(),
-              f.parameter_count() / 1e6);
+  std::printf("model       %s, llama architecture, %s parameters (%llu)\n", c.name.c_str(),
+              format_count(double(f.parameter_count())).c_str(),
+              static_cast<unsigned long long>(f.parameter_count()));
   std::printf("layers      %d\nhidden      %d\nheads       %d query, %d kv (GQA group %d), head dim %d\n",
               c.n_layers, c.dim, c.n_heads, c.n_kv_heads, c.group(), c.head_dim);
   std::printf("ffn         %d (SwiGLU)\nvocab       %d\ncontext     %d tokens (trained)\n",

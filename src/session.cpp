@@ -138,8 +138,9 @@ Session::Session(const RuntimeOptions& options)
   cache_ = model_->make_cache(ctx, options.device.kv);
   set_strategy(kv);
   if (!options.quiet)
-    std::fprintf(stderr, "kvlm: %s (%s, %.0fM params, %d layers) on %s, ctx %d, kv %s, loaded in %.1f s\n",
-                 path.c_str(), file_->format().c_str(), file_->parameter_count() / 1e6, c.n_layers,
+    std::fprintf(stderr, "kvlm: %s (%s, %s params, %d layers) on %s, ctx %d, kv %s, loaded in %.1f s\n",
+                 path.c_str(), file_->format().c_str(),
+                 format_count(double(file_->parameter_count())).c_str(), c.n_layers,
                  backend_->name().c_str(), ctx, strategy_->name().c_str(), seconds_since(start));
 }
 

@@ -313,7 +313,7 @@ TEST(Cli, InfoPrintsTheMemoryPlanOfARandomModel) {
   ASSERT_EQ(r.status, 0) << r.err;
   // 6.74e9 weights x 2 bytes = 12.6 GiB; the f16 KV cache (the default) holds 2 x 32
   // layers x 4096 values x 2 bytes = 0.5 MiB per token, 2 GiB at 4096 tokens; f32 twice that.
-  for (const char* s : {"6738.4M parameters", "plan on cuda at ctx 4096 (KV cache f16", "12.6 GiB",
+  for (const char* s : {"6.74B parameters (6738415616)", "plan on cuda at ctx 4096 (KV cache f16", "12.6 GiB",
                         "f16, 512.0 KiB per token", "2.0 GiB", "total"})
     EXPECT_NE(r.out.find(s), std::string::npos) << s << " in\n" << r.out;
   r = kvlm("info --model random:llama2-7b --device cuda --kv-dtype f32 -c 4096");

@@ -50,6 +50,10 @@ TEST(TextFormat, BytesTakeBinaryUnits) {
   EXPECT_EQ(format_bytes(1024), "1.0 KiB");
   EXPECT_EQ(format_bytes(12.5 * 1024 * 1024), "12.5 MiB");
   EXPECT_EQ(format_bytes(3.0 * 1024 * 1024 * 1024 * 1024 * 1024), "3072.0 TiB");
+  EXPECT_EQ(format_count(512), "512");
+  EXPECT_EQ(format_count(74236), "74.2K");
+  EXPECT_EQ(format_count(134515008), "135M");
+  EXPECT_EQ(format_count(8030261248), "8.03B");
 }
 
 TEST(TextFormat, NumbersPrintAsShortAsTheyReadBack) {

@@ -23,6 +23,15 @@ std::string format_bytes(double bytes) {
   return buf;
 }
 
+std::string format_count(double n) {
+  const char* units[] = {"", "K", "M", "B", "T"};
+  int u = 0;
+  while (n >= 1000 && u < 4) n /= 1000, u++;
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.*f%s", u == 0 || n >= 100 ? 0 : n >= 10 ? 1 : 2, n, units[u]);
+  return buf;
+}
+
 namespace {
 template <class Float>
 std::string shortest(Float x) {

@@ -27,6 +27,7 @@ std::string join(const Items& items, std::string_view separator, Text text = {})
 }
 
 std::string format_bytes(double bytes);  // "12.5 MiB", "512 B"
+std::string format_count(double n);      // "74.2K", "135M", "8.03B", "512": 3 digits or more
 
 // The shortest text that reads back as the same number, of the caller's type: 0.95f gives
 // "0.95" (as a double it is 0.949999988079071).
