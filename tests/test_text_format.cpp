@@ -54,6 +54,9 @@ TEST(TextFormat, BytesTakeBinaryUnits) {
   EXPECT_EQ(format_count(74236), "74.2K");
   EXPECT_EQ(format_count(134515008), "135M");
   EXPECT_EQ(format_count(8030261248), "8.03B");
+  EXPECT_EQ(format_count(999600), "1.00M") << "rounding carries into the next unit";
+  EXPECT_EQ(format_count(99960), "100K");
+  EXPECT_EQ(format_count(9996), "10.0K");
 }
 
 TEST(TextFormat, NumbersPrintAsShortAsTheyReadBack) {

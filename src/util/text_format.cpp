@@ -26,9 +26,10 @@ std::string format_bytes(double bytes) {
 std::string format_count(double n) {
   const char* units[] = {"", "K", "M", "B", "T"};
   int u = 0;
-  while (n >= 1000 && u < 4) n /= 1000, u++;
+  while (n >= 999.5 && u < 4) n /= 1000, u++;  // 999.6K prints as 1.00M, not 1000K
   char buf[32];
-  std::snprintf(buf, sizeof buf, "%.*f%s", u == 0 || n >= 100 ? 0 : n >= 10 ? 1 : 2, n, units[u]);
+  std::snprintf(buf, sizeof buf, "%.*f%s", u == 0 || n >= 99.95 ? 0 : n >= 9.995 ? 1 : 2, n,
+                units[u]);
   return buf;
 }
 
