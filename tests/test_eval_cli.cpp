@@ -182,6 +182,8 @@ TEST(EvalCli, BadEvalInputFailsBeforeWorkAndLeavesNoFiles) {
   expect_error(kvlm("passkey --ctx abc" + json), 2, "--ctx abc");
   expect_error(kvlm("sweep --kv-list snapkv:budget=64" + json), 2, "the budget comes from --budgets");
   expect_error(kvlm("sweep --budgets 64,lots" + json), 2, "--budgets lots");
+  expect_error(kvlm("sweep --budgets 0,64" + json), 2, "--budgets 0: a budget keeps at least one token");
+  expect_error(kvlm("sweep --budgets 64,budget=00" + json), 2, "--budgets budget=00: a budget");
   expect_error(kvlm("sweep --task needle:nope" + json), 2, "unknown task");
   expect_error(kvlm("passkey --kv nosuch" + json), 2, "unknown method 'nosuch'");
   expect_error(kvlm("passkey --query-mode sideways" + json), 2, "--query-mode");

@@ -63,12 +63,19 @@ std::vector<Sentence> read_haystack(const std::string& path) {
   return sentences;
 }
 
-// "64" -> budget=64; "budget=64" and "ratio=0.25" as they are.
+// "64" -> budget=64; "budget=64" and "ratio=0.25" as they are. A budget that no method can
+// take (0) is refused here; one that only some methods refuse leaves those out (below).
 std::pair<std::string, std::string> budget_param(const std::string& item) {
+  auto checked = [&](std::string key, std::string value) {
+    if (key == "budget" && !value.empty() && value.find_first_not_of('0') == std::string::npos)
+      throw std::invalid_argument("--budgets " + item + ": a budget keeps at least one token");
+    return std::pair{key, value};
+  };
   for (const std::string key : {"budget", "ratio"})
     if (item.size() > key.size() && item.compare(0, key.size(), key) == 0 && item[key.size()] == '=')
-      return {key, item.substr(key.size() + 1)};
-  if (!item.empty() && item.find_first_not_of("0123456789") == std::string::npos) return {"budget", item};
+      return checked(key, item.substr(key.size() + 1));
+  if (!item.empty() && item.find_first_not_of("0123456789") == std::string::npos)
+    return checked("budget", item);
   throw std::invalid_argument("--budgets " + item + ": give a token count (64), budget=N or ratio=R");
 }
 
