@@ -201,7 +201,10 @@ TEST(EvalCli, BadEvalInputFailsBeforeWorkAndLeavesNoFiles) {
     expect_error(kvlm("passkey " + model_flag() + " --ctx 16k" + json), 2,
                  "--ctx 16384 exceeds the model's context of 8192 tokens");
     expect_error(kvlm("needle " + model_flag() + " --ctx-list 1k,64k" + json), 2, "--ctx-list 65536");
-    expect_error(kvlm("passkey " + model_flag() + " --ctx 40" + json), 2, "too short for passkey");
+    const Result short_ctx = kvlm("passkey " + model_flag() + " --ctx 40" + json);
+    expect_error(short_ctx, 2, "--ctx 40 is too short for passkey");
+    EXPECT_EQ(short_ctx.err.find("; model "), std::string::npos)
+        << "refused before the run's banner:\n" << short_ctx.err;
   }
   EXPECT_TRUE(fs::is_empty(dir)) << "no output file, complete or partial";
   fs::remove_all(dir);

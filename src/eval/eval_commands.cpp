@@ -380,6 +380,9 @@ int eval_command(EvalCommand command, RuntimeOptions rt, const EvalOptions& o) {
   const Framing framing = task_framing(session, o.chat);
   const bool chat = !framing.before_user.empty();
   const PromptBuilder builder(session.tokenizer(), framing, task, o.seed, haystack);
+  // A context too short for the task's own text is refused before the banner: one trial's
+  // prompt at the shortest length (others differ only in the needles' digits and words).
+  builder.build(*std::min_element(grid.ctx_list.begin(), grid.ctx_list.end()), 0.0, 0);
   const std::string title = describe(command, o, task, grid, chat);
   std::fprintf(stderr, "%s: %s; model %s\n", name.c_str(), title.c_str(), session.file().path().c_str());
   if (grid.methods.size() > 1)
