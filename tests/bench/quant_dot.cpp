@@ -1,7 +1,7 @@
 // Matrix-vector speed of the CPU dot products (kernels/cpu/quant.h): every row of a random
 // weight matrix against one quantised input row, as in a decode step. Two sizes: 1536 rows
 // stay in L2 (the kernel's arithmetic), 262144 rows (90-300 MB) stream from memory, past
-// any L3. Both on one thread, then split across every core as decode runs, whose streams
+// any L3 (for the k-quants, rows of 2048: 512 and 65536). Both on one thread, then split across every core as decode runs, whose streams
 // share the memory bus. Prints GB/s of weights read and ns per row, the best of several
 // passes. Built by name:
 //
@@ -73,25 +73,28 @@ void bench(WeightType type, SimdLevel level, int rows, int cols, int threads,
               best / (per_thread * threads) * 1e9);
 }
 
-void bench_quantize(int cols) {
+void bench_quantize(ActFormat format, int cols) {
   std::vector<float> x(cols, 0.5f);
-  std::vector<uint8_t> xq(act_row_bytes(ActFormat::Q8_32, cols));
+  std::vector<uint8_t> xq(act_row_bytes(format, cols));
   const int reps = 1000;
   double best = 1e9;
   for (int pass = 0; pass < 100; pass++) {
     const Clock::time_point start = Clock::now();
     for (int r = 0; r < reps; r++) {
       x[r % cols] += 1e-3f;  // a new input each time
-      quantize_activations(ActFormat::Q8_32, x.data(), xq.data(), cols);
+      quantize_activations(format, x.data(), xq.data(), cols);
     }
     best = std::min(best, seconds_since(start) / reps);
   }
-  std::printf("quantize_activations Q8_32, %d floats: %.0f ns\n", cols, best * 1e9);
+  std::printf("quantize_activations %s, %d floats: %.0f ns\n",
+              format == ActFormat::Q8_32 ? "Q8_32" : "Q8_256", cols, best * 1e9);
 }
 
 int main() {
-  bench_quantize(576);
-  bench_quantize(1536);
+  bench_quantize(ActFormat::Q8_32, 576);
+  bench_quantize(ActFormat::Q8_32, 1536);
+  bench_quantize(ActFormat::Q8_256, 2048);
+  bench_quantize(ActFormat::Q8_256, 5632);
   const int cores = std::max(1u, std::thread::hardware_concurrency());
   const SimdLevel widest = supported_levels().back();
   // In cache on one thread (the kernel's arithmetic), then from memory on one and on every
@@ -106,4 +109,10 @@ int main() {
       for (bool rows_at_once : {false, true}) sizes(type, level, rows_at_once);
   sizes(WeightType::F16, widest, false);
   bench(WeightType::F32, widest, 1536, 576, 1);
+  // The k-quants of a Q4_K_M file, on rows of 2048 (eight super-blocks; the default model's
+  // 576 is not a multiple of 256): 512 rows in L2, 65536 (75 and 110 MB) from memory.
+  for (WeightType type : {WeightType::Q4_K, WeightType::Q6_K}) {
+    bench(type, widest, 512, 2048, 1);
+    for (int threads : {1, cores}) bench(type, widest, 65536, 2048, threads);
+  }
 }

@@ -9,7 +9,9 @@
 # against `kvlm bench --prompt-len 16|512|2048 --gen 64` (whose prefill runs give the
 # prefill rows too). Both keep their default KV cache (f16) and attention (llama-bench's
 # flash attention on auto). THREADS (default 2) sets -t for both; KVLM (default
-# build/release/kvlm) the kvlm binary. tests/bench/build_llamacpp.sh builds llama-bench.
+# build/release/kvlm) the kvlm binary; DEPTHS (default "16 512 2048") the decode depths,
+# all but the first also the prefill lengths (a model trained on 2048 tokens takes
+# "16 512 1024"). tests/bench/build_llamacpp.sh builds llama-bench.
 set -euo pipefail
 
 if [ $# -lt 1 ]; then
@@ -19,6 +21,9 @@ fi
 model=$1
 pairs=${2:-5}
 threads=${THREADS:-2}
+read -r -a depths <<<"${DEPTHS:-16 512 2048}"
+prefill_lengths=$(IFS=,; echo "${depths[*]:1}")
+decode_depths=$(IFS=,; echo "${depths[*]}")
 root=$(cd "$(dirname "$0")/../.." && pwd)
 kvlm=${KVLM:-$root/build/release/kvlm}
 llama_bench=$root/build/llamacpp/cmake/bin/llama-bench
@@ -35,8 +40,8 @@ trap 'rm -rf "$work"' EXIT
 results=$work/results.txt  # lines: "tool test tokens_per_s"
 
 run_llamacpp() {
-  "$llama_bench" -m "$model" -t "$threads" -r 1 -o json -p 512,2048 -n 0 >"$work/lp.json" 2>/dev/null
-  "$llama_bench" -m "$model" -t "$threads" -r 1 -o json -p 0 -n 64 -d 16,512,2048 >"$work/lg.json" 2>/dev/null
+  "$llama_bench" -m "$model" -t "$threads" -r 1 -o json -p "$prefill_lengths" -n 0 >"$work/lp.json" 2>/dev/null
+  "$llama_bench" -m "$model" -t "$threads" -r 1 -o json -p 0 -n 64 -d "$decode_depths" >"$work/lg.json" 2>/dev/null
   python3 - "$work/lp.json" "$work/lg.json" >>"$results" <<'PY'
 import json, sys
 for path in sys.argv[1:]:
@@ -47,15 +52,15 @@ PY
 }
 
 run_kvlm() {
-  for depth in 16 512 2048; do
+  for depth in "${depths[@]}"; do
     "$kvlm" bench -q -m "$model" --device cpu -t "$threads" --prompt-len "$depth" --gen 64 \
       --json "$work/k.json" >/dev/null 2>&1
-    python3 - "$work/k.json" "$depth" "$work/huge_pages" >>"$results" <<'PY'
+    python3 - "$work/k.json" "$depth" "$work/huge_pages" "${depths[0]}" >>"$results" <<'PY'
 import json, sys
 doc = json.load(open(sys.argv[1]))
 r, depth = doc["results"][0], sys.argv[2]
 open(sys.argv[3], "w").write(f"{doc['huge_page_bytes'] / 2**20:.0f} MiB")
-if depth != "16":
+if depth != sys.argv[4]:
     print("kvlm", f"pp{depth}", r["prefill_tokens_per_s"])
 print("kvlm", f"tg64_@_d{depth}", r["decode_tokens_per_s"])
 PY
@@ -80,10 +85,10 @@ done
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 echo "kvlm's last run held $(cat "$work/huge_pages") in 2 MiB pages" >&2
 
-python3 - "$results" "$model" "$threads" "$pairs" <<'PY'
+python3 - "$results" "$model" "$threads" "$pairs" "${depths[@]}" <<'PY'
 import statistics, sys
 from collections import defaultdict
-path, model, threads, pairs = sys.argv[1:]
+path, model, threads, pairs, *depths = sys.argv[1:]
 runs = defaultdict(list)
 for line in open(path):
     tool, test, tps = line.split()
@@ -92,7 +97,7 @@ print(f"{model}, -t {threads}, medians of {pairs} alternating pairs (tokens/s; r
 print("| test | llama.cpp | kvlm | kvlm / llama.cpp |")
 print("|---|---:|---:|---:|")
 cell = lambda v: f"{statistics.median(v):.1f} ({min(v):.1f}-{max(v):.1f})"
-for test in ["pp512", "pp2048", "tg64 @ d16", "tg64 @ d512", "tg64 @ d2048"]:
+for test in [f"pp{d}" for d in depths[1:]] + [f"tg64 @ d{d}" for d in depths]:
     ours, theirs = runs["kvlm", test], runs["llama.cpp", test]
     ratio = statistics.median(ours) / statistics.median(theirs)
     print(f"| {test} | {cell(theirs)} | {cell(ours)} | {ratio:.2f} |")
