@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "kernels/cpu/quant.h"
+#include "kernels/cpu/quant_impl.h"
 #include "kernels/quant_blocks.h"
 #include "model/dequant.h"
 #include "tests/random_weights.h"
@@ -220,46 +221,85 @@ TEST(QuantActivations, Q8_32RoundsEachBlockAndSumsIt) {
 
 // The definition, one value at a time: d = max |x| / 127 and q = x / d rounded to nearest,
 // ties to even, within +-127 (which only binds when d is subnormal). Whichever CPU level
-// runs must write exactly these bytes.
-std::vector<uint8_t> q8_32_by_definition(const std::vector<float>& x) {
-  std::vector<BlockQ8_32> blocks(x.size() / kBlock);
-  for (size_t b = 0; b < blocks.size(); b++) {
-    float max_abs = 0;
-    for (int i = 0; i < kBlock; i++) max_abs = std::max(max_abs, std::fabs(x[b * kBlock + i]));
-    const float d = max_abs / 127;
-    int sum = 0;
-    for (int i = 0; i < kBlock; i++) {
-      const float q = d == 0 ? 0 : std::nearbyint(std::clamp(x[b * kBlock + i] / d, -127.f, 127.f));
-      blocks[b].qs[i] = static_cast<int8_t>(q);
-      sum += blocks[b].qs[i];
-    }
-    blocks[b].d = d;
-    blocks[b].sum = d * float(sum);
-  }
-  std::vector<uint8_t> bytes(blocks.size() * sizeof(BlockQ8_32));
+// runs must write exactly these bytes. Returns d.
+float round_by_definition(const float* x, int n, int8_t* q) {
+  float max_abs = 0;
+  for (int i = 0; i < n; i++) max_abs = std::max(max_abs, std::fabs(x[i]));
+  const float d = max_abs / 127;
+  for (int i = 0; i < n; i++)
+    q[i] = static_cast<int8_t>(d == 0 ? 0 : std::nearbyint(std::clamp(x[i] / d, -127.f, 127.f)));
+  return d;
+}
+
+template <class Block>
+std::vector<uint8_t> bytes_of(const std::vector<Block>& blocks) {
+  std::vector<uint8_t> bytes(blocks.size() * sizeof(Block));
   std::memcpy(bytes.data(), blocks.data(), bytes.size());
   return bytes;
 }
 
-TEST(QuantActivations, Q8_32IsItsDefinitionBitForBit) {
+std::vector<uint8_t> q8_32_by_definition(const std::vector<float>& x) {
+  std::vector<BlockQ8_32> blocks(x.size() / kBlock);
+  for (size_t b = 0; b < blocks.size(); b++) {
+    blocks[b].d = round_by_definition(&x[b * kBlock], kBlock, blocks[b].qs);
+    int sum = 0;
+    for (int8_t q : blocks[b].qs) sum += q;
+    blocks[b].sum = blocks[b].d * float(sum);
+  }
+  return bytes_of(blocks);
+}
+
+std::vector<uint8_t> q8_256_by_definition(const std::vector<float>& x) {
+  std::vector<BlockQ8_256> blocks(x.size() / kSuperBlock);
+  for (size_t b = 0; b < blocks.size(); b++) {
+    blocks[b].d = round_by_definition(&x[b * kSuperBlock], kSuperBlock, blocks[b].qs);
+    for (int j = 0; j < 16; j++) {
+      int sum = 0;
+      for (int i = 0; i < 16; i++) sum += blocks[b].qs[16 * j + i];
+      blocks[b].bsums[j] = static_cast<int16_t>(sum);
+    }
+  }
+  return bytes_of(blocks);
+}
+
+// Mixed scales, then a block of ties and one of subnormals, blocks of `block` values.
+std::vector<float> activations_with_edge_cases(int block) {
   std::vector<float> x = activations_at_mixed_scales();
-  // Ties: with max |x| = 127, d = 1 and k + 0.5 goes to the even neighbour.
-  std::vector<float> ties(kBlock);
-  for (int i = 0; i < kBlock; i++) ties[i] = float(i - 16) + 0.5f;
+  // Ties: with max |x| = 127, d = 1 and k + 0.5 goes to the even neighbour (past 127.5
+  // in a 256-block, which the clamp holds at 127).
+  std::vector<float> ties(block);
+  for (int i = 0; i < block; i++) ties[i] = float(i - block / 2) + 0.5f;
   ties[0] = 127;
   // Subnormal: d = 190 / 127 of the smallest subnormal rounds to 1 of it, so max |x| / d
   // is 190 and the clamp decides.
-  std::vector<float> subnormal(kBlock, 0.0f);
+  std::vector<float> subnormal(block, 0.0f);
   subnormal[3] = -190 * std::numeric_limits<float>::denorm_min();
   subnormal[5] = 20 * std::numeric_limits<float>::denorm_min();
   x.insert(x.end(), ties.begin(), ties.end());
   x.insert(x.end(), subnormal.begin(), subnormal.end());
+  return x;
+}
 
-  const std::vector<uint8_t> got = quantized(ActFormat::Q8_32, x), want = q8_32_by_definition(x);
+void expect_same_bytes(const std::vector<uint8_t>& got, const std::vector<uint8_t>& want,
+                       size_t block_bytes) {
   ASSERT_EQ(got.size(), want.size());
   for (size_t i = 0; i < got.size(); i++)
-    ASSERT_EQ(got[i], want[i]) << "byte " << i % sizeof(BlockQ8_32) << " of block "
-                               << i / sizeof(BlockQ8_32);
+    ASSERT_EQ(got[i], want[i]) << "byte " << i % block_bytes << " of block " << i / block_bytes;
+}
+
+TEST(QuantActivations, Q8_32IsItsDefinitionBitForBit) {
+  const std::vector<float> x = activations_with_edge_cases(kBlock);
+  expect_same_bytes(quantized(ActFormat::Q8_32, x), q8_32_by_definition(x), sizeof(BlockQ8_32));
+}
+
+TEST(QuantActivations, Q8_256IsItsDefinitionBitForBit) {
+  const std::vector<float> x = activations_with_edge_cases(kSuperBlock);
+  const std::vector<uint8_t> want = q8_256_by_definition(x);
+  expect_same_bytes(quantized(ActFormat::Q8_256, x), want, sizeof(BlockQ8_256));
+  // The scalar version too, which a CPU without AVX2 runs.
+  std::vector<uint8_t> scalar(want.size());
+  detail::quantize_q8_256_scalar(x.data(), scalar.data(), int(x.size()));
+  expect_same_bytes(scalar, want, sizeof(BlockQ8_256));
 }
 
 TEST(QuantActivations, Q8_256RoundsEachBlockAndSumsEvery16) {

@@ -69,7 +69,7 @@ std::vector<float> random_floats(int n, std::mt19937& rng) {
 
 std::vector<BlockQ8_256> quantized(const std::vector<float>& x) {
   std::vector<BlockQ8_256> q(x.size() / kSuperBlock);
-  detail::quantize_q8_256(x.data(), q.data(), static_cast<int>(x.size()));
+  quantize_activations(ActFormat::Q8_256, x.data(), q.data(), static_cast<int>(x.size()));
   return q;
 }
 

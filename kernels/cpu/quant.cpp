@@ -790,7 +790,12 @@ void quantize_activations(ActFormat format, const float* x, void* out, int n) {
                                        : quantize_q8_32_scalar;
       return quantize(x, static_cast<BlockQ8_32*>(out), n);
     }
-    case ActFormat::Q8_256: return detail::quantize_q8_256(x, out, n);
+    case ActFormat::Q8_256: {
+      static const auto quantize = supported_levels().back() >= SimdLevel::Avx2
+                                       ? detail::quantize_q8_256_avx2
+                                       : detail::quantize_q8_256_scalar;
+      return quantize(x, out, n);
+    }
   }
 }
 

@@ -27,7 +27,8 @@ constexpr size_t kPrefetchBytes = 2048;
 
 // quant_k.cpp
 extern const TypeKernels kQ2_K, kQ3_K, kQ4_K, kQ5_K, kQ6_K;
-// One row of n activations (n a multiple of 256) as BlockQ8_256.
-void quantize_q8_256(const float* x, void* out, int n);
+// One row of n activations (n a multiple of 256) as BlockQ8_256; the two write the same bytes.
+void quantize_q8_256_scalar(const float* x, void* out, int n);
+void quantize_q8_256_avx2(const float* x, void* out, int n);
 
 }  // namespace kvlm::quant::detail
