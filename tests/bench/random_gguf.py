@@ -26,6 +26,9 @@ import gguf
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests/golden"))
+from make_quant_models import copy_tokenizer  # noqa: E402
+
 TOKENIZER_SOURCE = ROOT / "weights/SmolLM2-135M-Instruct.Q4_1.gguf"
 
 # Published configurations: layers, hidden, heads, KV heads, FFN, context, RoPE base.
@@ -33,20 +36,6 @@ SHAPES = {
     "tinyllama-1.1b": (22, 2048, 32, 4, 5632, 2048, 10000.0),
     "llama3-8b": (32, 4096, 32, 8, 14336, 8192, 500000.0),
 }
-
-
-def copy_tokenizer(writer):
-    fields = gguf.GGUFReader(TOKENIZER_SOURCE).fields
-    value = lambda key: fields[key].contents()
-    writer.add_tokenizer_model(value("tokenizer.ggml.model"))
-    writer.add_tokenizer_pre(value("tokenizer.ggml.pre"))
-    writer.add_token_list(value("tokenizer.ggml.tokens"))
-    writer.add_token_types(value("tokenizer.ggml.token_type"))
-    writer.add_token_merges(value("tokenizer.ggml.merges"))
-    writer.add_bos_token_id(value("tokenizer.ggml.bos_token_id"))
-    writer.add_eos_token_id(value("tokenizer.ggml.eos_token_id"))
-    writer.add_chat_template(value("tokenizer.chat_template"))
-    return len(value("tokenizer.ggml.tokens"))
 
 
 def main():
@@ -72,7 +61,7 @@ def main():
     writer.add_rope_freq_base(rope_base)
     writer.add_layer_norm_rms_eps(1e-5)
     writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
-    vocab = copy_tokenizer(writer)
+    vocab = copy_tokenizer(writer, TOKENIZER_SOURCE)
 
     # (name, rows, cols); cols == 0 marks a norm's vector of `rows` weights.
     tensors = [("token_embd.weight", vocab, dim)]

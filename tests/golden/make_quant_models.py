@@ -59,8 +59,9 @@ DEFAULT_POSITIONS = 3
 DEFAULT_GREEDY = 32
 
 
-def copy_tokenizer(writer):
-    fields = gguf.GGUFReader(TOKENIZER_SOURCE).fields
+def copy_tokenizer(writer, source=TOKENIZER_SOURCE):
+    """Copies a GGUF's byte-level BPE tokenizer and chat template; returns the vocabulary size."""
+    fields = gguf.GGUFReader(source).fields
     value = lambda key: fields[key].contents()
     writer.add_tokenizer_model(value("tokenizer.ggml.model"))
     writer.add_tokenizer_pre(value("tokenizer.ggml.pre"))
@@ -69,7 +70,8 @@ def copy_tokenizer(writer):
     writer.add_token_merges(value("tokenizer.ggml.merges"))
     writer.add_bos_token_id(value("tokenizer.ggml.bos_token_id"))
     writer.add_eos_token_id(value("tokenizer.ggml.eos_token_id"))
-    writer.add_add_bos_token(value("tokenizer.ggml.add_bos_token"))
+    if "tokenizer.ggml.add_bos_token" in fields:
+        writer.add_add_bos_token(value("tokenizer.ggml.add_bos_token"))
     writer.add_chat_template(value("tokenizer.chat_template"))
     return len(value("tokenizer.ggml.tokens"))
 
