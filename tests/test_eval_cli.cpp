@@ -202,9 +202,11 @@ TEST(EvalCli, BadEvalInputFailsBeforeWorkAndLeavesNoFiles) {
                  "--ctx 16384 exceeds the model's context of 8192 tokens");
     expect_error(kvlm("needle " + model_flag() + " --ctx-list 1k,64k" + json), 2, "--ctx-list 65536");
     const Result short_ctx = kvlm("passkey " + model_flag() + " --ctx 40" + json);
-    expect_error(short_ctx, 2, "--ctx 40 is too short for passkey");
+    expect_error(short_ctx, 2, "--ctx: a context of 40 tokens is too short for passkey");
     EXPECT_EQ(short_ctx.err.find("; model "), std::string::npos)
         << "refused before the run's banner:\n" << short_ctx.err;
+    expect_error(kvlm("needle " + model_flag() + " --ctx-list 1k,48" + json), 2,
+                 "--ctx-list: a context of 48 tokens is too short for single");
   }
   EXPECT_TRUE(fs::is_empty(dir)) << "no output file, complete or partial";
   fs::remove_all(dir);

@@ -369,20 +369,25 @@ int eval_command(EvalCommand command, RuntimeOptions rt, const EvalOptions& o) {
   rt.quiet = true;  // the progress line says what runs
   Session session(rt);
   const int longest = *std::max_element(grid.ctx_list.begin(), grid.ctx_list.end());
-  const std::string ctx_flag = command == EvalCommand::Needle ? "--ctx-list " : "--ctx ";
+  const std::string ctx_flag = command == EvalCommand::Needle ? "--ctx-list" : "--ctx";
   const int trained = session.file().config().context_length;
   if (longest > trained)
-    throw std::invalid_argument(ctx_flag + std::to_string(longest) + " exceeds the model's context of " +
-                                std::to_string(trained) + " tokens");
+    throw std::invalid_argument(ctx_flag + " " + std::to_string(longest) +
+                                " exceeds the model's context of " + std::to_string(trained) +
+                                " tokens");
   if (longest > session.ctx_size())
-    throw std::invalid_argument(ctx_flag + std::to_string(longest) + " does not fit --ctx-size " +
+    throw std::invalid_argument(ctx_flag + " " + std::to_string(longest) + " does not fit --ctx-size " +
                                 std::to_string(session.ctx_size()));
   const Framing framing = task_framing(session, o.chat);
   const bool chat = !framing.before_user.empty();
   const PromptBuilder builder(session.tokenizer(), framing, task, o.seed, haystack);
   // A context too short for the task's own text is refused before the banner: one trial's
   // prompt at the shortest length (others differ only in the needles' digits and words).
-  builder.build(*std::min_element(grid.ctx_list.begin(), grid.ctx_list.end()), 0.0, 0);
+  try {
+    builder.build(*std::min_element(grid.ctx_list.begin(), grid.ctx_list.end()), 0.0, 0);
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument(ctx_flag + ": " + e.what());
+  }
   const std::string title = describe(command, o, task, grid, chat);
   std::fprintf(stderr, "%s: %s; model %s\n", name.c_str(), title.c_str(), session.file().path().c_str());
   if (grid.methods.size() > 1)

@@ -299,10 +299,10 @@ Prompt PromptBuilder::build(int ctx, double depth, int trial) const {
   };
   const int fixed = length(0);
   if (fixed > target)
-    throw std::invalid_argument("--ctx " + std::to_string(ctx) + " is too short for " +
-                                task_name(options_.task) + ": its instruction, needles, question "
-                                "and answer take " + std::to_string(fixed + answer_tokens()) +
-                                " tokens");
+    throw std::invalid_argument("a context of " + std::to_string(ctx) +
+                                " tokens is too short for " + task_name(options_.task) +
+                                ": its instruction, needles, question and answer take " +
+                                std::to_string(fixed + answer_tokens()) + " tokens");
   int lo = 0, hi = filler.total_words();  // length(lo) <= target < length(hi)
   while (hi - lo > 1) {
     const int mid = (lo + hi) / 2;
