@@ -287,19 +287,28 @@ void expect_same_bytes(const std::vector<uint8_t>& got, const std::vector<uint8_
     ASSERT_EQ(got[i], want[i]) << "byte " << i % block_bytes << " of block " << i / block_bytes;
 }
 
+// The format quantize_activations writes (AVX2 where the CPU has it) and the scalar
+// version, which a CPU without AVX2 runs, both against the definition.
+template <class Block>
+void expect_both_versions_write(ActFormat format, const std::vector<float>& x,
+                                const std::vector<uint8_t>& want,
+                                void (*scalar_version)(const float*, void*, int)) {
+  expect_same_bytes(quantized(format, x), want, sizeof(Block));
+  std::vector<uint8_t> scalar(want.size());
+  scalar_version(x.data(), scalar.data(), int(x.size()));
+  expect_same_bytes(scalar, want, sizeof(Block));
+}
+
 TEST(QuantActivations, Q8_32IsItsDefinitionBitForBit) {
   const std::vector<float> x = activations_with_edge_cases(kBlock);
-  expect_same_bytes(quantized(ActFormat::Q8_32, x), q8_32_by_definition(x), sizeof(BlockQ8_32));
+  expect_both_versions_write<BlockQ8_32>(ActFormat::Q8_32, x, q8_32_by_definition(x),
+                                         detail::quantize_q8_32_scalar);
 }
 
 TEST(QuantActivations, Q8_256IsItsDefinitionBitForBit) {
   const std::vector<float> x = activations_with_edge_cases(kSuperBlock);
-  const std::vector<uint8_t> want = q8_256_by_definition(x);
-  expect_same_bytes(quantized(ActFormat::Q8_256, x), want, sizeof(BlockQ8_256));
-  // The scalar version too, which a CPU without AVX2 runs.
-  std::vector<uint8_t> scalar(want.size());
-  detail::quantize_q8_256_scalar(x.data(), scalar.data(), int(x.size()));
-  expect_same_bytes(scalar, want, sizeof(BlockQ8_256));
+  expect_both_versions_write<BlockQ8_256>(ActFormat::Q8_256, x, q8_256_by_definition(x),
+                                          detail::quantize_q8_256_scalar);
 }
 
 TEST(QuantActivations, Q8_256RoundsEachBlockAndSumsEvery16) {

@@ -658,55 +658,62 @@ KVLM_AVX512 void weighted_sums_float_avx512(const void* w, size_t row_bytes, int
 
 // ------------------------------------------------------------------- activations
 
-// Q8_32: per block d = max |x| / 127 and q_i = x_i / d rounded to nearest (ties to even, the
-// default rounding mode). Both versions do the same IEEE operations, so they write the same
-// bytes. The clamp only acts when d is subnormal, too coarse to divide max |x| back to 127.
-void quantize_q8_32_scalar(const float* x, BlockQ8_32* out, int n) {
-  for (int b = 0; b < n / kBlock; b++, x += kBlock) {
-    float max_abs = 0;
-    for (int i = 0; i < kBlock; i++) max_abs = std::max(max_abs, std::fabs(x[i]));
-    const float d = max_abs / 127;
-    int sum = 0;
-    for (int i = 0; i < kBlock; i++) {
-      const float q = d == 0 ? 0 : std::nearbyint(std::clamp(x[i] / d, -127.0f, 127.0f));
-      out[b].qs[i] = static_cast<int8_t>(q);
-      sum += static_cast<int>(q);
-    }
-    out[b].d = d;
-    out[b].sum = d * float(sum);
+// Q8_32 and Q8_256: per block d = max |x| / 127 and q_i = x_i / d rounded to nearest (ties
+// to even, the default rounding mode), so the largest value maps to +-127 and no q is -128.
+// The scalar and AVX2 versions do the same IEEE operations, so they write the same bytes.
+// The clamp only acts when d is subnormal, too coarse to divide max |x| back to 127.
+
+// One block of n values into q; returns d.
+float round_block(const float* x, int n, int8_t* q) {
+  float max_abs = 0;
+  for (int i = 0; i < n; i++) max_abs = std::max(max_abs, std::fabs(x[i]));
+  const float d = max_abs / 127;
+  for (int i = 0; i < n; i++)
+    q[i] = static_cast<int8_t>(d == 0 ? 0 : std::nearbyint(std::clamp(x[i] / d, -127.0f, 127.0f)));
+  return d;
+}
+
+// max |x_i| over n values, n a multiple of 8.
+KVLM_AVX2 inline float max_abs_avx2(const float* x, int n) {
+  const __m256 sign_bit = _mm256_set1_ps(-0.0f);
+  __m256 max_abs = _mm256_setzero_ps();
+  for (int i = 0; i < n; i += 8)
+    max_abs = _mm256_max_ps(max_abs, _mm256_andnot_ps(sign_bit, _mm256_loadu_ps(x + i)));
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(max_abs), _mm256_extractf128_ps(max_abs, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  m = _mm_max_ss(m, _mm_movehdup_ps(m));
+  return _mm_cvtss_f32(m);
+}
+
+// 32 values divided by d (d > 0), rounded and written as bytes to out; the rounded values
+// stay in q[4] as int32, 8 each, for the caller's sums.
+KVLM_AVX2 inline void round_32_avx2(const float* x, float d, int8_t* out, __m256i q[4]) {
+  const __m256 step = _mm256_set1_ps(d), lo = _mm256_set1_ps(-127), hi = _mm256_set1_ps(127);
+  for (int k = 0; k < 4; k++) {  // the conversion rounds in the current (default) mode
+    const __m256 scaled = _mm256_div_ps(_mm256_loadu_ps(x + 8 * k), step);
+    q[k] = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(scaled, lo), hi));
   }
+  // Narrowing packs interleave the 128-bit halves; the permute puts them back in order.
+  const __m256i bytes =
+      _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+  const __m256i in_order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(out),
+                      _mm256_permutevar8x32_epi32(bytes, in_order));
 }
 
 // The scalar version takes ~700 ns per 576 inputs (tests/bench/quant_dot.cpp), 8% of the
 // time of a 192 x 576 Q4_1 matrix-vector product on one core; this one takes ~190 ns.
 KVLM_AVX2 void quantize_q8_32_avx2(const float* x, BlockQ8_32* out, int n) {
-  const __m256 sign_bit = _mm256_set1_ps(-0.0f);
   for (int b = 0; b < n / kBlock; b++, x += kBlock) {
-    __m256 v[4], max_abs = _mm256_setzero_ps();
-    for (int k = 0; k < 4; k++) {
-      v[k] = _mm256_loadu_ps(x + 8 * k);
-      max_abs = _mm256_max_ps(max_abs, _mm256_andnot_ps(sign_bit, v[k]));
-    }
-    __m128 m = _mm_max_ps(_mm256_castps256_ps128(max_abs), _mm256_extractf128_ps(max_abs, 1));
-    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
-    m = _mm_max_ss(m, _mm_movehdup_ps(m));
-    const float d = _mm_cvtss_f32(m) / 127;
+    const float d = max_abs_avx2(x, kBlock) / 127;
     out[b].d = d;
     if (d == 0) {
       std::memset(out[b].qs, 0, sizeof out[b].qs);
       out[b].sum = 0;
       continue;
     }
-    const __m256 step = _mm256_set1_ps(d), lo = _mm256_set1_ps(-127), hi = _mm256_set1_ps(127);
     __m256i q[4];
-    for (int k = 0; k < 4; k++)  // the conversion rounds in the current (default) mode
-      q[k] = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(_mm256_div_ps(v[k], step), lo), hi));
-    // Narrowing packs interleave the 128-bit halves; the permute puts them back in order.
-    const __m256i bytes =
-        _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
-    const __m256i in_order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out[b].qs),
-                        _mm256_permutevar8x32_epi32(bytes, in_order));
+    round_32_avx2(x, d, out[b].qs, q);
     const __m256i sums =
         _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
     __m128i s = _mm_add_epi32(_mm256_castsi256_si128(sums), _mm256_extracti128_si256(sums, 1));
@@ -715,6 +722,69 @@ KVLM_AVX2 void quantize_q8_32_avx2(const float* x, BlockQ8_32* out, int n) {
     out[b].sum = d * float(_mm_cvtsi128_si32(s));
   }
 }
+
+// The 8 sums of a[0] .. a[7] (eight vectors of 8 int32), in that order.
+KVLM_AVX2 inline __m256i sums_of_8_avx2(const __m256i a[8]) {
+  const __m256i u0 =
+      _mm256_hadd_epi32(_mm256_hadd_epi32(a[0], a[1]), _mm256_hadd_epi32(a[2], a[3]));
+  const __m256i u1 =
+      _mm256_hadd_epi32(_mm256_hadd_epi32(a[4], a[5]), _mm256_hadd_epi32(a[6], a[7]));
+  return _mm256_add_epi32(_mm256_permute2x128_si256(u0, u1, 0x20),
+                          _mm256_permute2x128_si256(u0, u1, 0x31));
+}
+
+// Q8_256 rounds the input of every k-quant matrix-vector product, on one thread while the
+// others wait: the scalar version took ~0.2 ms of a 15 ms decode step of a 1.1B Q4_K_M
+// model; this one is ~4x faster (tests/bench/quant_dot.cpp).
+KVLM_AVX2 void quantize_q8_256_avx2(const float* x, BlockQ8_256* out, int n) {
+  for (int b = 0; b < n / kSuperBlock; b++, x += kSuperBlock) {
+    const float d = max_abs_avx2(x, kSuperBlock) / 127;
+    out[b].d = d;
+    if (d == 0) {
+      std::memset(out[b].qs, 0, sizeof out[b].qs);
+      std::memset(out[b].bsums, 0, sizeof out[b].bsums);
+      continue;
+    }
+    __m256i sub_block_sums[16];  // 8 partial sums of each sub-block of 16 values
+    for (int g = 0; g < kSuperBlock / 32; g++) {
+      __m256i q[4];
+      round_32_avx2(x + 32 * g, d, out[b].qs + 32 * g, q);
+      sub_block_sums[2 * g] = _mm256_add_epi32(q[0], q[1]);
+      sub_block_sums[2 * g + 1] = _mm256_add_epi32(q[2], q[3]);
+    }
+    // 16 int32 sums to int16, the halves put back in order as in round_32_avx2.
+    const __m256i words =
+        _mm256_packs_epi32(sums_of_8_avx2(sub_block_sums), sums_of_8_avx2(sub_block_sums + 8));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out[b].bsums),
+                        _mm256_permute4x64_epi64(words, _MM_SHUFFLE(3, 1, 2, 0)));
+  }
+}
+
+}  // namespace
+
+void detail::quantize_q8_32_scalar(const float* x, void* out, int n) {
+  auto* blocks = static_cast<BlockQ8_32*>(out);
+  for (int b = 0; b < n / kBlock; b++, x += kBlock) {
+    blocks[b].d = round_block(x, kBlock, blocks[b].qs);
+    int sum = 0;
+    for (int8_t q : blocks[b].qs) sum += q;
+    blocks[b].sum = blocks[b].d * float(sum);
+  }
+}
+
+void detail::quantize_q8_256_scalar(const float* x, void* out, int n) {
+  auto* blocks = static_cast<BlockQ8_256*>(out);
+  for (int b = 0; b < n / kSuperBlock; b++, x += kSuperBlock) {
+    blocks[b].d = round_block(x, kSuperBlock, blocks[b].qs);
+    for (int j = 0; j < 16; j++) {
+      int sum = 0;
+      for (int i = 0; i < 16; i++) sum += blocks[b].qs[16 * j + i];
+      blocks[b].bsums[j] = static_cast<int16_t>(sum);
+    }
+  }
+}
+
+namespace {
 
 // ------------------------------------------------------------------- dispatch
 
@@ -782,20 +852,15 @@ size_t act_row_bytes(ActFormat format, int n) {
 }
 
 void quantize_activations(ActFormat format, const float* x, void* out, int n) {
+  static const bool avx2 = supported_levels().back() >= SimdLevel::Avx2;
   switch (format) {
     case ActFormat::F32: std::memcpy(out, x, size_t(n) * sizeof(float)); return;
-    case ActFormat::Q8_32: {
-      static const auto quantize = supported_levels().back() >= SimdLevel::Avx2
-                                       ? quantize_q8_32_avx2
-                                       : quantize_q8_32_scalar;
-      return quantize(x, static_cast<BlockQ8_32*>(out), n);
-    }
-    case ActFormat::Q8_256: {
-      static const auto quantize = supported_levels().back() >= SimdLevel::Avx2
-                                       ? detail::quantize_q8_256_avx2
-                                       : detail::quantize_q8_256_scalar;
-      return quantize(x, out, n);
-    }
+    case ActFormat::Q8_32:
+      if (avx2) return quantize_q8_32_avx2(x, static_cast<BlockQ8_32*>(out), n);
+      return detail::quantize_q8_32_scalar(x, out, n);
+    case ActFormat::Q8_256:
+      if (avx2) return quantize_q8_256_avx2(x, static_cast<BlockQ8_256*>(out), n);
+      return detail::quantize_q8_256_scalar(x, out, n);
   }
 }
 

@@ -27,8 +27,11 @@ constexpr size_t kPrefetchBytes = 2048;
 
 // quant_k.cpp
 extern const TypeKernels kQ2_K, kQ3_K, kQ4_K, kQ5_K, kQ6_K;
-// One row of n activations (n a multiple of 256) as BlockQ8_256; the two write the same bytes.
+
+// quant.cpp: one row of n activations as BlockQ8_32 (n a multiple of 32) or BlockQ8_256 (of
+// 256), without SIMD. quantize_activations runs the AVX2 versions where it can; they write
+// the same bytes.
+void quantize_q8_32_scalar(const float* x, void* out, int n);
 void quantize_q8_256_scalar(const float* x, void* out, int n);
-void quantize_q8_256_avx2(const float* x, void* out, int n);
 
 }  // namespace kvlm::quant::detail

@@ -15,8 +15,6 @@
 // kernels are written once over those layouts.
 #include <immintrin.h>
 
-#include <algorithm>
-#include <cmath>
 #include <cstring>
 
 #include "kernels/cpu/quant_impl.h"
@@ -439,82 +437,5 @@ constexpr TypeKernels kernels_of() {
 const TypeKernels kQ2_K = kernels_of<Q2KLayout>(), kQ3_K = kernels_of<Q3KLayout>(),
                   kQ4_K = kernels_of<Q4KLayout>(), kQ5_K = kernels_of<Q5KLayout>(),
                   kQ6_K = kernels_of<Q6KLayout>();
-
-// d = max|x| / 127, so the largest value maps to +-127 and no q is -128; q = x / d rounded
-// to nearest, ties to even, within +-127 (which binds only when d is subnormal).
-void quantize_q8_256_scalar(const float* x, void* out, int n) {
-  auto* blocks = static_cast<BlockQ8_256*>(out);
-  for (int b = 0; b < n / kSuperBlock; ++b) {
-    const float* xb = x + kSuperBlock * b;
-    BlockQ8_256& q = blocks[b];
-    float amax = 0;
-    for (int i = 0; i < kSuperBlock; ++i) amax = std::max(amax, std::fabs(xb[i]));
-    q.d = amax / 127;
-    for (int i = 0; i < kSuperBlock; ++i) {
-      const float scaled = q.d == 0 ? 0 : std::clamp(xb[i] / q.d, -127.f, 127.f);
-      q.qs[i] = static_cast<int8_t>(std::nearbyint(scaled));
-    }
-    for (int j = 0; j < kSubBlocks; ++j) {
-      int sum = 0;
-      for (int l = 0; l < kSubBlock; ++l) sum += q.qs[kSubBlock * j + l];
-      q.bsums[j] = static_cast<int16_t>(sum);
-    }
-  }
-}
-
-// The same bytes, 8 at a time: ~4x faster (tests/bench/quant_dot.cpp). A decode step
-// rounds its input once per matrix on one thread while the other waits, so this is serial
-// time: on a 1.1B Q4_K_M model, ~0.2 ms of a 15 ms step with the scalar version.
-KVLM_AVX2 void quantize_q8_256_avx2(const float* x, void* out, int n) {
-  auto* blocks = static_cast<BlockQ8_256*>(out);
-  const __m256 sign_bit = _mm256_set1_ps(-0.0f);
-  const __m256 lo = _mm256_set1_ps(-127), hi = _mm256_set1_ps(127);
-  // The 8 sums of a[0..7] .. a[56..63] (eight vectors), in that order.
-  const auto sums_of_8 = [](const __m256i* a) KVLM_AVX2 {
-    const __m256i u0 =
-        _mm256_hadd_epi32(_mm256_hadd_epi32(a[0], a[1]), _mm256_hadd_epi32(a[2], a[3]));
-    const __m256i u1 =
-        _mm256_hadd_epi32(_mm256_hadd_epi32(a[4], a[5]), _mm256_hadd_epi32(a[6], a[7]));
-    return _mm256_add_epi32(_mm256_permute2x128_si256(u0, u1, 0x20),
-                            _mm256_permute2x128_si256(u0, u1, 0x31));
-  };
-  for (int b = 0; b < n / kSuperBlock; ++b, x += kSuperBlock) {
-    BlockQ8_256& q = blocks[b];
-    __m256 max_abs = _mm256_setzero_ps();
-    for (int k = 0; k < kSuperBlock / 8; ++k)
-      max_abs = _mm256_max_ps(max_abs, _mm256_andnot_ps(sign_bit, _mm256_loadu_ps(x + 8 * k)));
-    __m128 m = _mm_max_ps(_mm256_castps256_ps128(max_abs), _mm256_extractf128_ps(max_abs, 1));
-    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
-    m = _mm_max_ss(m, _mm_movehdup_ps(m));
-    q.d = _mm_cvtss_f32(m) / 127;
-    if (q.d == 0) {
-      std::memset(q.qs, 0, sizeof q.qs);
-      std::memset(q.bsums, 0, sizeof q.bsums);
-      continue;
-    }
-    const __m256 step = _mm256_set1_ps(q.d);
-    __m256i sub_block_sums[kSubBlocks];  // 8 partial sums of each sub-block of 16
-    for (int g = 0; g < kSuperBlock / 32; ++g) {
-      __m256i v[4];
-      for (int k = 0; k < 4; ++k) {  // the conversion rounds in the current (default) mode
-        const __m256 scaled = _mm256_div_ps(_mm256_loadu_ps(x + 32 * g + 8 * k), step);
-        v[k] = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(scaled, lo), hi));
-      }
-      // Narrowing packs interleave the 128-bit halves; the permute puts them back in order.
-      const __m256i bytes =
-          _mm256_packs_epi16(_mm256_packs_epi32(v[0], v[1]), _mm256_packs_epi32(v[2], v[3]));
-      const __m256i in_order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(q.qs + 32 * g),
-                          _mm256_permutevar8x32_epi32(bytes, in_order));
-      sub_block_sums[2 * g] = _mm256_add_epi32(v[0], v[1]);
-      sub_block_sums[2 * g + 1] = _mm256_add_epi32(v[2], v[3]);
-    }
-    // 16 int32 sums to int16, again with the halves put back in order.
-    const __m256i words =
-        _mm256_packs_epi32(sums_of_8(sub_block_sums), sums_of_8(sub_block_sums + 8));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(q.bsums),
-                        _mm256_permute4x64_epi64(words, _MM_SHUFFLE(3, 1, 2, 0)));
-  }
-}
 
 }  // namespace kvlm::quant::detail

@@ -1,9 +1,9 @@
 // Matrix-vector speed of the CPU dot products (kernels/cpu/quant.h): every row of a random
 // weight matrix against one quantised input row, as in a decode step. Two sizes: 1536 rows
 // stay in L2 (the kernel's arithmetic), 262144 rows (90-300 MB) stream from memory, past
-// any L3 (for the k-quants, rows of 2048: 512 and 65536). Both on one thread, then split across every core as decode runs, whose streams
-// share the memory bus. Prints GB/s of weights read and ns per row, the best of several
-// passes. Built by name:
+// any L3 (for the k-quants, rows of 2048: 512 and 65536). Both on one thread, then split
+// across every core as decode runs, whose streams share the memory bus. Prints GB/s of
+// weights read and ns per row, the best of several passes. Built by name:
 //
 //   make build/release/quant_dot && build/release/quant_dot
 #include <algorithm>
